@@ -1,0 +1,38 @@
+# ledger: the two commands of the quick start.
+#   make cluster   install what is missing, build, start a 3-node cluster
+#   make test      install what is missing, build (plain and ASan+UBSan),
+#                  run every test on the sanitizer build
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+DIR        ?= ./ledger-data
+
+.PHONY: all deps build build-asan cluster cluster-down test unit format clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+build-asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DLEDGER_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+cluster: build
+	@$(BUILD)/ledgerctl cluster up --dir $(DIR)
+
+cluster-down: build
+	@$(BUILD)/ledgerctl cluster down --dir $(DIR)
+
+test: build build-asan
+	@cd $(ASAN_BUILD) && ctest --output-on-failure --timeout 600 -j 2
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,71 @@
+/* HTTP/1.1 server on a libuv loop, requests parsed by http-parser.
+ *
+ * Invariants:
+ * - Keep-alive per HTTP/1.1 rules (and "Connection: close" honoured).
+ * - One request at a time per connection: while a request awaits its
+ *   response, further bytes on that connection are buffered/paused, so
+ *   pipelined requests are answered in order.
+ * - A request is handed to the handler once fully read (headers + body).
+ *   The handler answers now or later with http_response_send(); the request
+ *   object stays valid until then, even if the peer disconnected meanwhile
+ *   (sending then just frees it). Every request must be answered exactly
+ *   once.
+ * - Bodies over max_body get 413 without calling the handler; malformed
+ *   requests get 400 and the connection is closed.
+ * - http_server_close() stops accepting, closes idle connections, lets
+ *   requests in flight finish (their responses are still sent), and calls
+ *   the close callback once every handle is closed.
+ */
+#ifndef LEDGER_HTTP_SERVER_H
+#define LEDGER_HTTP_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct http_server http_server;
+typedef struct http_request http_request;
+
+/* Called once per complete request. */
+typedef void (*http_handler_cb)(void *arg, http_request *req);
+typedef void (*http_server_close_cb)(void *arg);
+
+/* Listen on `addr` ("HOST:PORT"). On failure returns a negative libuv error
+ * code and fills err. */
+int http_server_start(uv_loop_t *loop, const char *addr, size_t max_body,
+                      http_handler_cb handler, void *arg, http_server **out,
+                      char *err, size_t errlen);
+
+void http_server_close(http_server *srv, http_server_close_cb cb, void *arg);
+
+/* Number of requests received and not yet answered. */
+size_t http_server_inflight(const http_server *srv);
+
+/* Request accessors. Strings are NUL-terminated and owned by the request. */
+const char *http_request_method(const http_request *req); /* "GET", ... */
+const char *http_request_path(const http_request *req);   /* decoded, no query */
+const char *http_request_query(const http_request *req);  /* raw, "" if none */
+/* Value of query parameter `name` (percent-decoded), NULL if absent. */
+const char *http_request_query_param(http_request *req, const char *name);
+/* Case-insensitive header lookup, NULL if absent. */
+const char *http_request_header(const http_request *req, const char *name);
+const char *http_request_body(const http_request *req, size_t *len);
+/* Peer address "ip:port". */
+const char *http_request_peer(const http_request *req);
+/* False once the peer has gone away (response would be discarded). */
+int http_request_connected(const http_request *req);
+/* Opaque slot for the handler. */
+void http_request_set_data(http_request *req, void *data);
+void *http_request_get_data(const http_request *req);
+
+/* Send the response and release the request. `extra_headers` is NULL or
+ * lines each ending in "\r\n" (e.g. "Retry-After: 1\r\n"). Content-Length,
+ * Connection and Content-Type are added by the server. Body is copied. */
+void http_response_send(http_request *req, int status,
+                        const char *content_type, const char *body,
+                        size_t body_len, const char *extra_headers);
+
+/* Standard reason phrase for a status code ("Not Found"). */
+const char *http_status_text(int status);
+
+#endif /* LEDGER_HTTP_SERVER_H */
