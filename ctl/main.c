@@ -1,0 +1,5 @@
+/* ledgerctl entry point (placeholder). */
+int main(void)
+{
+    return 0;
+}

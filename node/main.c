@@ -1,0 +1,5 @@
+/* ledgerd entry point (placeholder). */
+int main(void)
+{
+    return 0;
+}
