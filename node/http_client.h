@@ -13,11 +13,10 @@
 #include <stddef.h>
 #include <uv.h>
 
-struct http_client_response
-{
-    int status;                 /* HTTP status code. */
-    const char *content_type;   /* NULL if absent. */
-    const char *retry_after;    /* NULL if absent. */
+struct http_client_response {
+    int status;               /* HTTP status code. */
+    const char *content_type; /* NULL if absent. */
+    const char *retry_after;  /* NULL if absent. */
     const char *body;
     size_t body_len;
 };
@@ -31,8 +30,8 @@ typedef void (*http_client_cb)(void *arg, int status,
  * negative libuv error code (callback will not fire). All arguments are
  * copied. */
 int http_client_request(uv_loop_t *loop, const char *addr, const char *method,
-                        const char *path, const char *headers,
-                        const char *body, size_t body_len,
-                        unsigned timeout_ms, http_client_cb cb, void *arg);
+                        const char *path, const char *headers, const char *body,
+                        size_t body_len, unsigned timeout_ms, http_client_cb cb,
+                        void *arg);
 
 #endif /* LEDGER_HTTP_CLIENT_H */

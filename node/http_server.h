@@ -43,8 +43,8 @@ size_t http_server_inflight(const http_server *srv);
 
 /* Request accessors. Strings are NUL-terminated and owned by the request. */
 const char *http_request_method(const http_request *req); /* "GET", ... */
-const char *http_request_path(const http_request *req);   /* decoded, no query */
-const char *http_request_query(const http_request *req);  /* raw, "" if none */
+const char *http_request_path(const http_request *req);  /* decoded, no query */
+const char *http_request_query(const http_request *req); /* raw, "" if none */
 /* Value of query parameter `name` (percent-decoded), NULL if absent. */
 const char *http_request_query_param(http_request *req, const char *name);
 /* Case-insensitive header lookup, NULL if absent. */
@@ -61,9 +61,9 @@ void *http_request_get_data(const http_request *req);
 /* Send the response and release the request. `extra_headers` is NULL or
  * lines each ending in "\r\n" (e.g. "Retry-After: 1\r\n"). Content-Length,
  * Connection and Content-Type are added by the server. Body is copied. */
-void http_response_send(http_request *req, int status,
-                        const char *content_type, const char *body,
-                        size_t body_len, const char *extra_headers);
+void http_response_send(http_request *req, int status, const char *content_type,
+                        const char *body, size_t body_len,
+                        const char *extra_headers);
 
 /* Standard reason phrase for a status code ("Not Found"). */
 const char *http_status_text(int status);

@@ -1,5 +1,32 @@
-/* ledgerd entry point (placeholder). */
-int main(void)
+/* ledgerd: one node of a ledger cluster. Exit codes: 0 clean stop, 1 failed
+ * start or run, 2 bad usage (one line on stderr). */
+#include <stdio.h>
+
+#include "node/config.h"
+#include "node/log.h"
+#include "node/node.h"
+
+int main(int argc, char **argv)
 {
-    return 0;
+    struct ledger_config cfg;
+    char err[512];
+    int rv;
+
+    rv = ledger_config_parse(argc, argv, &cfg, err, sizeof err);
+    switch (rv) {
+    case CONFIG_OK:
+        break;
+    case CONFIG_EXIT:
+        return 0;
+    case CONFIG_USAGE:
+        fprintf(stderr, "ledgerd: %s (see ledgerd --help)\n", err);
+        return 2;
+    default:
+        fprintf(stderr, "ledgerd: %s\n", err);
+        return 1;
+    }
+    ledger_log_init(cfg.log_json, cfg.log_level, cfg.id);
+    rv = node_run(&cfg);
+    ledger_config_free(&cfg);
+    return rv;
 }

@@ -1,0 +1,320 @@
+/* Cluster, health, metrics, verification and internal (node-to-node)
+ * endpoints (docs/api.md).
+ *
+ * Internal endpoints serve peers: /v1/internal/events (immutable events by
+ * position, with the exact stored data text, for snapshot catch-up),
+ * /v1/internal/hash (hash at a position, for `ledgerctl verify`),
+ * /v1/internal/read_index (leader: a barrier, then the index a follower must
+ * apply before a strong read) and /v1/internal/status.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/api.h"
+#include "node/http_client.h"
+#include "node/metrics.h"
+
+#define CLUSTER_FORWARD_TIMEOUT_MS 3000
+#define MAX_INTERNAL_LIMIT 10000
+#define MAX_HEALTH_TIMEOUT_MS 60000
+
+json_t *api_event_json_full(const struct ledger_event *ev);
+
+static json_t *hexJson(const uint8_t h[LEDGER_HASH_LEN])
+{
+    char hex[LEDGER_HASH_HEX_LEN + 1];
+    ledger_hash_hex(h, hex);
+    return json_string(hex);
+}
+
+/* ---- /v1/cluster ------------------------------------------------------ */
+
+static void clusterLocal(struct api_req *a)
+{
+    struct ledger_repl_member_info m[REPL__MEMBERS_MAX];
+    struct ledger_repl_status st;
+    json_t *members = json_array();
+    size_t n;
+    size_t i;
+
+    ledger_repl_status(a->n->repl, &st);
+    n = ledger_repl_members(a->n->repl, m, REPL__MEMBERS_MAX);
+    for (i = 0; i < n && i < REPL__MEMBERS_MAX; i++) {
+        json_array_append_new(
+            members,
+            json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:o}",
+                      "id", (json_int_t)m[i].id, "raft_addr", m[i].raft_addr,
+                      "api_addr", m[i].api_addr, "role",
+                      ledger_repl_role_name(m[i].role), "state", m[i].state,
+                      "match_index", (json_int_t)m[i].match_index,
+                      "applied_index", (json_int_t)m[i].applied_index,
+                      "lag_entries", (json_int_t)m[i].lag_entries, "lag_ms",
+                      (json_int_t)m[i].lag_ms, "last_contact_ms",
+                      m[i].last_contact_ms >= 0
+                          ? json_integer(m[i].last_contact_ms)
+                          : json_null()));
+    }
+    api_reply_json(a, 200,
+                   json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:o}",
+                             "cluster_id", st.cluster_id, "leader_id",
+                             (json_int_t)st.leader_id, "term",
+                             (json_int_t)st.term, "commit_index",
+                             (json_int_t)st.commit_index, "node_id",
+                             (json_int_t)a->n->cfg->id, "node_state", st.state,
+                             "members", members),
+                   NULL);
+}
+
+static void clusterForwardCb(void *arg, int status,
+                             const struct http_client_response *resp)
+{
+    struct api_req *a = arg;
+    json_t *v;
+    if (status != 0 || resp->status != 200) {
+        clusterLocal(a); /* The leader's view is best; ours will do. */
+        return;
+    }
+    v = json_loadb(resp->body, resp->body_len, 0, NULL);
+    if (v == NULL) {
+        clusterLocal(a);
+        return;
+    }
+    api_reply_json(a, 200, v, NULL);
+}
+
+/* The leader knows lag and contact: ask it, unless we are it or told not
+ * to (?local=1); fall back to our own view. */
+void api_cluster(struct api_req *a)
+{
+    struct ledger_repl_status st;
+    char leader[REPL_ADDR_MAX];
+    char headers[1200];
+    const char *auth = http_request_header(a->http, "Authorization");
+    const char *local = http_request_query_param(a->http, "local");
+
+    ledger_repl_status(a->n->repl, &st);
+    if (st.is_leader || a->forwarded || (local && strcmp(local, "0") != 0) ||
+        !ledger_repl_leader_api(a->n->repl, leader, sizeof leader)) {
+        clusterLocal(a);
+        return;
+    }
+    snprintf(headers, sizeof headers, "X-Ledger-Forwarded: 1\r\n%s%s%s",
+             auth ? "Authorization: " : "", auth ? auth : "",
+             auth ? "\r\n" : "");
+    if (http_client_request(a->n->loop, leader, "GET", "/v1/cluster", headers,
+                            NULL, 0, CLUSTER_FORWARD_TIMEOUT_MS,
+                            clusterForwardCb, a) != 0) {
+        clusterLocal(a);
+    }
+}
+
+/* ---- /health ---------------------------------------------------------- */
+
+static json_t *healthBody(struct api_req *a, const char *status,
+                          const char *reason)
+{
+    struct ledger_repl_status st;
+    ledger_repl_status(a->n->repl, &st);
+    json_t *o =
+        json_pack("{s:s, s:I, s:s, s:I, s:I, s:I, s:I}", "status", status, "id",
+                  (json_int_t)a->n->cfg->id, "state", st.state, "leader_id",
+                  (json_int_t)st.leader_id, "term", (json_int_t)st.term,
+                  "commit_index", (json_int_t)st.commit_index, "applied_index",
+                  (json_int_t)st.applied_index);
+    if (reason != NULL) {
+        json_object_set_new(o, "reason", json_string(reason));
+    }
+    return o;
+}
+
+static void healthUnavailable(struct api_req *a, const char *reason)
+{
+    api_reply_json(a, 503, healthBody(a, "unavailable", reason),
+                   "Retry-After: 1\r\n");
+}
+
+static void healthCaughtUp(struct api_req *a)
+{
+    if (a->timed_out) {
+        healthUnavailable(a, "not caught up with the leader's commit index "
+                             "within timeout_ms");
+        return;
+    }
+    api_reply_json(a, 200, healthBody(a, "ok", NULL), NULL);
+}
+
+void api_health(struct api_req *a)
+{
+    struct ledger_repl_status st;
+    char leader[REPL_ADDR_MAX];
+    const char *cu = http_request_query_param(a->http, "caught_up");
+    uint64_t timeout = 0;
+
+    if (api_query_u64(a, "timeout_ms", 0, MAX_HEALTH_TIMEOUT_MS, &timeout) !=
+        0) {
+        return;
+    }
+    if (a->n->shutting_down) {
+        healthUnavailable(a, "shutting down");
+        return;
+    }
+    ledger_repl_status(a->n->repl, &st);
+    if (!st.is_leader && st.leader_id == 0) {
+        healthUnavailable(a, "no leader known");
+        return;
+    }
+    if (!st.is_leader &&
+        !ledger_repl_leader_api(a->n->repl, leader, sizeof leader)) {
+        healthUnavailable(a, "leader's API address unknown");
+        return;
+    }
+    if (cu != NULL && strcmp(cu, "0") != 0 && strcmp(cu, "false") != 0) {
+        api_catch_up(a, timeout, healthCaughtUp);
+        return;
+    }
+    api_reply_json(a, 200, healthBody(a, "ok", NULL), NULL);
+}
+
+/* ---- /metrics --------------------------------------------------------- */
+
+void api_metrics(struct api_req *a)
+{
+    struct ledger_repl_status st;
+    struct ledger_store_state ss;
+    char *text;
+    size_t len = 0;
+
+    ledger_repl_status(a->n->repl, &st);
+    if (ledger_store_get_state(a->n->store, &ss) != 0) {
+        ss.position = 0;
+    }
+    text = metrics_render(&st, ss.position, http_server_inflight(a->n->http),
+                          &len);
+    if (text == NULL) {
+        api_reply_error(a, 500, "internal", "out of memory");
+        return;
+    }
+    http_request_set_data(a->http, NULL);
+    api_reply_raw(a, 200, "text/plain; version=0.0.4", text, len);
+    free(text);
+}
+
+/* ---- /v1/verify ------------------------------------------------------- */
+
+void api_verify(struct api_req *a)
+{
+    struct ledger_verify_result v;
+    json_t *o;
+    if (ledger_store_verify(a->n->store, &v) != 0) {
+        api_reply_error(a, 500, "store_error", "%s",
+                        ledger_store_errmsg(a->n->store));
+        return;
+    }
+    o = json_pack("{s:b, s:I, s:o, s:o}", "ok", v.ok, "applied_position",
+                  (json_int_t)v.applied_position, "hash", hexJson(v.hash),
+                  "first_bad_position",
+                  v.ok ? json_null()
+                       : json_integer((json_int_t)v.first_bad_position));
+    if (!v.ok) {
+        json_object_set_new(o, "reason", json_string(v.reason));
+    }
+    api_reply_json(a, 200, o, NULL);
+}
+
+/* ---- Internal --------------------------------------------------------- */
+
+static int collectFull(void *arg, const struct ledger_event *ev)
+{
+    json_array_append_new(arg, api_event_json_full(ev));
+    return 0;
+}
+
+void api_internal_events(struct api_req *a)
+{
+    uint64_t from = 1;
+    uint64_t limit = 1000;
+    json_t *arr;
+
+    if (api_query_u64(a, "from_position", 1, UINT64_MAX, &from) != 0 ||
+        api_query_u64(a, "limit", 1000, MAX_INTERNAL_LIMIT, &limit) != 0) {
+        return;
+    }
+    arr = json_array();
+    if (ledger_store_read_positions(a->n->store, from ? from : 1,
+                                    limit ? limit : 1, collectFull, arr) != 0) {
+        json_decref(arr);
+        api_reply_error(a, 500, "store_error", "%s",
+                        ledger_store_errmsg(a->n->store));
+        return;
+    }
+    api_reply_json(a, 200, json_pack("{s:o}", "events", arr), NULL);
+}
+
+void api_internal_hash(struct api_req *a)
+{
+    uint64_t pos = 0;
+    uint8_t h[LEDGER_HASH_LEN];
+    int rv;
+    if (api_query_u64(a, "position", 0, UINT64_MAX, &pos) != 0) {
+        return;
+    }
+    rv = ledger_store_hash_at(a->n->store, pos, h);
+    if (rv == LEDGER_STORE_ENOTFOUND) {
+        api_reply_error(a, 404, "position_not_found",
+                        "no event at position %llu", (unsigned long long)pos);
+        return;
+    }
+    if (rv != 0) {
+        api_reply_error(a, 500, "store_error", "%s",
+                        ledger_store_errmsg(a->n->store));
+        return;
+    }
+    api_reply_json(a, 200,
+                   json_pack("{s:I, s:o}", "position", (json_int_t)pos, "hash",
+                             hexJson(h)),
+                   NULL);
+}
+
+static void readIndexDone(struct api_req *a)
+{
+    if (a->timed_out) {
+        api_reply_error(a, 503, "not_leader",
+                        "could not confirm leadership: retry");
+        return;
+    }
+    api_reply_json(
+        a, 200, json_pack("{s:I}", "index", (json_int_t)a->wait_index), NULL);
+}
+
+void api_internal_read_index(struct api_req *a)
+{
+    struct ledger_repl_status st;
+    ledger_repl_status(a->n->repl, &st);
+    if (!st.is_leader) {
+        api_reply_error(a, 503, "not_leader", "this node is not the leader");
+        return;
+    }
+    api_catch_up(a, 0, readIndexDone);
+}
+
+void api_internal_status(struct api_req *a)
+{
+    struct ledger_repl_status st;
+    struct ledger_store_state ss;
+    ledger_repl_status(a->n->repl, &st);
+    if (ledger_store_get_state(a->n->store, &ss) != 0) {
+        api_reply_error(a, 500, "store_error", "%s",
+                        ledger_store_errmsg(a->n->store));
+        return;
+    }
+    api_reply_json(
+        a, 200,
+        json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:o}", "id",
+                  (json_int_t)a->n->cfg->id, "state", st.state, "applied_index",
+                  (json_int_t)st.applied_index, "commit_index",
+                  (json_int_t)st.commit_index, "store_applied_index",
+                  (json_int_t)ss.applied_index, "position",
+                  (json_int_t)ss.position, "head_hash", hexJson(ss.head_hash)),
+        NULL);
+}

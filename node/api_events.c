@@ -1,0 +1,482 @@
+/* Event and checkpoint endpoints (docs/api.md).
+ *
+ * Append validation happens here, before anything is proposed: the body is
+ * one event object or {"events":[...], "expected_version":N}; each event
+ * needs a non-empty string "type" (at most 255 bytes), may have "data" (any
+ * JSON, stored as compact JSON text; null when absent) and an "id" (a
+ * non-empty string of at most 255 bytes). Ids repeated within one batch are
+ * refused. The decisions that depend on stored state (duplicates, expected
+ * version) are made by the state machine in apply.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/api.h"
+#include "node/log.h"
+#include "node/metrics.h"
+
+#define MAX_BATCH_EVENTS 10000
+#define DEFAULT_READ_LIMIT 100
+#define MAX_READ_LIMIT 10000
+#define MAX_WAIT_MS 60000
+#define MAX_FIELD 255
+
+static json_t *hashJson(const uint8_t h[LEDGER_HASH_LEN])
+{
+    char hex[LEDGER_HASH_HEX_LEN + 1];
+    ledger_hash_hex(h, hex);
+    return json_string(hex);
+}
+
+/* ---- Append ----------------------------------------------------------- */
+
+static json_t *appendResultJson(struct api_req *a,
+                                const struct ledger_append_result *r)
+{
+    return json_pack("{s:s, s:I, s:I, s:I, s:o}", "stream", a->stream,
+                     "first_seq", (json_int_t)r->first_seq, "last_seq",
+                     (json_int_t)r->last_seq, "position",
+                     (json_int_t)r->position, "hash", hashJson(r->hash));
+}
+
+static void appendCb(void *arg, int status, const struct ledger_op_result *res)
+{
+    struct api_req *a = arg;
+
+    if (status == LEDGER_REPL_ENOTLEADER) {
+        api_forward(a);
+        return;
+    }
+    if (status != 0) {
+        api_reply_error(
+            a, 503,
+            status == LEDGER_REPL_EUNKNOWN ? "outcome_unknown" : "unavailable",
+            "append not confirmed: %s", ledger_repl_strerror(status));
+        return;
+    }
+    if (res->error != 0) {
+        api_reply_error(a, 400, "rejected", "the store refused the append");
+        return;
+    }
+    switch (res->append.outcome) {
+    case LEDGER_APPEND_OK:
+    case LEDGER_APPEND_DUPLICATE:
+        api_reply_json(a, 201, appendResultJson(a, &res->append),
+                       res->append.outcome == LEDGER_APPEND_DUPLICATE
+                           ? "X-Ledger-Duplicate: true\r\n"
+                           : NULL);
+        return;
+    case LEDGER_APPEND_CONFLICT:
+        api_reply_error_obj(
+            a, 409, "version_conflict",
+            json_pack("{s:I, s:s}", "last_seq",
+                      (json_int_t)res->append.last_seq, "stream", a->stream),
+            "expected_version does not match: stream %s is at last_seq "
+            "%llu",
+            a->stream, (unsigned long long)res->append.last_seq);
+        return;
+    default:
+        api_reply_error(a, 409, "duplicate_id_conflict",
+                        "some event ids of this batch are already in "
+                        "stream %s and some are not: nothing appended",
+                        a->stream);
+        return;
+    }
+}
+
+/* Validate one event object into `in`; the data text is malloc'ed into
+ * *text. Replies 400 and returns -1 on a bad event. */
+static int parseEvent(struct api_req *a, json_t *e, size_t i,
+                      struct ledger_event_in *in, char **text)
+{
+    json_t *type = json_object_get(e, "type");
+    json_t *id = json_object_get(e, "id");
+    json_t *data = json_object_get(e, "data");
+
+    if (!json_is_object(e)) {
+        api_reply_error(a, 400, "bad_event", "events[%zu] is not an object", i);
+        return -1;
+    }
+    if (!json_is_string(type) || json_string_length(type) == 0 ||
+        json_string_length(type) > MAX_FIELD ||
+        strlen(json_string_value(type)) != json_string_length(type)) {
+        api_reply_error(a, 400, "bad_event",
+                        "events[%zu].type must be a non-empty string of at "
+                        "most %d bytes",
+                        i, MAX_FIELD);
+        return -1;
+    }
+    if (id != NULL && !json_is_null(id) &&
+        (!json_is_string(id) || json_string_length(id) == 0 ||
+         json_string_length(id) > MAX_FIELD ||
+         strlen(json_string_value(id)) != json_string_length(id))) {
+        api_reply_error(a, 400, "bad_event",
+                        "events[%zu].id must be a non-empty string of at "
+                        "most %d bytes",
+                        i, MAX_FIELD);
+        return -1;
+    }
+    *text = json_dumps(data != NULL ? data : json_null(),
+                       JSON_COMPACT | JSON_ENCODE_ANY);
+    if (*text == NULL) {
+        api_reply_error(a, 500, "internal", "cannot encode events[%zu].data",
+                        i);
+        return -1;
+    }
+    in->type = json_string_value(type);
+    in->id = json_is_string(id) ? json_string_value(id) : NULL;
+    in->data = *text;
+    in->data_len = strlen(*text);
+    return 0;
+}
+
+void api_append(struct api_req *a)
+{
+    json_t *body = api_body(a);
+    json_t *events;
+    json_t *expected;
+    struct ledger_event_in *in = NULL;
+    char **texts = NULL;
+    struct op_buf op;
+    uint64_t exp = 0;
+    size_t n;
+    size_t i;
+    size_t j;
+    int rv;
+
+    if (body == NULL) {
+        return;
+    }
+    if (!json_is_object(body)) {
+        api_reply_error(a, 400, "bad_body",
+                        "body must be an object: {\"events\":[...]} or one "
+                        "event");
+        goto out;
+    }
+    events = json_object_get(body, "events");
+    if (events == NULL && json_object_get(body, "type") != NULL) {
+        events = json_pack("[O]", body); /* a single event object */
+    } else if (!json_is_array(events)) {
+        api_reply_error(a, 400, "bad_body",
+                        "\"events\" must be an array of event objects");
+        goto out;
+    } else {
+        json_incref(events);
+    }
+    n = json_array_size(events);
+    if (n == 0 || n > MAX_BATCH_EVENTS) {
+        api_reply_error(a, 400, "bad_body",
+                        "\"events\" must hold 1 to %d events (got %zu)",
+                        MAX_BATCH_EVENTS, n);
+        goto out_events;
+    }
+    expected = json_object_get(body, "expected_version");
+    if (expected != NULL && !json_is_null(expected)) {
+        if (!json_is_integer(expected) || json_integer_value(expected) < 0) {
+            api_reply_error(a, 400, "bad_body",
+                            "\"expected_version\" must be a non-negative "
+                            "integer");
+            goto out_events;
+        }
+        exp = (uint64_t)json_integer_value(expected);
+    }
+    in = calloc(n, sizeof *in);
+    texts = calloc(n, sizeof *texts);
+    if (in == NULL || texts == NULL) {
+        api_reply_error(a, 503, "out_of_memory", "out of memory");
+        goto out_arrays;
+    }
+    for (i = 0; i < n; i++) {
+        if (parseEvent(a, json_array_get(events, i), i, &in[i], &texts[i]) !=
+            0) {
+            goto out_arrays;
+        }
+        for (j = 0; in[i].id != NULL && j < i; j++) {
+            if (in[j].id != NULL && strcmp(in[i].id, in[j].id) == 0) {
+                api_reply_error(a, 400, "bad_event",
+                                "events[%zu].id '%s' repeats events[%zu].id", i,
+                                in[i].id, j);
+                goto out_arrays;
+            }
+        }
+    }
+    if (op_encode_append(a->stream, expected != NULL && !json_is_null(expected),
+                         exp, in, n, &op) != 0) {
+        api_reply_error(a, 503, "out_of_memory", "out of memory");
+        goto out_arrays;
+    }
+    a->n_events = n;
+    rv = ledger_repl_submit(a->n->repl, &op, appendCb, a);
+    if (rv == LEDGER_REPL_EFULL) {
+        metrics_rejected("queue_full");
+        api_reply_error(a, 429, "queue_full",
+                        "the write queue is full: retry after a moment");
+    } else if (rv == LEDGER_REPL_ENOTLEADER) {
+        api_forward(a);
+    } else if (rv != 0) {
+        api_reply_error(a, 503, "unavailable", "append refused: %s",
+                        ledger_repl_strerror(rv));
+    }
+
+out_arrays:
+    for (i = 0; texts != NULL && i < n; i++) {
+        free(texts[i]);
+    }
+    free(texts);
+    free(in);
+out_events:
+    json_decref(events);
+out:
+    json_decref(body);
+}
+
+/* ---- Reads ------------------------------------------------------------ */
+
+static json_t *eventJson(const struct ledger_event *ev, bool with_stream)
+{
+    json_t *data = json_loadb(ev->data, ev->data_len, JSON_DECODE_ANY, NULL);
+    json_t *o =
+        json_pack("{s:I, s:I, s:s, s:o, s:o, s:I, s:o, s:o}", "seq",
+                  (json_int_t)ev->seq, "position", (json_int_t)ev->position,
+                  "type", ev->type, "data", data != NULL ? data : json_null(),
+                  "id", ev->id != NULL ? json_string(ev->id) : json_null(),
+                  "ts", (json_int_t)ev->ts_ms, "prev_hash",
+                  hashJson(ev->prev_hash), "hash", hashJson(ev->hash));
+    if (o != NULL && with_stream) {
+        json_object_set_new(o, "stream", json_string(ev->stream));
+    }
+    return o;
+}
+
+static int collectEvent(void *arg, const struct ledger_event *ev)
+{
+    json_array_append_new(arg, eventJson(ev, false));
+    return 0;
+}
+
+static bool streamHasFrom(struct api_req *a)
+{
+    uint64_t last = 0;
+    uint8_t h[LEDGER_HASH_LEN];
+    if (ledger_store_stream_head(a->n->store, a->stream, &last, h) != 0) {
+        return false;
+    }
+    return last >= a->from;
+}
+
+static void readNow(struct api_req *a)
+{
+    json_t *arr = json_array();
+    uint64_t last = 0;
+    uint64_t from = a->from == 0 ? 1 : a->from;
+
+    if (ledger_store_read_stream(a->n->store, a->stream, from, a->limit, &last,
+                                 collectEvent, arr) != 0) {
+        json_decref(arr);
+        api_reply_error(a, 500, "store_error", "%s",
+                        ledger_store_errmsg(a->n->store));
+        return;
+    }
+    api_reply_json(a, 200,
+                   json_pack("{s:s, s:o, s:I}", "stream", a->stream, "events",
+                             arr, "last_seq", (json_int_t)last),
+                   NULL);
+}
+
+static void readAfterConsistency(struct api_req *a)
+{
+    if (a->wait_ms > 0) {
+        api_wait(a, a->wait_ms, streamHasFrom, readNow);
+    } else {
+        readNow(a);
+    }
+}
+
+void api_read_events(struct api_req *a)
+{
+    if (api_query_u64(a, "from", 1, UINT64_MAX, &a->from) != 0 ||
+        api_query_u64(a, "limit", DEFAULT_READ_LIMIT, MAX_READ_LIMIT,
+                      &a->limit) != 0 ||
+        api_query_u64(a, "wait_ms", 0, MAX_WAIT_MS, &a->wait_ms) != 0) {
+        return;
+    }
+    if (a->limit == 0) {
+        a->limit = DEFAULT_READ_LIMIT;
+    }
+    if (a->from == 0) {
+        a->from = 1;
+    }
+    api_read(a, readAfterConsistency);
+}
+
+static void headNow(struct api_req *a)
+{
+    uint64_t last = 0;
+    uint8_t h[LEDGER_HASH_LEN];
+    int rv = ledger_store_stream_head(a->n->store, a->stream, &last, h);
+    if (rv == LEDGER_STORE_ENOTFOUND) {
+        api_reply_error(a, 404, "stream_not_found", "stream %s has no events",
+                        a->stream);
+        return;
+    }
+    if (rv != 0) {
+        api_reply_error(a, 500, "store_error", "%s",
+                        ledger_store_errmsg(a->n->store));
+        return;
+    }
+    api_reply_json(a, 200,
+                   json_pack("{s:s, s:I, s:o}", "stream", a->stream, "last_seq",
+                             (json_int_t)last, "head_hash", hashJson(h)),
+                   NULL);
+}
+
+void api_stream_head(struct api_req *a)
+{
+    api_read(a, headNow);
+}
+
+static int collectStream(void *arg, const char *name, uint64_t last_seq,
+                         const uint8_t head[LEDGER_HASH_LEN])
+{
+    json_array_append_new(arg, json_pack("{s:s, s:I, s:o}", "stream", name,
+                                         "last_seq", (json_int_t)last_seq,
+                                         "head_hash", hashJson(head)));
+    return 0;
+}
+
+static void listNow(struct api_req *a)
+{
+    json_t *arr = json_array();
+    if (ledger_store_list_streams(a->n->store, collectStream, arr) != 0) {
+        json_decref(arr);
+        api_reply_error(a, 500, "store_error", "%s",
+                        ledger_store_errmsg(a->n->store));
+        return;
+    }
+    api_reply_json(a, 200, json_pack("{s:o}", "streams", arr), NULL);
+}
+
+void api_list_streams(struct api_req *a)
+{
+    api_read(a, listNow);
+}
+
+/* ---- Checkpoints ------------------------------------------------------ */
+
+static void checkpointCb(void *arg, int status,
+                         const struct ledger_op_result *res)
+{
+    struct api_req *a = arg;
+    size_t len = 0;
+    const char *body = http_request_body(a->http, &len);
+    json_t *v;
+
+    if (status == LEDGER_REPL_ENOTLEADER) {
+        api_forward(a);
+        return;
+    }
+    if (status != 0 || res->error != 0) {
+        api_reply_error(a, 503, "unavailable", "checkpoint not confirmed: %s",
+                        status ? ledger_repl_strerror(status)
+                               : "store refused");
+        return;
+    }
+    (void)body;
+    (void)len;
+    v = json_object_get(http_request_get_data(a->http), "value");
+    api_reply_json(a, 200,
+                   json_pack("{s:s, s:s, s:O}", "stream", a->stream, "name",
+                             a->name, "value", v ? v : json_null()),
+                   NULL);
+    json_decref(http_request_get_data(a->http));
+    http_request_set_data(a->http, NULL);
+}
+
+/* The checkpoint value: body.value when the body is an object with a
+ * "value" member, else the whole body. */
+void api_put_checkpoint(struct api_req *a)
+{
+    json_t *body = api_body(a);
+    json_t *value;
+    struct op_buf op;
+    char *text;
+    int rv;
+
+    if (body == NULL) {
+        return;
+    }
+    value = json_is_object(body) && json_object_get(body, "value") != NULL
+                ? json_object_get(body, "value")
+                : body;
+    text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (text == NULL || op_encode_checkpoint(a->stream, a->name, text,
+                                             strlen(text), &op) != 0) {
+        free(text);
+        json_decref(body);
+        api_reply_error(a, 503, "out_of_memory", "out of memory");
+        return;
+    }
+    free(text);
+    /* Keep {"value": V} for the reply. */
+    http_request_set_data(a->http, json_pack("{s:O}", "value", value));
+    json_decref(body);
+    rv = ledger_repl_submit(a->n->repl, &op, checkpointCb, a);
+    if (rv != 0) {
+        json_decref(http_request_get_data(a->http));
+        http_request_set_data(a->http, NULL);
+        if (rv == LEDGER_REPL_ENOTLEADER) {
+            api_forward(a);
+        } else {
+            api_reply_error(a, rv == LEDGER_REPL_EFULL ? 429 : 503,
+                            rv == LEDGER_REPL_EFULL ? "queue_full"
+                                                    : "unavailable",
+                            "checkpoint refused: %s", ledger_repl_strerror(rv));
+        }
+    }
+}
+
+static void checkpointNow(struct api_req *a)
+{
+    char *value = NULL;
+    size_t len = 0;
+    json_t *v;
+    int rv = ledger_store_get_checkpoint(a->n->store, a->stream, a->name,
+                                         &value, &len);
+    if (rv == LEDGER_STORE_ENOTFOUND) {
+        api_reply_error(a, 404, "checkpoint_not_found",
+                        "stream %s has no checkpoint named %s", a->stream,
+                        a->name);
+        return;
+    }
+    if (rv != 0) {
+        api_reply_error(a, 500, "store_error", "%s",
+                        ledger_store_errmsg(a->n->store));
+        return;
+    }
+    v = json_loadb(value, len, JSON_DECODE_ANY, NULL);
+    free(value);
+    api_reply_json(a, 200,
+                   json_pack("{s:s, s:s, s:o}", "stream", a->stream, "name",
+                             a->name, "value", v ? v : json_null()),
+                   NULL);
+}
+
+void api_get_checkpoint(struct api_req *a)
+{
+    api_read(a, checkpointNow);
+}
+
+/* Exposed for the internal events endpoint. */
+json_t *api_event_json_full(const struct ledger_event *ev);
+json_t *api_event_json_full(const struct ledger_event *ev)
+{
+    json_t *o = json_pack(
+        "{s:I, s:s, s:I, s:s, s:o, s:I, s:s%, s:o, s:o}", "position",
+        (json_int_t)ev->position, "stream", ev->stream, "seq",
+        (json_int_t)ev->seq, "type", ev->type, "id",
+        ev->id ? json_string(ev->id) : json_null(), "ts", (json_int_t)ev->ts_ms,
+        "data_text", ev->data, ev->data_len, "prev_hash",
+        hashJson(ev->prev_hash), "hash", hashJson(ev->hash));
+    return o;
+}

@@ -1,0 +1,442 @@
+/* ledgerd flag parsing and validation.
+ *
+ * Every flag takes "--flag VALUE" or "--flag=VALUE". Every problem is
+ * reported as one line naming the flag and what is expected; nothing is
+ * started until the whole command line is valid.
+ */
+#include "node/config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char USAGE[] =
+    "usage: ledgerd --id N --data-dir DIR --raft-addr HOST:PORT "
+    "--api-addr HOST:PORT\n"
+    "               [--bootstrap \"1=HOST:RPORT@HOST:APORT,2=...\"] "
+    "[--join HOST:APORT]\n"
+    "               [--heartbeat-ms 100] [--election-ms 1000]\n"
+    "               [--token-file FILE] [--log-format text|json] "
+    "[--log-level debug|info|warn|error]\n"
+    "               [--max-body BYTES] [--snapshot-threshold N] "
+    "[--snapshot-trailing N]\n"
+    "               [--max-queue N] [--max-queue-bytes BYTES]\n"
+    "\n"
+    "One node of a ledger cluster: a replicated, tamper-evident event log.\n"
+    "  --id N               node id, a positive integer unique in the "
+    "cluster\n"
+    "  --data-dir DIR       existing directory for this node's store and "
+    "Raft log\n"
+    "  --raft-addr H:P      address for Raft traffic between nodes\n"
+    "  --api-addr H:P       address of the HTTP API\n"
+    "  --bootstrap LIST     first start of a new cluster: every initial "
+    "member as\n"
+    "                       id=raft_addr@api_addr, comma separated; ignored "
+    "once DIR\n"
+    "                       holds state\n"
+    "  --join H:P           join an existing cluster through a member's API\n"
+    "  --heartbeat-ms MS    leader heartbeat interval (default 100)\n"
+    "  --election-ms MS     election timeout (default 1000)\n"
+    "  --token-file FILE    require 'Authorization: Bearer TOKEN' (token in "
+    "FILE)\n"
+    "  --log-format F       text (default) or json\n"
+    "  --log-level L        debug, info (default), warn or error\n"
+    "  --max-body BYTES     largest request body (default 1048576)\n"
+    "  --snapshot-threshold N  entries between snapshots (default 1024)\n"
+    "  --snapshot-trailing N   entries kept after a snapshot (default 2048)\n"
+    "  --max-queue N        write queue bound in requests (default 10000)\n"
+    "  --max-queue-bytes B  write queue bound in bytes (default 67108864)\n"
+    "  --help, --version\n";
+
+enum {
+    OPT_ID = 1000,
+    OPT_DATA_DIR,
+    OPT_RAFT_ADDR,
+    OPT_API_ADDR,
+    OPT_BOOTSTRAP,
+    OPT_JOIN,
+    OPT_HEARTBEAT,
+    OPT_ELECTION,
+    OPT_TOKEN_FILE,
+    OPT_LOG_FORMAT,
+    OPT_LOG_LEVEL,
+    OPT_MAX_BODY,
+    OPT_SNAP_THRESHOLD,
+    OPT_SNAP_TRAILING,
+    OPT_MAX_QUEUE,
+    OPT_MAX_QUEUE_BYTES,
+    OPT_HELP,
+    OPT_VERSION,
+};
+
+static const struct option OPTIONS[] = {
+    {"id", required_argument, NULL, OPT_ID},
+    {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+    {"raft-addr", required_argument, NULL, OPT_RAFT_ADDR},
+    {"api-addr", required_argument, NULL, OPT_API_ADDR},
+    {"bootstrap", required_argument, NULL, OPT_BOOTSTRAP},
+    {"join", required_argument, NULL, OPT_JOIN},
+    {"heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT},
+    {"election-ms", required_argument, NULL, OPT_ELECTION},
+    {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"max-body", required_argument, NULL, OPT_MAX_BODY},
+    {"snapshot-threshold", required_argument, NULL, OPT_SNAP_THRESHOLD},
+    {"snapshot-trailing", required_argument, NULL, OPT_SNAP_TRAILING},
+    {"max-queue", required_argument, NULL, OPT_MAX_QUEUE},
+    {"max-queue-bytes", required_argument, NULL, OPT_MAX_QUEUE_BYTES},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+/* Strict unsigned parse: digits only, within [min, max]. */
+static int parseU64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    if (s == NULL || *s < '0' || *s > '9') {
+        return -1;
+    }
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max) {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int ledger_parse_addr(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon;
+    uint64_t p;
+    size_t hl;
+    unsigned a, b, c, d;
+    char tail;
+
+    if (s == NULL || (colon = strrchr(s, ':')) == NULL || colon == s) {
+        return -1;
+    }
+    hl = (size_t)(colon - s);
+    if (hl >= hostlen || parseU64(colon + 1, 1, 65535, &p) != 0) {
+        return -1;
+    }
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    if (strcmp(host, "localhost") == 0) {
+        snprintf(host, hostlen, "127.0.0.1");
+    } else if (sscanf(host, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) != 4 ||
+               a > 255 || b > 255 || c > 255 || d > 255) {
+        return -1;
+    }
+    *port = (int)p;
+    return 0;
+}
+
+static int checkAddr(const char *flag, const char *v, char *err, size_t n)
+{
+    char host[64];
+    int port;
+    if (ledger_parse_addr(v, host, sizeof host, &port) != 0) {
+        snprintf(err, n,
+                 "%s '%s' is not HOST:PORT (IPv4 address or localhost, port "
+                 "1-65535)",
+                 flag, v);
+        return -1;
+    }
+    return 0;
+}
+
+/* "1=HOST:RPORT@HOST:APORT,2=..." */
+static int parseBootstrap(struct ledger_config *cfg, char *err, size_t n)
+{
+    char *copy = strdup(cfg->bootstrap_str);
+    char *save = NULL;
+    char *item;
+    int rv = -1;
+
+    if (copy == NULL) {
+        snprintf(err, n, "out of memory");
+        return -1;
+    }
+    cfg->n_bootstrap = 0;
+    for (item = strtok_r(copy, ",", &save); item != NULL;
+         item = strtok_r(NULL, ",", &save)) {
+        struct ledger_repl_member *m;
+        char *eq = strchr(item, '=');
+        char *at = eq ? strchr(eq, '@') : NULL;
+        size_t i;
+        if (cfg->n_bootstrap == CONFIG_MAX_MEMBERS) {
+            snprintf(err, n, "--bootstrap lists more than %d members",
+                     CONFIG_MAX_MEMBERS);
+            goto out;
+        }
+        if (eq == NULL || at == NULL) {
+            snprintf(err, n,
+                     "--bootstrap item '%s' is not id=RAFT_HOST:PORT@API_HOST:"
+                     "PORT",
+                     item);
+            goto out;
+        }
+        *eq = '\0';
+        *at = '\0';
+        m = &cfg->bootstrap[cfg->n_bootstrap];
+        if (parseU64(item, 1, UINT64_MAX, &m->id) != 0) {
+            snprintf(err, n, "--bootstrap id '%s' is not a positive integer",
+                     item);
+            goto out;
+        }
+        if (checkAddr("--bootstrap raft address", eq + 1, err, n) != 0 ||
+            checkAddr("--bootstrap api address", at + 1, err, n) != 0) {
+            goto out;
+        }
+        if (strlen(eq + 1) >= REPL_ADDR_MAX ||
+            strlen(at + 1) >= REPL_ADDR_MAX) {
+            snprintf(err, n, "--bootstrap address too long");
+            goto out;
+        }
+        for (i = 0; i < cfg->n_bootstrap; i++) {
+            if (cfg->bootstrap[i].id == m->id) {
+                snprintf(err, n, "--bootstrap lists id %llu twice",
+                         (unsigned long long)m->id);
+                goto out;
+            }
+        }
+        snprintf(m->raft_addr, sizeof m->raft_addr, "%s", eq + 1);
+        snprintf(m->api_addr, sizeof m->api_addr, "%s", at + 1);
+        cfg->n_bootstrap++;
+    }
+    if (cfg->n_bootstrap == 0) {
+        snprintf(err, n, "--bootstrap is empty");
+        goto out;
+    }
+    for (size_t i = 0; i < cfg->n_bootstrap; i++) {
+        if (cfg->bootstrap[i].id == cfg->id) {
+            rv = 0;
+        }
+    }
+    if (rv != 0) {
+        snprintf(err, n, "--bootstrap does not list this node's --id %llu",
+                 (unsigned long long)cfg->id);
+    }
+out:
+    free(copy);
+    return rv;
+}
+
+static int readToken(struct ledger_config *cfg, char *err, size_t n)
+{
+    FILE *f = fopen(cfg->token_file, "r");
+    char buf[1024];
+    size_t len;
+
+    if (f == NULL) {
+        snprintf(err, n, "--token-file %s: %s", cfg->token_file,
+                 strerror(errno));
+        return -1;
+    }
+    len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
+                       buf[len - 1] == ' ' || buf[len - 1] == '\t')) {
+        buf[--len] = '\0';
+    }
+    if (len == 0 || strpbrk(buf, "\r\n") != NULL) {
+        snprintf(err, n, "--token-file %s must hold one non-empty line",
+                 cfg->token_file);
+        return -1;
+    }
+    cfg->token = strdup(buf);
+    return cfg->token != NULL ? 0 : -1;
+}
+
+int ledger_config_parse(int argc, char **argv, struct ledger_config *cfg,
+                        char *err, size_t errlen)
+{
+    struct stat st;
+    uint64_t v;
+    int c;
+
+    memset(cfg, 0, sizeof *cfg);
+    cfg->heartbeat_ms = 100;
+    cfg->election_ms = 1000;
+    cfg->log_level = 1;
+    cfg->max_body = 1 << 20;
+    cfg->snapshot_threshold = 1024;
+    cfg->snapshot_trailing = 2048;
+    cfg->max_queue_ops = 10000;
+    cfg->max_queue_bytes = 64u << 20;
+
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":", OPTIONS, NULL)) != -1) {
+        const char *a = optarg;
+        switch (c) {
+        case OPT_HELP:
+            fputs(USAGE, stdout);
+            return CONFIG_EXIT;
+        case OPT_VERSION:
+            printf("ledgerd %s\n", LEDGER_VERSION);
+            return CONFIG_EXIT;
+        case OPT_ID:
+            if (parseU64(a, 1, UINT64_MAX, &cfg->id) != 0) {
+                snprintf(err, errlen, "--id '%s' is not a positive integer", a);
+                return CONFIG_USAGE;
+            }
+            break;
+        case OPT_DATA_DIR:
+            cfg->data_dir = a;
+            break;
+        case OPT_RAFT_ADDR:
+            cfg->raft_addr = a;
+            break;
+        case OPT_API_ADDR:
+            cfg->api_addr = a;
+            break;
+        case OPT_BOOTSTRAP:
+            cfg->bootstrap_str = a;
+            break;
+        case OPT_JOIN:
+            cfg->join = a;
+            break;
+        case OPT_HEARTBEAT:
+        case OPT_ELECTION:
+            if (parseU64(a, 1, 600000, &v) != 0) {
+                snprintf(err, errlen,
+                         "--%s '%s' is not a number of milliseconds "
+                         "(1-600000)",
+                         c == OPT_HEARTBEAT ? "heartbeat-ms" : "election-ms",
+                         a);
+                return CONFIG_USAGE;
+            }
+            *(c == OPT_HEARTBEAT ? &cfg->heartbeat_ms : &cfg->election_ms) =
+                (unsigned)v;
+            break;
+        case OPT_TOKEN_FILE:
+            cfg->token_file = a;
+            break;
+        case OPT_LOG_FORMAT:
+            if (strcmp(a, "text") == 0) {
+                cfg->log_json = 0;
+            } else if (strcmp(a, "json") == 0) {
+                cfg->log_json = 1;
+            } else {
+                snprintf(err, errlen, "--log-format '%s' must be text or json",
+                         a);
+                return CONFIG_USAGE;
+            }
+            break;
+        case OPT_LOG_LEVEL: {
+            static const char *levels[] = {"debug", "info", "warn", "error"};
+            int i;
+            for (i = 0; i < 4 && strcmp(a, levels[i]) != 0; i++) {
+            }
+            if (i == 4) {
+                snprintf(err, errlen,
+                         "--log-level '%s' must be debug, info, warn or "
+                         "error",
+                         a);
+                return CONFIG_USAGE;
+            }
+            cfg->log_level = i;
+            break;
+        }
+        case OPT_MAX_BODY:
+        case OPT_MAX_QUEUE_BYTES:
+            if (parseU64(a, 1024, 1ull << 34, &v) != 0) {
+                snprintf(err, errlen,
+                         "--%s '%s' is not a byte count (1024 or more)",
+                         c == OPT_MAX_BODY ? "max-body" : "max-queue-bytes", a);
+                return CONFIG_USAGE;
+            }
+            *(c == OPT_MAX_BODY ? &cfg->max_body : &cfg->max_queue_bytes) =
+                (size_t)v;
+            break;
+        case OPT_SNAP_THRESHOLD:
+        case OPT_SNAP_TRAILING:
+        case OPT_MAX_QUEUE:
+            if (parseU64(a, 1, 100000000, &v) != 0) {
+                snprintf(err, errlen, "--%s '%s' is not a positive integer",
+                         c == OPT_SNAP_THRESHOLD  ? "snapshot-threshold"
+                         : c == OPT_SNAP_TRAILING ? "snapshot-trailing"
+                                                  : "max-queue",
+                         a);
+                return CONFIG_USAGE;
+            }
+            if (c == OPT_SNAP_THRESHOLD) {
+                cfg->snapshot_threshold = (unsigned)v;
+            } else if (c == OPT_SNAP_TRAILING) {
+                cfg->snapshot_trailing = (unsigned)v;
+            } else {
+                cfg->max_queue_ops = (size_t)v;
+            }
+            break;
+        case ':':
+            snprintf(err, errlen, "%s needs a value", argv[optind - 1]);
+            return CONFIG_USAGE;
+        default:
+            snprintf(err, errlen, "unknown option '%s'", argv[optind - 1]);
+            return CONFIG_USAGE;
+        }
+    }
+    if (optind < argc) {
+        snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
+        return CONFIG_USAGE;
+    }
+    if (cfg->id == 0 || cfg->data_dir == NULL || cfg->raft_addr == NULL ||
+        cfg->api_addr == NULL) {
+        snprintf(err, errlen, "missing %s",
+                 cfg->id == 0             ? "--id"
+                 : cfg->data_dir == NULL  ? "--data-dir"
+                 : cfg->raft_addr == NULL ? "--raft-addr"
+                                          : "--api-addr");
+        return CONFIG_USAGE;
+    }
+    if (checkAddr("--raft-addr", cfg->raft_addr, err, errlen) != 0 ||
+        checkAddr("--api-addr", cfg->api_addr, err, errlen) != 0 ||
+        (cfg->join != NULL &&
+         checkAddr("--join", cfg->join, err, errlen) != 0)) {
+        return CONFIG_USAGE;
+    }
+    if (strlen(cfg->raft_addr) >= REPL_ADDR_MAX ||
+        strlen(cfg->api_addr) >= REPL_ADDR_MAX) {
+        snprintf(err, errlen, "address too long");
+        return CONFIG_USAGE;
+    }
+    if (cfg->heartbeat_ms >= cfg->election_ms) {
+        snprintf(err, errlen,
+                 "--heartbeat-ms (%u) must be below --election-ms (%u)",
+                 cfg->heartbeat_ms, cfg->election_ms);
+        return CONFIG_USAGE;
+    }
+    if (stat(cfg->data_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen,
+                 "--data-dir %s does not exist or is not a directory: create "
+                 "it first",
+                 cfg->data_dir);
+        return CONFIG_USAGE;
+    }
+    if (cfg->bootstrap_str != NULL && parseBootstrap(cfg, err, errlen) != 0) {
+        return CONFIG_USAGE;
+    }
+    if (cfg->bootstrap_str != NULL && cfg->join != NULL) {
+        snprintf(err, errlen, "--bootstrap and --join exclude each other");
+        return CONFIG_USAGE;
+    }
+    if (cfg->token_file != NULL && readToken(cfg, err, errlen) != 0) {
+        return CONFIG_USAGE;
+    }
+    return CONFIG_OK;
+}
+
+void ledger_config_free(struct ledger_config *cfg)
+{
+    free(cfg->token);
+    cfg->token = NULL;
+}

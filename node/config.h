@@ -1,0 +1,47 @@
+/* ledgerd command-line configuration (flags of ../shared/CONTRACT.md plus
+ * tuning flags). Parsing validates everything before the node starts. */
+#ifndef LEDGER_CONFIG_H
+#define LEDGER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "replication/repl.h"
+
+#define CONFIG_MAX_MEMBERS 64
+
+struct ledger_config {
+    uint64_t id;
+    const char *data_dir;
+    const char *raft_addr;
+    const char *api_addr;
+    const char *bootstrap_str;
+    struct ledger_repl_member bootstrap[CONFIG_MAX_MEMBERS];
+    size_t n_bootstrap;
+    const char *join;
+    unsigned heartbeat_ms;
+    unsigned election_ms;
+    const char *token_file;
+    char *token; /* Read from token_file (malloc'ed), NULL without. */
+    int log_json;
+    int log_level; /* 0 debug, 1 info, 2 warn, 3 error */
+    size_t max_body;
+    unsigned snapshot_threshold;
+    unsigned snapshot_trailing;
+    size_t max_queue_ops;
+    size_t max_queue_bytes;
+};
+
+enum { CONFIG_OK = 0, CONFIG_EXIT = 1, CONFIG_USAGE = 2, CONFIG_FAIL = 3 };
+
+/* Parse argv. CONFIG_OK: run. CONFIG_EXIT: --help/--version printed, exit 0.
+ * CONFIG_USAGE: bad usage, err holds a one-line reason (exit 2).
+ * CONFIG_FAIL: e.g. unreadable token file (exit 1). */
+int ledger_config_parse(int argc, char **argv, struct ledger_config *cfg,
+                        char *err, size_t errlen);
+void ledger_config_free(struct ledger_config *cfg);
+
+/* Parse "HOST:PORT" (IPv4 dotted or "localhost"); 0 or -1. */
+int ledger_parse_addr(const char *s, char *host, size_t hostlen, int *port);
+
+#endif /* LEDGER_CONFIG_H */

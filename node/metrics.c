@@ -1,0 +1,222 @@
+/* Metrics registry (see metrics.h). Fixed-size tables: a route/method/status
+ * triple that does not fit is counted under route="other", never dropped. */
+#include "node/metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define METRICS__MAX_SERIES 256
+#define METRICS__MAX_REASONS 16
+
+static const double BUCKETS[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05,
+                                 0.1,    0.25,  0.5,   1,     2.5,  5,     10};
+#define N_BUCKETS (sizeof BUCKETS / sizeof BUCKETS[0])
+
+static struct {
+    const char *route;
+    const char *method;
+    int status;
+    uint64_t count;
+} series[METRICS__MAX_SERIES];
+static size_t nSeries;
+
+static uint64_t bucketCounts[N_BUCKETS + 1];
+static double latencySum;
+static uint64_t latencyCount;
+static uint64_t eventsAppended;
+static uint64_t forwarded;
+static struct {
+    const char *reason;
+    uint64_t count;
+} rejected[METRICS__MAX_REASONS];
+
+void metrics_request(const char *route, const char *method, int status)
+{
+    size_t i;
+    for (i = 0; i < nSeries; i++) {
+        if (series[i].route == route && series[i].status == status &&
+            strcmp(series[i].method, method) == 0) {
+            series[i].count++;
+            return;
+        }
+    }
+    if (nSeries == METRICS__MAX_SERIES - 1) {
+        route = "other";
+        method = "any";
+        status = 0;
+        for (i = 0; i < nSeries; i++) {
+            if (series[i].route == route) {
+                series[i].count++;
+                return;
+            }
+        }
+    }
+    series[nSeries].route = route;
+    series[nSeries].method = method;
+    series[nSeries].status = status;
+    series[nSeries].count = 1;
+    nSeries++;
+}
+
+void metrics_append_latency(double seconds, size_t events)
+{
+    size_t i;
+    for (i = 0; i < N_BUCKETS && seconds > BUCKETS[i]; i++) {
+    }
+    bucketCounts[i]++;
+    latencySum += seconds;
+    latencyCount++;
+    eventsAppended += events;
+}
+
+void metrics_forwarded(void)
+{
+    forwarded++;
+}
+
+void metrics_rejected(const char *reason)
+{
+    size_t i;
+    for (i = 0; i < METRICS__MAX_REASONS; i++) {
+        if (rejected[i].reason == NULL) {
+            rejected[i].reason = reason;
+        }
+        if (rejected[i].reason == reason) {
+            rejected[i].count++;
+            return;
+        }
+    }
+}
+
+struct buf {
+    char *p;
+    size_t len;
+    size_t cap;
+    int oom;
+};
+
+static void bputf(struct buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#include <stdarg.h>
+static void bputf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    if (b->oom) {
+        return;
+    }
+    for (;;) {
+        va_start(ap, fmt);
+        n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        char *np = realloc(b->p, b->cap * 2 + (size_t)n);
+        if (np == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = b->cap * 2 + (size_t)n;
+    }
+}
+
+char *metrics_render(const struct ledger_repl_status *st, uint64_t position,
+                     size_t inflight_http, size_t *len)
+{
+    struct buf b = {malloc(8192), 0, 8192, 0};
+    uint64_t cum = 0;
+    size_t i;
+
+    if (b.p == NULL) {
+        return NULL;
+    }
+    bputf(&b, "# HELP ledger_http_requests_total HTTP requests by route, "
+              "method and status.\n# TYPE ledger_http_requests_total "
+              "counter\n");
+    for (i = 0; i < nSeries; i++) {
+        bputf(&b,
+              "ledger_http_requests_total{route=\"%s\",method=\"%s\","
+              "status=\"%d\"} %llu\n",
+              series[i].route, series[i].method, series[i].status,
+              (unsigned long long)series[i].count);
+    }
+    bputf(&b, "# HELP ledger_append_latency_seconds Time from receiving an "
+              "append to answering it (leader).\n# TYPE "
+              "ledger_append_latency_seconds histogram\n");
+    for (i = 0; i < N_BUCKETS; i++) {
+        cum += bucketCounts[i];
+        bputf(&b, "ledger_append_latency_seconds_bucket{le=\"%g\"} %llu\n",
+              BUCKETS[i], (unsigned long long)cum);
+    }
+    cum += bucketCounts[N_BUCKETS];
+    bputf(&b, "ledger_append_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
+          (unsigned long long)cum);
+    bputf(&b, "ledger_append_latency_seconds_sum %.6f\n", latencySum);
+    bputf(&b, "ledger_append_latency_seconds_count %llu\n",
+          (unsigned long long)latencyCount);
+    bputf(&b,
+          "# HELP ledger_events_appended_total Events appended through this "
+          "node as leader.\n# TYPE ledger_events_appended_total counter\n"
+          "ledger_events_appended_total %llu\n",
+          (unsigned long long)eventsAppended);
+    bputf(&b,
+          "# HELP ledger_forwarded_total Requests forwarded to the leader.\n"
+          "# TYPE ledger_forwarded_total counter\nledger_forwarded_total "
+          "%llu\n",
+          (unsigned long long)forwarded);
+    bputf(&b, "# HELP ledger_rejected_total Requests refused by "
+              "backpressure or state.\n# TYPE ledger_rejected_total "
+              "counter\n");
+    for (i = 0; i < METRICS__MAX_REASONS && rejected[i].reason; i++) {
+        bputf(&b, "ledger_rejected_total{reason=\"%s\"} %llu\n",
+              rejected[i].reason, (unsigned long long)rejected[i].count);
+    }
+    bputf(&b,
+          "# HELP ledger_raft_term Current Raft term.\n# TYPE "
+          "ledger_raft_term gauge\nledger_raft_term %llu\n",
+          (unsigned long long)st->term);
+    bputf(&b,
+          "# HELP ledger_raft_commit_index Raft commit index.\n# TYPE "
+          "ledger_raft_commit_index gauge\nledger_raft_commit_index %llu\n",
+          (unsigned long long)st->commit_index);
+    bputf(&b,
+          "# HELP ledger_raft_applied_index Raft index applied to the "
+          "store.\n# TYPE ledger_raft_applied_index gauge\n"
+          "ledger_raft_applied_index %llu\n",
+          (unsigned long long)st->applied_index);
+    bputf(&b,
+          "# HELP ledger_raft_last_index Last index in the local Raft log.\n"
+          "# TYPE ledger_raft_last_index gauge\nledger_raft_last_index "
+          "%llu\n",
+          (unsigned long long)st->last_index);
+    bputf(&b,
+          "# HELP ledger_raft_leader_changes_total Leader changes seen.\n"
+          "# TYPE ledger_raft_leader_changes_total counter\n"
+          "ledger_raft_leader_changes_total %llu\n",
+          (unsigned long long)st->leader_changes);
+    bputf(&b,
+          "# HELP ledger_raft_is_leader 1 when this node is the leader.\n"
+          "# TYPE ledger_raft_is_leader gauge\nledger_raft_is_leader %d\n",
+          st->is_leader ? 1 : 0);
+    bputf(&b,
+          "# HELP ledger_store_position Last event position in the local "
+          "store.\n# TYPE ledger_store_position gauge\n"
+          "ledger_store_position %llu\n",
+          (unsigned long long)position);
+    bputf(&b,
+          "# HELP ledger_http_inflight Requests received and not yet "
+          "answered.\n# TYPE ledger_http_inflight gauge\n"
+          "ledger_http_inflight %zu\n",
+          inflight_http);
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    *len = b.len;
+    return b.p;
+}

@@ -1,0 +1,21 @@
+/* Prometheus metrics of one node: counters and a histogram kept in memory,
+ * rendered in the text exposition format on GET /metrics. Loop thread only. */
+#ifndef LEDGER_METRICS_H
+#define LEDGER_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "replication/repl.h"
+
+/* `route` must be a string literal (kept by pointer). */
+void metrics_request(const char *route, const char *method, int status);
+void metrics_append_latency(double seconds, size_t events);
+void metrics_forwarded(void);
+void metrics_rejected(const char *reason); /* literal */
+
+/* Render everything; returns malloc'ed text (caller frees) or NULL. */
+char *metrics_render(const struct ledger_repl_status *st, uint64_t position,
+                     size_t inflight_http, size_t *len);
+
+#endif /* LEDGER_METRICS_H */

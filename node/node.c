@@ -1,0 +1,222 @@
+/* Node lifecycle (see node.h).
+ *
+ * Start order: store (refuses a newer schema before touching anything),
+ * Raft (replays its log into the store; entries the store already holds are
+ * skipped), HTTP server last, so nothing is served before the node can
+ * answer. Shutdown runs in reverse, each step in the previous one's close
+ * callback, and the store closes only after Raft has released it.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "node/api.h"
+#include "node/log.h"
+#include "node/node.h"
+
+#define SWEEP_INTERVAL_MS 20
+
+static void replLog(void *arg, int level, const char *msg)
+{
+    (void)arg;
+    ledger_log(level, NULL, "%s", msg);
+}
+
+static void handleClosed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void replClosed(void *arg)
+{
+    struct ledger_node *n = arg;
+    n->repl = NULL;
+    uv_close((uv_handle_t *)&n->sweep, handleClosed);
+    uv_close((uv_handle_t *)&n->shutdown_timer, handleClosed);
+    uv_close((uv_handle_t *)&n->sigterm, handleClosed);
+    uv_close((uv_handle_t *)&n->sigint, handleClosed);
+    ledger_log(LOG_INFO, NULL, "raft closed");
+}
+
+static void httpClosed(void *arg)
+{
+    struct ledger_node *n = arg;
+    n->http = NULL;
+    ledger_log(LOG_INFO, NULL, "http server closed; closing raft");
+    ledger_repl_close(n->repl, replClosed, n);
+}
+
+static void drainAndClose(struct ledger_node *n)
+{
+    uv_timer_stop(&n->shutdown_timer);
+    api_sweep(n, true); /* answer every waiting reader now */
+    http_server_close(n->http, httpClosed, n);
+}
+
+static bool handedOver;
+
+static void transferDone(void *arg, uint64_t leader)
+{
+    struct ledger_node *n = arg;
+    if (handedOver) {
+        return;
+    }
+    handedOver = true;
+    ledger_log(LOG_INFO, NULL, "leadership handed to %llu",
+               (unsigned long long)leader);
+    drainAndClose(n);
+}
+
+static void shutdownTimeout(uv_timer_t *t)
+{
+    struct ledger_node *n = t->data;
+    if (handedOver) {
+        return;
+    }
+    handedOver = true;
+    ledger_log(LOG_WARN, NULL, "leadership hand-over timed out; closing");
+    drainAndClose(n);
+}
+
+static void onSignal(uv_signal_t *s, int signum)
+{
+    struct ledger_node *n = s->data;
+    struct ledger_repl_status st;
+
+    if (n->shutting_down) {
+        return;
+    }
+    n->shutting_down = true;
+    ledger_log(LOG_INFO, NULL, "%s: shutting down",
+               signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    uv_signal_stop(&n->sigterm);
+    uv_signal_stop(&n->sigint);
+    ledger_repl_status(n->repl, &st);
+    if (st.is_leader &&
+        ledger_repl_transfer(n->repl, 0, transferDone, n) == 0) {
+        uv_timer_start(&n->shutdown_timer, shutdownTimeout,
+                       2ull * n->cfg->election_ms, 0);
+        return;
+    }
+    handedOver = true;
+    drainAndClose(n);
+}
+
+static void sweepCb(uv_timer_t *t)
+{
+    api_sweep(t->data, false);
+}
+
+static int makeDir(const char *path, char *err, size_t errlen)
+{
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "create %.300s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int node_run(struct ledger_config *cfg)
+{
+    struct ledger_node n;
+    struct ledger_repl_config rc;
+    uv_loop_t loop;
+    char path[4096];
+    char err[512];
+    int rv;
+
+    memset(&n, 0, sizeof n);
+    n.cfg = cfg;
+    n.loop = &loop;
+    signal(SIGPIPE, SIG_IGN); /* raft writes to dead peers' sockets */
+
+    if (cfg->join != NULL) {
+        ledger_log(LOG_ERROR, NULL,
+                   "--join is not implemented yet: start every node with "
+                   "--bootstrap");
+        return 1;
+    }
+
+    snprintf(path, sizeof path, "%s/ledger.db", cfg->data_dir);
+    if (ledger_store_open(path, &n.store, err, sizeof err) != 0) {
+        ledger_log(LOG_ERROR, NULL, "store: %s", err);
+        fprintf(stderr, "ledgerd: %s\n", err);
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/raft", cfg->data_dir);
+    if (makeDir(path, err, sizeof err) != 0) {
+        fprintf(stderr, "ledgerd: %s\n", err);
+        ledger_store_close(n.store);
+        return 1;
+    }
+    uv_loop_init(&loop);
+
+    memset(&rc, 0, sizeof rc);
+    rc.id = cfg->id;
+    rc.raft_dir = path;
+    rc.raft_addr = cfg->raft_addr;
+    rc.api_addr = cfg->api_addr;
+    rc.bootstrap = cfg->n_bootstrap > 0 ? cfg->bootstrap : NULL;
+    rc.n_bootstrap = cfg->n_bootstrap;
+    rc.heartbeat_ms = cfg->heartbeat_ms;
+    rc.election_ms = cfg->election_ms;
+    rc.snapshot_threshold = cfg->snapshot_threshold;
+    rc.snapshot_trailing = cfg->snapshot_trailing;
+    rc.max_queue_ops = cfg->max_queue_ops;
+    rc.max_queue_bytes = cfg->max_queue_bytes;
+    rc.token = cfg->token;
+    rv = ledger_repl_start(&loop, n.store, &rc, replLog, NULL, &n.repl, err,
+                           sizeof err);
+    if (rv != 0) {
+        fprintf(stderr, "ledgerd: %s\n", err);
+        ledger_log(LOG_ERROR, NULL, "%s", err);
+        ledger_store_close(n.store);
+        return 1;
+    }
+    ledger_repl_on_applied(n.repl, api_on_applied, &n);
+
+    rv = http_server_start(&loop, cfg->api_addr, cfg->max_body, api_handle, &n,
+                           &n.http, err, sizeof err);
+    if (rv != 0) {
+        fprintf(stderr, "ledgerd: %s\n", err);
+        ledger_log(LOG_ERROR, NULL, "%s", err);
+        n.exit_code = 1;
+        n.shutting_down = true;
+        uv_timer_init(&loop, &n.sweep);
+        uv_timer_init(&loop, &n.shutdown_timer);
+        uv_signal_init(&loop, &n.sigterm);
+        uv_signal_init(&loop, &n.sigint);
+        ledger_repl_close(n.repl, replClosed, &n);
+        goto run;
+    }
+
+    uv_timer_init(&loop, &n.sweep);
+    n.sweep.data = &n;
+    uv_timer_start(&n.sweep, sweepCb, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
+    uv_timer_init(&loop, &n.shutdown_timer);
+    n.shutdown_timer.data = &n;
+    uv_signal_init(&loop, &n.sigterm);
+    n.sigterm.data = &n;
+    uv_signal_start(&n.sigterm, onSignal, SIGTERM);
+    uv_signal_init(&loop, &n.sigint);
+    n.sigint.data = &n;
+    uv_signal_start(&n.sigint, onSignal, SIGINT);
+
+    ledger_log(LOG_INFO, NULL, "ledgerd %s node %llu: raft %s, api %s, data %s",
+               LEDGER_VERSION, (unsigned long long)cfg->id, cfg->raft_addr,
+               cfg->api_addr, cfg->data_dir);
+
+run:
+    uv_run(&loop, UV_RUN_DEFAULT);
+    rv = uv_loop_close(&loop);
+    if (rv != 0) {
+        ledger_log(LOG_WARN, NULL, "loop closed with handles open: %s",
+                   uv_strerror(rv));
+    }
+    ledger_store_close(n.store);
+    ledger_log(LOG_INFO, NULL, "stopped");
+    return n.exit_code;
+}

@@ -1,0 +1,45 @@
+/* One ledgerd node: store + replication + HTTP API on one libuv loop.
+ *
+ * Lifecycle: node_run() opens the store, starts Raft and the HTTP server and
+ * runs the loop until SIGTERM/SIGINT. Shutdown is ordered: a leader first
+ * hands leadership to the most up-to-date voter (bounded by the election
+ * timeout), then waiting readers are answered, the HTTP server drains the
+ * requests in flight, Raft closes, and the store closes last. */
+#ifndef LEDGER_NODE_H
+#define LEDGER_NODE_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "node/config.h"
+#include "node/http_server.h"
+#include "replication/repl.h"
+#include "store/store.h"
+
+struct api_req;
+
+struct ledger_node {
+    uv_loop_t *loop;
+    struct ledger_config *cfg;
+    ledger_store *store;
+    ledger_repl *repl;
+    http_server *http;
+    uv_signal_t sigterm;
+    uv_signal_t sigint;
+    uv_timer_t sweep;          /* Deadlines of waiting requests. */
+    uv_timer_t shutdown_timer; /* Bounds the leadership hand-over. */
+    struct api_req *waiters;   /* Requests waiting on the applied index. */
+    uint64_t next_rid;
+    bool shutting_down;
+    int exit_code;
+};
+
+/* Run a node until it is told to stop. Returns the process exit code. */
+int node_run(struct ledger_config *cfg);
+
+/* api.c */
+void api_handle(void *arg, http_request *req);
+void api_on_applied(void *arg);
+void api_sweep(struct ledger_node *n, bool flush_all);
+
+#endif /* LEDGER_NODE_H */

@@ -1,0 +1,147 @@
+/* Replication lag as seen by the leader.
+ *
+ * raft 0.15 has no lag API; the leader's per-follower progress array
+ * (r->leader_state.progress, parallel to r->configuration.servers) is public
+ * and read here, and only here, because its layout is version-specific. It
+ * is valid only while leader.
+ *
+ * lag_entries = leader's last index - follower's match index.
+ * lag_ms      = how long ago the oldest entry the follower lacks was
+ *               appended on the leader (0 when it lacks none). Append times
+ *               come from a ring of the last REPL__TIME_RING proposals; an
+ *               entry older than the ring counts from the ring's oldest.
+ * last_contact_ms: time since the follower was last seen answering, sampled
+ *               every tick from progress.recent_recv and match_index moves.
+ */
+#include <string.h>
+
+#include "replication/repl_int.h"
+
+bool repl__member_api(ledger_repl *r, uint64_t id, char *buf, size_t len);
+
+void repl__lag_record(ledger_repl *r, uint64_t index)
+{
+    size_t slot = index % REPL__TIME_RING;
+    r->ring[slot].index = index;
+    r->ring[slot].time = uv_now(r->loop);
+}
+
+/* When was `index` appended? 0 if unknown. */
+static uint64_t appendTime(ledger_repl *r, uint64_t index)
+{
+    uint64_t oldest = 0;
+    size_t i;
+    for (i = 0; i < REPL__TIME_RING; i++) {
+        uint64_t t = r->ring[i].time;
+        if (r->ring[i].index != 0 && r->ring[i].index <= index &&
+            r->ring[i].index + REPL__TIME_RING > index) {
+            /* Latest proposal at or before index bounds its append time. */
+            if (r->ring[i].index == index) {
+                return t;
+            }
+        }
+        if (t != 0 && (oldest == 0 || t < oldest)) {
+            oldest = t;
+        }
+    }
+    return oldest;
+}
+
+static struct repl__contact *contactFor(ledger_repl *r, uint64_t id)
+{
+    size_t i;
+    struct repl__contact *free_slot = NULL;
+    for (i = 0; i < REPL__MAX_MEMBERS; i++) {
+        if (r->contact[i].id == id) {
+            return &r->contact[i];
+        }
+        if (r->contact[i].id == 0 && free_slot == NULL) {
+            free_slot = &r->contact[i];
+        }
+    }
+    if (free_slot != NULL) {
+        memset(free_slot, 0, sizeof *free_slot);
+        free_slot->id = id;
+    }
+    return free_slot;
+}
+
+void repl__lag_tick(ledger_repl *r)
+{
+    struct raft_configuration *c = &r->raft.configuration;
+    uint64_t now = uv_now(r->loop);
+    unsigned i;
+
+    if (r->raft.state != RAFT_LEADER) {
+        return;
+    }
+    for (i = 0; i < c->n; i++) {
+        struct raft_progress *p = &r->raft.leader_state.progress[i];
+        struct repl__contact *k = contactFor(r, c->servers[i].id);
+        if (k == NULL) {
+            continue;
+        }
+        if (p->recent_recv || p->match_index != k->match_index) {
+            k->last_contact = now;
+        }
+        k->match_index = p->match_index;
+    }
+}
+
+size_t ledger_repl_members(ledger_repl *r, struct ledger_repl_member_info *out,
+                           size_t max)
+{
+    struct raft_configuration *c = &r->raft.configuration;
+    bool leader = r->raft.state == RAFT_LEADER;
+    raft_index last = raft_last_index(&r->raft);
+    raft_id leader_id = 0;
+    const char *leader_addr = NULL;
+    uint64_t now = uv_now(r->loop);
+    unsigned i;
+
+    raft_leader(&r->raft, &leader_id, &leader_addr);
+    for (i = 0; i < c->n && i < max; i++) {
+        struct ledger_repl_member_info *m = &out[i];
+        const struct raft_server *s = &c->servers[i];
+        memset(m, 0, sizeof *m);
+        m->id = s->id;
+        snprintf(m->raft_addr, sizeof m->raft_addr, "%s", s->address);
+        if (!repl__member_api(r, s->id, m->api_addr, sizeof m->api_addr)) {
+            m->api_addr[0] = '\0';
+        }
+        m->role = s->role;
+        m->last_contact_ms = -1;
+        if (s->id == r->raft.id) {
+            m->state = leader ? "leader"
+                              : (r->raft.state == RAFT_CANDIDATE ? "candidate"
+                                                                 : "follower");
+            m->match_index = last;
+            m->applied_index = raft_last_applied(&r->raft);
+            m->last_contact_ms = 0;
+        } else if (leader) {
+            struct raft_progress *p = &r->raft.leader_state.progress[i];
+            struct repl__contact *k = contactFor(r, s->id);
+            m->match_index = p->match_index;
+            /* A follower applies what it has that is committed. */
+            m->applied_index = p->match_index < r->raft.commit_index
+                                   ? p->match_index
+                                   : r->raft.commit_index;
+            m->lag_entries = last > p->match_index ? last - p->match_index : 0;
+            if (m->lag_entries > 0) {
+                uint64_t t = appendTime(r, p->match_index + 1);
+                m->lag_ms = t != 0 && now > t ? now - t : 0;
+            }
+            if (k != NULL && k->last_contact != 0) {
+                m->last_contact_ms = (int64_t)(now - k->last_contact);
+            }
+            m->state = (p->recent_recv ||
+                        (m->last_contact_ms >= 0 &&
+                         m->last_contact_ms <= (int64_t)r->cfg.election_ms))
+                           ? "follower"
+                           : "unreachable";
+        } else {
+            m->state = s->id == leader_id ? "leader" : "follower";
+        }
+    }
+    return c->n;
+}

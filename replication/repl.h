@@ -1,0 +1,157 @@
+/* Replication: canonical/raft (libuv storage + TCP transport) driving the
+ * store's state machine.
+ *
+ * Invariants:
+ * - The Raft log is the write-ahead log. A submitted op is acknowledged
+ *   (callback with status 0) only after its entry is committed on a majority
+ *   and applied to the local store.
+ * - Ops are batched (group commit): every op submitted during one loop
+ *   iteration, up to REPL_MAX_BATCH_OPS / REPL_MAX_BATCH_BYTES, shares one
+ *   entry; at most REPL_MAX_INFLIGHT entries are in flight. The queue of
+ *   ops not yet in an entry is bounded (max_queue_ops / max_queue_bytes):
+ *   past the bound, submit fails at once with LEDGER_REPL_EFULL.
+ * - Every decision about an op (idempotency, expected version, numbering,
+ *   hashing) is made in apply, from the store and the entry alone, so every
+ *   replica reaches the same result.
+ * - Callbacks never fire from inside the call that registered them.
+ */
+#ifndef LEDGER_REPL_H
+#define LEDGER_REPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "replication/entry.h"
+#include "store/store.h"
+
+#define REPL_MAX_BATCH_OPS 4096         /* Ops per entry, at most. */
+#define REPL_MAX_BATCH_BYTES (4u << 20) /* Bytes per entry, about. */
+#define REPL_MAX_INFLIGHT 4             /* Entries appended, not applied. */
+#define REPL_ADDR_MAX 128               /* Max "host:port" length + 1. */
+
+/* Status codes given to callbacks and returned by submit. */
+enum {
+    LEDGER_REPL_OK = 0,
+    LEDGER_REPL_ENOTLEADER, /* Not leader: nothing was appended. */
+    LEDGER_REPL_EFULL,      /* Write queue at its bound: retry later. */
+    LEDGER_REPL_EUNKNOWN,   /* Leadership lost after append: the op may
+                               or may not commit; retry with the same ids. */
+    LEDGER_REPL_ESHUTDOWN,  /* Node shutting down. */
+    LEDGER_REPL_EAPPLY,     /* The store failed to apply the op. */
+    LEDGER_REPL_ENOMEM,
+};
+const char *ledger_repl_strerror(int code);
+
+typedef struct ledger_repl ledger_repl;
+
+struct ledger_repl_member {
+    uint64_t id;
+    char raft_addr[REPL_ADDR_MAX];
+    char api_addr[REPL_ADDR_MAX];
+};
+
+struct ledger_repl_config {
+    uint64_t id;
+    const char *raft_dir; /* Existing directory for Raft's files. */
+    const char *raft_addr;
+    const char *api_addr;
+    const struct ledger_repl_member *bootstrap; /* NULL: no bootstrap. */
+    size_t n_bootstrap;
+    unsigned heartbeat_ms;
+    unsigned election_ms;
+    unsigned snapshot_threshold;
+    unsigned snapshot_trailing;
+    size_t max_queue_ops;
+    size_t max_queue_bytes;
+    const char *token; /* Bearer token for calls to peers, or NULL. */
+};
+
+/* Log sink: level 0 debug, 1 info, 2 warn, 3 error. */
+typedef void (*ledger_repl_log_fn)(void *arg, int level, const char *msg);
+
+/* Create and start the replication layer. The store must stay open until
+ * the close callback. On error returns non-zero and fills err. */
+int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
+                      const struct ledger_repl_config *cfg,
+                      ledger_repl_log_fn log, void *log_arg, ledger_repl **out,
+                      char *err, size_t errlen);
+
+/* Close: pending ops and barriers get LEDGER_REPL_ESHUTDOWN, then Raft and
+ * its I/O close; cb fires once everything is released. */
+void ledger_repl_close(ledger_repl *r, void (*cb)(void *arg), void *arg);
+
+/* ---- Writes ----------------------------------------------------------- */
+
+struct ledger_op_result {
+    int error;                          /* 0, or a store error code. */
+    struct ledger_append_result append; /* For OP_APPEND. */
+};
+
+typedef void (*ledger_repl_op_cb)(void *arg, int status,
+                                  const struct ledger_op_result *res);
+
+/* Submit an encoded op. Takes ownership of op->data in every case. Returns
+ * 0 (cb will fire later), LEDGER_REPL_ENOTLEADER or LEDGER_REPL_EFULL (cb
+ * will not fire). */
+int ledger_repl_submit(ledger_repl *r, struct op_buf *op, ledger_repl_op_cb cb,
+                       void *arg);
+
+/* Leader only: cb(arg, 0, index) once every entry appended before the call
+ * is applied locally, proving leadership at that point (Raft thesis 6.4).
+ * Concurrent callers share one barrier entry. */
+typedef void (*ledger_repl_barrier_cb)(void *arg, int status, uint64_t index);
+int ledger_repl_barrier(ledger_repl *r, ledger_repl_barrier_cb cb, void *arg);
+
+/* Leadership transfer to `id` (0: the most up-to-date voter). cb(arg,
+ * new_leader_id) fires when done or timed out. */
+int ledger_repl_transfer(ledger_repl *r, uint64_t id,
+                         void (*cb)(void *arg, uint64_t leader), void *arg);
+
+/* Membership changes (leader only); cb(arg, status, errmsg). */
+typedef void (*ledger_repl_change_cb)(void *arg, int status, const char *msg);
+int ledger_repl_add(ledger_repl *r, const struct ledger_repl_member *m,
+                    int role, ledger_repl_change_cb cb, void *arg);
+
+/* ---- State ------------------------------------------------------------ */
+
+enum { REPL_ROLE_STANDBY = 0, REPL_ROLE_VOTER = 1, REPL_ROLE_SPARE = 2 };
+const char *ledger_repl_role_name(int role);
+
+struct ledger_repl_status {
+    const char *state; /* "leader", "follower", "candidate", "unavailable" */
+    bool is_leader;
+    uint64_t leader_id; /* 0: unknown */
+    uint64_t term;
+    uint64_t commit_index;
+    uint64_t last_index;
+    uint64_t applied_index;
+    uint64_t leader_changes;
+    char cluster_id[64];
+};
+void ledger_repl_status(ledger_repl *r, struct ledger_repl_status *out);
+
+/* API address of the current leader into buf; false if unknown. */
+bool ledger_repl_leader_api(ledger_repl *r, char *buf, size_t len);
+
+struct ledger_repl_member_info {
+    uint64_t id;
+    char raft_addr[REPL_ADDR_MAX];
+    char api_addr[REPL_ADDR_MAX];
+    int role;
+    const char *state; /* leader|follower|candidate|unreachable */
+    uint64_t match_index;
+    uint64_t applied_index;
+    uint64_t lag_entries;
+    uint64_t lag_ms;
+    int64_t last_contact_ms; /* -1: unknown */
+};
+/* Fill up to max entries; returns the number of members. */
+size_t ledger_repl_members(ledger_repl *r, struct ledger_repl_member_info *out,
+                           size_t max);
+
+/* Called (from the loop) whenever the applied index advanced. */
+void ledger_repl_on_applied(ledger_repl *r, void (*cb)(void *arg), void *arg);
+
+#endif /* LEDGER_REPL_H */
