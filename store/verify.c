@@ -189,9 +189,8 @@ static int verifyStreams(ledger_store *s, struct verifyState *v)
         const char *name = (const char *)sqlite3_column_text(stmt, 0);
         uint64_t seq = (uint64_t)sqlite3_column_int64(stmt, 1);
         uint64_t position = (uint64_t)sqlite3_column_int64(stmt, 2);
-        if (name == NULL || strlen(name) > LEDGER_STREAM_MAX ||
-            sqlite3_column_bytes(stmt, 3) != LEDGER_HASH_LEN) {
-            markBad(v, position, "position %llu: malformed stream or hash",
+        if (name == NULL || strlen(name) > LEDGER_STREAM_MAX) {
+            markBad(v, position, "position %llu: malformed stream name",
                     (unsigned long long)position);
             continue;
         }
@@ -218,7 +217,13 @@ static int verifyStreams(ledger_store *s, struct verifyState *v)
         }
         g.last_seq = seq;
         g.last_position = position;
-        memcpy(g.last_hash, sqlite3_column_blob(stmt, 3), LEDGER_HASH_LEN);
+        if (sqlite3_column_bytes(stmt, 3) == LEDGER_HASH_LEN) {
+            memcpy(g.last_hash, sqlite3_column_blob(stmt, 3), LEDGER_HASH_LEN);
+        } else {
+            markBad(v, position, "position %llu: malformed hash",
+                    (unsigned long long)position);
+            memset(g.last_hash, 0, LEDGER_HASH_LEN);
+        }
     }
     if (rc != SQLITE_DONE) {
         rv = storeSqlErr(s, "verify streams");
