@@ -250,7 +250,7 @@ static void clientReadCb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     e = HTTP_PARSER_ERRNO(&r->parser);
-    if (e != HPE_OK) {
+    if (e != HPE_OK && e != HPE_INVALID_EOF_STATE) {
         clientFinish(r, UV_EPROTO);
         return;
     }
