@@ -16,7 +16,8 @@
 
 #include "ctl.h"
 
-#define EVENTS__RETRY_MS 15000       /* Total time append keeps retrying. */
+#define EVENTS__RETRY_MS 10000 /* Time append retries 503/429 answers. */
+#define EVENTS__DEAD_MS 2000   /* Time append retries when no node answers. */
 #define EVENTS__FOLLOW_WAIT_MS 20000 /* wait_ms of one --follow long poll. */
 #define EVENTS__PAGE 1000            /* Events asked for per read request. */
 
@@ -98,6 +99,7 @@ int ctlCmdAppend(struct ctl *ctl, int argc, char **argv)
     char enc[1024];
     ledger_client *c;
     long long deadline;
+    long long dead_deadline;
     int n_pos;
     int rv = ctlParseArgs(ctl, "append", argc, argv, flags, pos, 2, &n_pos);
     if (rv != 0) {
@@ -164,6 +166,7 @@ int ctlCmdAppend(struct ctl *ctl, int argc, char **argv)
         return CTL_EXIT_USAGE;
     }
     deadline = nowMs() + EVENTS__RETRY_MS;
+    dead_deadline = nowMs() + EVENTS__DEAD_MS;
     for (;;) {
         struct ledger_http_response r;
         json_t *answer;
@@ -171,7 +174,8 @@ int ctlCmdAppend(struct ctl *ctl, int argc, char **argv)
         rv = ledger_client_call(c, "POST", path, text, strlen(text), &r);
         if (rv == LEDGER_CLIENT_ENOENDPOINT ||
             (rv == LEDGER_CLIENT_EIO && key != NULL)) {
-            if (nowMs() < deadline) {
+            if (nowMs() <
+                (rv == LEDGER_CLIENT_EIO ? deadline : dead_deadline)) {
                 sleepMs(300);
                 continue;
             }
