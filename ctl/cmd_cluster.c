@@ -203,6 +203,9 @@ static void lastLogLine(const char *path, char *out, size_t outlen)
     }
     start = strrchr(buf, '\n');
     start = start != NULL ? start + 1 : buf;
+    if (strncmp(start, "--- ledgerctl", 13) == 0) {
+        return; /* Our own start banner: the node printed nothing. */
+    }
     snprintf(out, outlen, "%s", start);
 }
 
@@ -711,6 +714,10 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
     rv = CTL_EXIT_OK;
 
 out:
+    if (rv != CTL_EXIT_OK && !found) {
+        /* A first start failed: let the next try pick other flags. */
+        unlink(layout_path);
+    }
     json_decref(cluster);
     free(nodes);
     free(bootstrap);
