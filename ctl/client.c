@@ -507,12 +507,6 @@ static int readResponse(int fd, http_parser *hp, struct parse *p,
                  CLIENT__MAX_BODY);
             break;
         }
-        if (he != HPE_OK || used != (size_t)n) {
-            rv = LEDGER_CLIENT_EPROTO;
-            errf(err, errlen, "%s: malformed HTTP response: %s", what,
-                 http_errno_description(he));
-            break;
-        }
         if (n == 0) {
             /* EOF reported to the parser did not complete the message. */
             rv = LEDGER_CLIENT_EPROTO;
@@ -521,6 +515,12 @@ static int readResponse(int fd, http_parser *hp, struct parse *p,
                             : "%s: connection closed in the middle of the "
                               "response",
                  what);
+            break;
+        }
+        if (he != HPE_OK || used != (size_t)n) {
+            rv = LEDGER_CLIENT_EPROTO;
+            errf(err, errlen, "%s: malformed HTTP response: %s", what,
+                 http_errno_description(he));
             break;
         }
     }
