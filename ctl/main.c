@@ -1,5 +1,161 @@
-/* ledgerctl entry point (placeholder). */
-int main(void)
+/* ledgerctl: command-line control and client for a ledger cluster. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+
+void ctlPrintHelp(void)
 {
-    return 0;
+    fputs("Usage: ledgerctl [GLOBAL FLAGS] COMMAND [ARGS]\n"
+          "\n"
+          "Cluster:\n"
+          "  cluster up [--nodes 3] [--dir ./ledger-data] [--raft-port 7001]\n"
+          "             [--api-port 8001] [--wait-s 30]\n"
+          "                                 start local nodes, wait for a "
+          "leader\n"
+          "  cluster down [--dir ./ledger-data]\n"
+          "                                 stop the nodes started by "
+          "cluster up\n"
+          "  status                         members, roles, leader, term, lag\n"
+          "  member list\n"
+          "  member add ID RAFT_ADDR API_ADDR [--role voter|standby|spare]\n"
+          "  member remove ID\n"
+          "  member role ID voter|standby|spare\n"
+          "  leader transfer [ID]\n"
+          "  lag [--watch] [--max-entries N] [--max-ms MS]\n"
+          "                                 exit 1 when a member is over a "
+          "bound\n"
+          "\n"
+          "Events:\n"
+          "  append STREAM [--type T] [--id KEY] [--expect N] DATA\n"
+          "                                 DATA is JSON; '-' reads it from "
+          "stdin\n"
+          "  read STREAM [--from N] [--limit N] [--follow] "
+          "[--consistency strong|leader|any]\n"
+          "  verify                         every node's chain, and agreement\n"
+          "  bench [--clients 64] [--size 100] [--batch 1] [--duration 10]\n"
+          "\n"
+          "Global flags:\n"
+          "  --endpoints A,B,C   node API addresses (env LEDGER_ENDPOINTS;\n"
+          "                      default " CTL_DEFAULT_ENDPOINTS ")\n"
+          "  --token-file FILE   bearer token for the API (env LEDGER_TOKEN)\n"
+          "  --json              machine-readable JSON output\n"
+          "  --timeout-ms MS     per-request timeout (default 5000)\n"
+          "  --help, --version\n"
+          "\n"
+          "Exit status: 0 success, 1 the operation failed, 2 bad usage.\n",
+          stdout);
+}
+
+struct command {
+    const char *word1;
+    const char *word2; /* NULL: a one-word command. */
+    int (*run)(struct ctl *ctl, int argc, char **argv);
+};
+
+static const struct command commands[] = {
+    {"cluster", "up", ctlCmdClusterUp},
+    {"cluster", "down", ctlCmdClusterDown},
+    {"status", NULL, ctlCmdStatus},
+    {"member", "list", ctlCmdMemberList},
+    {"member", "add", ctlCmdMemberAdd},
+    {"member", "remove", ctlCmdMemberRemove},
+    {"member", "role", ctlCmdMemberRole},
+    {"leader", "transfer", ctlCmdLeaderTransfer},
+    {"lag", NULL, ctlCmdLag},
+    {"append", NULL, ctlCmdAppend},
+    {"read", NULL, ctlCmdRead},
+    {"verify", NULL, ctlCmdVerify},
+    {"bench", NULL, ctlCmdBench},
+};
+
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+int main(int argc, char **argv)
+{
+    struct ctl ctl = {0};
+    const char *env;
+    const char *pos[1];
+    int n_pos = 0;
+    int i = 1;
+    int rv;
+
+    ctl.endpoints = CTL_DEFAULT_ENDPOINTS;
+    env = getenv("LEDGER_ENDPOINTS");
+    if (env != NULL && env[0] != '\0') {
+        ctl.endpoints = env;
+    }
+    env = getenv("LEDGER_TOKEN");
+    if (env != NULL && env[0] != '\0') {
+        ctl.token = strdup(env);
+    }
+
+    /* Global flags before the command word. */
+    while (i < argc && argv[i][0] == '-') {
+        const char *a = argv[i];
+        int start = i;
+        if (strcmp(a, "--version") == 0) {
+            printf("ledgerctl %s\n", LEDGER_VERSION);
+            rv = CTL_EXIT_OK;
+            goto out;
+        }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            ctlPrintHelp();
+            rv = CTL_EXIT_OK;
+            goto out;
+        }
+        /* One global flag with its value, if it takes one. */
+        if (strchr(a, '=') == NULL && i + 1 < argc &&
+            (strcmp(a, "--endpoints") == 0 || strcmp(a, "--token-file") == 0 ||
+             strcmp(a, "--timeout-ms") == 0)) {
+            i++;
+        }
+        i++;
+        rv = ctlParseArgs(&ctl, "ledgerctl", i - start, argv + start, NULL, pos,
+                          0, &n_pos);
+        if (rv != 0) {
+            rv = rv < 0 ? CTL_EXIT_OK : rv;
+            goto out;
+        }
+    }
+    if (i >= argc) {
+        rv = ctlUsage("missing command");
+        goto out;
+    }
+    for (size_t k = 0; k < N_COMMANDS; k++) {
+        const struct command *cmd = &commands[k];
+        if (strcmp(argv[i], cmd->word1) != 0) {
+            continue;
+        }
+        if (cmd->word2 == NULL) {
+            rv = cmd->run(&ctl, argc - i - 1, argv + i + 1);
+            goto out;
+        }
+        if (i + 1 < argc && strcmp(argv[i + 1], cmd->word2) == 0) {
+            rv = cmd->run(&ctl, argc - i - 2, argv + i + 2);
+            goto out;
+        }
+    }
+    /* Known first word, bad or missing second one. */
+    for (size_t k = 0; k < N_COMMANDS; k++) {
+        if (strcmp(argv[i], commands[k].word1) == 0 &&
+            commands[k].word2 != NULL) {
+            if (i + 1 < argc && strcmp(argv[i + 1], "--help") == 0) {
+                ctlPrintHelp();
+                rv = CTL_EXIT_OK;
+                goto out;
+            }
+            rv = i + 1 < argc
+                     ? ctlUsage("unknown command '%s %s'", argv[i], argv[i + 1])
+                     : ctlUsage("'%s' needs a subcommand", argv[i]);
+            goto out;
+        }
+    }
+    rv = ctlUsage("unknown command '%s'", argv[i]);
+
+out:
+    ledger_client_destroy(ctl.client);
+    free(ctl.token);
+    return rv;
 }

@@ -32,6 +32,10 @@ typedef void (*http_server_close_cb)(void *arg);
 
 /* Listen on `addr` ("HOST:PORT"). On failure returns a negative libuv error
  * code and fills err. */
+/* (IPv4 only; "localhost" means 127.0.0.1, an empty host 0.0.0.0. If the
+ * failure happens after the listening handle was created, e.g. address in
+ * use, that handle is closed asynchronously: run the loop before
+ * uv_loop_close.) */
 int http_server_start(uv_loop_t *loop, const char *addr, size_t max_body,
                       http_handler_cb handler, void *arg, http_server **out,
                       char *err, size_t errlen);
@@ -40,6 +44,14 @@ void http_server_close(http_server *srv, http_server_close_cb cb, void *arg);
 
 /* Number of requests received and not yet answered. */
 size_t http_server_inflight(const http_server *srv);
+
+/* TCP port the server is bound to (useful after listening on port 0), or a
+ * negative libuv error code. */
+int http_server_port(const http_server *srv);
+
+/* Close connections idle (no request in progress) for longer than `ms`
+ * milliseconds. Default 60000; 0 disables the timeout. */
+void http_server_set_idle_timeout(http_server *srv, uint64_t ms);
 
 /* Request accessors. Strings are NUL-terminated and owned by the request. */
 const char *http_request_method(const http_request *req); /* "GET", ... */

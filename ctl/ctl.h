@@ -1,0 +1,102 @@
+/* ledgerctl internals: shared context, argument parsing and output helpers. */
+#ifndef LEDGER_CTL_H
+#define LEDGER_CTL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <jansson.h>
+
+#include "ledger.h"
+
+#define CTL_EXIT_OK 0    /* Success. */
+#define CTL_EXIT_FAIL 1  /* The operation failed. */
+#define CTL_EXIT_USAGE 2 /* Bad usage: unknown command/flag, bad value. */
+
+#define CTL_DEFAULT_ENDPOINTS "127.0.0.1:8001,127.0.0.1:8002,127.0.0.1:8003"
+
+/* Global options and the client built from them. */
+struct ctl {
+    const char *endpoints; /* --endpoints, LEDGER_ENDPOINTS, or default. */
+    char *token;           /* From --token-file or LEDGER_TOKEN; NULL. */
+    int json;              /* --json */
+    unsigned timeout_ms;   /* --timeout-ms, 0: client default. */
+    ledger_client *client; /* Created on first use by ctlClient(). */
+};
+
+/* One flag a command accepts. */
+struct ctl_flag {
+    const char *name;  /* Without the leading "--". */
+    int has_value;     /* Takes a value (--name V or --name=V). */
+    const char *value; /* OUT: the value, or "" for a given boolean flag;
+                        * NULL when absent. */
+};
+
+/* Parse argv (after the command words) into `flags` and positional
+ * arguments; global flags are accepted anywhere and stored in ctl. Stores
+ * at most max_pos positionals in pos and their number in *n_pos. Returns 0,
+ * or CTL_EXIT_USAGE after printing the reason. `cmd` names the command in
+ * messages. "--help" prints usage and returns -1 (caller exits 0). */
+int ctlParseArgs(struct ctl *ctl, const char *cmd, int argc, char **argv,
+                 struct ctl_flag *flags, const char **pos, int max_pos,
+                 int *n_pos);
+
+/* Exit status for a non-zero ctlParseArgs result (-1 after --help: 0). */
+#define CTL_ARGS_EXIT(rv) ((rv) < 0 ? CTL_EXIT_OK : (rv))
+
+/* Look up a parsed flag by name (NULL if absent). */
+const char *ctlFlag(const struct ctl_flag *flags, const char *name);
+
+/* Parse an unsigned decimal flag value; on error prints a usage error
+ * naming `what` and returns CTL_EXIT_USAGE. */
+int ctlParseU64(const char *what, const char *s, unsigned long long min,
+                unsigned long long max, unsigned long long *out);
+
+/* Print "ledgerctl: MESSAGE" to stderr and return CTL_EXIT_FAIL. */
+int ctlFail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print "ledgerctl: MESSAGE; see 'ledgerctl --help'" and return
+ * CTL_EXIT_USAGE. */
+int ctlUsage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+void ctlPrintHelp(void);
+
+/* The client for ctl->endpoints (created once); NULL after printing an
+ * error. */
+ledger_client *ctlClient(struct ctl *ctl);
+
+/* Call the API with fail-over and decode the JSON answer. body may be NULL.
+ * On success (any 2xx) stores the decoded body in *out (caller decrefs) and
+ * returns 0. Otherwise prints "ledgerctl: WHAT: REASON" (the server's error
+ * message, or the transport failure) and returns CTL_EXIT_FAIL. The HTTP
+ * status (0 if none) goes to *status when not NULL. */
+int ctlApi(struct ctl *ctl, const char *what, const char *method,
+           const char *path, json_t *body, json_t **out, int *status);
+
+/* Describe a non-2xx answer: "409 conflict: message". */
+void ctlDescribeError(const struct ledger_http_response *r, char *buf,
+                      size_t len);
+
+/* Append `s` percent-encoded for a URL path segment or query value. */
+void ctlUrlEncode(const char *s, char *out, size_t outlen);
+
+/* Print a JSON value on one line to stdout. */
+void ctlPrintJson(const json_t *v);
+
+/* Member table shared by status, member list and cluster up. */
+void ctlPrintClusterTable(const json_t *cluster, int members_only);
+
+/* Commands: each gets the arguments after its command words. */
+int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv);
+int ctlCmdClusterDown(struct ctl *ctl, int argc, char **argv);
+int ctlCmdStatus(struct ctl *ctl, int argc, char **argv);
+int ctlCmdMemberList(struct ctl *ctl, int argc, char **argv);
+int ctlCmdMemberAdd(struct ctl *ctl, int argc, char **argv);
+int ctlCmdMemberRemove(struct ctl *ctl, int argc, char **argv);
+int ctlCmdMemberRole(struct ctl *ctl, int argc, char **argv);
+int ctlCmdLeaderTransfer(struct ctl *ctl, int argc, char **argv);
+int ctlCmdLag(struct ctl *ctl, int argc, char **argv);
+int ctlCmdAppend(struct ctl *ctl, int argc, char **argv);
+int ctlCmdRead(struct ctl *ctl, int argc, char **argv);
+int ctlCmdVerify(struct ctl *ctl, int argc, char **argv);
+int ctlCmdBench(struct ctl *ctl, int argc, char **argv);
+
+#endif /* LEDGER_CTL_H */

@@ -1,0 +1,819 @@
+/* The store handle: open/close, errors, cached statements, the write
+ * transaction, state and meta, checkpoints and members.
+ *
+ * One SQLite file per node, in WAL mode with synchronous=FULL: a commit
+ * returns only once its WAL frames are fsync'ed. The Raft log is the node's
+ * write-ahead log, but snapshots compact it, so after a snapshot the store is
+ * the only copy of the applied entries; each apply transaction therefore
+ * has to be durable on its own (see docs/store.md, "Durability").
+ *
+ * Invariants:
+ * - meta('applied_index') is written by ledger_store_commit in the same
+ *   transaction as the rows it covers: after a crash the store is exactly
+ *   the state after entries 1..applied_index.
+ * - Every write goes through the one write transaction (in_tx); nothing
+ *   writes outside it except the schema migration at open.
+ * - Every error path leaves a one-line message in errmsg. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/internal.h"
+#include "store/schema.h"
+
+static const char *const stmt_sql[STMT__N] = {
+    [STMT_BEGIN_WRITE] = "BEGIN IMMEDIATE",
+    [STMT_BEGIN_READ] = "BEGIN DEFERRED",
+    [STMT_COMMIT] = "COMMIT",
+    [STMT_ROLLBACK] = "ROLLBACK",
+    [STMT_SAVEPOINT] = "SAVEPOINT store_op",
+    [STMT_RELEASE] = "RELEASE store_op",
+    [STMT_ROLLBACK_TO] = "ROLLBACK TO store_op",
+    [STMT_META_GET] = "SELECT value FROM meta WHERE key = ?",
+    [STMT_META_SET] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+    [STMT_CLUSTER_INIT] = "UPDATE meta SET value = ?"
+                          " WHERE key = 'cluster_id' AND value = ''",
+    [STMT_HEAD] = "SELECT position, hash FROM events"
+                  " ORDER BY position DESC LIMIT 1",
+    [STMT_STREAM_GET] = "SELECT last_seq, head_hash FROM streams"
+                        " WHERE name = ?",
+    [STMT_STREAM_PUT] = "INSERT OR REPLACE INTO streams"
+                        " (name, last_seq, head_hash) VALUES (?, ?, ?)",
+    [STMT_STREAM_LIST] = "SELECT name, last_seq, head_hash FROM streams"
+                         " ORDER BY name",
+    [STMT_EVENT_BY_ID] = "SELECT seq, position, hash FROM events"
+                         " WHERE stream = ? AND id = ?",
+    [STMT_EVENT_INSERT] = "INSERT INTO events (" STORE__EVENT_COLUMNS ")"
+                          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    [STMT_HASH_AT] = "SELECT hash FROM events WHERE position = ?",
+    [STMT_READ_STREAM] = "SELECT " STORE__EVENT_COLUMNS " FROM events"
+                         " WHERE stream = ? AND seq >= ?"
+                         " ORDER BY seq LIMIT ?",
+    [STMT_READ_POSITIONS] = "SELECT " STORE__EVENT_COLUMNS " FROM events"
+                            " WHERE position >= ? ORDER BY position LIMIT ?",
+    [STMT_CP_PUT] = "INSERT OR REPLACE INTO checkpoints (stream, name, value)"
+                    " VALUES (?, ?, ?)",
+    [STMT_CP_GET] = "SELECT value FROM checkpoints"
+                    " WHERE stream = ? AND name = ?",
+    [STMT_CP_LIST] = "SELECT stream, name, value FROM checkpoints"
+                     " ORDER BY stream, name",
+    [STMT_MEMBER_PUT] = "INSERT OR REPLACE INTO members"
+                        " (id, raft_addr, api_addr) VALUES (?, ?, ?)",
+    [STMT_MEMBER_DELETE] = "DELETE FROM members WHERE id = ?",
+    [STMT_MEMBER_LIST] = "SELECT id, raft_addr, api_addr FROM members"
+                         " ORDER BY id",
+    [STMT_VERIFY_CHAIN] = "SELECT " STORE__EVENT_COLUMNS " FROM events"
+                          " ORDER BY position",
+    [STMT_VERIFY_SEQS] = "SELECT stream, seq, position, hash FROM events"
+                         " ORDER BY stream, seq",
+};
+
+/* ---- Errors and statements -------------------------------------------- */
+
+int storeErrf(ledger_store *s, int rv, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
+    va_end(ap);
+    return rv;
+}
+
+int storeSqlErr(ledger_store *s, const char *what)
+{
+    int rc = sqlite3_errcode(s->db);
+    int rv;
+    switch (rc & 0xff) {
+    case SQLITE_NOMEM:
+        rv = LEDGER_STORE_ENOMEM;
+        break;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        rv = LEDGER_STORE_ECORRUPT;
+        break;
+    default:
+        rv = LEDGER_STORE_EIO;
+        break;
+    }
+    return storeErrf(s, rv, "%s: %s", what, sqlite3_errmsg(s->db));
+}
+
+int storeStmt(ledger_store *s, int id, sqlite3_stmt **out)
+{
+    if (s->stmts[id] == NULL) {
+        int rc =
+            sqlite3_prepare_v3(s->db, stmt_sql[id], -1,
+                               SQLITE_PREPARE_PERSISTENT, &s->stmts[id], NULL);
+        if (rc != SQLITE_OK) {
+            return storeSqlErr(s, "prepare statement");
+        }
+    }
+    *out = s->stmts[id];
+    return LEDGER_STORE_OK;
+}
+
+int storeExec(ledger_store *s, int id, const char *what)
+{
+    sqlite3_stmt *stmt;
+    int rv = storeStmt(s, id, &stmt);
+    int rc;
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    rc = sqlite3_step(stmt);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        rv = storeSqlErr(s, what);
+    }
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return rv;
+}
+
+int storeRequireTx(ledger_store *s, const char *what)
+{
+    if (!s->in_tx) {
+        return storeErrf(s, LEDGER_STORE_EINVAL,
+                         "%s: no write transaction is open", what);
+    }
+    return LEDGER_STORE_OK;
+}
+
+int storeSavepoint(ledger_store *s)
+{
+    return storeExec(s, STMT_SAVEPOINT, "savepoint");
+}
+
+int storeRelease(ledger_store *s)
+{
+    return storeExec(s, STMT_RELEASE, "release savepoint");
+}
+
+/* Best effort: keeps the caller's error message. */
+void storeRollbackTo(ledger_store *s)
+{
+    char saved[STORE__ERRMSG_SIZE];
+    memcpy(saved, s->errmsg, sizeof saved);
+    storeExec(s, STMT_ROLLBACK_TO, "rollback to savepoint");
+    storeExec(s, STMT_RELEASE, "release savepoint");
+    memcpy(s->errmsg, saved, sizeof saved);
+}
+
+int storeReadBegin(ledger_store *s, bool *opened)
+{
+    *opened = false;
+    if (s->in_tx || !sqlite3_get_autocommit(s->db)) {
+        return LEDGER_STORE_OK;
+    }
+    int rv = storeExec(s, STMT_BEGIN_READ, "begin read transaction");
+    if (rv == LEDGER_STORE_OK) {
+        *opened = true;
+    }
+    return rv;
+}
+
+void storeReadEnd(ledger_store *s, bool opened)
+{
+    if (opened) {
+        char saved[STORE__ERRMSG_SIZE];
+        memcpy(saved, s->errmsg, sizeof saved);
+        storeExec(s, STMT_COMMIT, "end read transaction");
+        memcpy(s->errmsg, saved, sizeof saved);
+    }
+}
+
+/* Copy a hash column; false unless it is a 32-byte blob. */
+static bool columnHash(sqlite3_stmt *stmt, int col,
+                       uint8_t out[LEDGER_HASH_LEN])
+{
+    if (sqlite3_column_type(stmt, col) != SQLITE_BLOB ||
+        sqlite3_column_bytes(stmt, col) != LEDGER_HASH_LEN) {
+        return false;
+    }
+    memcpy(out, sqlite3_column_blob(stmt, col), LEDGER_HASH_LEN);
+    return true;
+}
+
+int storeHead(ledger_store *s, uint64_t *position,
+              uint8_t hash[LEDGER_HASH_LEN])
+{
+    sqlite3_stmt *stmt;
+    int rv = storeStmt(s, STMT_HEAD, &stmt);
+    int rc;
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_DONE) {
+        *position = 0;
+        memset(hash, 0, LEDGER_HASH_LEN);
+    } else if (rc != SQLITE_ROW) {
+        rv = storeSqlErr(s, "read head");
+    } else if (sqlite3_column_int64(stmt, 0) < 1 ||
+               !columnHash(stmt, 1, hash)) {
+        rv = storeErrf(s, LEDGER_STORE_ECORRUPT,
+                       "head event at position %lld has a malformed hash",
+                       (long long)sqlite3_column_int64(stmt, 0));
+    } else {
+        *position = (uint64_t)sqlite3_column_int64(stmt, 0);
+    }
+    sqlite3_reset(stmt);
+    return rv;
+}
+
+int storeStreamGet(ledger_store *s, const char *stream, uint64_t *last_seq,
+                   uint8_t hash[LEDGER_HASH_LEN])
+{
+    sqlite3_stmt *stmt;
+    int rv = storeStmt(s, STMT_STREAM_GET, &stmt);
+    int rc;
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    sqlite3_bind_text(stmt, 1, stream, -1, SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_DONE) {
+        *last_seq = 0;
+        memset(hash, 0, LEDGER_HASH_LEN);
+    } else if (rc != SQLITE_ROW) {
+        rv = storeSqlErr(s, "read stream head");
+    } else if (sqlite3_column_int64(stmt, 0) < 1 ||
+               !columnHash(stmt, 1, hash)) {
+        rv = storeErrf(s, LEDGER_STORE_ECORRUPT,
+                       "stream %s: malformed head (last_seq or head_hash)",
+                       stream);
+    } else {
+        *last_seq = (uint64_t)sqlite3_column_int64(stmt, 0);
+    }
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return rv;
+}
+
+int storeRowToEvent(sqlite3_stmt *stmt, struct ledger_event *ev,
+                    const char **why)
+{
+    ev->position = (uint64_t)sqlite3_column_int64(stmt, 0);
+    ev->stream = (const char *)sqlite3_column_text(stmt, 1);
+    ev->seq = (uint64_t)sqlite3_column_int64(stmt, 2);
+    ev->type = (const char *)sqlite3_column_text(stmt, 3);
+    ev->data = (const char *)sqlite3_column_text(stmt, 4);
+    ev->data_len = (size_t)sqlite3_column_bytes(stmt, 4);
+    ev->id = (const char *)sqlite3_column_text(stmt, 5);
+    ev->ts_ms = sqlite3_column_int64(stmt, 6);
+    if (ev->stream == NULL || ev->type == NULL || ev->data == NULL) {
+        *why = "NULL stream, type or data";
+        return -1;
+    }
+    if (!columnHash(stmt, 7, ev->prev_hash) || !columnHash(stmt, 8, ev->hash)) {
+        *why = "prev_hash or hash is not a 32-byte blob";
+        return -1;
+    }
+    return 0;
+}
+
+bool ledger_stream_name_valid(const char *name, size_t len)
+{
+    if (name == NULL || len == 0 || len > LEDGER_STREAM_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
+                  c == '-';
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- Open / close ------------------------------------------------------ */
+
+/* journal_mode=WAL must actually take effect (it cannot on some file
+ * systems); then synchronous=FULL and the busy timeout. */
+static int configure(ledger_store *s)
+{
+    sqlite3_stmt *stmt = NULL;
+    const char *mode;
+    int rv = LEDGER_STORE_OK;
+
+    if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &stmt, NULL) !=
+        SQLITE_OK) {
+        return storeSqlErr(s, "set journal_mode");
+    }
+    if (sqlite3_step(stmt) != SQLITE_ROW) {
+        rv = storeSqlErr(s, "set journal_mode");
+        goto out_finalize;
+    }
+    mode = (const char *)sqlite3_column_text(stmt, 0);
+    if (mode == NULL || strcmp(mode, "wal") != 0) {
+        rv = storeErrf(s, LEDGER_STORE_EIO,
+                       "store %s: cannot enable WAL (journal_mode is %s)",
+                       s->path, mode ? mode : "unknown");
+        goto out_finalize;
+    }
+    if (sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) !=
+        SQLITE_OK) {
+        rv = storeSqlErr(s, "set synchronous");
+        goto out_finalize;
+    }
+    if (sqlite3_busy_timeout(s->db, STORE__BUSY_MS) != SQLITE_OK) {
+        rv = storeSqlErr(s, "set busy_timeout");
+    }
+
+out_finalize:
+    sqlite3_finalize(stmt);
+    return rv;
+}
+
+int ledger_store_open(const char *path, ledger_store **out, char *err,
+                      size_t errlen)
+{
+    ledger_store *s;
+    int version;
+    int rv;
+
+    *out = NULL;
+    if (path == NULL) {
+        if (err != NULL && errlen > 0) {
+            snprintf(err, errlen, "open store: no path");
+        }
+        return LEDGER_STORE_EINVAL;
+    }
+    s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        if (err != NULL && errlen > 0) {
+            snprintf(err, errlen, "open store %s: out of memory", path);
+        }
+        return LEDGER_STORE_ENOMEM;
+    }
+    s->path = strdup(path);
+    if (s->path == NULL) {
+        rv = storeErrf(s, LEDGER_STORE_ENOMEM, "open store: out of memory");
+        goto out_free_handle;
+    }
+    if (hashInit(&s->hash) != 0) {
+        rv = storeErrf(s, LEDGER_STORE_ENOMEM,
+                       "open store %s: cannot create SHA-256 context", path);
+        goto out_free_path;
+    }
+    if (sqlite3_open_v2(path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                            SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        if (s->db == NULL) {
+            rv = storeErrf(s, LEDGER_STORE_ENOMEM,
+                           "open store %s: out of memory", path);
+        } else {
+            rv = storeErrf(s, LEDGER_STORE_EIO, "open store %s: %s", path,
+                           sqlite3_errmsg(s->db));
+        }
+        goto out_close_db;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+
+    /* Read-only check first: a newer store is left untouched. */
+    rv = schemaCheck(s, &version);
+    if (rv != LEDGER_STORE_OK) {
+        goto out_close_db;
+    }
+    rv = configure(s);
+    if (rv != LEDGER_STORE_OK) {
+        goto out_close_db;
+    }
+    rv = schemaMigrate(s);
+    if (rv != LEDGER_STORE_OK) {
+        goto out_close_db;
+    }
+    *out = s;
+    return LEDGER_STORE_OK;
+
+out_close_db:
+    sqlite3_close(s->db);
+    hashClose(&s->hash);
+out_free_path:
+    free(s->path);
+out_free_handle:
+    if (err != NULL && errlen > 0) {
+        snprintf(err, errlen, "%s", s->errmsg);
+    }
+    free(s);
+    return rv;
+}
+
+void ledger_store_close(ledger_store *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (s->in_tx) {
+        ledger_store_rollback(s);
+    }
+    for (int i = 0; i < STMT__N; i++) {
+        sqlite3_finalize(s->stmts[i]);
+    }
+    sqlite3_close(s->db);
+    hashClose(&s->hash);
+    free(s->path);
+    free(s);
+}
+
+const char *ledger_store_errmsg(const ledger_store *s)
+{
+    if (s == NULL) {
+        return "no store handle";
+    }
+    return s->errmsg;
+}
+
+/* ---- State ------------------------------------------------------------- */
+
+/* meta value as a non-negative integer. */
+static int metaGetU64(ledger_store *s, const char *key, uint64_t *value)
+{
+    sqlite3_stmt *stmt;
+    int rv = storeStmt(s, STMT_META_GET, &stmt);
+    int rc;
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        rv = storeSqlErr(s, "read meta");
+    } else if (rc == SQLITE_DONE ||
+               sqlite3_column_type(stmt, 0) != SQLITE_INTEGER ||
+               sqlite3_column_int64(stmt, 0) < 0) {
+        rv = storeErrf(s, LEDGER_STORE_ECORRUPT,
+                       "store %s: meta %s is missing or not an integer",
+                       s->path, key);
+    } else {
+        *value = (uint64_t)sqlite3_column_int64(stmt, 0);
+    }
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return rv;
+}
+
+static int metaGetText(ledger_store *s, const char *key, char *out, size_t size)
+{
+    sqlite3_stmt *stmt;
+    int rv = storeStmt(s, STMT_META_GET, &stmt);
+    int rc;
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        rv = storeSqlErr(s, "read meta");
+    } else if (rc == SQLITE_DONE ||
+               sqlite3_column_type(stmt, 0) != SQLITE_TEXT ||
+               (size_t)sqlite3_column_bytes(stmt, 0) >= size) {
+        rv = storeErrf(s, LEDGER_STORE_ECORRUPT,
+                       "store %s: meta %s is missing or malformed", s->path,
+                       key);
+    } else {
+        memcpy(out, sqlite3_column_text(stmt, 0),
+               (size_t)sqlite3_column_bytes(stmt, 0) + 1);
+    }
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return rv;
+}
+
+int ledger_store_get_state(ledger_store *s, struct ledger_store_state *out)
+{
+    struct ledger_store_state st;
+    uint64_t version;
+    bool opened;
+    int rv;
+
+    memset(&st, 0, sizeof st);
+    rv = storeReadBegin(s, &opened);
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    rv = metaGetU64(s, "applied_index", &st.applied_index);
+    if (rv == LEDGER_STORE_OK) {
+        rv = metaGetU64(s, "schema_version", &version);
+    }
+    if (rv == LEDGER_STORE_OK) {
+        st.schema_version = (int)version;
+        rv = metaGetText(s, "cluster_id", st.cluster_id, sizeof st.cluster_id);
+    }
+    if (rv == LEDGER_STORE_OK) {
+        rv = storeHead(s, &st.position, st.head_hash);
+    }
+    storeReadEnd(s, opened);
+    if (rv == LEDGER_STORE_OK) {
+        *out = st;
+    }
+    return rv;
+}
+
+/* ---- Write transaction ------------------------------------------------- */
+
+int ledger_store_begin(ledger_store *s)
+{
+    int rv;
+    if (s->in_tx) {
+        return storeErrf(s, LEDGER_STORE_EINVAL,
+                         "begin: a write transaction is already open");
+    }
+    rv = storeExec(s, STMT_BEGIN_WRITE, "begin write transaction");
+    if (rv == LEDGER_STORE_OK) {
+        s->in_tx = true;
+    }
+    return rv;
+}
+
+int ledger_store_commit(ledger_store *s, uint64_t applied_index)
+{
+    sqlite3_stmt *stmt;
+    int rv = storeRequireTx(s, "commit");
+    int rc;
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    if (applied_index > INT64_MAX) {
+        return storeErrf(s, LEDGER_STORE_EINVAL,
+                         "commit: applied_index %llu out of range",
+                         (unsigned long long)applied_index);
+    }
+    rv = storeStmt(s, STMT_META_SET, &stmt);
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    sqlite3_bind_text(stmt, 1, "applied_index", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)applied_index);
+    rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    if (rc != SQLITE_DONE) {
+        return storeSqlErr(s, "commit: write applied_index");
+    }
+    rv = storeExec(s, STMT_COMMIT, "commit");
+    if (rv != LEDGER_STORE_OK) {
+        /* A failed COMMIT may leave the transaction open: end it, so the
+         * handle is usable again and nothing half-done survives. */
+        if (!sqlite3_get_autocommit(s->db)) {
+            char saved[STORE__ERRMSG_SIZE];
+            memcpy(saved, s->errmsg, sizeof saved);
+            storeExec(s, STMT_ROLLBACK, "rollback");
+            memcpy(s->errmsg, saved, sizeof saved);
+        }
+    }
+    s->in_tx = false;
+    return rv;
+}
+
+int ledger_store_rollback(ledger_store *s)
+{
+    int rv = storeRequireTx(s, "rollback");
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    s->in_tx = false;
+    if (sqlite3_get_autocommit(s->db)) {
+        return LEDGER_STORE_OK; /* SQLite already rolled it back. */
+    }
+    return storeExec(s, STMT_ROLLBACK, "rollback");
+}
+
+int ledger_store_init_cluster(ledger_store *s, const char *cluster_id)
+{
+    sqlite3_stmt *stmt;
+    size_t len = cluster_id != NULL ? strlen(cluster_id) : 0;
+    int rv = storeRequireTx(s, "init cluster");
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    if (len == 0 || len >= sizeof((struct ledger_store_state *)0)->cluster_id) {
+        return storeErrf(s, LEDGER_STORE_EINVAL,
+                         "init cluster: cluster_id must be 1..63 bytes");
+    }
+    rv = storeStmt(s, STMT_CLUSTER_INIT, &stmt);
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    sqlite3_bind_text(stmt, 1, cluster_id, (int)len, SQLITE_STATIC);
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+        rv = storeSqlErr(s, "init cluster");
+    }
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return rv;
+}
+
+/* ---- Checkpoints ------------------------------------------------------- */
+
+static int checkCheckpointName(ledger_store *s, const char *what,
+                               const char *stream, const char *name)
+{
+    if (stream == NULL || !ledger_stream_name_valid(stream, strlen(stream))) {
+        return storeErrf(s, LEDGER_STORE_EINVAL,
+                         "%s: invalid stream name (1..255 bytes of "
+                         "[A-Za-z0-9._:-])",
+                         what);
+    }
+    if (name == NULL || name[0] == '\0' || strlen(name) > LEDGER_STREAM_MAX) {
+        return storeErrf(s, LEDGER_STORE_EINVAL,
+                         "%s: checkpoint name must be 1..255 bytes", what);
+    }
+    return LEDGER_STORE_OK;
+}
+
+int ledger_store_put_checkpoint(ledger_store *s, const char *stream,
+                                const char *name, const char *value,
+                                size_t value_len)
+{
+    sqlite3_stmt *stmt;
+    int rv = storeRequireTx(s, "put checkpoint");
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    rv = checkCheckpointName(s, "put checkpoint", stream, name);
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    if (value == NULL || value_len > INT32_MAX) {
+        return storeErrf(s, LEDGER_STORE_EINVAL,
+                         "put checkpoint: value is NULL or too large");
+    }
+    rv = storeStmt(s, STMT_CP_PUT, &stmt);
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    sqlite3_bind_text(stmt, 1, stream, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, value, (int)value_len, SQLITE_STATIC);
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+        rv = storeSqlErr(s, "put checkpoint");
+    }
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return rv;
+}
+
+int ledger_store_get_checkpoint(ledger_store *s, const char *stream,
+                                const char *name, char **value,
+                                size_t *value_len)
+{
+    sqlite3_stmt *stmt;
+    int rv = checkCheckpointName(s, "get checkpoint", stream, name);
+    int rc;
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    rv = storeStmt(s, STMT_CP_GET, &stmt);
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    sqlite3_bind_text(stmt, 1, stream, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_DONE) {
+        rv = storeErrf(s, LEDGER_STORE_ENOTFOUND,
+                       "no checkpoint %s in stream %s", name, stream);
+    } else if (rc != SQLITE_ROW) {
+        rv = storeSqlErr(s, "get checkpoint");
+    } else {
+        const unsigned char *text = sqlite3_column_text(stmt, 0);
+        size_t len = (size_t)sqlite3_column_bytes(stmt, 0);
+        char *copy = malloc(len + 1);
+        if (copy == NULL) {
+            rv = storeErrf(s, LEDGER_STORE_ENOMEM,
+                           "get checkpoint: out of memory");
+        } else {
+            if (len > 0) {
+                memcpy(copy, text, len);
+            }
+            copy[len] = '\0';
+            *value = copy;
+            if (value_len != NULL) {
+                *value_len = len;
+            }
+        }
+    }
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return rv;
+}
+
+int ledger_store_list_checkpoints(ledger_store *s, ledger_checkpoint_cb cb,
+                                  void *arg)
+{
+    sqlite3_stmt *stmt;
+    int rv = storeStmt(s, STMT_CP_LIST, &stmt);
+    int rc;
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const char *stream = (const char *)sqlite3_column_text(stmt, 0);
+        const char *name = (const char *)sqlite3_column_text(stmt, 1);
+        const char *value = (const char *)sqlite3_column_text(stmt, 2);
+        if (stream == NULL || name == NULL || value == NULL) {
+            rv = storeErrf(s, LEDGER_STORE_ECORRUPT,
+                           "list checkpoints: NULL field in a row");
+            goto out_reset;
+        }
+        rv =
+            cb(arg, stream, name, value, (size_t)sqlite3_column_bytes(stmt, 2));
+        if (rv != 0) {
+            goto out_reset;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        rv = storeSqlErr(s, "list checkpoints");
+    }
+out_reset:
+    sqlite3_reset(stmt);
+    return rv;
+}
+
+/* ---- Members ----------------------------------------------------------- */
+
+int ledger_store_put_member(ledger_store *s, uint64_t id, const char *raft_addr,
+                            const char *api_addr)
+{
+    sqlite3_stmt *stmt;
+    int rv = storeRequireTx(s, "put member");
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    if (id == 0 || id > INT64_MAX || raft_addr == NULL || api_addr == NULL) {
+        return storeErrf(s, LEDGER_STORE_EINVAL,
+                         "put member: id must be positive and addresses set");
+    }
+    rv = storeStmt(s, STMT_MEMBER_PUT, &stmt);
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
+    sqlite3_bind_text(stmt, 2, raft_addr, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, api_addr, -1, SQLITE_STATIC);
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+        rv = storeSqlErr(s, "put member");
+    }
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return rv;
+}
+
+/* Deleting an absent member is not an error: the state machine applies it
+ * deterministically either way. */
+int ledger_store_delete_member(ledger_store *s, uint64_t id)
+{
+    sqlite3_stmt *stmt;
+    int rv = storeRequireTx(s, "delete member");
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    if (id == 0 || id > INT64_MAX) {
+        return storeErrf(s, LEDGER_STORE_EINVAL,
+                         "delete member: id must be positive");
+    }
+    rv = storeStmt(s, STMT_MEMBER_DELETE, &stmt);
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+        rv = storeSqlErr(s, "delete member");
+    }
+    sqlite3_reset(stmt);
+    return rv;
+}
+
+int ledger_store_list_members(ledger_store *s, ledger_member_cb cb, void *arg)
+{
+    sqlite3_stmt *stmt;
+    int rv = storeStmt(s, STMT_MEMBER_LIST, &stmt);
+    int rc;
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        sqlite3_int64 id = sqlite3_column_int64(stmt, 0);
+        const char *raft_addr = (const char *)sqlite3_column_text(stmt, 1);
+        const char *api_addr = (const char *)sqlite3_column_text(stmt, 2);
+        if (id < 1 || raft_addr == NULL || api_addr == NULL) {
+            rv = storeErrf(s, LEDGER_STORE_ECORRUPT,
+                           "list members: malformed member row");
+            goto out_reset;
+        }
+        rv = cb(arg, (uint64_t)id, raft_addr, api_addr);
+        if (rv != 0) {
+            goto out_reset;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        rv = storeSqlErr(s, "list members");
+    }
+out_reset:
+    sqlite3_reset(stmt);
+    return rv;
+}
