@@ -114,7 +114,7 @@ int storeStmt(ledger_store *s, int id, sqlite3_stmt **out)
 
 int storeExec(ledger_store *s, int id, const char *what)
 {
-    sqlite3_stmt *stmt;
+    sqlite3_stmt *stmt = NULL;
     int rv = storeStmt(s, id, &stmt);
     int rc;
     if (rv != LEDGER_STORE_OK) {
@@ -196,7 +196,7 @@ static bool columnHash(sqlite3_stmt *stmt, int col,
 int storeHead(ledger_store *s, uint64_t *position,
               uint8_t hash[LEDGER_HASH_LEN])
 {
-    sqlite3_stmt *stmt;
+    sqlite3_stmt *stmt = NULL;
     int rv = storeStmt(s, STMT_HEAD, &stmt);
     int rc;
     if (rv != LEDGER_STORE_OK) {
@@ -223,7 +223,7 @@ int storeHead(ledger_store *s, uint64_t *position,
 int storeStreamGet(ledger_store *s, const char *stream, uint64_t *last_seq,
                    uint8_t hash[LEDGER_HASH_LEN])
 {
-    sqlite3_stmt *stmt;
+    sqlite3_stmt *stmt = NULL;
     int rv = storeStmt(s, STMT_STREAM_GET, &stmt);
     int rc;
     if (rv != LEDGER_STORE_OK) {
@@ -432,7 +432,7 @@ const char *ledger_store_errmsg(const ledger_store *s)
 /* meta value as a non-negative integer. */
 static int metaGetU64(ledger_store *s, const char *key, uint64_t *value)
 {
-    sqlite3_stmt *stmt;
+    sqlite3_stmt *stmt = NULL;
     int rv = storeStmt(s, STMT_META_GET, &stmt);
     int rc;
     if (rv != LEDGER_STORE_OK) {
@@ -458,7 +458,7 @@ static int metaGetU64(ledger_store *s, const char *key, uint64_t *value)
 
 static int metaGetText(ledger_store *s, const char *key, char *out, size_t size)
 {
-    sqlite3_stmt *stmt;
+    sqlite3_stmt *stmt = NULL;
     int rv = storeStmt(s, STMT_META_GET, &stmt);
     int rc;
     if (rv != LEDGER_STORE_OK) {
@@ -531,7 +531,7 @@ int ledger_store_begin(ledger_store *s)
 
 int ledger_store_commit(ledger_store *s, uint64_t applied_index)
 {
-    sqlite3_stmt *stmt;
+    sqlite3_stmt *stmt = NULL;
     int rv = storeRequireTx(s, "commit");
     int rc;
     if (rv != LEDGER_STORE_OK) {
@@ -584,7 +584,7 @@ int ledger_store_rollback(ledger_store *s)
 
 int ledger_store_init_cluster(ledger_store *s, const char *cluster_id)
 {
-    sqlite3_stmt *stmt;
+    sqlite3_stmt *stmt = NULL;
     size_t len = cluster_id != NULL ? strlen(cluster_id) : 0;
     int rv = storeRequireTx(s, "init cluster");
     if (rv != LEDGER_STORE_OK) {
@@ -629,7 +629,7 @@ int ledger_store_put_checkpoint(ledger_store *s, const char *stream,
                                 const char *name, const char *value,
                                 size_t value_len)
 {
-    sqlite3_stmt *stmt;
+    sqlite3_stmt *stmt = NULL;
     int rv = storeRequireTx(s, "put checkpoint");
     if (rv != LEDGER_STORE_OK) {
         return rv;
@@ -661,7 +661,7 @@ int ledger_store_get_checkpoint(ledger_store *s, const char *stream,
                                 const char *name, char **value,
                                 size_t *value_len)
 {
-    sqlite3_stmt *stmt;
+    sqlite3_stmt *stmt = NULL;
     int rv = checkCheckpointName(s, "get checkpoint", stream, name);
     int rc;
     if (rv != LEDGER_STORE_OK) {
@@ -705,7 +705,7 @@ int ledger_store_get_checkpoint(ledger_store *s, const char *stream,
 int ledger_store_list_checkpoints(ledger_store *s, ledger_checkpoint_cb cb,
                                   void *arg)
 {
-    sqlite3_stmt *stmt;
+    sqlite3_stmt *stmt = NULL;
     int rv = storeStmt(s, STMT_CP_LIST, &stmt);
     int rc;
     if (rv != LEDGER_STORE_OK) {
@@ -739,7 +739,7 @@ out_reset:
 int ledger_store_put_member(ledger_store *s, uint64_t id, const char *raft_addr,
                             const char *api_addr)
 {
-    sqlite3_stmt *stmt;
+    sqlite3_stmt *stmt = NULL;
     int rv = storeRequireTx(s, "put member");
     if (rv != LEDGER_STORE_OK) {
         return rv;
@@ -767,7 +767,7 @@ int ledger_store_put_member(ledger_store *s, uint64_t id, const char *raft_addr,
  * deterministically either way. */
 int ledger_store_delete_member(ledger_store *s, uint64_t id)
 {
-    sqlite3_stmt *stmt;
+    sqlite3_stmt *stmt = NULL;
     int rv = storeRequireTx(s, "delete member");
     if (rv != LEDGER_STORE_OK) {
         return rv;
@@ -790,7 +790,7 @@ int ledger_store_delete_member(ledger_store *s, uint64_t id)
 
 int ledger_store_list_members(ledger_store *s, ledger_member_cb cb, void *arg)
 {
-    sqlite3_stmt *stmt;
+    sqlite3_stmt *stmt = NULL;
     int rv = storeStmt(s, STMT_MEMBER_LIST, &stmt);
     int rc;
     if (rv != LEDGER_STORE_OK) {
