@@ -186,6 +186,10 @@ void *entry_build(int64_t ts_ms, const struct op_buf *ops, size_t n,
     for (i = 0; i < n; i++) {
         total += ops[i].len;
     }
+    /* raft 0.15's segment loader requires entry lengths that are multiples
+     * of 8 (it sums unpadded lengths while the writer pads): pad with zero
+     * bytes, which the decoder accepts after the single msgpack object. */
+    total = (total + 7) & ~(size_t)7;
     buf = raft_malloc(total);
     if (buf == NULL) {
         msgpack_sbuffer_destroy(&sb);
@@ -198,6 +202,8 @@ void *entry_build(int64_t ts_ms, const struct op_buf *ops, size_t n,
         memcpy(buf + *len, ops[i].data, ops[i].len);
         *len += ops[i].len;
     }
+    memset(buf + *len, 0, total - *len);
+    *len = total;
     return buf;
 }
 
@@ -423,6 +429,17 @@ int entry_decode(const void *buf, size_t len, int64_t *ts_ms, struct op **ops,
     d.errlen = errlen;
 
     rv = msgpack_unpack(buf, len, &off, dec->zone, &root);
+    if (rv == MSGPACK_UNPACK_EXTRA_BYTES && len - off < 8) {
+        /* Padding to a multiple of 8 (see entry_build): zeros only. */
+        for (size_t k = off; k < len; k++) {
+            if (((const unsigned char *)buf)[k] != 0) {
+                rv = MSGPACK_UNPACK_PARSE_ERROR;
+            }
+        }
+        if (rv == MSGPACK_UNPACK_EXTRA_BYTES) {
+            rv = MSGPACK_UNPACK_SUCCESS;
+        }
+    }
     if (rv != MSGPACK_UNPACK_SUCCESS) {
         decFail(&d, "not a single msgpack object");
         goto err_after_zone;
