@@ -49,8 +49,8 @@ static char *readTokenFile(const char *path)
 }
 
 /* Handle a global flag; returns 1 if it was one, 0 if not, or
- * CTL_EXIT_USAGE (negated) on error. *consumed says how many argv entries
- * were used. */
+ * -CTL_EXIT_USAGE on error. *needs_value says it takes a value; with
+ * value NULL the caller calls again with the next argument. */
 static int parseGlobal(struct ctl *ctl, const char *name, const char *value,
                        int *needs_value)
 {
@@ -97,7 +97,11 @@ int ctlParseArgs(struct ctl *ctl, const char *cmd, int argc, char **argv,
                  struct ctl_flag *flags, const char **pos, int max_pos,
                  int *n_pos)
 {
+    char pfx[80] = "";
     int only_pos = 0;
+    if (cmd != NULL) {
+        snprintf(pfx, sizeof pfx, "%s: ", cmd);
+    }
     *n_pos = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -114,7 +118,7 @@ int ctlParseArgs(struct ctl *ctl, const char *cmd, int argc, char **argv,
             int needs_value = 0;
             int g;
             if (nlen == 0 || nlen >= sizeof name) {
-                return ctlUsage("%s: unknown flag '%s'", cmd, a);
+                return ctlUsage("%sunknown flag '%s'", pfx, a);
             }
             memcpy(name, a + 2, nlen);
             name[nlen] = '\0';
@@ -135,12 +139,11 @@ int ctlParseArgs(struct ctl *ctl, const char *cmd, int argc, char **argv,
                     return -g;
                 }
                 if (g == 0) {
-                    return ctlUsage("%s: unknown flag '--%s'", cmd, name);
+                    return ctlUsage("%sunknown flag '--%s'", pfx, name);
                 }
                 if (needs_value && value == NULL) {
                     if (i + 1 >= argc) {
-                        return ctlUsage("%s: flag --%s needs a value", cmd,
-                                        name);
+                        return ctlUsage("%sflag --%s needs a value", pfx, name);
                     }
                     g = parseGlobal(ctl, name, argv[++i], &needs_value);
                     if (g < 0) {
@@ -151,14 +154,14 @@ int ctlParseArgs(struct ctl *ctl, const char *cmd, int argc, char **argv,
             }
             if (!f->has_value) {
                 if (value != NULL) {
-                    return ctlUsage("%s: flag --%s takes no value", cmd, name);
+                    return ctlUsage("%sflag --%s takes no value", pfx, name);
                 }
                 f->value = "";
                 continue;
             }
             if (value == NULL) {
                 if (i + 1 >= argc) {
-                    return ctlUsage("%s: flag --%s needs a value", cmd, name);
+                    return ctlUsage("%sflag --%s needs a value", pfx, name);
                 }
                 value = argv[++i];
             }
@@ -166,10 +169,10 @@ int ctlParseArgs(struct ctl *ctl, const char *cmd, int argc, char **argv,
             continue;
         }
         if (!only_pos && a[0] == '-' && a[1] != '\0') {
-            return ctlUsage("%s: unknown flag '%s'", cmd, a);
+            return ctlUsage("%sunknown flag '%s'", pfx, a);
         }
         if (*n_pos >= max_pos) {
-            return ctlUsage("%s: unexpected argument '%s'", cmd, a);
+            return ctlUsage("%sunexpected argument '%s'", pfx, a);
         }
         pos[(*n_pos)++] = a;
     }

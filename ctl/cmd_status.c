@@ -372,9 +372,17 @@ int ctlCmdLag(struct ctl *ctl, int argc, char **argv)
         json_decref(cluster);
         if (!watch) {
             if (used > 0) {
-                return ctlFail("lag over the bound (--max-entries %llu, "
-                               "--max-ms %llu): %s",
-                               max_entries, max_ms, over);
+                char bound[96];
+                int k = 0;
+                if (has_entries) {
+                    k = snprintf(bound, sizeof bound, "--max-entries %llu",
+                                 max_entries);
+                }
+                if (has_ms) {
+                    snprintf(bound + k, sizeof bound - (size_t)k,
+                             "%s--max-ms %llu", k > 0 ? ", " : "", max_ms);
+                }
+                return ctlFail("lag over the bound (%s): %s", bound, over);
             }
             return CTL_EXIT_OK;
         }

@@ -34,8 +34,9 @@ struct ctl_flag {
 /* Parse argv (after the command words) into `flags` and positional
  * arguments; global flags are accepted anywhere and stored in ctl. Stores
  * at most max_pos positionals in pos and their number in *n_pos. Returns 0,
- * or CTL_EXIT_USAGE after printing the reason. `cmd` names the command in
- * messages. "--help" prints usage and returns -1 (caller exits 0). */
+ * or CTL_EXIT_USAGE after printing the reason. `cmd` (or NULL) names the
+ * command in messages. "--help" prints usage and returns -1 (caller exits 0).
+ */
 int ctlParseArgs(struct ctl *ctl, const char *cmd, int argc, char **argv,
                  struct ctl_flag *flags, const char **pos, int max_pos,
                  int *n_pos);

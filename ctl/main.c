@@ -7,45 +7,46 @@
 
 void ctlPrintHelp(void)
 {
-    fputs("Usage: ledgerctl [GLOBAL FLAGS] COMMAND [ARGS]\n"
-          "\n"
-          "Cluster:\n"
-          "  cluster up [--nodes 3] [--dir ./ledger-data] [--raft-port 7001]\n"
-          "             [--api-port 8001] [--wait-s 30]\n"
-          "                                 start local nodes, wait for a "
-          "leader\n"
-          "  cluster down [--dir ./ledger-data]\n"
-          "                                 stop the nodes started by "
-          "cluster up\n"
-          "  status                         members, roles, leader, term, lag\n"
-          "  member list\n"
-          "  member add ID RAFT_ADDR API_ADDR [--role voter|standby|spare]\n"
-          "  member remove ID\n"
-          "  member role ID voter|standby|spare\n"
-          "  leader transfer [ID]\n"
-          "  lag [--watch] [--max-entries N] [--max-ms MS]\n"
-          "                                 exit 1 when a member is over a "
-          "bound\n"
-          "\n"
-          "Events:\n"
-          "  append STREAM [--type T] [--id KEY] [--expect N] DATA\n"
-          "                                 DATA is JSON; '-' reads it from "
-          "stdin\n"
-          "  read STREAM [--from N] [--limit N] [--follow] "
-          "[--consistency strong|leader|any]\n"
-          "  verify                         every node's chain, and agreement\n"
-          "  bench [--clients 64] [--size 100] [--batch 1] [--duration 10]\n"
-          "\n"
-          "Global flags:\n"
-          "  --endpoints A,B,C   node API addresses (env LEDGER_ENDPOINTS;\n"
-          "                      default " CTL_DEFAULT_ENDPOINTS ")\n"
-          "  --token-file FILE   bearer token for the API (env LEDGER_TOKEN)\n"
-          "  --json              machine-readable JSON output\n"
-          "  --timeout-ms MS     per-request timeout (default 5000)\n"
-          "  --help, --version\n"
-          "\n"
-          "Exit status: 0 success, 1 the operation failed, 2 bad usage.\n",
-          stdout);
+    fputs(
+        "Usage: ledgerctl [GLOBAL FLAGS] COMMAND [ARGS]\n"
+        "\n"
+        "Cluster:\n"
+        "  cluster up [--nodes 3] [--dir ./ledger-data] [--raft-port 7001]\n"
+        "             [--api-port 8001] [--wait-s 30]\n"
+        "                                 start local nodes, wait for a "
+        "leader\n"
+        "  cluster down [--dir ./ledger-data]\n"
+        "                                 stop the nodes started by "
+        "cluster up\n"
+        "  status                         members, roles, leader, term, lag\n"
+        "  member list\n"
+        "  member add ID RAFT_ADDR API_ADDR [--role voter|standby|spare]\n"
+        "  member remove ID\n"
+        "  member role ID voter|standby|spare\n"
+        "  leader transfer [ID]\n"
+        "  lag [--watch] [--interval-ms 1000] [--max-entries N] [--max-ms MS]\n"
+        "                                 exit 1 when a member is over a "
+        "bound\n"
+        "\n"
+        "Events:\n"
+        "  append STREAM [--type T] [--id KEY] [--expect N] DATA\n"
+        "                                 DATA is JSON; '-' reads it from "
+        "stdin\n"
+        "  read STREAM [--from N] [--limit N] [--follow] "
+        "[--consistency strong|leader|any]\n"
+        "  verify                         every node's chain, and agreement\n"
+        "  bench [--clients 64] [--size 100] [--batch 1] [--duration 10]\n"
+        "\n"
+        "Global flags:\n"
+        "  --endpoints A,B,C   node API addresses (env LEDGER_ENDPOINTS;\n"
+        "                      default " CTL_DEFAULT_ENDPOINTS ")\n"
+        "  --token-file FILE   bearer token for the API (env LEDGER_TOKEN)\n"
+        "  --json              machine-readable JSON output\n"
+        "  --timeout-ms MS     per-request timeout (default 5000)\n"
+        "  --help, --version\n"
+        "\n"
+        "Exit status: 0 success, 1 the operation failed, 2 bad usage.\n",
+        stdout);
 }
 
 struct command {
@@ -112,8 +113,8 @@ int main(int argc, char **argv)
             i++;
         }
         i++;
-        rv = ctlParseArgs(&ctl, "ledgerctl", i - start, argv + start, NULL, pos,
-                          0, &n_pos);
+        rv = ctlParseArgs(&ctl, NULL, i - start, argv + start, NULL, pos, 0,
+                          &n_pos);
         if (rv != 0) {
             rv = rv < 0 ? CTL_EXIT_OK : rv;
             goto out;

@@ -25,6 +25,10 @@ static int iterateEvents(ledger_store *s, sqlite3_stmt *stmt, const char *what,
     int rv = LEDGER_STORE_OK;
     int rc;
 
+    if (cb == NULL) {
+        rv = storeErrf(s, LEDGER_STORE_EINVAL, "%s: no callback", what);
+        goto out_reset;
+    }
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         if (storeRowToEvent(stmt, &ev, &why) != 0) {
             rv = storeErrf(
@@ -149,6 +153,9 @@ int ledger_store_list_streams(ledger_store *s, ledger_stream_cb cb, void *arg)
     int rc;
     if (rv != LEDGER_STORE_OK) {
         return rv;
+    }
+    if (cb == NULL) {
+        return storeErrf(s, LEDGER_STORE_EINVAL, "list streams: no callback");
     }
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(stmt, 0);

@@ -291,7 +291,7 @@ bool ledger_stream_name_valid(const char *name, size_t len)
 /* ---- Open / close ------------------------------------------------------ */
 
 /* journal_mode=WAL must actually take effect (it cannot on some file
- * systems); then synchronous=FULL and the busy timeout. */
+ * systems); then synchronous=FULL. */
 static int configure(ledger_store *s)
 {
     sqlite3_stmt *stmt = NULL;
@@ -316,10 +316,6 @@ static int configure(ledger_store *s)
     if (sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) !=
         SQLITE_OK) {
         rv = storeSqlErr(s, "set synchronous");
-        goto out_finalize;
-    }
-    if (sqlite3_busy_timeout(s->db, STORE__BUSY_MS) != SQLITE_OK) {
-        rv = storeSqlErr(s, "set busy_timeout");
     }
 
 out_finalize:
@@ -372,6 +368,8 @@ int ledger_store_open(const char *path, ledger_store **out, char *err,
         goto out_close_db;
     }
     sqlite3_extended_result_codes(s->db, 1);
+    /* Connection-level only: writes nothing to the file. */
+    sqlite3_busy_timeout(s->db, STORE__BUSY_MS);
 
     /* Read-only check first: a newer store is left untouched. */
     rv = schemaCheck(s, &version);
@@ -490,6 +488,9 @@ int ledger_store_get_state(ledger_store *s, struct ledger_store_state *out)
     bool opened;
     int rv;
 
+    if (out == NULL) {
+        return storeErrf(s, LEDGER_STORE_EINVAL, "get state: no output");
+    }
     memset(&st, 0, sizeof st);
     rv = storeReadBegin(s, &opened);
     if (rv != LEDGER_STORE_OK) {
@@ -667,6 +668,9 @@ int ledger_store_get_checkpoint(ledger_store *s, const char *stream,
     if (rv != LEDGER_STORE_OK) {
         return rv;
     }
+    if (value == NULL) {
+        return storeErrf(s, LEDGER_STORE_EINVAL, "get checkpoint: no output");
+    }
     rv = storeStmt(s, STMT_CP_GET, &stmt);
     if (rv != LEDGER_STORE_OK) {
         return rv;
@@ -710,6 +714,10 @@ int ledger_store_list_checkpoints(ledger_store *s, ledger_checkpoint_cb cb,
     int rc;
     if (rv != LEDGER_STORE_OK) {
         return rv;
+    }
+    if (cb == NULL) {
+        return storeErrf(s, LEDGER_STORE_EINVAL,
+                         "list checkpoints: no callback");
     }
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         const char *stream = (const char *)sqlite3_column_text(stmt, 0);
@@ -795,6 +803,9 @@ int ledger_store_list_members(ledger_store *s, ledger_member_cb cb, void *arg)
     int rc;
     if (rv != LEDGER_STORE_OK) {
         return rv;
+    }
+    if (cb == NULL) {
+        return storeErrf(s, LEDGER_STORE_EINVAL, "list members: no callback");
     }
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         sqlite3_int64 id = sqlite3_column_int64(stmt, 0);

@@ -255,6 +255,9 @@ int ledger_store_verify(ledger_store *s, struct ledger_verify_result *out)
     bool opened;
     int rv;
 
+    if (out == NULL) {
+        return storeErrf(s, LEDGER_STORE_EINVAL, "verify: no output");
+    }
     memset(&v, 0, sizeof v);
     memset(out, 0, sizeof *out);
     rv = storeReadBegin(s, &opened);

@@ -476,6 +476,37 @@ static void test_append_invalid(void **state)
     assert_int_equal(headPosition(f), 0);
 }
 
+/* An I/O-level failure part way through a batch (here a UNIQUE(stream, seq)
+ * clash planted with raw SQL) is an error, and the events of the batch
+ * written before it are undone: the transaction is as before the call. */
+static void test_append_failure_leaves_nothing(void **state)
+{
+    struct fixture *f = *state;
+    struct ledger_event_in two[2] = {mkEvent("t", "k1", "{}"),
+                                     mkEvent("t", "k2", "{}")};
+    struct ledger_append_result r;
+    struct collected c = {0};
+
+    appendOne(f, "x", NULL, "{}", 1);
+    ledger_store_close(f->s);
+    f->s = NULL;
+    rawExec(f->path, "INSERT INTO events VALUES (2, 's', 2, 't', '{}', NULL,"
+                     " 0, zeroblob(32), zeroblob(32))");
+    reopen(f);
+    ASSERT_OK(ledger_store_begin(f->s));
+    assert_int_equal(ledger_store_append(f->s, "s", two, 2, false, 0, 1, &r),
+                     LEDGER_STORE_EIO);
+    assert_non_null(strstr(ledger_store_errmsg(f->s), "insert event"));
+    /* Still usable, and seq 1 / id k1 of the failed batch are gone. */
+    ASSERT_OK(ledger_store_read_positions(f->s, 1, 10, collectCb, &c));
+    assert_int_equal(c.n, 2);
+    assert_int_equal(c.position[1], 2);
+    ASSERT_OK(ledger_store_append(f->s, "y", two, 1, false, 0, 1, &r));
+    assert_int_equal(r.outcome, LEDGER_APPEND_OK);
+    assert_int_equal(r.position, 3);
+    ASSERT_OK(ledger_store_commit(f->s, 2));
+}
+
 /* 1000 small events with ids in one transaction take well under a second
  * (cached statements, indexed id lookups, no scans). */
 static void test_append_batch_speed(void **state)
@@ -819,6 +850,9 @@ static void test_read_positions_paging(void **state)
     memset(&c, 0, sizeof c);
     ASSERT_OK(ledger_store_read_positions(f->s, 5, 10, collectCb, &c));
     assert_int_equal(c.n, 0);
+
+    assert_int_equal(ledger_store_read_positions(f->s, 1, 10, NULL, NULL),
+                     LEDGER_STORE_EINVAL);
 
     uint8_t h[32];
     assert_int_equal(ledger_store_hash_at(f->s, 5, h), LEDGER_STORE_ENOTFOUND);
@@ -1355,6 +1389,7 @@ int main(void)
         T(test_append_partial_duplicate),
         T(test_append_expected_version),
         T(test_append_invalid),
+        T(test_append_failure_leaves_nothing),
         T(test_append_batch_speed),
         T(test_state_persisted_on_commit),
         T(test_state_rollback_discards),
