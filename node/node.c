@@ -11,7 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "node/api.h"
 #include "node/log.h"
@@ -119,6 +122,39 @@ static int makeDir(const char *path, char *err, size_t errlen)
     return 0;
 }
 
+/* Hold an exclusive lock on DIR/LOCK for the life of the process, so two
+ * ledgerd processes can never share a data directory (Raft's segments and
+ * the store would be corrupted). The lock dies with the process, even on
+ * kill -9. Returns the fd or -1 with err filled. */
+static int lockDataDir(const char *dir, char *err, size_t errlen)
+{
+    char path[4096];
+    char pid[32];
+    int fd;
+
+    snprintf(path, sizeof path, "%s/LOCK", dir);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "open %.300s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        snprintf(err, errlen,
+                 "data dir %.300s is in use by another ledgerd (pid %s): stop "
+                 "it first",
+                 dir, n > 0 ? pid : "unknown");
+        close(fd);
+        return -1;
+    }
+    snprintf(pid, sizeof pid, "%ld", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, strlen(pid), 0) < 0) {
+        /* The pid is informational only. */
+    }
+    return fd;
+}
+
 int node_run(struct ledger_config *cfg)
 {
     struct ledger_node n;
@@ -126,6 +162,7 @@ int node_run(struct ledger_config *cfg)
     uv_loop_t loop;
     char path[4096];
     char err[512];
+    int lock_fd;
     int rv;
 
     memset(&n, 0, sizeof n);
@@ -137,6 +174,12 @@ int node_run(struct ledger_config *cfg)
         ledger_log(LOG_ERROR, NULL,
                    "--join is not implemented yet: start every node with "
                    "--bootstrap");
+        return 1;
+    }
+
+    lock_fd = lockDataDir(cfg->data_dir, err, sizeof err);
+    if (lock_fd < 0) {
+        fprintf(stderr, "ledgerd: %s\n", err);
         return 1;
     }
 
@@ -217,6 +260,7 @@ run:
                    uv_strerror(rv));
     }
     ledger_store_close(n.store);
+    close(lock_fd);
     ledger_log(LOG_INFO, NULL, "stopped");
     return n.exit_code;
 }

@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libraft-dev libuv1-dev libsqlite3-dev
       libmsgpack-dev libhttp-parser-dev libjansson-dev libssl-dev
-      libcmocka-dev python3 sqlite3 curl)
+      libcmocka-dev python3 python3-msgpack sqlite3 curl)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
