@@ -18,29 +18,27 @@
 
 /* ---- Replies ---------------------------------------------------------- */
 
-static void finish(struct api_req *a, int status)
-{
-    double secs = (double)(uv_hrtime() - a->start_ns) / 1e9;
-    metrics_request(a->route, a->method, status);
-    if (a->route != NULL && strcmp(a->route, "append") == 0 && status == 201) {
-        metrics_append_latency(secs, a->n_events);
-    }
-    if (ledger_log_enabled(status >= 500 ? LOG_WARN : LOG_DEBUG)) {
-        ledger_log(status >= 500 ? LOG_WARN : LOG_DEBUG, a->rid,
-                   "%s %s -> %d (%.1f ms)", a->method,
-                   http_request_path(a->http), status, secs * 1000);
-    }
-    free(a);
-}
-
+/* Record metrics and the access log line, then send and free. The request
+ * must not be touched after http_response_send (it frees it). */
 static void replyRaw(struct api_req *a, int status, const char *ctype,
                      const char *body, size_t len, const char *extra)
 {
+    double secs = (double)(uv_hrtime() - a->start_ns) / 1e9;
     char headers[256];
+    int level = status >= 500 ? LOG_WARN : LOG_DEBUG;
+
+    metrics_request(a->route, a->method, status);
+    if (strcmp(a->route, "append") == 0 && status == 201) {
+        metrics_append_latency(secs, a->n_events);
+    }
+    if (ledger_log_enabled(level)) {
+        ledger_log(level, a->rid, "%s %s -> %d (%.1f ms)", a->method,
+                   http_request_path(a->http), status, secs * 1000);
+    }
     snprintf(headers, sizeof headers, "X-Request-Id: %s\r\n%s", a->rid,
              extra != NULL ? extra : "");
     http_response_send(a->http, status, ctype, body, len, headers);
-    finish(a, status);
+    free(a);
 }
 
 void api_reply_raw(struct api_req *a, int status, const char *ctype,

@@ -174,6 +174,11 @@ static void applyCb(struct raft_apply *req, int status, void *result)
     int code = mapRaftStatus(status);
 
     r->inflight--;
+    if (status != 0) {
+        repl__log(r, 2, "entry %llu of %zu ops failed: %s",
+                  (unsigned long long)req->index, b->n,
+                  raft_strerror(status));
+    }
     if (status == 0) {
         results = result;
         if (results != NULL && results == r->unclaimed) {
@@ -201,6 +206,7 @@ static bool flushOne(ledger_repl *r)
 {
     struct repl__batch *b;
     struct raft_buffer buf;
+    struct op_buf *ops;
     size_t n = 0;
     size_t bytes = 0;
     size_t i;
@@ -226,19 +232,27 @@ static bool flushOne(ledger_repl *r)
     if (b->waiters == NULL) {
         goto err_after_batch;
     }
-    buf.base = entry_build(wallClockMs(), &r->pending[0].buf, n, &buf.len);
+    ops = malloc(n * sizeof *ops);
+    if (ops == NULL) {
+        goto err_after_waiters;
+    }
+    for (i = 0; i < n; i++) {
+        ops[i] = r->pending[i].buf; /* shallow: the queue still owns it */
+        b->waiters[i].cb = r->pending[i].cb;
+        b->waiters[i].arg = r->pending[i].arg;
+    }
+    buf.base = entry_build(wallClockMs(), ops, n, &buf.len);
+    free(ops);
     if (buf.base == NULL) {
         goto err_after_waiters;
     }
     b->r = r;
     b->n = n;
     b->req.data = b;
-    for (i = 0; i < n; i++) {
-        b->waiters[i].cb = r->pending[i].cb;
-        b->waiters[i].arg = r->pending[i].arg;
-    }
     rv = raft_apply(&r->raft, &b->req, &buf, 1, applyCb);
     if (rv != 0) {
+        repl__log(r, 2, "raft_apply of %zu ops: %s (%s)", n,
+                  raft_strerror(rv), raft_errmsg(&r->raft));
         raft_free(buf.base);
         free(b->waiters);
         free(b);
