@@ -31,12 +31,29 @@ static struct {
     uint64_t count;
 } rejected[METRICS__MAX_REASONS];
 
+/* A literal for the method: series keep pointers, and the request's own
+ * strings die with it. */
+static const char *methodLiteral(const char *m)
+{
+    static const char *known[] = {"GET", "POST", "PUT", "DELETE", "HEAD",
+                                  "PATCH", "OPTIONS"};
+    size_t i;
+    for (i = 0; i < sizeof known / sizeof known[0]; i++) {
+        if (strcmp(m, known[i]) == 0) {
+            return known[i];
+        }
+    }
+    return "other";
+}
+
 void metrics_request(const char *route, const char *method, int status)
 {
     size_t i;
+
+    method = methodLiteral(method);
     for (i = 0; i < nSeries; i++) {
         if (series[i].route == route && series[i].status == status &&
-            strcmp(series[i].method, method) == 0) {
+            series[i].method == method) {
             series[i].count++;
             return;
         }

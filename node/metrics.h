@@ -8,7 +8,7 @@
 
 #include "replication/repl.h"
 
-/* `route` must be a string literal (kept by pointer). */
+/* `route` must be a string literal (kept by pointer); `method` is copied. */
 void metrics_request(const char *route, const char *method, int status);
 void metrics_append_latency(double seconds, size_t events);
 void metrics_forwarded(void);
