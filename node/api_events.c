@@ -368,29 +368,23 @@ static void checkpointCb(void *arg, int status,
                          const struct ledger_op_result *res)
 {
     struct api_req *a = arg;
-    size_t len = 0;
-    const char *body = http_request_body(a->http, &len);
-    json_t *v;
+    json_t *kept = http_request_get_data(a->http); /* {"value": V} */
 
+    http_request_set_data(a->http, NULL);
     if (status == LEDGER_REPL_ENOTLEADER) {
         api_forward(a);
-        return;
-    }
-    if (status != 0 || res->error != 0) {
+    } else if (status != 0 || res->error != 0) {
         api_reply_error(a, 503, "unavailable", "checkpoint not confirmed: %s",
                         status ? ledger_repl_strerror(status)
                                : "store refused");
-        return;
+    } else {
+        api_reply_json(a, 200,
+                       json_pack("{s:s, s:s, s:O}", "stream", a->stream,
+                                 "name", a->name, "value",
+                                 json_object_get(kept, "value")),
+                       NULL);
     }
-    (void)body;
-    (void)len;
-    v = json_object_get(http_request_get_data(a->http), "value");
-    api_reply_json(a, 200,
-                   json_pack("{s:s, s:s, s:O}", "stream", a->stream, "name",
-                             a->name, "value", v ? v : json_null()),
-                   NULL);
-    json_decref(http_request_get_data(a->http));
-    http_request_set_data(a->http, NULL);
+    json_decref(kept);
 }
 
 /* The checkpoint value: body.value when the body is an object with a
