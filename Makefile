@@ -1,3 +1,4 @@
+MAKEFLAGS += --no-print-directory
 # ledger: the two commands of the quick start.
 #   make cluster   install what is missing, build, start a 3-node cluster
 #   make test      install what is missing, build (plain and ASan+UBSan),
