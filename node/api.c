@@ -628,9 +628,7 @@ void api_handle(void *arg, http_request *req)
         }
         if ((ns >= 3 && strcmp(segs[2], "members") == 0 && ns <= 5) ||
             (ns == 3 && strcmp(segs[2], "leader") == 0)) {
-            a->route = "membership";
-            api_reply_error(a, 501, "not_implemented",
-                            "membership changes are not implemented yet");
+            api_members(a, segs, ns);
             return;
         }
         goto not_found;

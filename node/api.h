@@ -104,6 +104,9 @@ void api_list_streams(struct api_req *a);
 void api_put_checkpoint(struct api_req *a);
 void api_get_checkpoint(struct api_req *a);
 
+/* Membership routes under /v1/cluster/ (api_members.c). */
+void api_members(struct api_req *a, char **segs, size_t ns);
+
 /* Handlers (api_cluster.c). */
 void api_cluster(struct api_req *a);
 void api_health(struct api_req *a);

@@ -159,6 +159,11 @@ void api_health(struct api_req *a)
         healthUnavailable(a, "shutting down");
         return;
     }
+    if (a->n->joining) {
+        healthUnavailable(a, "joining the cluster (waiting to be added and "
+                             "caught up)");
+        return;
+    }
     ledger_repl_status(a->n->repl, &st);
     if (!st.is_leader && st.leader_id == 0) {
         healthUnavailable(a, "no leader known");

@@ -379,8 +379,8 @@ static void checkpointCb(void *arg, int status,
                                : "store refused");
     } else {
         api_reply_json(a, 200,
-                       json_pack("{s:s, s:s, s:O}", "stream", a->stream,
-                                 "name", a->name, "value",
+                       json_pack("{s:s, s:s, s:O}", "stream", a->stream, "name",
+                                 a->name, "value",
                                  json_object_get(kept, "value")),
                        NULL);
     }

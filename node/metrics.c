@@ -35,8 +35,8 @@ static struct {
  * strings die with it. */
 static const char *methodLiteral(const char *m)
 {
-    static const char *known[] = {"GET", "POST", "PUT", "DELETE", "HEAD",
-                                  "PATCH", "OPTIONS"};
+    static const char *known[] = {"GET",  "POST",  "PUT",    "DELETE",
+                                  "HEAD", "PATCH", "OPTIONS"};
     size_t i;
     for (i = 0; i < sizeof known / sizeof known[0]; i++) {
         if (strcmp(m, known[i]) == 0) {

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "node/api.h"
+#include "node/http_client.h"
 #include "node/log.h"
 #include "node/node.h"
 
@@ -41,6 +42,7 @@ static void replClosed(void *arg)
     uv_close((uv_handle_t *)&n->shutdown_timer, handleClosed);
     uv_close((uv_handle_t *)&n->sigterm, handleClosed);
     uv_close((uv_handle_t *)&n->sigint, handleClosed);
+    uv_close((uv_handle_t *)&n->join_timer, handleClosed);
     ledger_log(LOG_INFO, NULL, "raft closed");
 }
 
@@ -55,6 +57,7 @@ static void httpClosed(void *arg)
 static void drainAndClose(struct ledger_node *n)
 {
     uv_timer_stop(&n->shutdown_timer);
+    uv_timer_stop(&n->join_timer);
     api_sweep(n, true); /* answer every waiting reader now */
     http_server_close(n->http, httpClosed, n);
 }
@@ -106,6 +109,66 @@ static void onSignal(uv_signal_t *s, int signum)
     }
     handedOver = true;
     drainAndClose(n);
+}
+
+/* --join: ask the cluster (through any member's API; followers forward to
+ * the leader) to add us as a voter. The call returns once the leader has
+ * caught us up and promoted us; until then /health answers 503 "joining".
+ * Retried every second until it succeeds or we are already a member. */
+#define JOIN_TIMEOUT_MS 120000
+static void joinTimerCb(uv_timer_t *t);
+
+static void joinCb(void *arg, int status,
+                   const struct http_client_response *resp)
+{
+    struct ledger_node *n = arg;
+    if (status == 0 && (resp->status == 201 || resp->status == 200 ||
+                        (resp->status == 409 && resp->body_len > 0 &&
+                         strstr(resp->body, "member_exists") != NULL))) {
+        n->joining = false;
+        ledger_log(LOG_INFO, NULL, "joined the cluster through %s",
+                   n->cfg->join);
+        return;
+    }
+    if (status != 0) {
+        ledger_log(LOG_WARN, NULL, "join through %s: %s; retrying",
+                   n->cfg->join, uv_strerror(status));
+    } else {
+        ledger_log(LOG_WARN, NULL, "join through %s: HTTP %d %.*s; retrying",
+                   n->cfg->join, resp->status, (int)resp->body_len, resp->body);
+    }
+    if (!n->shutting_down) {
+        uv_timer_start(&n->join_timer, joinTimerCb, 1000, 0);
+    }
+}
+
+static void joinTimerCb(uv_timer_t *t)
+{
+    struct ledger_node *n = t->data;
+    char body[512];
+    char headers[1100];
+    int rv;
+
+    if (n->shutting_down) {
+        return;
+    }
+    snprintf(body, sizeof body,
+             "{\"id\":%llu,\"raft_addr\":\"%s\",\"api_addr\":\"%s\","
+             "\"role\":\"voter\"}",
+             (unsigned long long)n->cfg->id, n->cfg->raft_addr,
+             n->cfg->api_addr);
+    snprintf(headers, sizeof headers,
+             "Content-Type: application/json\r\n%s%s%s",
+             n->cfg->token ? "Authorization: Bearer " : "",
+             n->cfg->token ? n->cfg->token : "", n->cfg->token ? "\r\n" : "");
+    rv = http_client_request(n->loop, n->cfg->join, "POST",
+                             "/v1/cluster/members", headers, body, strlen(body),
+                             JOIN_TIMEOUT_MS, joinCb, n);
+    if (rv != 0) {
+        ledger_log(LOG_WARN, NULL, "join through %s: %s; retrying",
+                   n->cfg->join, uv_strerror(rv));
+        uv_timer_start(&n->join_timer, joinTimerCb, 1000, 0);
+    }
 }
 
 static void sweepCb(uv_timer_t *t)
@@ -170,13 +233,6 @@ int node_run(struct ledger_config *cfg)
     n.loop = &loop;
     signal(SIGPIPE, SIG_IGN); /* raft writes to dead peers' sockets */
 
-    if (cfg->join != NULL) {
-        ledger_log(LOG_ERROR, NULL,
-                   "--join is not implemented yet: start every node with "
-                   "--bootstrap");
-        return 1;
-    }
-
     lock_fd = lockDataDir(cfg->data_dir, err, sizeof err);
     if (lock_fd < 0) {
         fprintf(stderr, "ledgerd: %s\n", err);
@@ -232,6 +288,7 @@ int node_run(struct ledger_config *cfg)
         uv_timer_init(&loop, &n.shutdown_timer);
         uv_signal_init(&loop, &n.sigterm);
         uv_signal_init(&loop, &n.sigint);
+        uv_timer_init(&loop, &n.join_timer);
         ledger_repl_close(n.repl, replClosed, &n);
         goto run;
     }
@@ -247,6 +304,20 @@ int node_run(struct ledger_config *cfg)
     uv_signal_init(&loop, &n.sigint);
     n.sigint.data = &n;
     uv_signal_start(&n.sigint, onSignal, SIGINT);
+    uv_timer_init(&loop, &n.join_timer);
+    n.join_timer.data = &n;
+    if (cfg->join != NULL) {
+        struct ledger_store_state st;
+        if (ledger_store_get_state(n.store, &st) == 0 &&
+            st.cluster_id[0] != '\0') {
+            ledger_log(LOG_INFO, NULL,
+                       "--join ignored: %s already holds cluster %s",
+                       cfg->data_dir, st.cluster_id);
+        } else {
+            n.joining = true;
+            uv_timer_start(&n.join_timer, joinTimerCb, 0, 0);
+        }
+    }
 
     ledger_log(LOG_INFO, NULL, "ledgerd %s node %llu: raft %s, api %s, data %s",
                LEDGER_VERSION, (unsigned long long)cfg->id, cfg->raft_addr,

@@ -28,6 +28,8 @@ struct ledger_node {
     uv_signal_t sigint;
     uv_timer_t sweep;          /* Deadlines of waiting requests. */
     uv_timer_t shutdown_timer; /* Bounds the leadership hand-over. */
+    uv_timer_t join_timer;     /* --join: retries the add request. */
+    bool joining;              /* --join: not yet a member. */
     struct api_req *waiters;   /* Requests waiting on the applied index. */
     uint64_t next_rid;
     bool shutting_down;

@@ -176,8 +176,7 @@ static void applyCb(struct raft_apply *req, int status, void *result)
     r->inflight--;
     if (status != 0) {
         repl__log(r, 2, "entry %llu of %zu ops failed: %s",
-                  (unsigned long long)req->index, b->n,
-                  raft_strerror(status));
+                  (unsigned long long)req->index, b->n, raft_strerror(status));
     }
     if (status == 0) {
         results = result;
@@ -251,8 +250,8 @@ static bool flushOne(ledger_repl *r)
     b->req.data = b;
     rv = raft_apply(&r->raft, &b->req, &buf, 1, applyCb);
     if (rv != 0) {
-        repl__log(r, 2, "raft_apply of %zu ops: %s (%s)", n,
-                  raft_strerror(rv), raft_errmsg(&r->raft));
+        repl__log(r, 2, "raft_apply of %zu ops: %s (%s)", n, raft_strerror(rv),
+                  raft_errmsg(&r->raft));
         raft_free(buf.base);
         free(b->waiters);
         free(b);
@@ -480,27 +479,85 @@ static void changeCb(struct raft_change *req, int status)
     free(c);
 }
 
+static struct repl__change *changeNew(ledger_repl *r, uint64_t id, int role,
+                                      ledger_repl_change_cb cb, void *arg);
+
 int ledger_repl_add(ledger_repl *r, const struct ledger_repl_member *m,
                     int role, ledger_repl_change_cb cb, void *arg)
 {
-    struct repl__change *c = calloc(1, sizeof *c);
+    struct repl__change *c = changeNew(r, m->id, role, cb, arg);
     int rv;
     if (c == NULL) {
-        return LEDGER_REPL_ENOMEM;
+        return RAFT_NOMEM;
     }
-    c->r = r;
-    c->cb = cb;
-    c->arg = arg;
-    c->id = m->id;
-    c->role = role;
     c->assign_after = role != REPL_ROLE_SPARE;
-    c->req.data = c;
     rv = raft_add(&r->raft, &c->req, m->id, m->raft_addr, changeCb);
     if (rv != 0) {
         free(c);
         return rv;
     }
     return 0;
+}
+
+static struct repl__change *changeNew(ledger_repl *r, uint64_t id, int role,
+                                      ledger_repl_change_cb cb, void *arg)
+{
+    struct repl__change *c = calloc(1, sizeof *c);
+    if (c != NULL) {
+        c->r = r;
+        c->cb = cb;
+        c->arg = arg;
+        c->id = id;
+        c->role = role;
+        c->req.data = c;
+    }
+    return c;
+}
+
+int ledger_repl_assign(ledger_repl *r, uint64_t id, int role,
+                       ledger_repl_change_cb cb, void *arg)
+{
+    struct repl__change *c = changeNew(r, id, role, cb, arg);
+    int rv;
+    if (c == NULL) {
+        return RAFT_NOMEM;
+    }
+    rv = raft_assign(&r->raft, &c->req, id, role, changeCb);
+    if (rv != 0) {
+        free(c);
+    }
+    return rv;
+}
+
+int ledger_repl_remove(ledger_repl *r, uint64_t id, ledger_repl_change_cb cb,
+                       void *arg)
+{
+    struct repl__change *c = changeNew(r, id, 0, cb, arg);
+    int rv;
+    if (c == NULL) {
+        return RAFT_NOMEM;
+    }
+    rv = raft_remove(&r->raft, &c->req, id, changeCb);
+    if (rv != 0) {
+        free(c);
+    }
+    return rv;
+}
+
+int ledger_repl_member_role(ledger_repl *r, uint64_t id)
+{
+    unsigned i;
+    for (i = 0; i < r->raft.configuration.n; i++) {
+        if (r->raft.configuration.servers[i].id == id) {
+            return r->raft.configuration.servers[i].role;
+        }
+    }
+    return -1;
+}
+
+const char *ledger_repl_errmsg(ledger_repl *r)
+{
+    return raft_errmsg(&r->raft);
 }
 
 /* ---- State ------------------------------------------------------------ */

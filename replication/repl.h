@@ -109,10 +109,21 @@ int ledger_repl_barrier(ledger_repl *r, ledger_repl_barrier_cb cb, void *arg);
 int ledger_repl_transfer(ledger_repl *r, uint64_t id,
                          void (*cb)(void *arg, uint64_t leader), void *arg);
 
-/* Membership changes (leader only); cb(arg, status, errmsg). */
+/* Membership changes, one at a time, leader only. Return 0 (cb will fire
+ * with status 0 or a RAFT_* code and a message) or a RAFT_* code at once
+ * (cb will not fire; message in ledger_repl_errmsg). ledger_repl_add enters
+ * the member as spare and then assigns `role` (promotion to voter first
+ * runs catch-up rounds). */
 typedef void (*ledger_repl_change_cb)(void *arg, int status, const char *msg);
 int ledger_repl_add(ledger_repl *r, const struct ledger_repl_member *m,
                     int role, ledger_repl_change_cb cb, void *arg);
+int ledger_repl_assign(ledger_repl *r, uint64_t id, int role,
+                       ledger_repl_change_cb cb, void *arg);
+int ledger_repl_remove(ledger_repl *r, uint64_t id, ledger_repl_change_cb cb,
+                       void *arg);
+/* Role of member `id` in the current configuration, -1 if not a member. */
+int ledger_repl_member_role(ledger_repl *r, uint64_t id);
+const char *ledger_repl_errmsg(ledger_repl *r);
 
 /* ---- State ------------------------------------------------------------ */
 

@@ -1,0 +1,431 @@
+/* Membership endpoints: add, change role, remove, transfer leadership.
+ *
+ * Raft allows one configuration change at a time; a second one while the
+ * first is pending is answered 409 `change_in_progress`. Adding a member
+ * first replicates its API address (a MEMBER_PUT op, so every node can
+ * forward to it once it leads), then adds it to the Raft configuration as a
+ * spare and assigns the requested role; promotion to voter runs Raft's
+ * catch-up rounds first, so the call returns once the member is caught up.
+ * Removing a member does the reverse. All of these run on the leader; a
+ * follower forwards them.
+ */
+#include <raft.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/api.h"
+#include "node/config.h"
+
+static int parseRole(const char *s)
+{
+    if (s == NULL) {
+        return -1;
+    }
+    if (strcmp(s, "voter") == 0) {
+        return REPL_ROLE_VOTER;
+    }
+    if (strcmp(s, "standby") == 0) {
+        return REPL_ROLE_STANDBY;
+    }
+    if (strcmp(s, "spare") == 0) {
+        return REPL_ROLE_SPARE;
+    }
+    return -1;
+}
+
+static int raftStatusHttp(int rv, const char **code)
+{
+    switch (rv) {
+    case RAFT_NOTLEADER:
+    case RAFT_LEADERSHIPLOST:
+        *code = "not_leader";
+        return 503;
+    case RAFT_CANTCHANGE:
+        *code = "change_in_progress";
+        return 409;
+    case RAFT_DUPLICATEID:
+    case RAFT_DUPLICATEADDRESS:
+        *code = "member_exists";
+        return 409;
+    case RAFT_BADID:
+    case RAFT_NOTFOUND:
+        *code = "member_not_found";
+        return 404;
+    case RAFT_BADROLE:
+        *code = "bad_role";
+        return 409;
+    case RAFT_NOCONNECTION:
+        *code = "catch_up_failed";
+        return 503;
+    default:
+        *code = "membership_failed";
+        return 500;
+    }
+}
+
+static void replyMember(struct api_req *a, int status)
+{
+    struct ledger_repl_member_info m[REPL__MEMBERS_MAX];
+    size_t n = ledger_repl_members(a->n->repl, m, REPL__MEMBERS_MAX);
+    size_t i;
+    for (i = 0; i < n && i < REPL__MEMBERS_MAX; i++) {
+        if (m[i].id == a->from) {
+            api_reply_json(a, status,
+                           json_pack("{s:I, s:s, s:s, s:s}", "id",
+                                     (json_int_t)m[i].id, "raft_addr",
+                                     m[i].raft_addr, "api_addr", m[i].api_addr,
+                                     "role", ledger_repl_role_name(m[i].role)),
+                           NULL);
+            return;
+        }
+    }
+    api_reply_json(
+        a, status,
+        json_pack("{s:I, s:b}", "id", (json_int_t)a->from, "removed", 1), NULL);
+}
+
+static void changeDone(void *arg, int status, const char *msg)
+{
+    struct api_req *a = arg;
+    const char *code;
+    int http;
+    if (status == 0) {
+        replyMember(a, strcmp(a->method, "POST") == 0 &&
+                               strcmp(a->route, "members") == 0
+                           ? 201
+                           : 200);
+        return;
+    }
+    http = raftStatusHttp(status, &code);
+    api_reply_error(a, http, code, "membership change of %llu failed: %s",
+                    (unsigned long long)a->from, msg);
+}
+
+static void startFailed(struct api_req *a, int rv)
+{
+    const char *code;
+    int http = raftStatusHttp(rv, &code);
+    api_reply_error(a, http, code, "membership change of %llu refused: %s",
+                    (unsigned long long)a->from,
+                    ledger_repl_errmsg(a->n->repl));
+}
+
+/* ---- Add -------------------------------------------------------------- */
+
+struct addCtx {
+    struct ledger_repl_member m;
+    int role;
+};
+
+static void addAfterPut(void *arg, int status,
+                        const struct ledger_op_result *res)
+{
+    struct api_req *a = arg;
+    struct addCtx *c = http_request_get_data(a->http);
+    int rv;
+
+    (void)res;
+    http_request_set_data(a->http, NULL);
+    if (status != 0) {
+        free(c);
+        api_reply_error(a, 503, "unavailable",
+                        "could not record the member's address: %s",
+                        ledger_repl_strerror(status));
+        return;
+    }
+    rv = ledger_repl_add(a->n->repl, &c->m, c->role, changeDone, a);
+    free(c);
+    if (rv != 0) {
+        startFailed(a, rv);
+    }
+}
+
+static void addMember(struct api_req *a)
+{
+    json_t *body = api_body(a);
+    json_t *id;
+    const char *ra;
+    const char *aa;
+    const char *role;
+    struct addCtx *c;
+    struct op_member om;
+    struct op_buf op;
+    char host[64];
+    int port;
+    int rv;
+
+    if (body == NULL) {
+        return;
+    }
+    id = json_object_get(body, "id");
+    ra = json_string_value(json_object_get(body, "raft_addr"));
+    aa = json_string_value(json_object_get(body, "api_addr"));
+    role = json_string_value(json_object_get(body, "role"));
+    if (!json_is_integer(id) || json_integer_value(id) <= 0) {
+        api_reply_error(a, 400, "bad_body",
+                        "\"id\" must be a positive integer");
+        goto out;
+    }
+    if (ra == NULL || ledger_parse_addr(ra, host, sizeof host, &port) != 0 ||
+        strlen(ra) >= REPL_ADDR_MAX || aa == NULL ||
+        ledger_parse_addr(aa, host, sizeof host, &port) != 0 ||
+        strlen(aa) >= REPL_ADDR_MAX) {
+        api_reply_error(a, 400, "bad_body",
+                        "\"raft_addr\" and \"api_addr\" must be HOST:PORT");
+        goto out;
+    }
+    if (role != NULL && parseRole(role) < 0) {
+        api_reply_error(a, 400, "bad_body",
+                        "\"role\" must be voter, standby or spare");
+        goto out;
+    }
+    a->from = (uint64_t)json_integer_value(id);
+    if (ledger_repl_member_role(a->n->repl, a->from) >= 0) {
+        api_reply_error(a, 409, "member_exists", "member %llu already exists",
+                        (unsigned long long)a->from);
+        goto out;
+    }
+    c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        api_reply_error(a, 503, "out_of_memory", "out of memory");
+        goto out;
+    }
+    c->m.id = a->from;
+    snprintf(c->m.raft_addr, sizeof c->m.raft_addr, "%s", ra);
+    snprintf(c->m.api_addr, sizeof c->m.api_addr, "%s", aa);
+    c->role = role != NULL ? parseRole(role) : REPL_ROLE_VOTER;
+    om.id = c->m.id;
+    om.raft_addr = c->m.raft_addr;
+    om.api_addr = c->m.api_addr;
+    if (op_encode_member_put(&om, &op) != 0) {
+        free(c);
+        api_reply_error(a, 503, "out_of_memory", "out of memory");
+        goto out;
+    }
+    http_request_set_data(a->http, c);
+    rv = ledger_repl_submit(a->n->repl, &op, addAfterPut, a);
+    if (rv != 0) {
+        http_request_set_data(a->http, NULL);
+        free(c);
+        api_reply_error(a, 503, "unavailable", "cannot add member: %s",
+                        ledger_repl_strerror(rv));
+    }
+out:
+    json_decref(body);
+}
+
+/* ---- Role, remove ------------------------------------------------------ */
+
+static void setRole(struct api_req *a)
+{
+    json_t *body = api_body(a);
+    int role;
+    int rv;
+
+    if (body == NULL) {
+        return;
+    }
+    role = parseRole(json_string_value(json_object_get(body, "role")));
+    json_decref(body);
+    if (role < 0) {
+        api_reply_error(a, 400, "bad_body",
+                        "\"role\" must be voter, standby or spare");
+        return;
+    }
+    if (ledger_repl_member_role(a->n->repl, a->from) < 0) {
+        api_reply_error(a, 404, "member_not_found", "no member %llu",
+                        (unsigned long long)a->from);
+        return;
+    }
+    if (ledger_repl_member_role(a->n->repl, a->from) == role) {
+        replyMember(a, 200); /* already so: nothing to do */
+        return;
+    }
+    if (a->from == a->n->cfg->id && role != REPL_ROLE_VOTER) {
+        api_reply_error(a, 409, "is_leader",
+                        "member %llu is the leader: transfer leadership "
+                        "first (POST /v1/cluster/leader)",
+                        (unsigned long long)a->from);
+        return;
+    }
+    rv = ledger_repl_assign(a->n->repl, a->from, role, changeDone, a);
+    if (rv != 0) {
+        startFailed(a, rv);
+    }
+}
+
+static void ignoreResult(void *arg, int status,
+                         const struct ledger_op_result *res)
+{
+    (void)arg, (void)status, (void)res;
+}
+
+static void removeDone(void *arg, int status, const char *msg)
+{
+    struct api_req *a = arg;
+    struct op_buf op;
+    if (status == 0 && op_encode_member_del(a->from, &op) == 0) {
+        /* Best effort: a stale address of a removed member is harmless. */
+        ledger_repl_submit(a->n->repl, &op, ignoreResult, NULL);
+    }
+    changeDone(arg, status, msg);
+}
+
+static void removeMember(struct api_req *a)
+{
+    int rv;
+    if (ledger_repl_member_role(a->n->repl, a->from) < 0) {
+        api_reply_error(a, 404, "member_not_found", "no member %llu",
+                        (unsigned long long)a->from);
+        return;
+    }
+    if (a->from == a->n->cfg->id) {
+        api_reply_error(a, 409, "is_leader",
+                        "member %llu is the leader: transfer leadership "
+                        "first (POST /v1/cluster/leader)",
+                        (unsigned long long)a->from);
+        return;
+    }
+    rv = ledger_repl_remove(a->n->repl, a->from, removeDone, a);
+    if (rv != 0) {
+        startFailed(a, rv);
+    }
+}
+
+/* ---- Leader transfer --------------------------------------------------- */
+
+static void transferred(void *arg, uint64_t leader)
+{
+    struct api_req *a = arg;
+    if (leader == 0 || leader == a->n->cfg->id ||
+        (a->from != 0 && leader != a->from)) {
+        api_reply_error(a, 503, "transfer_failed",
+                        "leadership did not move (leader now %llu): retry",
+                        (unsigned long long)leader);
+        return;
+    }
+    api_reply_json(a, 200, json_pack("{s:I}", "leader_id", (json_int_t)leader),
+                   NULL);
+}
+
+static void transferLeader(struct api_req *a)
+{
+    size_t len = 0;
+    json_t *body = NULL;
+    json_t *id;
+    int rv;
+
+    http_request_body(a->http, &len);
+    if (len > 0 && (body = api_body(a)) == NULL) {
+        return;
+    }
+    id = json_object_get(body, "id");
+    if (id != NULL && !json_is_null(id) &&
+        (!json_is_integer(id) || json_integer_value(id) < 0)) {
+        json_decref(body);
+        api_reply_error(a, 400, "bad_body",
+                        "\"id\" must be a member id, or 0 for the best one");
+        return;
+    }
+    a->from = json_is_integer(id) ? (uint64_t)json_integer_value(id) : 0;
+    json_decref(body);
+    if (a->from == a->n->cfg->id) {
+        api_reply_json(
+            a, 200, json_pack("{s:I}", "leader_id", (json_int_t)a->from), NULL);
+        return;
+    }
+    if (a->from != 0 &&
+        ledger_repl_member_role(a->n->repl, a->from) != REPL_ROLE_VOTER) {
+        api_reply_error(a, 409, "not_a_voter",
+                        "member %llu is not a voter: leadership can only go "
+                        "to a voter",
+                        (unsigned long long)a->from);
+        return;
+    }
+    rv = ledger_repl_transfer(a->n->repl, a->from, transferred, a);
+    if (rv != 0) {
+        api_reply_error(a, rv == LEDGER_REPL_ENOTLEADER ? 409 : 503,
+                        "transfer_failed", "cannot transfer leadership: %s",
+                        rv == LEDGER_REPL_ENOTLEADER
+                            ? "no other voter to take it"
+                            : ledger_repl_strerror(rv));
+    }
+}
+
+/* ---- Routing ----------------------------------------------------------- */
+
+static bool parseId(struct api_req *a, const char *s)
+{
+    char *end;
+    unsigned long long v;
+    if (s[0] < '1' || s[0] > '9' || strlen(s) > 19) {
+        goto bad;
+    }
+    v = strtoull(s, &end, 10);
+    if (*end != '\0') {
+        goto bad;
+    }
+    a->from = v;
+    return true;
+bad:
+    api_reply_error(a, 400, "bad_id",
+                    "member id '%.40s' is not a positive "
+                    "integer",
+                    s);
+    return false;
+}
+
+void api_members(struct api_req *a, char **segs, size_t ns)
+{
+    bool post = strcmp(a->method, "POST") == 0;
+    bool del = strcmp(a->method, "DELETE") == 0;
+
+    if (ns == 3 && strcmp(segs[2], "leader") == 0) {
+        a->route = "leader";
+        if (!post) {
+            api_reply_error(a, 405, "method_not_allowed",
+                            "%s is not allowed here; allowed: POST", a->method);
+            return;
+        }
+        api_write(a, transferLeader);
+        return;
+    }
+    if (ns == 3) {
+        a->route = "members";
+        if (strcmp(a->method, "GET") == 0) {
+            api_cluster(a);
+        } else if (!post) {
+            api_reply_error(a, 405, "method_not_allowed",
+                            "%s is not allowed here; allowed: GET, POST",
+                            a->method);
+        } else {
+            api_write(a, addMember);
+        }
+        return;
+    }
+    if (ns == 4) {
+        a->route = "member";
+        if (!del) {
+            api_reply_error(a, 405, "method_not_allowed",
+                            "%s is not allowed here; allowed: DELETE",
+                            a->method);
+        } else if (parseId(a, segs[3])) {
+            api_write(a, removeMember);
+        }
+        return;
+    }
+    if (ns == 5 && strcmp(segs[4], "role") == 0) {
+        a->route = "member_role";
+        if (!post) {
+            api_reply_error(a, 405, "method_not_allowed",
+                            "%s is not allowed here; allowed: POST", a->method);
+        } else if (parseId(a, segs[3])) {
+            api_write(a, setRole);
+        }
+        return;
+    }
+    a->route = "not_found";
+    api_reply_error(a, 404, "not_found", "no route for %s %s", a->method,
+                    http_request_path(a->http));
+}
