@@ -142,25 +142,20 @@ static int mapRaftStatus(int status)
 
 /* ---- Group commit ----------------------------------------------------- */
 
+/* Fail the first n queued ops, oldest first. Each op leaves the queue
+ * before its callback runs, so a callback may submit again. */
 static void failPending(ledger_repl *r, size_t n, int status)
 {
-    size_t i;
-    struct repl__pending *p = r->pending;
-    for (i = 0; i < n; i++) {
-        r->pending_bytes -= p[i].buf.len;
-        op_buf_free(&p[i].buf);
+    while (n > 0 && r->n_pending > 0) {
+        struct repl__pending one = r->pending[0];
+        memmove(r->pending, r->pending + 1,
+                (r->n_pending - 1) * sizeof *r->pending);
+        r->n_pending--;
+        r->pending_bytes -= one.buf.len;
+        op_buf_free(&one.buf);
+        one.cb(one.arg, status, NULL);
+        n--;
     }
-    /* Callbacks after the queue is consistent: they may submit again. */
-    struct repl__pending *copy = malloc(n * sizeof *copy);
-    if (copy != NULL) {
-        memcpy(copy, p, n * sizeof *copy);
-    }
-    memmove(p, p + n, (r->n_pending - n) * sizeof *p);
-    r->n_pending -= n;
-    for (i = 0; copy != NULL && i < n; i++) {
-        copy[i].cb(copy[i].arg, status, NULL);
-    }
-    free(copy);
 }
 
 static void flushIdleCb(uv_idle_t *h);
