@@ -681,11 +681,15 @@ class ClusterTestCase(HarnessTestCase):
     def setUp(self):
         super().setUp()
         # A test that left a node down must not break the next one.
+        restarted = []
         for nid, n in self.c.nodes.items():
             if not n.alive():
                 self.c.start_node(nid)
-        if len(self.c.live_ids()) != len(self.c.nodes):
-            self.fail("not every node is running")
+                restarted.append(nid)
+        if restarted:
+            self.c.wait_healthy()
+            for nid in restarted:
+                self.c.wait_caught_up(nid)
 
 
 def unique(prefix="s"):
