@@ -370,6 +370,21 @@ class Cluster:
         self._reap(n)
         return code
 
+    def signal(self, nid, sig=signal.SIGTERM):
+        self.nodes[nid].proc.send_signal(sig)
+
+    def wait_exit(self, nid, timeout=STOP_GRACE_S):
+        """Wait (without signalling) for node nid to exit; its exit code,
+        or None if it still runs after timeout."""
+        n = self.nodes[nid]
+        try:
+            n.proc.wait(timeout * SLOW)
+        except subprocess.TimeoutExpired:
+            return None
+        code = n.proc.returncode
+        self._reap(n)
+        return code
+
     def kill9(self, nid):
         n = self.nodes[nid]
         if n.proc is not None and n.proc.poll() is None:
