@@ -429,6 +429,10 @@ class Cluster:
                 out.append(f"node {n.id}: {r}")
         return out
 
+    def log_text(self, nid):
+        with open(self.nodes[nid].log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
     def dump_logs(self, lines=60):
         sys.stderr.write(f"\n[harness] cluster dir: {self.dir}\n")
         for n in self.nodes.values():
