@@ -306,27 +306,29 @@ class Cluster:
         return ",".join(f"{n.id}={n.raft_addr}@{n.api_addr}"
                         for n in self.nodes.values())
 
-    def command(self, nid):
+    def command(self, nid, bootstrap=True):
         n = self.nodes[nid]
         cmd = [LEDGERD, "--id", str(nid), "--data-dir", n.data_dir,
-               "--raft-addr", n.raft_addr, "--api-addr", n.api_addr,
-               "--bootstrap", self.bootstrap,
-               "--heartbeat-ms", str(self.heartbeat_ms),
+               "--raft-addr", n.raft_addr, "--api-addr", n.api_addr]
+        if bootstrap:
+            cmd += ["--bootstrap", self.bootstrap]
+        cmd += ["--heartbeat-ms", str(self.heartbeat_ms),
                "--election-ms", str(self.election_ms)]
         if self.token is not None:
             cmd += ["--token-file", self.token_file]
         return cmd + self.extra_args
 
-    def start_node(self, nid):
-        """Start node nid (first start or restart: same command) and wait
-        until its API port accepts connections."""
+    def start_node(self, nid, bootstrap=True):
+        """Start node nid (first start or restart: same command; a restart
+        may leave out --bootstrap) and wait until its API port accepts
+        connections."""
         n = self.nodes[nid]
         assert not n.alive(), f"node {nid} is already running"
         n.logf = open(n.log_path, "ab")
         n.logf.write(f"--- harness: starting node {nid} at "
                      f"{time.strftime('%H:%M:%S')} ---\n".encode())
         n.logf.flush()
-        n.proc = subprocess.Popen(self.command(nid), stdout=n.logf,
+        n.proc = subprocess.Popen(self.command(nid, bootstrap), stdout=n.logf,
                                   stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL)
         _register(n.proc)
