@@ -304,13 +304,27 @@ class Cluster:
     @property
     def bootstrap(self):
         return ",".join(f"{n.id}={n.raft_addr}@{n.api_addr}"
-                        for n in self.nodes.values())
+                        for n in self.nodes.values()
+                        if not hasattr(n, "join"))  # not added later
+
+    def new_node(self, nid, join):
+        """Add node nid (fresh ports and data dir) that starts with
+        --join JOIN instead of --bootstrap; start it with start_node."""
+        assert nid not in self.nodes
+        raft_port, api_port = free_ports(2)
+        n = Node(self, nid, raft_port, api_port)
+        n.join = join
+        os.makedirs(n.data_dir)
+        self.nodes[nid] = n
+        return n
 
     def command(self, nid, bootstrap=True):
         n = self.nodes[nid]
         cmd = [LEDGERD, "--id", str(nid), "--data-dir", n.data_dir,
                "--raft-addr", n.raft_addr, "--api-addr", n.api_addr]
-        if bootstrap:
+        if getattr(n, "join", None):
+            cmd += ["--join", n.join]
+        elif bootstrap:
             cmd += ["--bootstrap", self.bootstrap]
         cmd += ["--heartbeat-ms", str(self.heartbeat_ms),
                "--election-ms", str(self.election_ms)]

@@ -230,6 +230,58 @@ class IdempotencyAndVersionTest(ClusterTestCase):
         st, _, h = c.head(c.followers()[1], s)
         self.assertEqual(h["last_seq"], 5)
 
+    def test_retry_with_expected_version_returns_original(self):
+        # The first attempt succeeded (its answer was "lost"); the retry's
+        # expected_version no longer matches, but the id wins: a retry is
+        # always safe.
+        c = self.c
+        s = unique("idemver")
+        body = [ev(1, id="once")]
+        first = c.append_ok(c.followers()[0], s, body, expected_version=0)
+        again = c.append_ok(c.leader(), s, body, expected_version=0)
+        self.assertEqual(again, first)
+        st, _, h = c.head(c.leader(), s)
+        self.assertEqual(h["last_seq"], 1)
+
+    def test_partly_duplicate_batch_is_refused(self):
+        c = self.c
+        s = unique("partdup")
+        c.append_ok(c.leader(), s, [ev(1, id="a"), ev(2, id="b")])
+        for batch in ([ev(2, id="b"), ev(3, id="c")],
+                      [ev(3, id="c"), ev(1, id="a")],
+                      [ev(1, id="a"), ev(2, id="b"), ev(9)]):
+            st, _, err = c.append(c.followers()[0], s, batch)
+            self.assertEqual(st, 409, err)
+            self.assertIn("code", err["error"])
+        for nid in c.ids():
+            evs = c.read_all(nid, s)
+            self.assertEqual([e["id"] for e in evs], ["a", "b"])
+
+    def test_concurrent_sends_of_one_id_append_once(self):
+        c = self.c
+        s = unique("race")
+        results = []
+        lock = threading.Lock()
+        body = [ev(1, id="racer")]
+
+        def send(nid):
+            st, _, r = c.append(nid, s, body)
+            with lock:
+                results.append((st, r))
+
+        threads = [threading.Thread(target=send, args=(c.ids()[i % 3],))
+                   for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertEqual(len(results), 12)
+        self.assertEqual({st for st, _ in results}, {201}, results)
+        self.assertEqual(len({tuple(sorted(r.items())) for _, r in results}),
+                         1, results)
+        for nid in c.ids():
+            self.assertEqual([e["id"] for e in c.read_all(nid, s)], ["racer"])
+
     def test_same_id_in_other_stream_is_a_new_event(self):
         c = self.c
         s1, s2 = unique("idA"), unique("idB")
@@ -557,6 +609,72 @@ class ClusterEndpointsTest(ClusterTestCase):
         self.assertGreaterEqual(v["applied_position"], last["position"])
         if v["applied_position"] == last["position"]:
             self.assertEqual(v["hash"], last["hash"])
+
+
+class QueueBoundTest(ClusterTestCase):
+    """--max-queue 1: a burst of concurrent appends gets 429/503 with
+    Retry-After for what does not fit, never an error or a lost event."""
+    EXTRA_ARGS = ("--max-queue", "1")
+
+    def burst(self, nid, s, n, tag):
+        """Send n appends at once on n connections; returns
+        [(id, status, headers, body)]."""
+        import http.client
+        import json as _json
+        host, port = self.c.addr(nid).split(":")
+        conns = []
+        for i in range(n):
+            conn = http.client.HTTPConnection(host, int(port), timeout=120)
+            conn.connect()
+            conns.append(conn)
+        bodies = [_json.dumps({"events": [ev(i, id=f"{tag}-{i}")]}).encode()
+                  for i in range(n)]
+        for conn, body in zip(conns, bodies):
+            conn.request("POST", f"/v1/streams/{s}/events", body=body,
+                         headers={"Content-Type": "application/json"})
+        out = []
+        for i, conn in enumerate(conns):
+            resp = conn.getresponse()
+            data = resp.read()
+            out.append((f"{tag}-{i}", resp.status,
+                        {k.lower(): v for k, v in resp.getheaders()},
+                        _json.loads(data) if data else None))
+            conn.close()
+        return out
+
+    def test_burst_over_the_queue_bound(self):
+        c = self.c
+        s = unique("burst")
+        leader = c.leader()
+        acked = {}
+        rejected = []
+        for round_ in range(3):
+            for eid, st, h, b in self.burst(leader, s, 64, f"r{round_}"):
+                self.assertIn(st, (201, 429, 503), b)
+                if st == 201:
+                    acked[eid] = b
+                else:
+                    self.assertIn("retry-after", h, f"{st} without Retry-After")
+                    self.assertIn("code", b["error"])
+                    rejected.append(eid)
+            if rejected:
+                break
+        self.assertTrue(rejected, "64 simultaneous appends with --max-queue 1 "
+                        "were all accepted")
+        self.assertTrue(acked, "nothing was accepted")
+        # Rejected appends did nothing; retrying them (same ids) works.
+        evs = c.read_all(c.followers(leader)[0], s)
+        self.assertEqual(sorted(e["id"] for e in evs), sorted(acked))
+        for e in evs:
+            self.assertEqual(e["hash"], acked[e["id"]]["hash"])
+        for eid in rejected:
+            i = int(eid.split("-")[1])
+            acked[eid] = c.append_retry(s, [ev(i, id=eid)], ids=[leader])
+        for nid in c.ids():
+            evs = c.read_all(nid, s)
+            self.assertEqual(sorted(e["id"] for e in evs), sorted(acked))
+            self.assertEqual([e["seq"] for e in evs],
+                             list(range(1, len(acked) + 1)))
 
 
 if __name__ == "__main__":

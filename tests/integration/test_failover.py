@@ -214,5 +214,150 @@ class FailoverTest(ClusterTestCase):
         self.assertEqual(r["last_seq"], 1)
 
 
+class StaleReadTest(ClusterTestCase):
+    """Strong reads never miss an acknowledged append, even on a node that
+    was frozen (SIGSTOP) while the cluster moved on."""
+
+    def read_in_thread(self, nid, path):
+        out = {}
+
+        def run():
+            try:
+                out["resp"] = self.c.get(nid, path, timeout=60)
+            except Exception as e:  # noqa: BLE001 - reported by the caller
+                out["exc"] = e
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        return t, out
+
+    def test_frozen_follower_strong_read_sees_acknowledged_appends(self):
+        c = self.c
+        s = unique("frozenf")
+        leader = c.leader()
+        fol = c.followers(leader)[0]
+        c.append_ok(leader, s, [{"type": "t", "id": "a"}])
+        c.wait_caught_up(fol)
+        c.signal(fol, signal.SIGSTOP)
+        try:
+            acked = c.append_ok(leader, s, [{"type": "t", "id": "b"},
+                                            {"type": "t", "id": "c"}])
+            # The read is sent while the follower is frozen (the kernel
+            # queues it), so it began after the append was acknowledged.
+            t, out = self.read_in_thread(
+                fol, f"/v1/streams/{s}/events?consistency=strong")
+            wait_until(lambda: any(
+                f":{c.nodes[fol].api_port} " in l and "ESTAB" in l
+                for l in self.connections()), timeout=20, interval=0.02,
+                msg="the read to be connected")
+        finally:
+            c.signal(fol, signal.SIGCONT)
+        t.join(90)
+        self.assertFalse(t.is_alive())
+        self.assertNotIn("exc", out)
+        st, _, b = out["resp"]
+        self.assertEqual(st, 200, b)
+        self.assertEqual([e["id"] for e in b["events"]], ["a", "b", "c"])
+        self.assertEqual(b["events"][-1]["hash"], acked["hash"])
+
+    def test_frozen_leader_never_serves_stale_strong_reads(self):
+        c = self.c
+        s = unique("frozenl")
+        old = c.leader()
+        c.append_ok(old, s, [{"type": "t", "id": "a"}])
+        for nid in c.followers(old):
+            c.wait_caught_up(nid)
+        c.signal(old, signal.SIGSTOP)
+        try:
+            new = c.leader(exclude=(old,))
+            acked = c.append_retry(s, [{"type": "t", "id": "b"}],
+                                   ids=[new])
+            self.assertEqual(acked["last_seq"], 2)
+            threads = [self.read_in_thread(
+                old, f"/v1/streams/{s}/events?consistency=strong")
+                for _ in range(3)]
+            threads.append(self.read_in_thread(old, f"/v1/streams/{s}"))
+            wait_until(lambda: sum(
+                f":{c.nodes[old].api_port} " in l and "ESTAB" in l
+                for l in self.connections()) >= 4, timeout=20, interval=0.02,
+                msg="the reads to be connected")
+        finally:
+            c.signal(old, signal.SIGCONT)
+        for t, out in threads:
+            t.join(90)
+            self.assertFalse(t.is_alive())
+            self.assertNotIn("exc", out)
+            st, _, b = out["resp"]
+            if st == 503:
+                self.assertIn("code", b["error"])
+                continue
+            self.assertEqual(st, 200, b)
+            if "events" in b:
+                self.assertEqual([e["id"] for e in b["events"]], ["a", "b"],
+                                 "a stale leader served a strong read")
+            else:
+                self.assertEqual(b["last_seq"], 2,
+                                 "a stale leader served a strong head read")
+        # It steps down and then serves everything.
+        self.assertNotEqual(c.leader(), old)
+        c.wait_caught_up(old)
+        evs = c.read_all(old, s)
+        self.assertEqual([e["id"] for e in evs], ["a", "b"])
+
+    @staticmethod
+    def connections():
+        """Client-side TCP connections on this host (from /proc)."""
+        out = []
+        for path in ("/proc/net/tcp",):
+            with open(path) as f:
+                for line in f.readlines()[1:]:
+                    parts = line.split()
+                    local, remote, state = parts[1], parts[2], parts[3]
+                    rport = int(remote.split(":")[1], 16)
+                    if state == "01":  # ESTABLISHED
+                        out.append(f"{local} :{rport} ESTAB")
+        return out
+
+
+class ShutdownTest(ClusterTestCase):
+
+    def test_sigterm_answers_a_parked_long_poll(self):
+        c = self.c
+        s = unique("parked")
+        leader = c.leader()
+        fol = c.followers(leader)[0]
+        c.append_ok(leader, s, [{"type": "t"}])
+        c.wait_caught_up(fol)
+        out = {}
+
+        def poll():
+            try:
+                out["resp"] = c.read(fol, s, from_seq=2, wait_ms=60000,
+                                     timeout=120)
+            except Exception as e:  # noqa: BLE001 - checked below
+                out["exc"] = e
+
+        t = threading.Thread(target=poll, daemon=True)
+        t.start()
+
+        def parked():
+            st, _, text = c.get(fol, "/metrics")
+            m = [l for l in text.decode().splitlines()
+                 if l.startswith("ledger_http_inflight ")]
+            return m and int(m[0].split()[1]) >= 2
+        wait_until(parked, timeout=20, msg="the long poll to be parked")
+        t0 = time.monotonic()
+        c.signal(fol, signal.SIGTERM)
+        t.join(60)
+        self.assertFalse(t.is_alive(), "the long poll was not answered")
+        self.assertLess(time.monotonic() - t0, deadline(10))
+        self.assertNotIn("exc", out, "the poll got an answer, not a reset")
+        st, _, b = out["resp"]
+        self.assertIn(st, (200, 503), b)
+        if st == 200:
+            self.assertEqual(b["events"], [])
+        self.assertEqual(c.wait_exit(fol), 0)
+
+
 if __name__ == "__main__":
     unittest.main()
