@@ -299,7 +299,9 @@ class StaleReadTest(ClusterTestCase):
                 self.assertEqual(b["last_seq"], 2,
                                  "a stale leader served a strong head read")
         # It steps down and then serves everything.
-        self.assertNotEqual(c.leader(), old)
+        wait_until(lambda: c.cluster_info(old, local=True)["leader_id"]
+                   not in (0, old), timeout=30,
+                   msg="the old leader to follow the new one")
         c.wait_caught_up(old)
         evs = c.read_all(old, s)
         self.assertEqual([e["id"] for e in evs], ["a", "b"])
