@@ -152,6 +152,38 @@ class AppendAndReadTest(ClusterTestCase):
         st, _, b = c.read(c.leader(), s, from_seq=3)
         self.assertIsNone(b["events"][0]["data"])
 
+    def test_unicode_and_numbers_round_trip(self):
+        c = self.c
+        s = unique("uni")
+        data = {"s": "ä€😀 \"q\" \\ \n\t", "n": [2 ** 63 - 1, -2 ** 63, 0.5,
+                                                  1e300, -0.0, True, None]}
+        r = c.append_ok(c.followers()[0], s,
+                        [{"type": "tÿpe€", "data": data, "id": "ïd😀"}])
+        for nid in c.ids():
+            for hdrs in ({}, {"Accept": "application/msgpack"}):
+                st, _, b = c.read(nid, s, headers=hdrs)
+                self.assertEqual(st, 200)
+                e = b["events"][0]
+                self.assertEqual(e["data"], data)
+                self.assertEqual(e["type"], "tÿpe€")
+                self.assertEqual(e["id"], "ïd😀")
+        # The unicode id deduplicates like any other.
+        again = c.append_ok(c.leader(), s, [{"type": "x", "id": "ïd😀"}])
+        self.assertEqual(again, r)
+
+    @unittest.expectedFailure
+    def test_data_with_escaped_nul_round_trips(self):
+        # BUG: valid JSON data containing "\u0000" in a string is refused
+        # with 400 malformed_body ("\u0000 is not allowed without
+        # JSON_ALLOW_NUL"), although data may be any JSON value.
+        c = self.c
+        s = unique("nul")
+        st, _, r = c.http("POST", c.leader(), f"/v1/streams/{s}/events",
+                          raw=b'{"type":"t","data":"a\\u0000b"}',
+                          headers={"Content-Type": "application/json"})
+        self.assertEqual(st, 201, r)
+        self.assertEqual(c.read_all(c.leader(), s)[0]["data"], "a\u0000b")
+
     def test_batch_gets_contiguous_seqs_and_positions(self):
         c = self.c
         s = unique("batch")
