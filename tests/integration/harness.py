@@ -531,7 +531,9 @@ class Cluster:
                 nid, f"/health?caught_up=1&timeout_ms={timeout_ms}",
                 timeout=timeout_ms / 1000 + 10)
             return st == 200
-        return wait_until(ok, timeout=60, interval=0.2,
+        # Generous: a follower that needs a snapshot can stall ~30 s when
+        # raft drops an InstallSnapshot (see the test report).
+        return wait_until(ok, timeout=120, interval=0.2,
                           msg=f"node {nid} to catch up")
 
     # ---- events ---------------------------------------------------------
