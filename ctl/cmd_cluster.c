@@ -330,7 +330,8 @@ static int layoutSave(const char *path, const struct layout *l,
 /* Start one node detached. Returns 0 with n->pid set, or CTL_EXIT_FAIL
  * after printing why. */
 static int nodeStart(struct node *n, const char *ledgerd, const char *dir,
-                     const struct layout *l, const char *bootstrap)
+                     const struct layout *l, const char *bootstrap,
+                     const char *token_file)
 {
     char id[16];
     char data_dir[PATH_MAX];
@@ -372,9 +373,16 @@ static int nodeStart(struct node *n, const char *ledgerd, const char *dir,
                         n->api_addr,
                         "--bootstrap",
                         (char *)bootstrap,
+                        NULL,
+                        NULL,
                         NULL};
         int fd;
         int e;
+        if (token_file != NULL) {
+            /* The nodes require the token we were given. */
+            args[11] = "--token-file";
+            args[12] = (char *)token_file;
+        }
         close(pfd[0]);
         setsid();
         fd = open("/dev/null", O_RDONLY);
@@ -641,7 +649,7 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
             }
             continue;
         }
-        rv = nodeStart(n, ledgerd, dir, &l, bootstrap);
+        rv = nodeStart(n, ledgerd, dir, &l, bootstrap, ctl->token_file);
         if (rv != 0) {
             stopStarted(nodes, l.nodes);
             goto out;

@@ -300,6 +300,7 @@ int ctlCmdLag(struct ctl *ctl, int argc, char **argv)
     int has_entries;
     int has_ms;
     int watch;
+    int ever_over = 0;
     int n_pos;
     int rv = ctlParseArgs(ctl, "lag", argc, argv, flags, pos, 0, &n_pos);
     if (rv != 0) {
@@ -388,6 +389,7 @@ int ctlCmdLag(struct ctl *ctl, int argc, char **argv)
         }
         if (used > 0) {
             fprintf(stderr, "ledgerctl: lag over the bound: %s\n", over);
+            ever_over = 1;
         }
         for (unsigned long long slept = 0; slept < interval && !lagStop;
              slept += 50) {
@@ -395,7 +397,8 @@ int ctlCmdLag(struct ctl *ctl, int argc, char **argv)
             nanosleep(&ts, NULL);
         }
         if (lagStop) {
-            return CTL_EXIT_OK;
+            /* --watch: exit 1 if any sample was over a bound. */
+            return ever_over ? CTL_EXIT_FAIL : CTL_EXIT_OK;
         }
         if (!ctl->json) {
             putchar('\n');

@@ -18,6 +18,7 @@
 struct ctl {
     const char *endpoints; /* --endpoints, LEDGER_ENDPOINTS, or default. */
     char *token;           /* From --token-file or LEDGER_TOKEN; NULL. */
+    char *token_file;      /* Absolute --token-file path, for cluster up. */
     int json;              /* --json */
     unsigned timeout_ms;   /* --timeout-ms, 0: client default. */
     ledger_client *client; /* Created on first use by ctlClient(). */
