@@ -662,6 +662,7 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
     fflush(stdout);
 
     /* Wait for a leader, watching for nodes that die early. */
+    int started_answer;
     deadline = nowMs() + (long long)wait_s * 1000;
     for (;;) {
         for (unsigned i = 0; i < l.nodes; i++) {
@@ -681,9 +682,14 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
                          nodes[i].log_path);
             goto out;
         }
+        /* Every node started now must answer on its API (a node that
+         * exits at once, e.g. on a locked data dir, is caught above while
+         * we wait for it), and some node must report a leader. */
+        started_answer = 1;
         for (unsigned i = 0; i < l.nodes; i++) {
             json_t *v = clusterStatusFrom(nodes[i].api_addr, ctl->token);
             if (v == NULL) {
+                started_answer &= !nodes[i].started;
                 continue;
             }
             if (json_integer_value(json_object_get(v, "leader_id")) == 0) {
@@ -692,13 +698,13 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
             }
             json_decref(cluster);
             cluster = v;
-            break;
         }
         if (cluster != NULL) {
             if (settle_deadline == 0) {
                 settle_deadline = nowMs() + CLUSTER__SETTLE_MS;
             }
-            if (allMembersReachable(cluster) || nowMs() > settle_deadline) {
+            if ((allMembersReachable(cluster) && started_answer) ||
+                nowMs() > settle_deadline) {
                 break;
             }
         }

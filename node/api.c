@@ -520,7 +520,6 @@ void api_handle(void *arg, http_request *req)
     char path[2048];
     char *segs[8];
     size_t ns = 0;
-    char *save = NULL;
     char *tok;
     const char *rid;
 
@@ -547,13 +546,22 @@ void api_handle(void *arg, http_request *req)
                  (unsigned long long)++n->next_rid);
     }
 
+    /* Split on '/', keeping empty segments: "/v1/streams//events" names an
+     * empty stream (400), it is not "/v1/streams/events". */
     snprintf(path, sizeof path, "%s", http_request_path(req));
-    for (tok = strtok_r(path, "/", &save); tok != NULL && ns < 8;
-         tok = strtok_r(NULL, "/", &save)) {
+    tok = path[0] == '/' ? path + 1 : path;
+    while (tok != NULL && ns < 8) {
+        char *slash = strchr(tok, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+        }
         segs[ns++] = tok;
+        tok = slash != NULL ? slash + 1 : NULL;
     }
     if (tok != NULL) {
         ns = 99; /* too deep: no route matches */
+    } else if (ns > 1 && segs[ns - 1][0] == '\0') {
+        ns--; /* one trailing slash is ignored */
     }
 
     if (ns == 1 && strcmp(segs[0], "health") == 0) {

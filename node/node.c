@@ -241,7 +241,6 @@ int node_run(struct ledger_config *cfg)
 
     snprintf(path, sizeof path, "%s/ledger.db", cfg->data_dir);
     if (ledger_store_open(path, &n.store, err, sizeof err) != 0) {
-        ledger_log(LOG_ERROR, NULL, "store: %s", err);
         fprintf(stderr, "ledgerd: %s\n", err);
         return 1;
     }
@@ -271,7 +270,6 @@ int node_run(struct ledger_config *cfg)
                            sizeof err);
     if (rv != 0) {
         fprintf(stderr, "ledgerd: %s\n", err);
-        ledger_log(LOG_ERROR, NULL, "%s", err);
         ledger_store_close(n.store);
         return 1;
     }
@@ -281,7 +279,6 @@ int node_run(struct ledger_config *cfg)
                            &n.http, err, sizeof err);
     if (rv != 0) {
         fprintf(stderr, "ledgerd: %s\n", err);
-        ledger_log(LOG_ERROR, NULL, "%s", err);
         n.exit_code = 1;
         n.shutting_down = true;
         uv_timer_init(&loop, &n.sweep);

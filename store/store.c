@@ -370,12 +370,16 @@ int ledger_store_open(const char *path, ledger_store **out, char *err,
     sqlite3_extended_result_codes(s->db, 1);
     /* Connection-level only: writes nothing to the file. */
     sqlite3_busy_timeout(s->db, STORE__BUSY_MS);
+    /* Closing the last connection must not checkpoint a refused store's
+     * WAL into it; re-enabled once the schema is known to be ours. */
+    sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 
     /* Read-only check first: a newer store is left untouched. */
     rv = schemaCheck(s, &version);
     if (rv != LEDGER_STORE_OK) {
         goto out_close_db;
     }
+    sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
     rv = configure(s);
     if (rv != LEDGER_STORE_OK) {
         goto out_close_db;
