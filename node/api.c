@@ -212,8 +212,10 @@ void api_forward(struct api_req *a)
         }
     }
     metrics_forwarded();
+    /* A forwarded long poll may legitimately take wait_ms. */
     rv = http_client_request(a->n->loop, leader, a->method, path, headers, body,
-                             blen, FORWARD_TIMEOUT_MS, forwardCb, a);
+                             blen, FORWARD_TIMEOUT_MS + (unsigned)a->wait_ms,
+                             forwardCb, a);
     if (rv != 0) {
         api_reply_error(a, 503, "leader_unreachable",
                         "cannot reach the leader at %s (%s): retry shortly",

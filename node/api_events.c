@@ -61,12 +61,17 @@ static void appendCb(void *arg, int status, const struct ledger_op_result *res)
     }
     switch (res->append.outcome) {
     case LEDGER_APPEND_OK:
-    case LEDGER_APPEND_DUPLICATE:
-        api_reply_json(a, 201, appendResultJson(a, &res->append),
-                       res->append.outcome == LEDGER_APPEND_DUPLICATE
-                           ? "X-Ledger-Duplicate: true\r\n"
-                           : NULL);
+        api_reply_json(a, 201, appendResultJson(a, &res->append), NULL);
         return;
+    case LEDGER_APPEND_DUPLICATE: {
+        /* The original result; "duplicate" tells a retry apart (in the body
+         * too, so it survives forwarding). */
+        json_t *o = appendResultJson(a, &res->append);
+        json_object_set_new(o, "duplicate", json_true());
+        a->n_events = 0;
+        api_reply_json(a, 201, o, "X-Ledger-Duplicate: true\r\n");
+        return;
+    }
     case LEDGER_APPEND_CONFLICT:
         api_reply_error_obj(
             a, 409, "version_conflict",
