@@ -157,6 +157,10 @@ int ctlCmdMemberAdd(struct ctl *ctl, int argc, char **argv)
     }
     body = json_pack("{sIssssss}", "id", (json_int_t)id, "raft_addr", pos[1],
                      "api_addr", pos[2], "role", role);
+    /* Adding or promoting waits for Raft's catch-up rounds. */
+    if (ctl->timeout_ms == 0) {
+        ctl->timeout_ms = CTL_MEMBERSHIP_TIMEOUT_MS;
+    }
     rv = ctlApi(ctl, "add member", "POST", "/v1/cluster/members", body, &answer,
                 NULL);
     json_decref(body);
@@ -222,6 +226,10 @@ int ctlCmdMemberRole(struct ctl *ctl, int argc, char **argv)
     }
     snprintf(path, sizeof path, "/v1/cluster/members/%llu/role", id);
     body = json_pack("{ss}", "role", pos[1]);
+    /* Adding or promoting waits for Raft's catch-up rounds. */
+    if (ctl->timeout_ms == 0) {
+        ctl->timeout_ms = CTL_MEMBERSHIP_TIMEOUT_MS;
+    }
     rv = ctlApi(ctl, "change member role", "POST", path, body, &answer, NULL);
     json_decref(body);
     if (rv != 0) {

@@ -11,6 +11,7 @@
 #define CTL_EXIT_OK 0    /* Success. */
 #define CTL_EXIT_FAIL 1  /* The operation failed. */
 #define CTL_EXIT_USAGE 2 /* Bad usage: unknown command/flag, bad value. */
+#define CTL_MEMBERSHIP_TIMEOUT_MS 120000 /* member add/role: catch-up. */
 
 #define CTL_DEFAULT_ENDPOINTS "127.0.0.1:8001,127.0.0.1:8002,127.0.0.1:8003"
 
