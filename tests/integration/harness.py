@@ -495,21 +495,23 @@ class Cluster:
                        msg=f"node {nid} to be healthy")
         return self.leader()
 
-    def cluster_info(self, nid, local=False):
+    def cluster_info(self, nid, local=False, timeout=10):
         st, _, b = self.get(nid, "/v1/cluster" + ("?local=1" if local else ""),
-                            timeout=10)
+                            timeout=timeout)
         if st != 200:
             raise AssertionError(f"GET /v1/cluster on {nid}: {st} {b}")
         return b
 
     def leader(self, timeout=60, exclude=()):
-        """The id of the current leader, as agreed by the live nodes: some
-        live node must report itself leader (local view) and it must not be
-        in exclude."""
+        """The id of the current leader: a live node, not in exclude (those
+        are not even asked: they may be frozen), that reports itself leader
+        in its local view."""
         def find():
             for nid in self.live_ids():
+                if nid in exclude:
+                    continue
                 try:
-                    info = self.cluster_info(nid, local=True)
+                    info = self.cluster_info(nid, local=True, timeout=5)
                 except (OSError, AssertionError):
                     continue
                 lid = info.get("leader_id")

@@ -63,6 +63,26 @@ class BadInputTest(ClusterTestCase):
                 self.assertError(self.post(nid, raw=raw), 400, f"{raw!r}")
         self.assertUnchanged()
 
+    def test_invalid_utf8_and_unsupported_json(self):
+        fresh = unique("utf")
+        for raw in (b'{"type":"\xe9"}', b'{"type":"t","data":"\xff\xfe"}',
+                    b'{"type":"a","type":"b"}',
+                    b'{"type":"t","data":' + b"[" * 5000 + b"]" * 5000 + b"}"):
+            self.assertError(self.post(self.c.leader(), raw=raw, stream=fresh),
+                             400, raw[:40])
+        self.assertNoStream(fresh)
+
+    def test_msgpack_without_json_equivalent(self):
+        fresh = unique("mpbin")
+        for body in ({"type": "t", "data": b"\x00\x01"},
+                     {"type": "t", "data": {1: 2}},
+                     {"type": b"t"}):
+            self.assertError(self.post(self.c.leader(),
+                                       raw=msgpack.packb(body, use_bin_type=True),
+                                       ctype="application/msgpack",
+                                       stream=fresh), 400, body)
+        self.assertNoStream(fresh)
+
     def test_malformed_msgpack(self):
         for nid in self.c.ids():
             for raw in (b"\xc1", b"\x81\xa6events", b"\x92\x01"):

@@ -4,6 +4,7 @@ import fcntl
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import sqlite3
@@ -13,7 +14,7 @@ import tempfile
 import time
 import unittest
 
-from harness import (HarnessTestCase, LEDGERCTL, free_port_range, free_ports,
+from harness import (ClusterTestCase, HarnessTestCase, LEDGERCTL, free_port_range, free_ports,
                      http_request, ledgerctl, sanitizer_report, tail, unique,
                      wait_until)
 
@@ -501,6 +502,89 @@ class CtlRestartTest(CtlTestCase):
         finally:
             with open(os.path.join(cc.dir, "node3.pid"), "w") as f:
                 f.write(f"{running}\n")
+
+
+class CtlLagAndFollowTest(ClusterTestCase):
+    """ledgerctl against a harness-run cluster: lag bounds, read --follow."""
+
+    def ctl(self, *args, last=None, **kw):
+        """ledgerctl with every node as endpoint (node `last` last: a frozen
+        node would cost a request timeout before the next is tried)."""
+        ids = sorted(self.c.ids(), key=lambda n: n == last)
+        eps = ",".join(self.c.addr(n) for n in ids)
+        return ledgerctl("--endpoints", eps, *args, **kw)
+
+    def test_lag_bounds(self):
+        c = self.c
+        leader = c.leader()
+        fol = c.followers(leader)[0]
+        r = self.ctl("lag", "--max-entries", "1000000", "--max-ms", "600000")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for nid in c.ids():
+            self.assertIn(c.addr(nid), r.stdout)
+        s = unique("lag")
+        c.signal(fol, signal.SIGSTOP)
+        try:
+            for i in range(10):
+                c.append_ok(leader, s, [{"type": "t", "data": i}])
+            r = self.ctl("lag", "--max-entries", "3", last=fol)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            lines = r.stderr.strip().splitlines()
+            self.assertEqual(len(lines), 1, r.stderr)
+            self.assertRegex(lines[0], rf"node {fol}\b")
+            r = self.ctl("--json", "lag", last=fol)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            v = json.loads(r.stdout)
+            lag = {m["id"]: m["lag_entries"] for m in v["members"]}
+            self.assertGreaterEqual(lag[fol], 10)
+            self.assertEqual(lag[leader], 0)
+        finally:
+            c.signal(fol, signal.SIGCONT)
+        def caught_up():
+            r = self.ctl("lag", "--max-entries", "0")
+            return r.returncode == 0
+        wait_until(caught_up, timeout=30, interval=0.2,
+                   msg="the follower's lag to return to 0")
+
+    def test_read_follow(self):
+        c = self.c
+        s = unique("follow")
+        c.append_ok(c.leader(), s, [{"type": "t", "id": "old"}])
+        eps = ",".join(c.addr(n) for n in c.ids())
+        env = dict(os.environ, LEDGER_ENDPOINTS=eps)
+        p = subprocess.Popen([LEDGERCTL, "--json", "read", s, "--follow"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=env)
+        lines = []
+        buf = b""
+
+        def saw(eid):
+            nonlocal buf
+            while select.select([p.stdout], [], [], 0)[0]:
+                chunk = os.read(p.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                lines.append(json.loads(line))
+            return any(e.get("id") == eid for e in lines)
+        try:
+            wait_until(lambda: saw("old"), timeout=30, msg="the old event")
+            c.append_ok(c.followers()[0], s, [{"type": "t", "id": "new1"},
+                                              {"type": "t", "id": "new2"}])
+            wait_until(lambda: saw("new2"), timeout=30,
+                       msg="--follow to print the new events")
+            self.assertEqual([e["id"] for e in lines], ["old", "new1", "new2"])
+            self.assertEqual([e["seq"] for e in lines], [1, 2, 3])
+            p.send_signal(signal.SIGTERM)
+            self.assertEqual(p.wait(30), 0)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(30)
+            p.stdout.close()
+            p.stderr.close()
 
 
 if __name__ == "__main__":
