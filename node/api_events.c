@@ -63,15 +63,13 @@ static void appendCb(void *arg, int status, const struct ledger_op_result *res)
     case LEDGER_APPEND_OK:
         api_reply_json(a, 201, appendResultJson(a, &res->append), NULL);
         return;
-    case LEDGER_APPEND_DUPLICATE: {
-        /* The original result; "duplicate" tells a retry apart (in the body
-         * too, so it survives forwarding). */
-        json_t *o = appendResultJson(a, &res->append);
-        json_object_set_new(o, "duplicate", json_true());
+    case LEDGER_APPEND_DUPLICATE:
+        /* Exactly the original result (a retry cannot tell it from the
+         * first answer); the header says it was a duplicate. */
         a->n_events = 0;
-        api_reply_json(a, 201, o, "X-Ledger-Duplicate: true\r\n");
+        api_reply_json(a, 201, appendResultJson(a, &res->append),
+                       "X-Ledger-Duplicate: true\r\n");
         return;
-    }
     case LEDGER_APPEND_CONFLICT:
         api_reply_error_obj(
             a, 409, "version_conflict",
