@@ -81,6 +81,8 @@ static int parseGlobal(struct ctl *ctl, const char *name, const char *value,
             }
             free(ctl->token);
             ctl->token = tok;
+            free(ctl->token_file);
+            ctl->token_file = realpath(value, NULL);
         } else {
             unsigned long long v;
             if (ctlParseU64("--timeout-ms", value, 1, 3600000, &v) != 0) {

@@ -330,7 +330,8 @@ static int layoutSave(const char *path, const struct layout *l,
 /* Start one node detached. Returns 0 with n->pid set, or CTL_EXIT_FAIL
  * after printing why. */
 static int nodeStart(struct node *n, const char *ledgerd, const char *dir,
-                     const struct layout *l, const char *bootstrap)
+                     const struct layout *l, const char *bootstrap,
+                     const char *token_file)
 {
     char id[16];
     char data_dir[PATH_MAX];
@@ -372,9 +373,16 @@ static int nodeStart(struct node *n, const char *ledgerd, const char *dir,
                         n->api_addr,
                         "--bootstrap",
                         (char *)bootstrap,
+                        NULL,
+                        NULL,
                         NULL};
         int fd;
         int e;
+        if (token_file != NULL) {
+            /* The nodes require the token we were given. */
+            args[11] = "--token-file";
+            args[12] = (char *)token_file;
+        }
         close(pfd[0]);
         setsid();
         fd = open("/dev/null", O_RDONLY);
@@ -641,7 +649,7 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
             }
             continue;
         }
-        rv = nodeStart(n, ledgerd, dir, &l, bootstrap);
+        rv = nodeStart(n, ledgerd, dir, &l, bootstrap, ctl->token_file);
         if (rv != 0) {
             stopStarted(nodes, l.nodes);
             goto out;
@@ -654,6 +662,7 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
     fflush(stdout);
 
     /* Wait for a leader, watching for nodes that die early. */
+    int started_answer;
     deadline = nowMs() + (long long)wait_s * 1000;
     for (;;) {
         for (unsigned i = 0; i < l.nodes; i++) {
@@ -673,9 +682,14 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
                          nodes[i].log_path);
             goto out;
         }
+        /* Every node started now must answer on its API (a node that
+         * exits at once, e.g. on a locked data dir, is caught above while
+         * we wait for it), and some node must report a leader. */
+        started_answer = 1;
         for (unsigned i = 0; i < l.nodes; i++) {
             json_t *v = clusterStatusFrom(nodes[i].api_addr, ctl->token);
             if (v == NULL) {
+                started_answer &= !nodes[i].started;
                 continue;
             }
             if (json_integer_value(json_object_get(v, "leader_id")) == 0) {
@@ -684,13 +698,13 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
             }
             json_decref(cluster);
             cluster = v;
-            break;
         }
         if (cluster != NULL) {
             if (settle_deadline == 0) {
                 settle_deadline = nowMs() + CLUSTER__SETTLE_MS;
             }
-            if (allMembersReachable(cluster) || nowMs() > settle_deadline) {
+            if ((allMembersReachable(cluster) && started_answer) ||
+                nowMs() > settle_deadline) {
                 break;
             }
         }

@@ -157,6 +157,10 @@ int ctlCmdMemberAdd(struct ctl *ctl, int argc, char **argv)
     }
     body = json_pack("{sIssssss}", "id", (json_int_t)id, "raft_addr", pos[1],
                      "api_addr", pos[2], "role", role);
+    /* Adding or promoting waits for Raft's catch-up rounds. */
+    if (ctl->timeout_ms == 0) {
+        ctl->timeout_ms = CTL_MEMBERSHIP_TIMEOUT_MS;
+    }
     rv = ctlApi(ctl, "add member", "POST", "/v1/cluster/members", body, &answer,
                 NULL);
     json_decref(body);
@@ -222,6 +226,10 @@ int ctlCmdMemberRole(struct ctl *ctl, int argc, char **argv)
     }
     snprintf(path, sizeof path, "/v1/cluster/members/%llu/role", id);
     body = json_pack("{ss}", "role", pos[1]);
+    /* Adding or promoting waits for Raft's catch-up rounds. */
+    if (ctl->timeout_ms == 0) {
+        ctl->timeout_ms = CTL_MEMBERSHIP_TIMEOUT_MS;
+    }
     rv = ctlApi(ctl, "change member role", "POST", path, body, &answer, NULL);
     json_decref(body);
     if (rv != 0) {
@@ -300,6 +308,7 @@ int ctlCmdLag(struct ctl *ctl, int argc, char **argv)
     int has_entries;
     int has_ms;
     int watch;
+    int ever_over = 0;
     int n_pos;
     int rv = ctlParseArgs(ctl, "lag", argc, argv, flags, pos, 0, &n_pos);
     if (rv != 0) {
@@ -388,6 +397,7 @@ int ctlCmdLag(struct ctl *ctl, int argc, char **argv)
         }
         if (used > 0) {
             fprintf(stderr, "ledgerctl: lag over the bound: %s\n", over);
+            ever_over = 1;
         }
         for (unsigned long long slept = 0; slept < interval && !lagStop;
              slept += 50) {
@@ -395,7 +405,8 @@ int ctlCmdLag(struct ctl *ctl, int argc, char **argv)
             nanosleep(&ts, NULL);
         }
         if (lagStop) {
-            return CTL_EXIT_OK;
+            /* --watch: exit 1 if any sample was over a bound. */
+            return ever_over ? CTL_EXIT_FAIL : CTL_EXIT_OK;
         }
         if (!ctl->json) {
             putchar('\n');

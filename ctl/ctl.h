@@ -11,6 +11,7 @@
 #define CTL_EXIT_OK 0    /* Success. */
 #define CTL_EXIT_FAIL 1  /* The operation failed. */
 #define CTL_EXIT_USAGE 2 /* Bad usage: unknown command/flag, bad value. */
+#define CTL_MEMBERSHIP_TIMEOUT_MS 120000 /* member add/role: catch-up. */
 
 #define CTL_DEFAULT_ENDPOINTS "127.0.0.1:8001,127.0.0.1:8002,127.0.0.1:8003"
 
@@ -18,6 +19,7 @@
 struct ctl {
     const char *endpoints; /* --endpoints, LEDGER_ENDPOINTS, or default. */
     char *token;           /* From --token-file or LEDGER_TOKEN; NULL. */
+    char *token_file;      /* Absolute --token-file path, for cluster up. */
     int json;              /* --json */
     unsigned timeout_ms;   /* --timeout-ms, 0: client default. */
     ledger_client *client; /* Created on first use by ctlClient(). */

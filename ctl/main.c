@@ -158,5 +158,6 @@ int main(int argc, char **argv)
 out:
     ledger_client_destroy(ctl.client);
     free(ctl.token);
+    free(ctl.token_file);
     return rv;
 }

@@ -13,6 +13,7 @@
 #include "node/metrics.h"
 
 #define FORWARD_TIMEOUT_MS 10000
+#define MEMBERSHIP_FORWARD_TIMEOUT_MS 120000 /* promotion catch-up */
 #define READ_INDEX_TIMEOUT_MS 5000
 #define STRONG_WAIT_MS 5000
 
@@ -212,8 +213,13 @@ void api_forward(struct api_req *a)
         }
     }
     metrics_forwarded();
+    /* A forwarded long poll may legitimately take wait_ms. */
     rv = http_client_request(a->n->loop, leader, a->method, path, headers, body,
-                             blen, FORWARD_TIMEOUT_MS, forwardCb, a);
+                             blen,
+                             strncmp(a->route, "member", 6) == 0
+                                 ? MEMBERSHIP_FORWARD_TIMEOUT_MS
+                                 : FORWARD_TIMEOUT_MS + (unsigned)a->wait_ms,
+                             forwardCb, a);
     if (rv != 0) {
         api_reply_error(a, 503, "leader_unreachable",
                         "cannot reach the leader at %s (%s): retry shortly",
@@ -468,7 +474,7 @@ static bool authorized(struct api_req *a)
     return CRYPTO_memcmp(want, got, wl) == 0;
 }
 
-static void methodNotAllowed(struct api_req *a, const char *allow)
+void api_method_not_allowed(struct api_req *a, const char *allow)
 {
     char extra[96];
     char msg[160];
@@ -520,7 +526,6 @@ void api_handle(void *arg, http_request *req)
     char path[2048];
     char *segs[8];
     size_t ns = 0;
-    char *save = NULL;
     char *tok;
     const char *rid;
 
@@ -547,23 +552,32 @@ void api_handle(void *arg, http_request *req)
                  (unsigned long long)++n->next_rid);
     }
 
+    /* Split on '/', keeping empty segments: "/v1/streams//events" names an
+     * empty stream (400), it is not "/v1/streams/events". */
     snprintf(path, sizeof path, "%s", http_request_path(req));
-    for (tok = strtok_r(path, "/", &save); tok != NULL && ns < 8;
-         tok = strtok_r(NULL, "/", &save)) {
+    tok = path[0] == '/' ? path + 1 : path;
+    while (tok != NULL && ns < 8) {
+        char *slash = strchr(tok, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+        }
         segs[ns++] = tok;
+        tok = slash != NULL ? slash + 1 : NULL;
     }
     if (tok != NULL) {
         ns = 99; /* too deep: no route matches */
+    } else if (ns > 1 && segs[ns - 1][0] == '\0') {
+        ns--; /* one trailing slash is ignored */
     }
 
     if (ns == 1 && strcmp(segs[0], "health") == 0) {
         a->route = "health";
-        IS("GET") ? api_health(a) : methodNotAllowed(a, "GET");
+        IS("GET") ? api_health(a) : api_method_not_allowed(a, "GET");
         return;
     }
     if (ns == 1 && strcmp(segs[0], "metrics") == 0) {
         a->route = "metrics";
-        IS("GET") ? api_metrics(a) : methodNotAllowed(a, "GET");
+        IS("GET") ? api_metrics(a) : api_method_not_allowed(a, "GET");
         return;
     }
     if (ns < 2 || strcmp(segs[0], "v1") != 0) {
@@ -586,13 +600,13 @@ void api_handle(void *arg, http_request *req)
     if (strcmp(segs[1], "streams") == 0) {
         if (ns == 2) {
             a->route = "streams";
-            IS("GET") ? api_list_streams(a) : methodNotAllowed(a, "GET");
+            IS("GET") ? api_list_streams(a) : api_method_not_allowed(a, "GET");
             return;
         }
         if (ns == 3) {
             a->route = "stream";
             if (!IS("GET")) {
-                methodNotAllowed(a, "GET");
+                api_method_not_allowed(a, "GET");
             } else if (nameSegment(a, segs[2], a->stream, "stream")) {
                 api_stream_head(a);
             }
@@ -601,7 +615,7 @@ void api_handle(void *arg, http_request *req)
         if (ns == 4 && strcmp(segs[3], "events") == 0) {
             a->route = IS("POST") ? "append" : "read";
             if (!IS("GET") && !IS("POST")) {
-                methodNotAllowed(a, "GET, POST");
+                api_method_not_allowed(a, "GET, POST");
             } else if (nameSegment(a, segs[2], a->stream, "stream")) {
                 IS("POST") ? api_write(a, api_append) : api_read_events(a);
             }
@@ -610,7 +624,7 @@ void api_handle(void *arg, http_request *req)
         if (ns == 5 && strcmp(segs[3], "checkpoints") == 0) {
             a->route = "checkpoint";
             if (!IS("GET") && !IS("PUT")) {
-                methodNotAllowed(a, "GET, PUT");
+                api_method_not_allowed(a, "GET, PUT");
             } else if (nameSegment(a, segs[2], a->stream, "stream") &&
                        nameSegment(a, segs[4], a->name, "checkpoint")) {
                 IS("PUT") ? api_write(a, api_put_checkpoint)
@@ -623,7 +637,7 @@ void api_handle(void *arg, http_request *req)
     if (strcmp(segs[1], "cluster") == 0) {
         if (ns == 2) {
             a->route = "cluster";
-            IS("GET") ? api_cluster(a) : methodNotAllowed(a, "GET");
+            IS("GET") ? api_cluster(a) : api_method_not_allowed(a, "GET");
             return;
         }
         if ((ns >= 3 && strcmp(segs[2], "members") == 0 && ns <= 5) ||
@@ -635,13 +649,13 @@ void api_handle(void *arg, http_request *req)
     }
     if (ns == 2 && strcmp(segs[1], "verify") == 0) {
         a->route = "verify";
-        IS("GET") ? api_verify(a) : methodNotAllowed(a, "GET");
+        IS("GET") ? api_verify(a) : api_method_not_allowed(a, "GET");
         return;
     }
     if (ns == 3 && strcmp(segs[1], "internal") == 0) {
         a->route = "internal";
         if (!IS("GET")) {
-            methodNotAllowed(a, "GET");
+            api_method_not_allowed(a, "GET");
         } else if (strcmp(segs[2], "events") == 0) {
             api_internal_events(a);
         } else if (strcmp(segs[2], "hash") == 0) {

@@ -76,6 +76,9 @@ void api_reply_error_obj(struct api_req *a, int status, const char *code,
                          json_t *extra, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
+/* 405 with an Allow header. */
+void api_method_not_allowed(struct api_req *a, const char *allow);
+
 /* Decode the request body per Content-Type; on failure replies 400 and
  * returns NULL. */
 json_t *api_body(struct api_req *a);

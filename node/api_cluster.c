@@ -170,6 +170,12 @@ void api_health(struct api_req *a)
         return;
     }
     if (!st.is_leader &&
+        st.leader_contact_ms > (int64_t)a->n->cfg->election_ms) {
+        healthUnavailable(a, "no contact with the leader for over an "
+                             "election timeout");
+        return;
+    }
+    if (!st.is_leader &&
         !ledger_repl_leader_api(a->n->repl, leader, sizeof leader)) {
         healthUnavailable(a, "leader's API address unknown");
         return;

@@ -61,11 +61,14 @@ static void appendCb(void *arg, int status, const struct ledger_op_result *res)
     }
     switch (res->append.outcome) {
     case LEDGER_APPEND_OK:
+        api_reply_json(a, 201, appendResultJson(a, &res->append), NULL);
+        return;
     case LEDGER_APPEND_DUPLICATE:
+        /* Exactly the original result (a retry cannot tell it from the
+         * first answer); the header says it was a duplicate. */
+        a->n_events = 0;
         api_reply_json(a, 201, appendResultJson(a, &res->append),
-                       res->append.outcome == LEDGER_APPEND_DUPLICATE
-                           ? "X-Ledger-Duplicate: true\r\n"
-                           : NULL);
+                       "X-Ledger-Duplicate: true\r\n");
         return;
     case LEDGER_APPEND_CONFLICT:
         api_reply_error_obj(

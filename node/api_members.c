@@ -16,6 +16,7 @@
 
 #include "node/api.h"
 #include "node/config.h"
+#include "node/log.h"
 
 static int parseRole(const char *s)
 {
@@ -91,6 +92,8 @@ static void changeDone(void *arg, int status, const char *msg)
     const char *code;
     int http;
     if (status == 0) {
+        ledger_log(LOG_INFO, a->rid, "membership: %s %s of member %llu done",
+                   a->method, a->route, (unsigned long long)a->from);
         replyMember(a, strcmp(a->method, "POST") == 0 &&
                                strcmp(a->route, "members") == 0
                            ? 201
@@ -98,6 +101,8 @@ static void changeDone(void *arg, int status, const char *msg)
         return;
     }
     http = raftStatusHttp(status, &code);
+    ledger_log(LOG_WARN, a->rid, "membership: %s %s of member %llu failed: %s",
+               a->method, a->route, (unsigned long long)a->from, msg);
     api_reply_error(a, http, code, "membership change of %llu failed: %s",
                     (unsigned long long)a->from, msg);
 }
@@ -112,6 +117,19 @@ static void startFailed(struct api_req *a, int rv)
 }
 
 /* ---- Add -------------------------------------------------------------- */
+
+static bool addressInUse(struct api_req *a, const char *raft_addr)
+{
+    struct ledger_repl_member_info m[REPL__MEMBERS_MAX];
+    size_t n = ledger_repl_members(a->n->repl, m, REPL__MEMBERS_MAX);
+    size_t i;
+    for (i = 0; i < n && i < REPL__MEMBERS_MAX; i++) {
+        if (strcmp(m[i].raft_addr, raft_addr) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
 
 struct addCtx {
     struct ledger_repl_member m;
@@ -181,6 +199,11 @@ static void addMember(struct api_req *a)
         goto out;
     }
     a->from = (uint64_t)json_integer_value(id);
+    if (addressInUse(a, ra)) {
+        api_reply_error(a, 409, "address_in_use",
+                        "raft_addr %s is already used by another member", ra);
+        goto out;
+    }
     if (ledger_repl_member_role(a->n->repl, a->from) >= 0) {
         api_reply_error(a, 409, "member_exists", "member %llu already exists",
                         (unsigned long long)a->from);
@@ -335,6 +358,11 @@ static void transferLeader(struct api_req *a)
             a, 200, json_pack("{s:I}", "leader_id", (json_int_t)a->from), NULL);
         return;
     }
+    if (a->from != 0 && ledger_repl_member_role(a->n->repl, a->from) < 0) {
+        api_reply_error(a, 404, "member_not_found", "no member %llu",
+                        (unsigned long long)a->from);
+        return;
+    }
     if (a->from != 0 &&
         ledger_repl_member_role(a->n->repl, a->from) != REPL_ROLE_VOTER) {
         api_reply_error(a, 409, "not_a_voter",
@@ -384,8 +412,7 @@ void api_members(struct api_req *a, char **segs, size_t ns)
     if (ns == 3 && strcmp(segs[2], "leader") == 0) {
         a->route = "leader";
         if (!post) {
-            api_reply_error(a, 405, "method_not_allowed",
-                            "%s is not allowed here; allowed: POST", a->method);
+            api_method_not_allowed(a, "POST");
             return;
         }
         api_write(a, transferLeader);
@@ -396,9 +423,7 @@ void api_members(struct api_req *a, char **segs, size_t ns)
         if (strcmp(a->method, "GET") == 0) {
             api_cluster(a);
         } else if (!post) {
-            api_reply_error(a, 405, "method_not_allowed",
-                            "%s is not allowed here; allowed: GET, POST",
-                            a->method);
+            api_method_not_allowed(a, "GET, POST");
         } else {
             api_write(a, addMember);
         }
@@ -407,9 +432,7 @@ void api_members(struct api_req *a, char **segs, size_t ns)
     if (ns == 4) {
         a->route = "member";
         if (!del) {
-            api_reply_error(a, 405, "method_not_allowed",
-                            "%s is not allowed here; allowed: DELETE",
-                            a->method);
+            api_method_not_allowed(a, "DELETE");
         } else if (parseId(a, segs[3])) {
             api_write(a, removeMember);
         }
@@ -418,8 +441,7 @@ void api_members(struct api_req *a, char **segs, size_t ns)
     if (ns == 5 && strcmp(segs[4], "role") == 0) {
         a->route = "member_role";
         if (!post) {
-            api_reply_error(a, 405, "method_not_allowed",
-                            "%s is not allowed here; allowed: POST", a->method);
+            api_method_not_allowed(a, "POST");
         } else if (parseId(a, segs[3])) {
             api_write(a, setRole);
         }

@@ -12,7 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -122,9 +125,15 @@ static void joinCb(void *arg, int status,
                    const struct http_client_response *resp)
 {
     struct ledger_node *n = arg;
-    if (status == 0 && (resp->status == 201 || resp->status == 200 ||
-                        (resp->status == 409 && resp->body_len > 0 &&
-                         strstr(resp->body, "member_exists") != NULL))) {
+    if (status == 0 && resp->status == 409 && resp->body_len > 0 &&
+        strstr(resp->body, "member_exists") != NULL) {
+        /* Added before (maybe as a spare whose promotion failed): ask for
+         * the voter role, which answers 200 at once if we have it. */
+        n->join_promote = true;
+        uv_timer_start(&n->join_timer, joinTimerCb, 0, 0);
+        return;
+    }
+    if (status == 0 && (resp->status == 201 || resp->status == 200)) {
         n->joining = false;
         ledger_log(LOG_INFO, NULL, "joined the cluster through %s",
                    n->cfg->join);
@@ -147,6 +156,7 @@ static void joinTimerCb(uv_timer_t *t)
     struct ledger_node *n = t->data;
     char body[512];
     char headers[1100];
+    char path[96];
     int rv;
 
     if (n->shutting_down) {
@@ -161,9 +171,15 @@ static void joinTimerCb(uv_timer_t *t)
              "Content-Type: application/json\r\n%s%s%s",
              n->cfg->token ? "Authorization: Bearer " : "",
              n->cfg->token ? n->cfg->token : "", n->cfg->token ? "\r\n" : "");
-    rv = http_client_request(n->loop, n->cfg->join, "POST",
-                             "/v1/cluster/members", headers, body, strlen(body),
-                             JOIN_TIMEOUT_MS, joinCb, n);
+    if (n->join_promote) {
+        snprintf(path, sizeof path, "/v1/cluster/members/%llu/role",
+                 (unsigned long long)n->cfg->id);
+        snprintf(body, sizeof body, "{\"role\":\"voter\"}");
+    } else {
+        snprintf(path, sizeof path, "/v1/cluster/members");
+    }
+    rv = http_client_request(n->loop, n->cfg->join, "POST", path, headers, body,
+                             strlen(body), JOIN_TIMEOUT_MS, joinCb, n);
     if (rv != 0) {
         ledger_log(LOG_WARN, NULL, "join through %s: %s; retrying",
                    n->cfg->join, uv_strerror(rv));
@@ -218,6 +234,43 @@ static int lockDataDir(const char *dir, char *err, size_t errlen)
     return fd;
 }
 
+/* Fail early, and clearly, if nothing can listen on `addr`: raft_start
+ * would only say "I/O error". The probe socket is closed at once. */
+static int checkListenable(const char *flag, const char *addr, char *err,
+                           size_t errlen)
+{
+    struct sockaddr_in sa;
+    char host[64];
+    int port;
+    int one = 1;
+    int fd;
+    int rv = 0;
+
+    if (ledger_parse_addr(addr, host, sizeof host, &port) != 0) {
+        return 0; /* validated already */
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+        return 0;
+    }
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return 0;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        snprintf(err, errlen,
+                 "%s %s: %s: pick another address or stop the "
+                 "process using it",
+                 flag, addr, strerror(errno));
+        rv = -1;
+    }
+    close(fd);
+    return rv;
+}
+
 int node_run(struct ledger_config *cfg)
 {
     struct ledger_node n;
@@ -239,9 +292,15 @@ int node_run(struct ledger_config *cfg)
         return 1;
     }
 
+    if (checkListenable("--raft-addr", cfg->raft_addr, err, sizeof err) != 0 ||
+        checkListenable("--api-addr", cfg->api_addr, err, sizeof err) != 0) {
+        fprintf(stderr, "ledgerd: %s\n", err);
+        close(lock_fd);
+        return 1;
+    }
+
     snprintf(path, sizeof path, "%s/ledger.db", cfg->data_dir);
     if (ledger_store_open(path, &n.store, err, sizeof err) != 0) {
-        ledger_log(LOG_ERROR, NULL, "store: %s", err);
         fprintf(stderr, "ledgerd: %s\n", err);
         return 1;
     }
@@ -271,7 +330,6 @@ int node_run(struct ledger_config *cfg)
                            sizeof err);
     if (rv != 0) {
         fprintf(stderr, "ledgerd: %s\n", err);
-        ledger_log(LOG_ERROR, NULL, "%s", err);
         ledger_store_close(n.store);
         return 1;
     }
@@ -281,7 +339,6 @@ int node_run(struct ledger_config *cfg)
                            &n.http, err, sizeof err);
     if (rv != 0) {
         fprintf(stderr, "ledgerd: %s\n", err);
-        ledger_log(LOG_ERROR, NULL, "%s", err);
         n.exit_code = 1;
         n.shutting_down = true;
         uv_timer_init(&loop, &n.sweep);

@@ -30,6 +30,7 @@ struct ledger_node {
     uv_timer_t shutdown_timer; /* Bounds the leadership hand-over. */
     uv_timer_t join_timer;     /* --join: retries the add request. */
     bool joining;              /* --join: not yet a member. */
+    bool join_promote;         /* --join: member already; ask for voter. */
     struct api_req *waiters;   /* Requests waiting on the applied index. */
     uint64_t next_rid;
     bool shutting_down;

@@ -587,6 +587,18 @@ void ledger_repl_status(ledger_repl *r, struct ledger_repl_status *out)
     out->last_index = raft_last_index(&r->raft);
     out->applied_index = raft_last_applied(&r->raft);
     out->leader_changes = r->leader_changes;
+    out->leader_contact_ms = -1;
+    if (out->is_leader) {
+        out->leader_contact_ms = 0;
+    } else if (raft_state(&r->raft) == RAFT_FOLLOWER && id != 0) {
+        /* A follower restarts its election timer on every contact from
+         * the leader. */
+        raft_time now = r->io.time(&r->io);
+        out->leader_contact_ms =
+            now >= r->raft.election_timer_start
+                ? (int64_t)(now - r->raft.election_timer_start)
+                : 0;
+    }
     if (ledger_store_get_state(r->store, &st) == 0) {
         snprintf(out->cluster_id, sizeof out->cluster_id, "%s", st.cluster_id);
     }
@@ -866,7 +878,12 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
 
     rv = raft_start(&r->raft);
     if (rv != 0) {
-        snprintf(err, errlen, "raft start: %s", raft_errmsg(&r->raft));
+        const char *m = raft_errmsg(&r->raft);
+        snprintf(err, errlen,
+                 "raft start on %s (data %s): %s%s%s: is --raft-addr free "
+                 "and the data dir intact?",
+                 r->raft_addr, r->raft_dir, raft_strerror(rv), m[0] ? ": " : "",
+                 m);
         goto err_after_alloc;
     }
 

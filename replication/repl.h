@@ -139,6 +139,8 @@ struct ledger_repl_status {
     uint64_t last_index;
     uint64_t applied_index;
     uint64_t leader_changes;
+    int64_t leader_contact_ms; /* Since the leader was last heard; -1:
+                                  no leader, 0: we are it. */
     char cluster_id[64];
 };
 void ledger_repl_status(ledger_repl *r, struct ledger_repl_status *out);

@@ -60,6 +60,20 @@ _Static_assert(sizeof migrations / sizeof migrations[0] ==
                    LEDGER_SCHEMA_VERSION,
                "one migration step per schema version");
 
+static bool textIsInteger(const char *t)
+{
+    size_t i;
+    if (t == NULL || t[0] == '\0' || strlen(t) > 9) {
+        return false;
+    }
+    for (i = 0; t[i] != '\0'; i++) {
+        if (t[i] < '0' || t[i] > '9') {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Read schema_version; 0 when there is no meta table. */
 static int readVersion(ledger_store *s, int *version)
 {
@@ -103,7 +117,11 @@ static int readVersion(ledger_store *s, int *version)
         rv = storeSqlErr(s, "read schema_version");
         goto out_finalize;
     }
-    if (sqlite3_column_type(stmt, 0) != SQLITE_INTEGER ||
+    /* An integer, or text holding one (meta.value has no type affinity,
+     * so a hand edit may store '99'): both name a version. */
+    if ((sqlite3_column_type(stmt, 0) != SQLITE_INTEGER &&
+         !(sqlite3_column_type(stmt, 0) == SQLITE_TEXT &&
+           textIsInteger((const char *)sqlite3_column_text(stmt, 0)))) ||
         sqlite3_column_int64(stmt, 0) < 1 ||
         sqlite3_column_int64(stmt, 0) > 1000000) {
         rv = storeErrf(s, LEDGER_STORE_ECORRUPT,

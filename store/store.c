@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store/internal.h"
 #include "store/schema.h"
@@ -327,6 +328,8 @@ int ledger_store_open(const char *path, ledger_store **out, char *err,
                       size_t errlen)
 {
     ledger_store *s;
+    char wal[4200];
+    bool had_wal;
     int version;
     int rv;
 
@@ -354,6 +357,8 @@ int ledger_store_open(const char *path, ledger_store **out, char *err,
                        "open store %s: cannot create SHA-256 context", path);
         goto out_free_path;
     }
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    had_wal = access(wal, F_OK) == 0;
     if (sqlite3_open_v2(path, &s->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                             SQLITE_OPEN_NOMUTEX,
@@ -370,12 +375,21 @@ int ledger_store_open(const char *path, ledger_store **out, char *err,
     sqlite3_extended_result_codes(s->db, 1);
     /* Connection-level only: writes nothing to the file. */
     sqlite3_busy_timeout(s->db, STORE__BUSY_MS);
+    /* A WAL left by another (maybe newer) ledgerd must not be checkpointed
+     * into the file if we refuse it: no checkpoint on close until the
+     * schema is known to be ours. Without a prior WAL, the default close
+     * (checkpoint of an empty WAL, then removal of -wal and -shm) leaves
+     * the file exactly as it was. */
+    if (had_wal) {
+        sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+    }
 
     /* Read-only check first: a newer store is left untouched. */
     rv = schemaCheck(s, &version);
     if (rv != LEDGER_STORE_OK) {
         goto out_close_db;
     }
+    sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
     rv = configure(s);
     if (rv != LEDGER_STORE_OK) {
         goto out_close_db;
