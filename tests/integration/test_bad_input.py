@@ -209,20 +209,16 @@ class BadInputTest(ClusterTestCase):
         for s in lst["streams"]:
             self.assertRegex(s["stream"], r"^[A-Za-z0-9._:-]{1,255}$")
 
-    @unittest.expectedFailure
     def test_empty_stream_name_post(self):
-        # BUG: POST /v1/streams//events answers 405 (Allow: GET) instead of
-        # 400/404: the router drops empty path segments, so the request is
-        # routed as /v1/streams/events (the head of a stream named "events").
+        # Was a bug: empty path segments were dropped, so this was routed as
+        # /v1/streams/events (405, Allow: GET).
         resp = self.c.http("POST", self.c.leader(), "/v1/streams//events",
                            body={"type": "t"})
         self.assertError(resp, (400, 404))
 
-    @unittest.expectedFailure
     def test_empty_stream_name_get(self):
-        # BUG: GET /v1/streams//events is served as GET /v1/streams/events
-        # (empty path segments are dropped), so with a stream named "events"
-        # it answers 200 with that stream's head instead of 400/404.
+        # Was a bug: served as GET /v1/streams/events, i.e. 200 with the
+        # head of a stream named "events".
         self.c.append_ok(self.c.leader(), "events", [{"type": "t"}])
         resp = self.c.get(self.c.leader(), "/v1/streams//events")
         self.assertError(resp, (400, 404))

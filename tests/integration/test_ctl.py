@@ -474,13 +474,14 @@ class CtlRestartTest(CtlTestCase):
 
     @unittest.expectedFailure
     def test_up_reports_a_node_that_dies_at_start(self):
-        # BUG: `ledgerctl cluster up` exits 0 and prints "node N: started
-        # (pid P)" although P exited at once with status 1 (here: "data dir
-        # ... is in use by another ledgerd" because node3.pid was stale while
-        # node 3 still ran). It only watches for dying nodes until the
-        # cluster has a leader and every member looks reachable, which an
-        # already running cluster satisfies immediately. Reproduce: cluster
-        # up; overwrite DIR/node3.pid with a dead pid; cluster up again.
+        # BUG: `ledgerctl cluster up` exits 0 and prints "node 3: started
+        # (pid P)" although P exited at once with status 1 ("data dir ... is
+        # in use by another ledgerd"): here DIR/node3.pid was stale while
+        # node 3 still ran, so node 3's API address answers (from the old
+        # process) and up takes that as the new node having started. It
+        # should check that the pid it started is still alive before
+        # reporting success. Reproduce: cluster up; overwrite
+        # DIR/node3.pid with a dead pid; cluster up again.
         cc = self.cc
         r = ledgerctl("cluster", "up", "--dir", cc.dir)  # all running
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -70,6 +70,21 @@ class MembershipTest(ClusterTestCase):
             st, _, b = c.http("POST", nid, "/v1/cluster/leader",
                               body={"id": 77})
             self.assertIn(st, (400, 404, 409), b)
+            # A new id on a member's raft address is refused, saying why.
+            st, _, b = c.http("POST", nid, "/v1/cluster/members",
+                              body={"id": 9, "raft_addr": n1.raft_addr,
+                                    "api_addr": "127.0.0.1:1"})
+            self.assertEqual(st, 409, b)
+            self.assertIn(n1.raft_addr, b["error"]["message"])
+            for method, path in (("DELETE", "/v1/cluster/members"),
+                                 ("GET", "/v1/cluster/leader"),
+                                 ("PUT", "/v1/cluster/members/2"),
+                                 ("GET", "/v1/cluster/members/2/role")):
+                st, h, b = c.http(method, nid, path,
+                                  body=None if method == "GET" else {})
+                self.assertEqual(st, 405, f"{method} {path}: {b}")
+                self.assertIn("allow", h, f"{method} {path}")
+                self.assertNotIn(method, h["allow"])
         self.assertEqual(sorted(self.members()), [1, 2, 3])
         self.assertEqual(c.leader(), leader)
 
