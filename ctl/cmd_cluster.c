@@ -489,7 +489,7 @@ static void stopStarted(struct node *nodes, unsigned n_nodes)
 }
 
 /* GET /v1/cluster from one node (short timeout); NULL if no answer. */
-static json_t *clusterStatusFrom(const char *addr, const char *token)
+static json_t *getJson(const char *addr, const char *path, const char *token)
 {
     char hdr[600] = "Accept: application/json\r\n";
     struct ledger_http_response r;
@@ -500,13 +500,29 @@ static json_t *clusterStatusFrom(const char *addr, const char *token)
                  "Authorization: Bearer %.500s\r\nAccept: application/json\r\n",
                  token);
     }
-    if (ledger_http_request(addr, "GET", "/v1/cluster", hdr, NULL, 0, 1000, &r,
-                            err, sizeof err) != 0) {
+    if (ledger_http_request(addr, "GET", path, hdr, NULL, 0, 1000, &r, err,
+                            sizeof err) != 0) {
         return NULL;
     }
     v = r.status == 200 ? json_loadb(r.body, r.body_len, 0, NULL) : NULL;
     ledger_http_response_free(&r);
     return v;
+}
+
+static json_t *clusterStatusFrom(const char *addr, const char *token)
+{
+    return getJson(addr, "/v1/cluster", token);
+}
+
+/* True when the process answering at the node's API is the one we started
+ * (a stale process may hold the address while ours died on the lock). */
+static int answersAsOurs(const struct node *n, const char *token)
+{
+    json_t *v = getJson(n->api_addr, "/v1/internal/status", token);
+    int ours = v != NULL && json_integer_value(json_object_get(v, "pid")) ==
+                                (json_int_t)n->pid;
+    json_decref(v);
+    return ours;
 }
 
 static int allMembersReachable(const json_t *cluster)
@@ -688,8 +704,10 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
         started_answer = 1;
         for (unsigned i = 0; i < l.nodes; i++) {
             json_t *v = clusterStatusFrom(nodes[i].api_addr, ctl->token);
+            if (nodes[i].started && !answersAsOurs(&nodes[i], ctl->token)) {
+                started_answer = 0;
+            }
             if (v == NULL) {
-                started_answer &= !nodes[i].started;
                 continue;
             }
             if (json_integer_value(json_object_get(v, "leader_id")) == 0) {

@@ -167,10 +167,11 @@ static void forwardCb(void *arg, int status,
                         uv_strerror(status));
         return;
     }
-    extra[0] = '\0';
-    if (resp->retry_after != NULL) {
-        snprintf(extra, sizeof extra, "Retry-After: %s\r\n", resp->retry_after);
-    }
+    snprintf(extra, sizeof extra, "%s%s%s%s",
+             resp->retry_after ? "Retry-After: " : "",
+             resp->retry_after ? resp->retry_after : "",
+             resp->retry_after ? "\r\n" : "",
+             resp->duplicate ? "X-Ledger-Duplicate: true\r\n" : "");
     replyRaw(a, resp->status,
              resp->content_type ? resp->content_type : "application/json",
              resp->body, resp->body_len, extra);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "node/api.h"
 #include "node/http_client.h"
@@ -321,8 +322,9 @@ void api_internal_status(struct api_req *a)
     }
     api_reply_json(
         a, 200,
-        json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:o}", "id",
-                  (json_int_t)a->n->cfg->id, "state", st.state, "applied_index",
+        json_pack("{s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:o}", "id",
+                  (json_int_t)a->n->cfg->id, "pid", (json_int_t)getpid(),
+                  "state", st.state, "applied_index",
                   (json_int_t)st.applied_index, "commit_index",
                   (json_int_t)st.commit_index, "store_applied_index",
                   (json_int_t)ss.applied_index, "position",

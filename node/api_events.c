@@ -238,7 +238,8 @@ out:
 
 static json_t *eventJson(const struct ledger_event *ev, bool with_stream)
 {
-    json_t *data = json_loadb(ev->data, ev->data_len, JSON_DECODE_ANY, NULL);
+    json_t *data = json_loadb(ev->data, ev->data_len,
+                              JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
     json_t *o =
         json_pack("{s:I, s:I, s:s, s:o, s:o, s:I, s:o, s:o}", "seq",
                   (json_int_t)ev->seq, "position", (json_int_t)ev->position,
@@ -451,7 +452,7 @@ static void checkpointNow(struct api_req *a)
                         ledger_store_errmsg(a->n->store));
         return;
     }
-    v = json_loadb(value, len, JSON_DECODE_ANY, NULL);
+    v = json_loadb(value, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
     free(value);
     api_reply_json(a, 200,
                    json_pack("{s:s, s:s, s:o}", "stream", a->stream, "name",

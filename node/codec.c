@@ -8,7 +8,8 @@
  * Refused on decode: bin, ext, non-string or NUL-containing map keys,
  * unsigned integers above INT64_MAX, non-finite floats, trailing bytes after
  * the top-level value. JSON is parsed by jansson (any top-level value,
- * duplicate keys refused, no NUL in strings); errors carry line/column.
+ * duplicate keys refused, \u0000 allowed in strings); errors carry
+ * line/column.
  * Nesting depth is bounded by the libraries (jansson: 2048, msgpack-c's
  * unpacker stack), which also bounds the recursion below.
  */
@@ -237,7 +238,9 @@ static json_t *decodeJson(const char *body, size_t len, char *err,
     json_error_t jerr;
     json_t *v;
 
-    v = json_loadb(body, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    v = json_loadb(body, len,
+                   JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
+                   &jerr);
     if (v == NULL) {
         snprintf(err, errlen, "malformed JSON at line %d column %d: %s",
                  jerr.line, jerr.column, jerr.text);

@@ -57,6 +57,7 @@ struct http_client_req {
     struct http_buf retry_after;
     int have_content_type;
     int have_retry_after;
+    int duplicate; /* X-Ledger-Duplicate seen */
     struct http_buf body;
     int complete;
     char inbuf[16384];
@@ -102,6 +103,7 @@ static void clientFinish(struct http_client_req *r, int status)
             r->have_retry_after ? http_buf_str(&r->retry_after) : NULL;
         resp.body = http_buf_str(&r->body);
         resp.body_len = r->body.len;
+        resp.duplicate = r->duplicate;
         r->cb(r->arg, 0, &resp);
     } else {
         r->cb(r->arg, status, NULL);
@@ -174,6 +176,8 @@ static int onHeaderValue(http_parser *p, const char *at, size_t len)
                    !r->have_retry_after) {
             r->cur_header = CLIENT__H_RETRY_AFTER;
             r->have_retry_after = 1;
+        } else if (strcasecmp(name, "X-Ledger-Duplicate") == 0) {
+            r->duplicate = 1;
         }
     }
     if (r->cur_header == CLIENT__H_CONTENT_TYPE) {

@@ -17,6 +17,7 @@ struct http_client_response {
     int status;               /* HTTP status code. */
     const char *content_type; /* NULL if absent. */
     const char *retry_after;  /* NULL if absent. */
+    int duplicate;            /* X-Ledger-Duplicate was present. */
     const char *body;
     size_t body_len;
 };

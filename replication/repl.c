@@ -873,6 +873,14 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
     raft_set_heartbeat_timeout(&r->raft, cfg->heartbeat_ms);
     raft_set_election_timeout(&r->raft, cfg->election_ms);
     raft_set_pre_vote(&r->raft, true);
+    /* raft's default is 30 s: an InstallSnapshot that a follower drops
+     * (it was taking its own snapshot) would stall its catch-up that long.
+     * A resend to a follower still restoring is harmless: the second
+     * restore finds the store caught up. */
+    raft_set_install_snapshot_timeout(
+        &r->raft, cfg->election_ms * 2 > REPL__INSTALL_SNAPSHOT_TIMEOUT_MS
+                      ? cfg->election_ms * 2
+                      : REPL__INSTALL_SNAPSHOT_TIMEOUT_MS);
     raft_set_snapshot_threshold(&r->raft, cfg->snapshot_threshold);
     raft_set_snapshot_trailing(&r->raft, cfg->snapshot_trailing);
 

@@ -11,6 +11,7 @@
 
 #define REPL__MAX_MEMBERS 64 /* Members tracked for lag. */
 #define REPL__TIME_RING 4096 /* Append times remembered for lag_ms. */
+#define REPL__INSTALL_SNAPSHOT_TIMEOUT_MS 3000 /* Resend a lost snapshot. */
 
 struct repl__pending {
     struct op_buf buf;
