@@ -171,11 +171,9 @@ class AppendAndReadTest(ClusterTestCase):
         again = c.append_ok(c.leader(), s, [{"type": "x", "id": "ïd😀"}])
         self.assertEqual(again, r)
 
-    @unittest.expectedFailure
     def test_data_with_escaped_nul_round_trips(self):
-        # BUG: valid JSON data containing "\u0000" in a string is refused
-        # with 400 malformed_body ("\u0000 is not allowed without
-        # JSON_ALLOW_NUL"), although data may be any JSON value.
+        # Valid JSON data containing "\u0000" in a string is any JSON value
+        # and round-trips.
         c = self.c
         s = unique("nul")
         st, _, r = c.http("POST", c.leader(), f"/v1/streams/{s}/events",
@@ -269,12 +267,9 @@ class IdempotencyAndVersionTest(ClusterTestCase):
     def test_duplicate_header_on_retry_to_leader(self):
         self.duplicate_headers(via_followers=False)
 
-    @unittest.expectedFailure
     def test_duplicate_header_on_retry_through_follower(self):
-        # BUG (listed in docs/api.md "Known gaps" 1): a retry sent to a
-        # follower gets the original 201 body but no X-Ledger-Duplicate
-        # header (forwarding relays only status, Content-Type, Retry-After
-        # and body), so a client cannot tell it was a duplicate.
+        # A retry sent to a follower gets the original 201 body and the
+        # X-Ledger-Duplicate header relayed from the leader.
         self.duplicate_headers(via_followers=True)
 
     def test_idempotent_batch_retry(self):
