@@ -82,6 +82,12 @@ static void replyErrorV(struct api_req *a, int status, const char *code,
                                                     : NULL);
 }
 
+void api_reply_store_error(struct api_req *a)
+{
+    api_reply_error(a, 500, "store_error", "%s",
+                    ledger_store_errmsg(a->n->store));
+}
+
 void api_reply_error(struct api_req *a, int status, const char *code,
                      const char *fmt, ...)
 {

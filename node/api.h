@@ -71,6 +71,8 @@ void api_reply_json(struct api_req *a, int status, json_t *body,
 void api_reply_error(struct api_req *a, int status, const char *code,
                      const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* 500 store_error with the store's message. */
+void api_reply_store_error(struct api_req *a);
 /* 409-style error carrying extra fields inside "error". */
 void api_reply_error_obj(struct api_req *a, int status, const char *code,
                          json_t *extra, const char *fmt, ...)

@@ -219,8 +219,7 @@ void api_verify(struct api_req *a)
     struct ledger_verify_result v;
     json_t *o;
     if (ledger_store_verify(a->n->store, &v) != 0) {
-        api_reply_error(a, 500, "store_error", "%s",
-                        ledger_store_errmsg(a->n->store));
+        api_reply_store_error(a);
         return;
     }
     o = json_pack("{s:b, s:I, s:o, s:o}", "ok", v.ok, "applied_position",
@@ -256,8 +255,7 @@ void api_internal_events(struct api_req *a)
     if (ledger_store_read_positions(a->n->store, from ? from : 1,
                                     limit ? limit : 1, collectFull, arr) != 0) {
         json_decref(arr);
-        api_reply_error(a, 500, "store_error", "%s",
-                        ledger_store_errmsg(a->n->store));
+        api_reply_store_error(a);
         return;
     }
     api_reply_json(a, 200, json_pack("{s:o}", "events", arr), NULL);
@@ -278,8 +276,7 @@ void api_internal_hash(struct api_req *a)
         return;
     }
     if (rv != 0) {
-        api_reply_error(a, 500, "store_error", "%s",
-                        ledger_store_errmsg(a->n->store));
+        api_reply_store_error(a);
         return;
     }
     api_reply_json(a, 200,
@@ -316,8 +313,7 @@ void api_internal_status(struct api_req *a)
     struct ledger_store_state ss;
     ledger_repl_status(a->n->repl, &st);
     if (ledger_store_get_state(a->n->store, &ss) != 0) {
-        api_reply_error(a, 500, "store_error", "%s",
-                        ledger_store_errmsg(a->n->store));
+        api_reply_store_error(a);
         return;
     }
     api_reply_json(

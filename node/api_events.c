@@ -278,8 +278,7 @@ static void readNow(struct api_req *a)
     if (ledger_store_read_stream(a->n->store, a->stream, from, a->limit, &last,
                                  collectEvent, arr) != 0) {
         json_decref(arr);
-        api_reply_error(a, 500, "store_error", "%s",
-                        ledger_store_errmsg(a->n->store));
+        api_reply_store_error(a);
         return;
     }
     api_reply_json(a, 200,
@@ -325,8 +324,7 @@ static void headNow(struct api_req *a)
         return;
     }
     if (rv != 0) {
-        api_reply_error(a, 500, "store_error", "%s",
-                        ledger_store_errmsg(a->n->store));
+        api_reply_store_error(a);
         return;
     }
     api_reply_json(a, 200,
@@ -354,8 +352,7 @@ static void listNow(struct api_req *a)
     json_t *arr = json_array();
     if (ledger_store_list_streams(a->n->store, collectStream, arr) != 0) {
         json_decref(arr);
-        api_reply_error(a, 500, "store_error", "%s",
-                        ledger_store_errmsg(a->n->store));
+        api_reply_store_error(a);
         return;
     }
     api_reply_json(a, 200, json_pack("{s:o}", "streams", arr), NULL);
@@ -448,8 +445,7 @@ static void checkpointNow(struct api_req *a)
         return;
     }
     if (rv != 0) {
-        api_reply_error(a, 500, "store_error", "%s",
-                        ledger_store_errmsg(a->n->store));
+        api_reply_store_error(a);
         return;
     }
     v = json_loadb(value, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
