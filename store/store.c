@@ -324,8 +324,8 @@ out_finalize:
     return rv;
 }
 
-int ledger_store_open(const char *path, ledger_store **out, char *err,
-                      size_t errlen)
+static int storeOpen(const char *path, bool reader, ledger_store **out,
+                     char *err, size_t errlen)
 {
     ledger_store *s;
     char wal[4200];
@@ -360,7 +360,8 @@ int ledger_store_open(const char *path, ledger_store **out, char *err,
     snprintf(wal, sizeof wal, "%s-wal", path);
     had_wal = access(wal, F_OK) == 0;
     if (sqlite3_open_v2(path, &s->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                        (reader ? SQLITE_OPEN_READONLY
+                                : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
                             SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
         if (s->db == NULL) {
@@ -380,7 +381,7 @@ int ledger_store_open(const char *path, ledger_store **out, char *err,
      * schema is known to be ours. Without a prior WAL, the default close
      * (checkpoint of an empty WAL, then removal of -wal and -shm) leaves
      * the file exactly as it was. */
-    if (had_wal) {
+    if (had_wal || reader) {
         sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
     }
 
@@ -388,6 +389,17 @@ int ledger_store_open(const char *path, ledger_store **out, char *err,
     rv = schemaCheck(s, &version);
     if (rv != LEDGER_STORE_OK) {
         goto out_close_db;
+    }
+    if (reader) {
+        if (version != LEDGER_SCHEMA_VERSION) {
+            rv = storeErrf(s, LEDGER_STORE_ESCHEMA,
+                           "store %s has schema version %d, expected %d: "
+                           "open it for writing first",
+                           path, version, LEDGER_SCHEMA_VERSION);
+            goto out_close_db;
+        }
+        *out = s;
+        return LEDGER_STORE_OK;
     }
     sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
     rv = configure(s);
@@ -412,6 +424,18 @@ out_free_handle:
     }
     free(s);
     return rv;
+}
+
+int ledger_store_open(const char *path, ledger_store **out, char *err,
+                      size_t errlen)
+{
+    return storeOpen(path, false, out, err, errlen);
+}
+
+int ledger_store_open_reader(const char *path, ledger_store **out, char *err,
+                             size_t errlen)
+{
+    return storeOpen(path, true, out, err, errlen);
 }
 
 void ledger_store_close(ledger_store *s)

@@ -59,8 +59,7 @@ typedef struct ledger_store ledger_store;
 /* One stored event. In callbacks, every pointer is borrowed and valid only
  * until the callback returns. `id` is NULL when the event has none. `data` is
  * compact JSON text (not NUL-terminated: use data_len). */
-struct ledger_event
-{
+struct ledger_event {
     uint64_t position;
     const char *stream;
     uint64_t seq;
@@ -86,6 +85,13 @@ typedef int (*ledger_event_cb)(void *arg, const struct ledger_event *ev);
 int ledger_store_open(const char *path, ledger_store **out, char *err,
                       size_t errlen);
 
+/* Open a read-only handle on an existing store of this schema version,
+ * for reads on another thread (e.g. a long verify off the node's loop).
+ * It sees committed transactions (WAL snapshot isolation), never writes,
+ * and never checkpoints. Write functions on it fail. */
+int ledger_store_open_reader(const char *path, ledger_store **out, char *err,
+                             size_t errlen);
+
 /* Close the store. Rolls back an open write transaction. NULL is a no-op. */
 void ledger_store_close(ledger_store *s);
 
@@ -110,12 +116,11 @@ bool ledger_stream_name_valid(const char *name, size_t len);
 
 /* ---- State ------------------------------------------------------------ */
 
-struct ledger_store_state
-{
-    uint64_t applied_index;               /* Last Raft index applied. */
-    uint64_t position;                    /* Last event position (0: none). */
-    uint8_t head_hash[LEDGER_HASH_LEN];   /* Hash at position (zeros: 0). */
-    char cluster_id[64];                  /* "" until initialised. */
+struct ledger_store_state {
+    uint64_t applied_index;             /* Last Raft index applied. */
+    uint64_t position;                  /* Last event position (0: none). */
+    uint8_t head_hash[LEDGER_HASH_LEN]; /* Hash at position (zeros: 0). */
+    char cluster_id[64];                /* "" until initialised. */
     int schema_version;
 };
 
@@ -132,8 +137,7 @@ int ledger_store_rollback(ledger_store *s);
 
 /* One event of an append request. `id` NULL or "" means none; `data` is
  * compact JSON text. */
-struct ledger_event_in
-{
+struct ledger_event_in {
     const char *type;
     const char *id;
     const char *data;
@@ -151,14 +155,13 @@ enum {
                                   repeated in the batch: nothing appended. */
 };
 
-struct ledger_append_result
-{
-    int outcome;                      /* LEDGER_APPEND_* */
-    uint64_t first_seq;               /* Seq of the batch's first event. */
-    uint64_t last_seq;                /* Seq of its last event (CONFLICT:
-                                         the stream's current last_seq). */
-    uint64_t position;                /* Position of the last event. */
-    uint8_t hash[LEDGER_HASH_LEN];    /* Hash of the last event. */
+struct ledger_append_result {
+    int outcome;                   /* LEDGER_APPEND_* */
+    uint64_t first_seq;            /* Seq of the batch's first event. */
+    uint64_t last_seq;             /* Seq of its last event (CONFLICT:
+                                      the stream's current last_seq). */
+    uint64_t position;             /* Position of the last event. */
+    uint8_t hash[LEDGER_HASH_LEN]; /* Hash of the last event. */
 };
 
 /* Append a batch to `stream`, deciding deterministically:
@@ -216,8 +219,7 @@ int ledger_store_stream_head(ledger_store *s, const char *stream,
                              uint8_t head_hash[LEDGER_HASH_LEN]);
 
 /* Iterate streams in name order: cb(arg, name, last_seq, head_hash). */
-typedef int (*ledger_stream_cb)(void *arg, const char *name,
-                                uint64_t last_seq,
+typedef int (*ledger_stream_cb)(void *arg, const char *name, uint64_t last_seq,
                                 const uint8_t head_hash[LEDGER_HASH_LEN]);
 int ledger_store_list_streams(ledger_store *s, ledger_stream_cb cb, void *arg);
 
@@ -246,13 +248,12 @@ int ledger_store_hash_at(ledger_store *s, uint64_t position,
 /* Walk the whole chain from position 1, recomputing every hash and checking
  * prev_hash links, positions without gaps, per-stream seqs without gaps and
  * the stream heads. */
-struct ledger_verify_result
-{
+struct ledger_verify_result {
     bool ok;
-    uint64_t applied_position;         /* Last position checked. */
-    uint8_t hash[LEDGER_HASH_LEN];     /* Hash at applied_position. */
-    uint64_t first_bad_position;       /* 0 when ok. */
-    char reason[160];                  /* Why the first bad one is bad. */
+    uint64_t applied_position;     /* Last position checked. */
+    uint8_t hash[LEDGER_HASH_LEN]; /* Hash at applied_position. */
+    uint64_t first_bad_position;   /* 0 when ok. */
+    char reason[160];              /* Why the first bad one is bad. */
 };
 int ledger_store_verify(ledger_store *s, struct ledger_verify_result *out);
 

@@ -1376,6 +1376,62 @@ static void test_insert_event_rejects_broken_chain(void **state)
     ledger_store_close(dst);
 }
 
+/* A reader handle on the same file sees committed appends (not those of
+ * an open transaction), verifies the chain, and cannot write. */
+static void test_reader_handle(void **state)
+{
+    struct fixture *f = *state;
+    struct ledger_verify_result v;
+    struct ledger_event_in e = mkEvent("t", NULL, "1");
+    struct ledger_append_result r;
+    struct ledger_store_state st;
+    ledger_store *rd = NULL;
+    char err[256];
+
+    appendOne(f, "a", "x1", "{\"n\":1}", 2);
+    appendOne(f, "b", NULL, "[2]", 3);
+    assert_int_equal(ledger_store_open_reader(f->path, &rd, err, sizeof err),
+                     0);
+    ASSERT_OK(ledger_store_begin(f->s));
+    ASSERT_OK(ledger_store_append(f->s, "a", &e, 1, false, 0, 1000, &r));
+    assert_int_equal(ledger_store_get_state(rd, &st), 0);
+    assert_int_equal(st.position, 2); /* not the uncommitted third */
+    assert_int_equal(ledger_store_verify(rd, &v), 0);
+    assert_true(v.ok);
+    assert_int_equal(v.applied_position, 2);
+    ASSERT_OK(ledger_store_commit(f->s, 4));
+    assert_int_equal(ledger_store_verify(rd, &v), 0);
+    assert_int_equal(v.applied_position, 3);
+    assert_int_not_equal(
+        ledger_store_begin(rd) == 0 &&
+            ledger_store_append(rd, "a", &e, 1, false, 0, 1, &r) == 0 &&
+            ledger_store_commit(rd, 5) == 0,
+        1);
+    ledger_store_rollback(rd);
+    ledger_store_close(rd);
+    assert_int_equal(headPosition(f), 3);
+}
+
+/* A reader is refused on a missing file and on another schema version. */
+static void test_reader_refusals(void **state)
+{
+    struct fixture *f = *state;
+    ledger_store *rd = NULL;
+    char missing[300];
+    char err[256];
+
+    snprintf(missing, sizeof missing, "%s/none.db", f->dir);
+    assert_int_not_equal(
+        ledger_store_open_reader(missing, &rd, err, sizeof err), 0);
+    assert_null(rd);
+    ledger_store_close(f->s);
+    f->s = NULL;
+    rawExec(f->path, "UPDATE meta SET value = 99 WHERE key = 'schema_version'");
+    assert_int_equal(ledger_store_open_reader(f->path, &rd, err, sizeof err),
+                     LEDGER_STORE_ESCHEMA);
+    assert_non_null(strstr(err, "99"));
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setUp, tearDown)
@@ -1417,6 +1473,8 @@ int main(void)
         T(test_verify_rehashed_seq_gap),
         T(test_insert_event_copies_chain),
         T(test_insert_event_rejects_broken_chain),
+        T(test_reader_handle),
+        T(test_reader_refusals),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
