@@ -1,4 +1,5 @@
 MAKEFLAGS += --no-print-directory
+SHELL := /bin/bash
 # ledger: the two commands of the quick start.
 #   make cluster   install what is missing, build, start a 3-node cluster
 #   make test      install what is missing, build (plain and ASan+UBSan),
@@ -29,8 +30,12 @@ cluster: build
 cluster-down: build
 	@$(BUILD)/ledgerctl cluster down --dir $(DIR)
 
+# The last line printed is CTest's summary ("100% tests passed, ...").
 test: build build-asan
-	@cd $(ASAN_BUILD) && ctest --output-on-failure --timeout 600 -j 2
+	@cd $(ASAN_BUILD) && set -o pipefail && \
+	  ctest --output-on-failure --timeout 600 -j 2 2>&1 | tee ctest.log; \
+	  rc=$$?; grep -E "tests passed|tests failed" ctest.log | tail -n 1; \
+	  exit $$rc
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
