@@ -56,6 +56,8 @@
 #define HTTP__LINGER_MS 2000        /* Max wait for EOF after an error reply. */
 #define HTTP__IDLE_MS_DEFAULT 60000 /* Default idle connection timeout. */
 #define HTTP__BACKLOG 511           /* listen() backlog. */
+#define HTTP__MAX_CONNS 1024        /* Open connections; more are closed. */
+#define HTTP__MAX_INFLIGHT 4096     /* Requests held at once; more get 503. */
 
 struct http_header {
     struct http_buf name;
@@ -125,6 +127,7 @@ struct http_server {
     http_handler_cb handler;
     void *arg;
     struct http_conn *conns;
+    size_t n_conns;
     size_t inflight;
     int sweep_started;
     int closing;
@@ -667,8 +670,8 @@ static void connFail(struct http_conn *c, int status, const char *code,
         connClose(c);
         return;
     }
-    connWriteResponse(c, status, "application/json", body, strlen(body), NULL,
-                      0, 0);
+    connWriteResponse(c, status, "application/json", body, strlen(body),
+                      status == 503 ? "Retry-After: 1\r\n" : NULL, 0, 0);
     free(body);
 }
 
@@ -849,6 +852,13 @@ static void connDispatch(struct http_conn *c)
     }
     req->keep_alive = http_should_keep_alive(&c->parser) &&
                       !c->parser.upgrade && !srv->closing;
+    if (srv->inflight >= HTTP__MAX_INFLIGHT) {
+        /* Memory stays bounded: requests held by the node (waiting,
+         * forwarded, or detached from a closed connection) are capped. */
+        connFail(c, 503, "overloaded",
+                 "too many requests in flight on this node: retry shortly");
+        return;
+    }
     c->cur = NULL;
     c->pending = req;
     srv->inflight++;
@@ -999,6 +1009,7 @@ static void connCloseCb(uv_handle_t *h)
     }
     http_buf_free(&c->in);
     free(c);
+    srv->n_conns--;
     srvMaybeFinishClose(srv);
 }
 
@@ -1059,13 +1070,15 @@ static void srvConnectionCb(uv_stream_t *listener, int status)
         return;
     }
     c->tcp.data = c;
+    srv->n_conns++;
     c->next = srv->conns;
     if (srv->conns != NULL) {
         srv->conns->prev = c;
     }
     srv->conns = c;
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
-        connClose(c);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 ||
+        srv->n_conns > HTTP__MAX_CONNS) {
+        connClose(c); /* over the bound: accepted and closed at once */
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
