@@ -128,7 +128,9 @@ struct http_server {
     void *arg;
     struct http_conn *conns;
     size_t n_conns;
+    size_t max_conns;
     size_t inflight;
+    size_t max_inflight;
     int sweep_started;
     int closing;
     int listener_closed;
@@ -852,7 +854,7 @@ static void connDispatch(struct http_conn *c)
     }
     req->keep_alive = http_should_keep_alive(&c->parser) &&
                       !c->parser.upgrade && !srv->closing;
-    if (srv->inflight >= HTTP__MAX_INFLIGHT) {
+    if (srv->inflight >= srv->max_inflight) {
         /* Memory stays bounded: requests held by the node (waiting,
          * forwarded, or detached from a closed connection) are capped. */
         connFail(c, 503, "overloaded",
@@ -1077,7 +1079,7 @@ static void srvConnectionCb(uv_stream_t *listener, int status)
     }
     srv->conns = c;
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 ||
-        srv->n_conns > HTTP__MAX_CONNS) {
+        srv->n_conns > srv->max_conns) {
         connClose(c); /* over the bound: accepted and closed at once */
         return;
     }
@@ -1185,6 +1187,8 @@ int http_server_start(uv_loop_t *loop, const char *addr, size_t max_body,
     srv->loop = loop;
     srv->max_body = max_body;
     srv->idle_ms = HTTP__IDLE_MS_DEFAULT;
+    srv->max_conns = HTTP__MAX_CONNS;
+    srv->max_inflight = HTTP__MAX_INFLIGHT;
     srv->handler = handler;
     srv->arg = arg;
     rv = uv_tcp_init(loop, &srv->listener);
@@ -1234,6 +1238,13 @@ void http_server_close(http_server *srv, http_server_close_cb cb, void *arg)
             connClose(c); /* Idle, half-read or lingering. */
         }
     }
+}
+
+void http_server_set_limits(http_server *srv, size_t max_conns,
+                            size_t max_inflight)
+{
+    srv->max_conns = max_conns;
+    srv->max_inflight = max_inflight;
 }
 
 size_t http_server_inflight(const http_server *srv)

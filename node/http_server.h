@@ -42,6 +42,12 @@ int http_server_start(uv_loop_t *loop, const char *addr, size_t max_body,
 
 void http_server_close(http_server *srv, http_server_close_cb cb, void *arg);
 
+/* Bounds (defaults 1024 and 4096): connections past max_conns are
+ * accepted and closed at once; a request arriving while max_inflight are
+ * held gets 503 with Retry-After and its connection is closed. */
+void http_server_set_limits(http_server *srv, size_t max_conns,
+                            size_t max_inflight);
+
 /* Number of requests received and not yet answered. */
 size_t http_server_inflight(const http_server *srv);
 

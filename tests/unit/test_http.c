@@ -742,6 +742,67 @@ static void test_peer_disconnect_before_answer(void **state)
     assert_int_equal(http_server_inflight(f->srv), 0);
 }
 
+/* Past max_inflight held requests, a new request gets 503 with Retry-After
+ * (and its connection is closed); once the held one is answered, requests
+ * are served again. */
+static void test_inflight_limit(void **state)
+{
+    struct fixture *f = *state;
+    struct raw *a = rawConnect(f);
+    struct raw *b;
+    struct raw *c;
+    uv_timer_t t;
+
+    http_server_set_limits(f->srv, 16, 1);
+    rawSendStr(a, "GET /defer HTTP/1.1\r\nHost: x\r\n\r\n");
+    runUntil(f, &f->n_deferred);
+    b = rawConnect(f);
+    rawSendStr(b, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+    rawWaitResponses(f, b, 1);
+    assert_int_equal(rawCount(b, "HTTP/1.1 503"), 1);
+    assert_int_equal(rawCount(b, "Retry-After: 1"), 1);
+    assert_int_equal(rawCount(b, "overloaded"), 1);
+    assert_int_equal(f->n_requests, 1); /* the handler never saw it */
+    assert_int_equal(uv_timer_init(&f->loop, &t), 0);
+    t.data = f;
+    uv_timer_start(&t, answerLaterCb, 1, 0);
+    rawWaitResponses(f, a, 1);
+    c = rawConnect(f);
+    rawSendStr(c, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+    rawWaitResponses(f, c, 1);
+    assert_int_equal(rawCount(c, "HTTP/1.1 200"), 1);
+    rawClose(f, a);
+    rawClose(f, b);
+    rawClose(f, c);
+}
+
+/* Past max_conns open connections, a new one is closed at once, and the
+ * existing ones keep working. */
+static void test_connection_limit(void **state)
+{
+    struct fixture *f = *state;
+    struct raw *a;
+    struct raw *b;
+    struct raw *c;
+    int i;
+
+    http_server_set_limits(f->srv, 2, 16);
+    a = rawConnect(f);
+    b = rawConnect(f);
+    c = rawConnect(f);
+    for (i = 0; i < 500 && !c->eof; i++) {
+        runFor(f, 10);
+    }
+    assert_true(c->eof);
+    assert_int_equal(c->len, 0);
+    rawSendStr(a, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+    rawWaitResponses(f, a, 1);
+    assert_int_equal(rawCount(a, "HTTP/1.1 200"), 1);
+    rawClose(f, a);
+    rawClose(f, b);
+    rawClose(f, c);
+}
+
 /* Closing the server waits for requests in flight: their answers are still
  * written (with "Connection: close"), idle connections are closed at once,
  * and the loop closes cleanly afterwards. */
@@ -1023,6 +1084,8 @@ int main(void)
         T(test_idle_timeout),
         T(test_deferred_from_timer),
         T(test_peer_disconnect_before_answer),
+        T(test_inflight_limit),
+        T(test_connection_limit),
         T(test_close_waits_for_inflight),
         T(test_close_waits_for_detached),
         T(test_start_errors),
