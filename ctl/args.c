@@ -231,7 +231,7 @@ ledger_client *ctlClient(struct ctl *ctl)
 void ctlDescribeError(const struct ledger_http_response *r, char *buf,
                       size_t len)
 {
-    json_t *v = json_loadb(r->body, r->body_len, 0, NULL);
+    json_t *v = json_loadb(r->body, r->body_len, JSON_ALLOW_NUL, NULL);
     const char *code = NULL;
     const char *msg = NULL;
     json_t *e = v != NULL ? json_object_get(v, "error") : NULL;
@@ -305,7 +305,8 @@ int ctlApi(struct ctl *ctl, const char *what, const char *method,
         return ctlFail("%s: %s (from %s)", what, desc,
                        ledger_client_last_endpoint(c));
     }
-    *out = json_loadb(r.body, r.body_len, JSON_DECODE_ANY, &jerr);
+    *out =
+        json_loadb(r.body, r.body_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (*out == NULL) {
         ctlFail("%s: %s answered with invalid JSON: %s", what,
                 ledger_client_last_endpoint(c), jerr.text);

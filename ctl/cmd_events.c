@@ -129,9 +129,10 @@ int ctlCmdAppend(struct ctl *ctl, int argc, char **argv)
         if (stdin_text == NULL) {
             return ctlFail("append: out of memory reading stdin");
         }
-        data = json_loadb(stdin_text, len, JSON_DECODE_ANY, &jerr);
+        data = json_loadb(stdin_text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL,
+                          &jerr);
     } else {
-        data = json_loads(pos[1], JSON_DECODE_ANY, &jerr);
+        data = json_loads(pos[1], JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     }
     free(stdin_text);
     if (data == NULL) {
@@ -207,7 +208,7 @@ int ctlCmdAppend(struct ctl *ctl, int argc, char **argv)
             ledger_http_response_free(&r);
             break;
         }
-        answer = json_loadb(r.body, r.body_len, 0, &jerr);
+        answer = json_loadb(r.body, r.body_len, JSON_ALLOW_NUL, &jerr);
         ledger_http_response_free(&r);
         if (answer == NULL) {
             rv = ctlFail("append to %s: invalid JSON answer from %s: %s",
@@ -386,7 +387,7 @@ int ctlCmdRead(struct ctl *ctl, int argc, char **argv)
                 return ctlFail("read %s: %s (from %s)", pos[0], desc,
                                ledger_client_last_endpoint(c));
             }
-            page = json_loadb(r.body, r.body_len, 0, &jerr);
+            page = json_loadb(r.body, r.body_len, JSON_ALLOW_NUL, &jerr);
             ledger_http_response_free(&r);
             if (page == NULL) {
                 return ctlFail("read %s: invalid JSON answer from %s: %s",

@@ -43,7 +43,7 @@ static json_t *getJson(ledger_client *c, size_t i, const char *path, char *err,
         ledger_http_response_free(&r);
         return NULL;
     }
-    v = json_loadb(r.body, r.body_len, 0, &jerr);
+    v = json_loadb(r.body, r.body_len, JSON_ALLOW_NUL, &jerr);
     ledger_http_response_free(&r);
     if (!json_is_object(v)) {
         snprintf(err, errlen, "GET %s: invalid JSON answer", path);

@@ -118,13 +118,15 @@ static void startFailed(struct api_req *a, int rv)
 
 /* ---- Add -------------------------------------------------------------- */
 
-static bool addressInUse(struct api_req *a, const char *raft_addr)
+/* Does a member (only member `id` when id != 0) use raft_addr? */
+static bool addressInUse(struct api_req *a, const char *raft_addr, uint64_t id)
 {
     struct ledger_repl_member_info m[REPL__MEMBERS_MAX];
     size_t n = ledger_repl_members(a->n->repl, m, REPL__MEMBERS_MAX);
     size_t i;
     for (i = 0; i < n && i < REPL__MEMBERS_MAX; i++) {
-        if (strcmp(m[i].raft_addr, raft_addr) == 0) {
+        if ((id == 0 || m[i].id == id) &&
+            strcmp(m[i].raft_addr, raft_addr) == 0) {
             return true;
         }
     }
@@ -199,14 +201,24 @@ static void addMember(struct api_req *a)
         goto out;
     }
     a->from = (uint64_t)json_integer_value(id);
-    if (addressInUse(a, ra)) {
-        api_reply_error(a, 409, "address_in_use",
-                        "raft_addr %s is already used by another member", ra);
+    if (ledger_repl_member_role(a->n->repl, a->from) >= 0) {
+        /* Same id: "member_exists" when it is the same node (a retried
+         * join), "id_in_use" when another address holds the id. */
+        if (addressInUse(a, ra, a->from)) {
+            api_reply_error(a, 409, "member_exists",
+                            "member %llu already exists",
+                            (unsigned long long)a->from);
+        } else {
+            api_reply_error(a, 409, "id_in_use",
+                            "member id %llu is used by another raft_addr: "
+                            "pick another id",
+                            (unsigned long long)a->from);
+        }
         goto out;
     }
-    if (ledger_repl_member_role(a->n->repl, a->from) >= 0) {
-        api_reply_error(a, 409, "member_exists", "member %llu already exists",
-                        (unsigned long long)a->from);
+    if (addressInUse(a, ra, 0)) {
+        api_reply_error(a, 409, "address_in_use",
+                        "raft_addr %s is already used by another member", ra);
         goto out;
     }
     c = calloc(1, sizeof *c);

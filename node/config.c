@@ -409,6 +409,13 @@ int ledger_config_parse(int argc, char **argv, struct ledger_config *cfg,
         snprintf(err, errlen, "address too long");
         return CONFIG_USAGE;
     }
+    if (strcmp(cfg->raft_addr, cfg->api_addr) == 0) {
+        snprintf(err, errlen,
+                 "--raft-addr and --api-addr are both %s: give each its own "
+                 "port",
+                 cfg->raft_addr);
+        return CONFIG_USAGE;
+    }
     if (cfg->heartbeat_ms >= cfg->election_ms) {
         snprintf(err, errlen,
                  "--heartbeat-ms (%u) must be below --election-ms (%u)",

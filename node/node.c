@@ -133,6 +133,15 @@ static void joinCb(void *arg, int status,
         uv_timer_start(&n->join_timer, joinTimerCb, 0, 0);
         return;
     }
+    if (status == 0 && resp->status == 409 && resp->body_len > 0 &&
+        strstr(resp->body, "id_in_use") != NULL) {
+        ledger_log(LOG_ERROR, NULL,
+                   "join through %s: id %llu belongs to another member: "
+                   "restart with another --id (retrying in 5 s)",
+                   n->cfg->join, (unsigned long long)n->cfg->id);
+        uv_timer_start(&n->join_timer, joinTimerCb, 5000, 0);
+        return;
+    }
     if (status == 0 && (resp->status == 201 || resp->status == 200)) {
         n->joining = false;
         ledger_log(LOG_INFO, NULL, "joined the cluster through %s",

@@ -9,7 +9,8 @@
  * lag_ms      = how long ago the oldest entry the follower lacks was
  *               appended on the leader (0 when it lacks none). Append times
  *               come from a ring of the last REPL__TIME_RING proposals; an
- *               entry older than the ring counts from the ring's oldest.
+ *               entry not in the ring counts from the earliest proposal
+ *               after it (a lower bound).
  * last_contact_ms: time since the follower was last seen answering, sampled
  *               every tick from progress.recent_recv and match_index moves.
  */
@@ -26,25 +27,24 @@ void repl__lag_record(ledger_repl *r, uint64_t index)
     r->ring[slot].time = uv_now(r->loop);
 }
 
-/* When was `index` appended? 0 if unknown. */
+/* When was `index` appended? Its own record if the ring has it, else the
+ * earliest proposal after it (entries the leader appends itself, such as
+ * configuration changes, are not recorded, and an entry is appended no
+ * later than the next one). 0 if unknown. */
 static uint64_t appendTime(ledger_repl *r, uint64_t index)
 {
-    uint64_t oldest = 0;
+    uint64_t best = 0;
     size_t i;
     for (i = 0; i < REPL__TIME_RING; i++) {
-        uint64_t t = r->ring[i].time;
-        if (r->ring[i].index != 0 && r->ring[i].index <= index &&
-            r->ring[i].index + REPL__TIME_RING > index) {
-            /* Latest proposal at or before index bounds its append time. */
-            if (r->ring[i].index == index) {
-                return t;
-            }
+        if (r->ring[i].index == index && r->ring[i].time != 0) {
+            return r->ring[i].time;
         }
-        if (t != 0 && (oldest == 0 || t < oldest)) {
-            oldest = t;
+        if (r->ring[i].index > index && r->ring[i].time != 0 &&
+            (best == 0 || r->ring[i].time < best)) {
+            best = r->ring[i].time;
         }
     }
-    return oldest;
+    return best;
 }
 
 static struct repl__contact *contactFor(ledger_repl *r, uint64_t id)
