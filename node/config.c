@@ -138,6 +138,18 @@ int ledger_parse_addr(const char *s, char *host, size_t hostlen, int *port)
     return 0;
 }
 
+/* Write the normalised form of a valid address into out. */
+static void normAddr(const char *v, char *out, size_t len)
+{
+    char host[64];
+    int port;
+    if (ledger_parse_addr(v, host, sizeof host, &port) == 0) {
+        snprintf(out, len, "%s:%d", host, port);
+    } else {
+        snprintf(out, len, "%s", v);
+    }
+}
+
 static int checkAddr(const char *flag, const char *v, char *err, size_t n)
 {
     char host[64];
@@ -207,8 +219,8 @@ static int parseBootstrap(struct ledger_config *cfg, char *err, size_t n)
                 goto out;
             }
         }
-        snprintf(m->raft_addr, sizeof m->raft_addr, "%s", eq + 1);
-        snprintf(m->api_addr, sizeof m->api_addr, "%s", at + 1);
+        normAddr(eq + 1, m->raft_addr, sizeof m->raft_addr);
+        normAddr(at + 1, m->api_addr, sizeof m->api_addr);
         cfg->n_bootstrap++;
     }
     if (cfg->n_bootstrap == 0) {
@@ -408,6 +420,14 @@ int ledger_config_parse(int argc, char **argv, struct ledger_config *cfg,
         strlen(cfg->api_addr) >= REPL_ADDR_MAX) {
         snprintf(err, errlen, "address too long");
         return CONFIG_USAGE;
+    }
+    normAddr(cfg->raft_addr, cfg->raft_addr_buf, sizeof cfg->raft_addr_buf);
+    normAddr(cfg->api_addr, cfg->api_addr_buf, sizeof cfg->api_addr_buf);
+    cfg->raft_addr = cfg->raft_addr_buf;
+    cfg->api_addr = cfg->api_addr_buf;
+    if (cfg->join != NULL) {
+        normAddr(cfg->join, cfg->join_buf, sizeof cfg->join_buf);
+        cfg->join = cfg->join_buf;
     }
     if (strcmp(cfg->raft_addr, cfg->api_addr) == 0) {
         snprintf(err, errlen,

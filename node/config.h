@@ -30,6 +30,11 @@ struct ledger_config {
     unsigned snapshot_trailing;
     size_t max_queue_ops;
     size_t max_queue_bytes;
+    /* Normalised addresses ("localhost" becomes 127.0.0.1: the Raft
+     * transport does not resolve names); the pointers above point here. */
+    char raft_addr_buf[REPL_ADDR_MAX];
+    char api_addr_buf[REPL_ADDR_MAX];
+    char join_buf[REPL_ADDR_MAX];
 };
 
 enum { CONFIG_OK = 0, CONFIG_EXIT = 1, CONFIG_USAGE = 2, CONFIG_FAIL = 3 };

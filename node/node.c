@@ -133,6 +133,12 @@ static void joinCb(void *arg, int status,
         uv_timer_start(&n->join_timer, joinTimerCb, 0, 0);
         return;
     }
+    if (status == 0 && resp->status == 404 && n->join_promote) {
+        /* Removed while we were promoting: start over with an add. */
+        n->join_promote = false;
+        uv_timer_start(&n->join_timer, joinTimerCb, 1000, 0);
+        return;
+    }
     if (status == 0 && resp->status == 409 && resp->body_len > 0 &&
         strstr(resp->body, "id_in_use") != NULL) {
         ledger_log(LOG_ERROR, NULL,
