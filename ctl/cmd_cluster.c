@@ -39,6 +39,7 @@ struct layout {
     unsigned nodes;
     unsigned raft_port;
     unsigned api_port;
+    char token_file[PATH_MAX]; /* "" without: nodes run without auth. */
 };
 
 struct node {
@@ -263,6 +264,32 @@ static int findLedgerd(char *out, size_t outlen)
 }
 
 /* Read DIR/cluster.json if present: 1 found, 0 absent, -1 broken. */
+/* Use `path` as the token file: remember it and read the token. */
+static int loadTokenFile(struct ctl *ctl, const char *path)
+{
+    char buf[1024];
+    size_t n;
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return -1;
+    }
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' ||
+                     buf[n - 1] == ' ' || buf[n - 1] == '\t')) {
+        n--;
+    }
+    buf[n] = '\0';
+    if (n == 0) {
+        return -1;
+    }
+    free(ctl->token_file);
+    free(ctl->token);
+    ctl->token_file = strdup(path);
+    ctl->token = strdup(buf);
+    return ctl->token_file != NULL && ctl->token != NULL ? 0 : -1;
+}
+
 static int layoutLoad(const char *path, struct layout *l)
 {
     json_error_t jerr;
@@ -283,6 +310,10 @@ static int layoutLoad(const char *path, struct layout *l)
     l->nodes = (unsigned)nodes;
     l->raft_port = (unsigned)rp;
     l->api_port = (unsigned)ap;
+    snprintf(l->token_file, sizeof l->token_file, "%s",
+             json_string_value(json_object_get(v, "token_file"))
+                 ? json_string_value(json_object_get(v, "token_file"))
+                 : "");
     json_decref(v);
     return 1;
 }
@@ -316,6 +347,9 @@ static int layoutSave(const char *path, const struct layout *l,
     int rv;
     if (v == NULL) {
         return -1;
+    }
+    if (l->token_file[0] != '\0') {
+        json_object_set_new(v, "token_file", json_string(l->token_file));
     }
     text = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(v);
@@ -564,7 +598,7 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
     struct ctl_flag flags[] = {{"nodes", 1, NULL},     {"dir", 1, NULL},
                                {"raft-port", 1, NULL}, {"api-port", 1, NULL},
                                {"wait-s", 1, NULL},    {NULL, 0, NULL}};
-    struct layout want = {3, 7001, 8001};
+    struct layout want = {3, 7001, 8001, ""};
     struct layout l;
     struct node *nodes = NULL;
     const char *pos[1];
@@ -579,6 +613,7 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
     long long settle_deadline = 0;
     int n_pos;
     int found;
+    int save_token = 0;
     int rv = ctlParseArgs(ctl, "cluster up", argc, argv, flags, pos, 0, &n_pos);
     if (rv != 0) {
         return CTL_ARGS_EXIT(rv);
@@ -629,6 +664,19 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
     } else {
         l = want;
     }
+    /* The token file is part of the cluster: remembered in cluster.json
+     * and reused by a later `cluster up` that does not name one. */
+    if (ctl->token_file != NULL) {
+        save_token = strcmp(l.token_file, ctl->token_file) != 0;
+        snprintf(l.token_file, sizeof l.token_file, "%s", ctl->token_file);
+    } else if (l.token_file[0] != '\0') {
+        if (loadTokenFile(ctl, l.token_file) != 0) {
+            return ctlFail("cluster up: cannot read the cluster's token file "
+                           "%s (recorded in %s): restore it or pass "
+                           "--token-file",
+                           l.token_file, layout_path);
+        }
+    }
     if (findLedgerd(ledgerd, sizeof ledgerd) != 0) {
         return CTL_EXIT_FAIL;
     }
@@ -642,7 +690,7 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
         rv = ctlFail("cluster up: out of memory");
         goto out;
     }
-    if (!found && layoutSave(layout_path, &l, bootstrap) != 0) {
+    if ((!found || save_token) && layoutSave(layout_path, &l, bootstrap) != 0) {
         rv = ctlFail("cluster up: write %s: %s; check --dir", layout_path,
                      strerror(errno));
         goto out;

@@ -17,6 +17,7 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "node/api.h"
@@ -25,6 +26,7 @@
 #include "node/node.h"
 
 #define SWEEP_INTERVAL_MS 20
+#define LOCK_WAIT_MS 2000 /* For a dying predecessor's data-dir lock. */
 
 static void replLog(void *arg, int level, const char *msg)
 {
@@ -231,6 +233,13 @@ static int lockDataDir(const char *dir, char *err, size_t errlen)
     if (fd < 0) {
         snprintf(err, errlen, "open %.300s: %s", path, strerror(errno));
         return -1;
+    }
+    /* A predecessor killed a moment ago may still be exiting: give it up
+     * to LOCK_WAIT_MS to release the lock. */
+    for (int i = 0; i < LOCK_WAIT_MS / 50 && flock(fd, LOCK_EX | LOCK_NB) != 0;
+         i++) {
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
