@@ -173,6 +173,8 @@ static void addMember(struct api_req *a)
     struct op_buf op;
     char host[64];
     int port;
+    char ra_norm[REPL_ADDR_MAX];
+    char aa_norm[REPL_ADDR_MAX];
     int rv;
 
     if (body == NULL) {
@@ -200,6 +202,14 @@ static void addMember(struct api_req *a)
                         "\"role\" must be voter, standby or spare");
         goto out;
     }
+    /* Normalised like ledgerd's own flags (localhost -> 127.0.0.1), so
+     * comparisons and Raft's transport see one spelling. */
+    ledger_parse_addr(ra, host, sizeof host, &port);
+    snprintf(ra_norm, sizeof ra_norm, "%s:%d", host, port);
+    ledger_parse_addr(aa, host, sizeof host, &port);
+    snprintf(aa_norm, sizeof aa_norm, "%s:%d", host, port);
+    ra = ra_norm;
+    aa = aa_norm;
     a->from = (uint64_t)json_integer_value(id);
     if (ledger_repl_member_role(a->n->repl, a->from) >= 0) {
         /* Same id: "member_exists" when it is the same node (a retried
