@@ -30,7 +30,7 @@ int ctlUsage(const char *fmt, ...)
     return CTL_EXIT_USAGE;
 }
 
-static char *readTokenFile(const char *path)
+char *ctlReadTokenFile(const char *path)
 {
     FILE *f = fopen(path, "r");
     char buf[4096];
@@ -74,7 +74,7 @@ static int parseGlobal(struct ctl *ctl, const char *name, const char *value,
             }
             ctl->endpoints = value;
         } else if (strcmp(name, "token-file") == 0) {
-            char *tok = readTokenFile(value);
+            char *tok = ctlReadTokenFile(value);
             if (tok == NULL) {
                 return -ctlUsage("cannot read --token-file %s: %s", value,
                                  strerror(errno));

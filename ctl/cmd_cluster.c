@@ -267,27 +267,19 @@ static int findLedgerd(char *out, size_t outlen)
 /* Use `path` as the token file: remember it and read the token. */
 static int loadTokenFile(struct ctl *ctl, const char *path)
 {
-    char buf[1024];
-    size_t n;
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        return -1;
-    }
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' ||
-                     buf[n - 1] == ' ' || buf[n - 1] == '\t')) {
-        n--;
-    }
-    buf[n] = '\0';
-    if (n == 0) {
+    char *token = ctlReadTokenFile(path);
+    char *copy = strdup(path);
+
+    if (token == NULL || token[0] == '\0' || copy == NULL) {
+        free(token);
+        free(copy);
         return -1;
     }
     free(ctl->token_file);
     free(ctl->token);
-    ctl->token_file = strdup(path);
-    ctl->token = strdup(buf);
-    return ctl->token_file != NULL && ctl->token != NULL ? 0 : -1;
+    ctl->token_file = copy;
+    ctl->token = token;
+    return 0;
 }
 
 static int layoutLoad(const char *path, struct layout *l)

@@ -54,6 +54,10 @@ const char *ctlFlag(const struct ctl_flag *flags, const char *name);
 int ctlParseU64(const char *what, const char *s, unsigned long long min,
                 unsigned long long max, unsigned long long *out);
 
+/* The token in `path` (trailing blanks trimmed), malloc'ed; NULL if the
+ * file cannot be read. */
+char *ctlReadTokenFile(const char *path);
+
 /* Print "ledgerctl: MESSAGE" to stderr and return CTL_EXIT_FAIL. */
 int ctlFail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print "ledgerctl: MESSAGE; see 'ledgerctl --help'" and return
