@@ -465,57 +465,70 @@ const char *ledger_store_errmsg(const ledger_store *s)
 
 /* ---- State ------------------------------------------------------------- */
 
+/* Step the meta lookup of `key`: LEDGER_STORE_OK with *stmt on its row,
+ * LEDGER_STORE_ENOTFOUND without a row, or an I/O error. The caller reads
+ * the row, then calls metaLookupEnd(*stmt) in every case but an error
+ * from storeStmt (then *stmt is NULL). */
+static int metaLookup(ledger_store *s, const char *key, sqlite3_stmt **stmt)
+{
+    int rv = storeStmt(s, STMT_META_GET, stmt);
+    int rc;
+    if (rv != LEDGER_STORE_OK) {
+        *stmt = NULL;
+        return rv;
+    }
+    sqlite3_bind_text(*stmt, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(*stmt);
+    if (rc == SQLITE_ROW) {
+        return LEDGER_STORE_OK;
+    }
+    return rc == SQLITE_DONE ? LEDGER_STORE_ENOTFOUND
+                             : storeSqlErr(s, "read meta");
+}
+
+static void metaLookupEnd(sqlite3_stmt *stmt)
+{
+    if (stmt != NULL) {
+        sqlite3_reset(stmt);
+        sqlite3_clear_bindings(stmt);
+    }
+}
+
 /* meta value as a non-negative integer. */
 static int metaGetU64(ledger_store *s, const char *key, uint64_t *value)
 {
     sqlite3_stmt *stmt = NULL;
-    int rv = storeStmt(s, STMT_META_GET, &stmt);
-    int rc;
-    if (rv != LEDGER_STORE_OK) {
-        return rv;
-    }
-    sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
-    rc = sqlite3_step(stmt);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        rv = storeSqlErr(s, "read meta");
-    } else if (rc == SQLITE_DONE ||
-               sqlite3_column_type(stmt, 0) != SQLITE_INTEGER ||
-               sqlite3_column_int64(stmt, 0) < 0) {
+    int rv = metaLookup(s, key, &stmt);
+    if (rv == LEDGER_STORE_ENOTFOUND ||
+        (rv == LEDGER_STORE_OK &&
+         (sqlite3_column_type(stmt, 0) != SQLITE_INTEGER ||
+          sqlite3_column_int64(stmt, 0) < 0))) {
         rv = storeErrf(s, LEDGER_STORE_ECORRUPT,
                        "store %s: meta %s is missing or not an integer",
                        s->path, key);
-    } else {
+    } else if (rv == LEDGER_STORE_OK) {
         *value = (uint64_t)sqlite3_column_int64(stmt, 0);
     }
-    sqlite3_reset(stmt);
-    sqlite3_clear_bindings(stmt);
+    metaLookupEnd(stmt);
     return rv;
 }
 
 static int metaGetText(ledger_store *s, const char *key, char *out, size_t size)
 {
     sqlite3_stmt *stmt = NULL;
-    int rv = storeStmt(s, STMT_META_GET, &stmt);
-    int rc;
-    if (rv != LEDGER_STORE_OK) {
-        return rv;
-    }
-    sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
-    rc = sqlite3_step(stmt);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        rv = storeSqlErr(s, "read meta");
-    } else if (rc == SQLITE_DONE ||
-               sqlite3_column_type(stmt, 0) != SQLITE_TEXT ||
-               (size_t)sqlite3_column_bytes(stmt, 0) >= size) {
+    int rv = metaLookup(s, key, &stmt);
+    if (rv == LEDGER_STORE_ENOTFOUND ||
+        (rv == LEDGER_STORE_OK &&
+         (sqlite3_column_type(stmt, 0) != SQLITE_TEXT ||
+          (size_t)sqlite3_column_bytes(stmt, 0) >= size))) {
         rv = storeErrf(s, LEDGER_STORE_ECORRUPT,
                        "store %s: meta %s is missing or malformed", s->path,
                        key);
-    } else {
+    } else if (rv == LEDGER_STORE_OK) {
         memcpy(out, sqlite3_column_text(stmt, 0),
                (size_t)sqlite3_column_bytes(stmt, 0) + 1);
     }
-    sqlite3_reset(stmt);
-    sqlite3_clear_bindings(stmt);
+    metaLookupEnd(stmt);
     return rv;
 }
 
