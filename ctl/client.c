@@ -69,10 +69,11 @@ struct parse {
     struct buf body;
     char *content_type;
     char *retry_after;
-    int head;     /* Request was HEAD: no body follows. */
-    int complete; /* on_message_complete fired. */
-    int nomem;    /* An allocation failed inside a callback. */
-    int too_big;  /* Body over CLIENT__MAX_BODY. */
+    int duplicate; /* X-Ledger-Duplicate seen */
+    int head;      /* Request was HEAD: no body follows. */
+    int complete;  /* on_message_complete fired. */
+    int nomem;     /* An allocation failed inside a callback. */
+    int too_big;   /* Body over CLIENT__MAX_BODY. */
 };
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
@@ -107,6 +108,8 @@ static int parseFlushHeader(struct parse *p)
         slot = &p->content_type;
     } else if (strcasecmp(p->field.data, "Retry-After") == 0) {
         slot = &p->retry_after;
+    } else if (strcasecmp(p->field.data, "X-Ledger-Duplicate") == 0) {
+        p->duplicate = 1;
     }
     if (slot != NULL) {
         free(*slot);
@@ -593,6 +596,7 @@ int ledger_http_request(const char *addr, const char *method, const char *path,
     out->status = (int)hp.status_code;
     out->content_type = p.content_type;
     out->retry_after = p.retry_after;
+    out->duplicate = p.duplicate;
     out->body = p.body.data;
     out->body_len = p.body.len;
     p.content_type = NULL;

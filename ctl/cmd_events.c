@@ -171,6 +171,7 @@ int ctlCmdAppend(struct ctl *ctl, int argc, char **argv)
     for (;;) {
         struct ledger_http_response r;
         json_t *answer;
+        int duplicate;
         char desc[512];
         rv = ledger_client_call(c, "POST", path, text, strlen(text), &r);
         if (rv == LEDGER_CLIENT_ENOENDPOINT ||
@@ -209,6 +210,7 @@ int ctlCmdAppend(struct ctl *ctl, int argc, char **argv)
             break;
         }
         answer = json_loadb(r.body, r.body_len, JSON_ALLOW_NUL, &jerr);
+        duplicate = r.duplicate;
         ledger_http_response_free(&r);
         if (answer == NULL) {
             rv = ctlFail("append to %s: invalid JSON answer from %s: %s",
@@ -231,6 +233,14 @@ int ctlCmdAppend(struct ctl *ctl, int argc, char **argv)
                    (long long)json_integer_value(
                        json_object_get(answer, "position")),
                    hash != NULL ? hash : "-");
+            if (duplicate) {
+                /* stdout stays the original result, byte for byte. */
+                fprintf(stderr,
+                        "ledgerctl: note: id already stored in %s: "
+                        "this is the original result, nothing was "
+                        "appended\n",
+                        pos[0]);
+            }
         }
         json_decref(answer);
         rv = CTL_EXIT_OK;

@@ -28,6 +28,7 @@ struct ledger_http_response {
     int status;         /* HTTP status. */
     char *content_type; /* NULL if absent. */
     char *retry_after;  /* NULL if absent. */
+    int duplicate;      /* The X-Ledger-Duplicate header was present. */
     char *body;         /* NUL-terminated (body_len excludes the NUL). */
     size_t body_len;
 };
