@@ -6,27 +6,30 @@
 
 #include "ctl.h"
 
+/* One error line: "ledgerctl: MESSAGE" + tail. */
+static void report(const char *tail, const char *fmt, va_list ap)
+{
+    fflush(stdout);
+    fputs("ledgerctl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs(tail, stderr);
+}
+
 int ctlFail(const char *fmt, ...)
 {
     va_list ap;
-    fflush(stdout);
-    fputs("ledgerctl: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    report("\n", fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     return CTL_EXIT_FAIL;
 }
 
 int ctlUsage(const char *fmt, ...)
 {
     va_list ap;
-    fflush(stdout);
-    fputs("ledgerctl: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    report("; see 'ledgerctl --help'\n", fmt, ap);
     va_end(ap);
-    fputs("; see 'ledgerctl --help'\n", stderr);
     return CTL_EXIT_USAGE;
 }
 

@@ -363,12 +363,21 @@ static void readIndexCb(void *arg, int status,
     api_wait(a, a->wait_timeout, appliedReached, a->then);
 }
 
+void api_peer_headers(struct api_req *a, char *buf, size_t len)
+{
+    const char *auth = http_request_header(a->http, "Authorization");
+    const char *token = a->n->cfg->token;
+    snprintf(buf, len, "X-Ledger-Forwarded: 1\r\nX-Request-Id: %s\r\n%s%s%s%s",
+             a->rid, auth || token ? "Authorization: " : "",
+             auth ? auth : (token ? "Bearer " : ""),
+             auth ? "" : (token ? token : ""), auth || token ? "\r\n" : "");
+}
+
 void api_catch_up(struct api_req *a, uint64_t timeout_ms, api_step_fn then)
 {
     struct ledger_repl_status st;
     char leader[REPL_ADDR_MAX];
     char headers[1200];
-    const char *auth;
     int rv;
 
     a->then = then;
@@ -387,16 +396,7 @@ void api_catch_up(struct api_req *a, uint64_t timeout_ms, api_step_fn then)
         then(a);
         return;
     }
-    auth = http_request_header(a->http, "Authorization");
-    snprintf(headers, sizeof headers,
-             "X-Ledger-Forwarded: 1\r\nX-Request-Id: %s\r\n%s%s%s", a->rid,
-             auth ? "Authorization: " : "", auth ? auth : "",
-             auth ? "\r\n" : "");
-    if (a->n->cfg->token != NULL && auth == NULL) {
-        snprintf(headers, sizeof headers,
-                 "X-Ledger-Forwarded: 1\r\nAuthorization: Bearer %s\r\n",
-                 a->n->cfg->token);
-    }
+    api_peer_headers(a, headers, sizeof headers);
     a->wait_timeout = timeout_ms;
     rv = http_client_request(a->n->loop, leader, "GET",
                              "/v1/internal/read_index", headers, NULL, 0,

@@ -90,6 +90,11 @@ json_t *api_body(struct api_req *a);
 int api_query_u64(struct api_req *a, const char *name, uint64_t def,
                   uint64_t max, uint64_t *out);
 
+/* Headers for a node-to-node call made on behalf of `a`: marked as
+ * forwarded, with its request id and the client's Authorization (else the
+ * node's own token, if it has one). */
+void api_peer_headers(struct api_req *a, char *buf, size_t len);
+
 /* Forward the request to the leader and relay its answer. */
 void api_forward(struct api_req *a);
 /* Writes: run `fn` on the leader, else forward (or 503). */

@@ -91,7 +91,6 @@ void api_cluster(struct api_req *a)
     struct ledger_repl_status st;
     char leader[REPL_ADDR_MAX];
     char headers[1200];
-    const char *auth = http_request_header(a->http, "Authorization");
     const char *local = http_request_query_param(a->http, "local");
 
     ledger_repl_status(a->n->repl, &st);
@@ -100,9 +99,7 @@ void api_cluster(struct api_req *a)
         clusterLocal(a);
         return;
     }
-    snprintf(headers, sizeof headers, "X-Ledger-Forwarded: 1\r\n%s%s%s",
-             auth ? "Authorization: " : "", auth ? auth : "",
-             auth ? "\r\n" : "");
+    api_peer_headers(a, headers, sizeof headers);
     if (http_client_request(a->n->loop, leader, "GET", "/v1/cluster", headers,
                             NULL, 0, CLUSTER_FORWARD_TIMEOUT_MS,
                             clusterForwardCb, a) != 0) {

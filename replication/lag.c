@@ -18,8 +18,6 @@
 
 #include "replication/repl_int.h"
 
-bool repl__member_api(ledger_repl *r, uint64_t id, char *buf, size_t len);
-
 void repl__lag_record(ledger_repl *r, uint64_t index)
 {
     size_t slot = index % REPL__TIME_RING;

@@ -97,6 +97,9 @@ int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
                    unsigned *n_bufs);
 int repl__restore(struct raft_fsm *fsm, struct raft_buffer *buf);
 
+/* repl.c: API address of member `id` (store, else --bootstrap). */
+bool repl__member_api(ledger_repl *r, uint64_t id, char *buf, size_t len);
+
 /* lag.c */
 void repl__lag_tick(ledger_repl *r);
 void repl__lag_record(ledger_repl *r, uint64_t index);
