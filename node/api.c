@@ -78,8 +78,10 @@ static void replyErrorV(struct api_req *a, int status, const char *code,
         json_decref(extra);
     }
     api_reply_json(a, status, json_pack("{s:o}", "error", err),
-                   (status == 503 || status == 429) ? "Retry-After: 1\r\n"
-                                                    : NULL);
+                   (status == 503 || status == 429 ||
+                    strcmp(code, "change_in_progress") == 0)
+                       ? "Retry-After: 1\r\n"
+                       : NULL);
 }
 
 void api_reply_store_error(struct api_req *a)
@@ -195,7 +197,7 @@ void api_forward(struct api_req *a)
     const char *body = http_request_body(a->http, &blen);
     int rv;
 
-    if (a->forwarded) {
+    if (a->forwarded && !a->handed_off) {
         api_reply_error(a, 503, "not_leader",
                         "this node is not the leader (leadership is "
                         "changing): retry shortly");

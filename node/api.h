@@ -39,6 +39,8 @@ struct api_req {
     uint64_t start_ns;
     enum codec_format out_fmt;
     bool forwarded; /* Came from another node. */
+    bool handed_off; /* We handed leadership over for this request and
+                        may forward it although it was forwarded. */
 
     char stream[LEDGER_STREAM_MAX + 1];
     char name[LEDGER_STREAM_MAX + 1];
@@ -62,6 +64,8 @@ struct api_req {
 };
 
 #define REPL__MEMBERS_MAX 64 /* Members shown by /v1/cluster. */
+#define MEMBERSHIP_MAX_WAIT_MS 110000u /* Catch-up deadline, at most (below
+                                         the membership forward timeout). */
 
 /* Replies (each frees `a`). */
 void api_reply_raw(struct api_req *a, int status, const char *ctype,

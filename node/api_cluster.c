@@ -200,6 +200,21 @@ void api_metrics(struct api_req *a)
     }
     text = metrics_render(&st, ss.position, http_server_inflight(a->n->http),
                           &len);
+    if (text != NULL && st.is_leader) {
+        struct ledger_repl_member_info m[REPL__MEMBERS_MAX];
+        size_t nm = ledger_repl_members(a->n->repl, m, REPL__MEMBERS_MAX);
+        size_t mlen = 0;
+        char *more = metrics_render_members(
+            m, nm < REPL__MEMBERS_MAX ? nm : REPL__MEMBERS_MAX, &mlen);
+        char *all = more != NULL ? realloc(text, len + mlen + 1) : NULL;
+        if (all != NULL) {
+            memcpy(all + len, more, mlen);
+            len += mlen;
+            all[len] = '\0';
+            text = all;
+        }
+        free(more);
+    }
     if (text == NULL) {
         api_reply_error(a, 500, "internal", "out of memory");
         return;

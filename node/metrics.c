@@ -237,3 +237,68 @@ char *metrics_render(const struct ledger_repl_status *st, uint64_t position,
     *len = b.len;
     return b.p;
 }
+
+/* Per-member replication gauges, as the leader sees them (a follower knows
+ * only itself and renders nothing here). */
+char *metrics_render_members(const struct ledger_repl_member_info *m, size_t n,
+                             size_t *len)
+{
+    static const struct {
+        const char *name;
+        const char *help;
+    } G[] = {
+        {"ledger_member_match_index", "Last log index known replicated on "
+                                      "the member."},
+        {"ledger_member_applied_index", "Last index the member applied."},
+        {"ledger_member_lag_entries", "Entries the member lacks."},
+        {"ledger_member_lag_ms", "Age of the oldest entry the member "
+                                 "lacks, in ms."},
+        {"ledger_member_last_contact_ms", "Time since the member last "
+                                          "answered the leader, in ms "
+                                          "(-1: never)."},
+        {"ledger_member_reachable", "1 unless the member is unreachable."},
+    };
+    struct buf b = {malloc(4096), 0, 4096, 0};
+    size_t g;
+    size_t i;
+
+    if (b.p == NULL) {
+        return NULL;
+    }
+    for (g = 0; g < sizeof G / sizeof G[0]; g++) {
+        bputf(&b, "# HELP %s %s\n# TYPE %s gauge\n", G[g].name, G[g].help,
+              G[g].name);
+        for (i = 0; i < n; i++) {
+            long long v;
+            switch (g) {
+            case 0:
+                v = (long long)m[i].match_index;
+                break;
+            case 1:
+                v = (long long)m[i].applied_index;
+                break;
+            case 2:
+                v = (long long)m[i].lag_entries;
+                break;
+            case 3:
+                v = (long long)m[i].lag_ms;
+                break;
+            case 4:
+                v = (long long)m[i].last_contact_ms;
+                break;
+            default:
+                v = strcmp(m[i].state, "unreachable") != 0;
+                break;
+            }
+            bputf(&b, "%s{id=\"%llu\",role=\"%s\"} %lld\n", G[g].name,
+                  (unsigned long long)m[i].id, ledger_repl_role_name(m[i].role),
+                  v);
+        }
+    }
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    *len = b.len;
+    return b.p;
+}

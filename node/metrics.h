@@ -18,4 +18,8 @@ void metrics_rejected(const char *reason); /* literal */
 char *metrics_render(const struct ledger_repl_status *st, uint64_t position,
                      size_t inflight_http, size_t *len);
 
+/* Per-member gauges (ledger_member_*{id,role}); malloc'ed text or NULL. */
+char *metrics_render_members(const struct ledger_repl_member_info *m, size_t n,
+                             size_t *len);
+
 #endif /* LEDGER_METRICS_H */

@@ -58,15 +58,6 @@ struct repl__transfer {
     void *arg;
 };
 
-struct repl__change {
-    struct raft_change req;
-    ledger_repl *r;
-    ledger_repl_change_cb cb;
-    void *arg;
-    uint64_t id;
-    int role;
-    bool assign_after;
-};
 
 void repl__log(ledger_repl *r, int level, const char *fmt, ...)
 {
@@ -454,107 +445,6 @@ int ledger_repl_transfer(ledger_repl *r, uint64_t id,
     return 0;
 }
 
-static void changeCb(struct raft_change *req, int status)
-{
-    struct repl__change *c = req->data;
-    ledger_repl *r = c->r;
-    int rv;
-
-    if (status == 0 && c->assign_after) {
-        c->assign_after = false;
-        rv = raft_assign(&r->raft, &c->req, c->id, c->role, changeCb);
-        if (rv == 0) {
-            return;
-        }
-        status = rv;
-    }
-    if (c->cb != NULL) {
-        c->cb(c->arg, status, status == 0 ? "ok" : raft_strerror(status));
-    }
-    free(c);
-}
-
-static struct repl__change *changeNew(ledger_repl *r, uint64_t id, int role,
-                                      ledger_repl_change_cb cb, void *arg);
-
-int ledger_repl_add(ledger_repl *r, const struct ledger_repl_member *m,
-                    int role, ledger_repl_change_cb cb, void *arg)
-{
-    struct repl__change *c = changeNew(r, m->id, role, cb, arg);
-    int rv;
-    if (c == NULL) {
-        return RAFT_NOMEM;
-    }
-    c->assign_after = role != REPL_ROLE_SPARE;
-    rv = raft_add(&r->raft, &c->req, m->id, m->raft_addr, changeCb);
-    if (rv != 0) {
-        free(c);
-        return rv;
-    }
-    return 0;
-}
-
-static struct repl__change *changeNew(ledger_repl *r, uint64_t id, int role,
-                                      ledger_repl_change_cb cb, void *arg)
-{
-    struct repl__change *c = calloc(1, sizeof *c);
-    if (c != NULL) {
-        c->r = r;
-        c->cb = cb;
-        c->arg = arg;
-        c->id = id;
-        c->role = role;
-        c->req.data = c;
-    }
-    return c;
-}
-
-int ledger_repl_assign(ledger_repl *r, uint64_t id, int role,
-                       ledger_repl_change_cb cb, void *arg)
-{
-    struct repl__change *c = changeNew(r, id, role, cb, arg);
-    int rv;
-    if (c == NULL) {
-        return RAFT_NOMEM;
-    }
-    rv = raft_assign(&r->raft, &c->req, id, role, changeCb);
-    if (rv != 0) {
-        free(c);
-    }
-    return rv;
-}
-
-int ledger_repl_remove(ledger_repl *r, uint64_t id, ledger_repl_change_cb cb,
-                       void *arg)
-{
-    struct repl__change *c = changeNew(r, id, 0, cb, arg);
-    int rv;
-    if (c == NULL) {
-        return RAFT_NOMEM;
-    }
-    rv = raft_remove(&r->raft, &c->req, id, changeCb);
-    if (rv != 0) {
-        free(c);
-    }
-    return rv;
-}
-
-int ledger_repl_member_role(ledger_repl *r, uint64_t id)
-{
-    unsigned i;
-    for (i = 0; i < r->raft.configuration.n; i++) {
-        if (r->raft.configuration.servers[i].id == id) {
-            return r->raft.configuration.servers[i].role;
-        }
-    }
-    return -1;
-}
-
-const char *ledger_repl_errmsg(ledger_repl *r)
-{
-    return raft_errmsg(&r->raft);
-}
-
 /* ---- State ------------------------------------------------------------ */
 
 static const char *stateName(int state)
@@ -744,7 +634,14 @@ static void tickCb(uv_timer_t *t)
     raft_leader(&r->raft, &leader, &addr);
     if (leader != r->seen_leader) {
         if (leader != 0) {
-            r->leader_changes++;
+            /* Forgetting a silent leader (election.c) and hearing from it
+             * again in the same term is not a change. */
+            if (leader != r->last_leader ||
+                r->raft.current_term != r->last_leader_term) {
+                r->leader_changes++;
+            }
+            r->last_leader = leader;
+            r->last_leader_term = r->raft.current_term;
             repl__log(r, 1, "leader is now %llu (term %llu)",
                       (unsigned long long)leader,
                       (unsigned long long)r->raft.current_term);
@@ -755,11 +652,17 @@ static void tickCb(uv_timer_t *t)
         r->seen_leader = leader;
     }
     if (state != r->seen_state) {
+        if (state == RAFT_CANDIDATE) {
+            repl__log(r, 1, "candidate for leadership (term %llu)",
+                      (unsigned long long)r->raft.current_term);
+        }
         if (state != RAFT_LEADER) {
             r->init_proposed = false;
         }
         r->seen_state = state;
     }
+    repl__election_tick(r);
+    repl__membership_tick(r);
     maybeProposeInit(r);
     repl__lag_tick(r);
 }
@@ -790,6 +693,7 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
 {
     ledger_repl *r;
     struct raft_configuration conf;
+    unsigned tick_ms;
     size_t i;
     int rv;
 
@@ -899,7 +803,11 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
     r->flush_idle.data = r;
     uv_timer_init(loop, &r->tick);
     r->tick.data = r;
-    uv_timer_start(&r->tick, tickCb, 50, 50);
+    /* Often enough that a silent leader is forgotten (election.c) within
+     * a small fraction of the election timeout. */
+    tick_ms = cfg->election_ms / 20;
+    tick_ms = tick_ms < 5 ? 5 : (tick_ms > 50 ? 50 : tick_ms);
+    uv_timer_start(&r->tick, tickCb, tick_ms, tick_ms);
     uv_check_init(loop, &r->check);
     r->check.data = r;
     uv_check_start(&r->check, checkCb);
@@ -963,6 +871,7 @@ void ledger_repl_close(ledger_repl *r, void (*cb)(void *arg), void *arg)
     r->close_cb = cb;
     r->close_arg = arg;
     failPending(r, r->n_pending, LEDGER_REPL_ESHUTDOWN);
+    repl__membership_close(r);
     uv_idle_stop(&r->flush_idle);
     uv_timer_stop(&r->tick);
     uv_check_stop(&r->check);

@@ -109,20 +109,33 @@ int ledger_repl_barrier(ledger_repl *r, ledger_repl_barrier_cb cb, void *arg);
 int ledger_repl_transfer(ledger_repl *r, uint64_t id,
                          void (*cb)(void *arg, uint64_t leader), void *arg);
 
-/* Membership changes, one at a time, leader only. Return 0 (cb will fire
- * with status 0 or a RAFT_* code and a message) or a RAFT_* code at once
- * (cb will not fire; message in ledger_repl_errmsg). ledger_repl_add enters
- * the member as spare and then assigns `role` (promotion to voter first
- * runs catch-up rounds). */
+/* Membership changes, one at a time, leader only (membership.c). Return 0
+ * (cb will fire later, never from inside the call, with status 0 or a
+ * RAFT_* code and a message) or a RAFT_* code at once (cb will not fire;
+ * message in ledger_repl_errmsg). RAFT_CANTCHANGE: another change is in
+ * progress.
+ *
+ * ledger_repl_add enters the member as spare and then assigns `role`.
+ * Becoming a voter (from add or assign) goes through standby and waits,
+ * up to timeout_ms (0: REPL_PROMOTE_TIMEOUT_MS), until the member is within
+ * REPL_PROMOTE_MAX_LAG entries of the leader; past the deadline it ends
+ * with RAFT_NOCONNECTION and the member stays a standby. */
+#define REPL_PROMOTE_MAX_LAG 64         /* Entries behind, at most. */
+#define REPL_PROMOTE_TIMEOUT_MS 60000u  /* Default catch-up deadline. */
 typedef void (*ledger_repl_change_cb)(void *arg, int status, const char *msg);
 int ledger_repl_add(ledger_repl *r, const struct ledger_repl_member *m,
-                    int role, ledger_repl_change_cb cb, void *arg);
+                    int role, unsigned timeout_ms, ledger_repl_change_cb cb,
+                    void *arg);
 int ledger_repl_assign(ledger_repl *r, uint64_t id, int role,
-                       ledger_repl_change_cb cb, void *arg);
+                       unsigned timeout_ms, ledger_repl_change_cb cb,
+                       void *arg);
 int ledger_repl_remove(ledger_repl *r, uint64_t id, ledger_repl_change_cb cb,
                        void *arg);
+bool ledger_repl_change_busy(ledger_repl *r);
 /* Role of member `id` in the current configuration, -1 if not a member. */
 int ledger_repl_member_role(ledger_repl *r, uint64_t id);
+/* Number of voters in the current configuration. */
+size_t ledger_repl_voters(ledger_repl *r);
 const char *ledger_repl_errmsg(ledger_repl *r);
 
 /* ---- State ------------------------------------------------------------ */

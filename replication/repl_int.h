@@ -20,6 +20,7 @@ struct repl__pending {
 };
 
 struct repl__batch; /* repl.c */
+struct repl__change; /* membership.c */
 struct repl__barrier;
 
 struct repl__contact {
@@ -67,6 +68,10 @@ struct ledger_repl {
     uint64_t seen_leader;
     int seen_state;
     uint64_t leader_changes;
+    struct repl__change *change; /* Membership change in progress. */
+    unsigned drawn_timeout; /* Last election timeout narrowed (election.c) */
+    uint64_t last_leader; /* Last non-zero leader seen, and its term. */
+    uint64_t last_leader_term;
     bool init_proposed;
     void (*applied_cb)(void *arg);
     void *applied_arg;
@@ -99,6 +104,13 @@ int repl__restore(struct raft_fsm *fsm, struct raft_buffer *buf);
 
 /* repl.c: API address of member `id` (store, else --bootstrap). */
 bool repl__member_api(ledger_repl *r, uint64_t id, char *buf, size_t len);
+
+/* election.c: forget a silent leader after one election timeout. */
+void repl__election_tick(ledger_repl *r);
+
+/* membership.c */
+void repl__membership_tick(ledger_repl *r);
+void repl__membership_close(ledger_repl *r);
 
 /* lag.c */
 void repl__lag_tick(ledger_repl *r);
