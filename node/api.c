@@ -163,12 +163,92 @@ bad:
 
 /* ---- Forwarding ------------------------------------------------------- */
 
+/* Writes during a leadership change wait for the new leader instead of
+ * failing: a node that knows no leader (or only one that refused the
+ * connection, or is itself handing leadership over) parks the request for
+ * up to leaderWaitMs, then runs it here or forwards it. A forwarded request
+ * may be passed on again (a follower's view of the leader lags by up to a
+ * heartbeat) up to FORWARD_MAX_HOPS times. Only a refused connection is
+ * retried: nothing was delivered, so nothing can be applied twice. */
+#define FORWARD_MAX_HOPS 3
+#define WRITE_MAX_TRIES 8
+
+static unsigned leaderWaitMs(struct api_req *a)
+{
+    unsigned w = 3 * a->n->cfg->election_ms;
+    return w < 3000 ? 3000 : w;
+}
+
+enum { ROUTE_NONE, ROUTE_HERE, ROUTE_LEADER };
+
+static int writeRoute(struct api_req *a, char *leader, size_t len)
+{
+    struct ledger_repl_status st;
+    ledger_repl_status(a->n->repl, &st);
+    if (st.is_leader) {
+        return ledger_repl_transferring(a->n->repl) || a->write_fn == NULL
+                   ? ROUTE_NONE
+                   : ROUTE_HERE;
+    }
+    if (!ledger_repl_leader_api(a->n->repl, leader, len)) {
+        return ROUTE_NONE;
+    }
+    if (a->refused[0] != '\0' && strcmp(leader, a->refused) == 0) {
+        return ROUTE_NONE;
+    }
+    return ROUTE_LEADER;
+}
+
+static bool leaderKnown(struct api_req *a)
+{
+    char leader[REPL_ADDR_MAX];
+    return writeRoute(a, leader, sizeof leader) != ROUTE_NONE;
+}
+
+static void forwardTo(struct api_req *a, const char *leader);
+
+static void dispatch(struct api_req *a)
+{
+    char leader[REPL_ADDR_MAX];
+    switch (writeRoute(a, leader, sizeof leader)) {
+    case ROUTE_HERE:
+        a->write_fn(a);
+        return;
+    case ROUTE_LEADER:
+        forwardTo(a, leader);
+        return;
+    default:
+        api_reply_error(a, 503, "no_leader",
+                        "the cluster has no leader right now: retry shortly");
+    }
+}
+
+void api_forward(struct api_req *a)
+{
+    if (++a->tries > WRITE_MAX_TRIES) {
+        api_reply_error(a, 503, "no_leader",
+                        "leadership kept moving: retry shortly");
+        return;
+    }
+    api_wait(a, leaderWaitMs(a), leaderKnown, dispatch);
+}
+
 static void forwardCb(void *arg, int status,
                       const struct http_client_response *resp)
 {
     struct api_req *a = arg;
     char extra[128];
 
+    if (status == UV_ECONNREFUSED && a->write_fn != NULL) {
+        /* The leader we knew is gone (stopped, or restarting): nothing
+         * was sent, so wait for the next one. */
+        char leader[REPL_ADDR_MAX];
+        if (ledger_repl_leader_api(a->n->repl, leader, sizeof leader)) {
+            snprintf(a->refused, sizeof a->refused, "%s", leader);
+        }
+        api_forward(a);
+        return;
+    }
     if (status != 0) {
         api_reply_error(a, 503, "leader_unreachable",
                         "the leader did not answer (%s): retry shortly",
@@ -185,9 +265,8 @@ static void forwardCb(void *arg, int status,
              resp->body, resp->body_len, extra);
 }
 
-void api_forward(struct api_req *a)
+static void forwardTo(struct api_req *a, const char *leader)
 {
-    char leader[REPL_ADDR_MAX];
     char path[2048];
     char headers[2048];
     const char *q = http_request_query(a->http);
@@ -197,22 +276,17 @@ void api_forward(struct api_req *a)
     const char *body = http_request_body(a->http, &blen);
     int rv;
 
-    if (a->forwarded && !a->handed_off) {
+    if (a->hops >= FORWARD_MAX_HOPS && !a->handed_off) {
         api_reply_error(a, 503, "not_leader",
                         "this node is not the leader (leadership is "
                         "changing): retry shortly");
         return;
     }
-    if (!ledger_repl_leader_api(a->n->repl, leader, sizeof leader)) {
-        api_reply_error(a, 503, "no_leader",
-                        "the cluster has no leader right now: retry shortly");
-        return;
-    }
     snprintf(path, sizeof path, "%s%s%s", http_request_path(a->http),
              q[0] ? "?" : "", q);
     hl += (size_t)snprintf(headers + hl, sizeof headers - hl,
-                           "X-Ledger-Forwarded: 1\r\nX-Request-Id: %s\r\n",
-                           a->rid);
+                           "X-Ledger-Forwarded: %u\r\nX-Request-Id: %s\r\n",
+                           a->hops + 1, a->rid);
     static const char *pass[] = {"Content-Type", "Accept", "Authorization"};
     for (size_t i = 0; i < sizeof pass / sizeof pass[0]; i++) {
         h = http_request_header(a->http, pass[i]);
@@ -238,13 +312,8 @@ void api_forward(struct api_req *a)
 
 void api_write(struct api_req *a, api_step_fn fn)
 {
-    struct ledger_repl_status st;
-    ledger_repl_status(a->n->repl, &st);
-    if (st.is_leader) {
-        fn(a);
-    } else {
-        api_forward(a);
-    }
+    a->write_fn = fn;
+    dispatch(a);
 }
 
 /* ---- Waiting on the applied index ------------------------------------- */
@@ -552,6 +621,11 @@ void api_handle(void *arg, http_request *req)
     a->route = "unknown";
     a->out_fmt = codec_format_from_header(http_request_header(req, "Accept"));
     a->forwarded = http_request_header(req, "X-Ledger-Forwarded") != NULL;
+    if (a->forwarded) {
+        a->hops = (unsigned)strtoul(
+            http_request_header(req, "X-Ledger-Forwarded"), NULL, 10);
+        a->hops = a->hops == 0 ? 1 : a->hops;
+    }
     rid = http_request_header(req, "X-Request-Id");
     if (safeRid(rid)) {
         snprintf(a->rid, sizeof a->rid, "%s", rid);

@@ -41,6 +41,12 @@ struct api_req {
     bool forwarded; /* Came from another node. */
     bool handed_off; /* We handed leadership over for this request and
                         may forward it although it was forwarded. */
+    bool idempotent; /* Every event carries an id: a retry is safe. */
+    unsigned hops;   /* X-Ledger-Forwarded: how many nodes passed it on. */
+    unsigned tries;  /* Dispatches of a write (re-run or re-forward). */
+    api_step_fn write_fn; /* The write to run if we become its leader. */
+    char refused[64]; /* Leader API that refused a connection: not again
+                         until the leader changes. */
 
     char stream[LEDGER_STREAM_MAX + 1];
     char name[LEDGER_STREAM_MAX + 1];

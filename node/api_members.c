@@ -518,6 +518,12 @@ static void transferLeader(struct api_req *a)
         return;
     }
     rv = ledger_repl_transfer(a->n->repl, a->from, transferred, a);
+    if (rv == LEDGER_REPL_EBUSY) {
+        api_reply_error(a, 409, "change_in_progress",
+                        "a leadership transfer is already in progress: retry "
+                        "when it is done");
+        return;
+    }
     if (rv != 0) {
         api_reply_error(a, rv == LEDGER_REPL_ENOTLEADER ? 409 : 503,
                         "transfer_failed", "cannot transfer leadership: %s",

@@ -116,6 +116,9 @@ size_t ledger_repl_members(ledger_repl *r, struct ledger_repl_member_info *out,
             m->match_index = last;
             m->applied_index = raft_last_applied(&r->raft);
             m->last_contact_ms = 0;
+        } else if (leader && s->role == RAFT_SPARE) {
+            /* The leader sends nothing to spares: no lag, no contact. */
+            m->state = "follower";
         } else if (leader) {
             struct raft_progress *p = &r->raft.leader_state.progress[i];
             struct repl__contact *k = contactFor(r, s->id);

@@ -76,7 +76,9 @@ static int progressIndex(ledger_repl *r, uint64_t id)
 }
 
 /* The standby's lag in entries behind the leader's last index, or -1 if
- * it is no longer in the configuration. Leader only. */
+ * it is no longer in the configuration. Leader only. A member that never
+ * acknowledged an entry (match index 0: not running, unreachable) counts
+ * as the whole log behind, however short the log is. */
 static int64_t standbyLag(ledger_repl *r, uint64_t id)
 {
     int i = progressIndex(r, id);
@@ -86,6 +88,9 @@ static int64_t standbyLag(ledger_repl *r, uint64_t id)
         return -1;
     }
     match = r->raft.leader_state.progress[i].match_index;
+    if (match == 0) {
+        return (int64_t)last + REPL_PROMOTE_MAX_LAG + 1;
+    }
     return match >= last ? 0 : (int64_t)(last - match);
 }
 
@@ -188,12 +193,18 @@ void repl__membership_tick(ledger_repl *r)
         return;
     }
     if (uv_now(r->loop) >= c->deadline) {
+        char what[64];
+        if (lag > (int64_t)raft_last_index(&r->raft)) {
+            snprintf(what, sizeof what, "it never answered");
+        } else {
+            snprintf(what, sizeof what, "still %lld entries behind",
+                     (long long)lag);
+        }
         snprintf(msg, sizeof msg,
-                 "member %llu did not catch up within %u ms (still %lld "
-                 "entries behind): it stays a standby; check that it runs "
-                 "and can reach the leader, then retry the promotion",
-                 (unsigned long long)c->id, c->timeout_ms,
-                 (long long)lag);
+                 "member %llu did not catch up within %u ms (%s): it stays "
+                 "a standby; check that it runs and can reach the leader, "
+                 "then retry the promotion",
+                 (unsigned long long)c->id, c->timeout_ms, what);
         repl__log(r, 2, "membership: %s", msg);
         finish(c, RAFT_NOCONNECTION, msg);
     }

@@ -54,6 +54,9 @@ struct repl__barrier {
 struct repl__transfer {
     struct raft_transfer req;
     ledger_repl *r;
+    uint64_t id;
+    uint64_t deadline; /* uv_now ms: transfer even if not quiet by then */
+    bool started;      /* raft_transfer called */
     void (*cb)(void *arg, uint64_t leader);
     void *arg;
 };
@@ -89,6 +92,8 @@ const char *ledger_repl_strerror(int code)
         return "store failed to apply";
     case LEDGER_REPL_ENOMEM:
         return "out of memory";
+    case LEDGER_REPL_EBUSY:
+        return "a leadership transfer is already in progress";
     default:
         return "unknown error";
     }
@@ -150,6 +155,7 @@ static void failPending(ledger_repl *r, size_t n, int status)
 }
 
 static void flushIdleCb(uv_idle_t *h);
+static void handoverTick(ledger_repl *r);
 
 static void applyCb(struct raft_apply *req, int status, void *result)
 {
@@ -160,6 +166,7 @@ static void applyCb(struct raft_apply *req, int status, void *result)
     int code = mapRaftStatus(status);
 
     r->inflight--;
+    handoverTick(r);
     if (status != 0) {
         repl__log(r, 2, "entry %llu of %zu ops failed: %s",
                   (unsigned long long)req->index, b->n, raft_strerror(status));
@@ -283,7 +290,8 @@ int ledger_repl_submit(ledger_repl *r, struct op_buf *op, ledger_repl_op_cb cb,
         op_buf_free(op);
         return LEDGER_REPL_ESHUTDOWN;
     }
-    if (raft_state(&r->raft) != RAFT_LEADER || r->raft.transfer != NULL) {
+    if (raft_state(&r->raft) != RAFT_LEADER || r->raft.transfer != NULL ||
+        r->handover != NULL) {
         op_buf_free(op);
         return LEDGER_REPL_ENOTLEADER;
     }
@@ -374,11 +382,17 @@ int ledger_repl_barrier(ledger_repl *r, ledger_repl_barrier_cb cb, void *arg)
 
 /* ---- Leadership transfer and membership ------------------------------- */
 
+bool ledger_repl_transferring(ledger_repl *r)
+{
+    return r->handover != NULL || r->raft.transfer != NULL;
+}
+
 static void transferCb(struct raft_transfer *req)
 {
     struct repl__transfer *t = req->data;
     raft_id id = 0;
     const char *addr = NULL;
+    t->r->handover = NULL;
     raft_leader(&t->r->raft, &id, &addr);
     if (t->cb != NULL) {
         t->cb(t->arg, id);
@@ -411,14 +425,54 @@ static uint64_t bestTransferTarget(ledger_repl *r)
     return best;
 }
 
+/* A transfer first quiesces: new ops are refused (ENOTLEADER: callers wait
+ * for the new leader), the queue is flushed and every entry in flight is
+ * applied, and only then raft_transfer runs. Raft fails the callbacks of
+ * entries still in flight when leadership moves (RAFT_LEADERSHIPLOST, an
+ * unknown outcome for the client); after the quiesce there are none. The
+ * quiesce lasts at most one election timeout. */
+static void handoverTick(ledger_repl *r)
+{
+    struct repl__transfer *t = r->handover;
+    raft_id leader = 0;
+    const char *addr = NULL;
+    int rv;
+
+    if (t == NULL || t->started) {
+        return;
+    }
+    if (raft_state(&r->raft) != RAFT_LEADER) {
+        r->handover = NULL;
+        raft_leader(&r->raft, &leader, &addr);
+        t->cb(t->arg, leader);
+        free(t);
+        return;
+    }
+    if ((r->inflight > 0 || r->n_pending > 0) &&
+        uv_now(r->loop) < t->deadline) {
+        return;
+    }
+    t->started = true;
+    rv = raft_transfer(&r->raft, &t->req, t->id, transferCb);
+    if (rv != 0) {
+        repl__log(r, 2, "transfer to %llu: %s", (unsigned long long)t->id,
+                  raft_strerror(rv));
+        r->handover = NULL;
+        t->cb(t->arg, r->raft.id);
+        free(t);
+    }
+}
+
 int ledger_repl_transfer(ledger_repl *r, uint64_t id,
                          void (*cb)(void *arg, uint64_t leader), void *arg)
 {
     struct repl__transfer *t;
-    int rv;
 
     if (raft_state(&r->raft) != RAFT_LEADER) {
         return LEDGER_REPL_ENOTLEADER;
+    }
+    if (r->handover != NULL || r->raft.transfer != NULL) {
+        return LEDGER_REPL_EBUSY;
     }
     if (id == 0) {
         id = bestTransferTarget(r);
@@ -433,15 +487,11 @@ int ledger_repl_transfer(ledger_repl *r, uint64_t id,
     t->r = r;
     t->cb = cb;
     t->arg = arg;
+    t->id = id;
+    t->deadline = uv_now(r->loop) + r->cfg.election_ms;
     t->req.data = t;
-    rv = raft_transfer(&r->raft, &t->req, id, transferCb);
-    if (rv != 0) {
-        repl__log(r, 2, "transfer to %llu: %s", (unsigned long long)id,
-                  raft_strerror(rv));
-        free(t);
-        return rv == RAFT_NOTLEADER ? LEDGER_REPL_ENOTLEADER
-                                    : LEDGER_REPL_EUNKNOWN;
-    }
+    r->handover = t;
+    uv_idle_start(&r->flush_idle, flushIdleCb); /* flush what is queued */
     return 0;
 }
 
@@ -663,6 +713,7 @@ static void tickCb(uv_timer_t *t)
     }
     repl__election_tick(r);
     repl__membership_tick(r);
+    handoverTick(r);
     maybeProposeInit(r);
     repl__lag_tick(r);
 }

@@ -41,6 +41,7 @@ enum {
     LEDGER_REPL_ESHUTDOWN,  /* Node shutting down. */
     LEDGER_REPL_EAPPLY,     /* The store failed to apply the op. */
     LEDGER_REPL_ENOMEM,
+    LEDGER_REPL_EBUSY, /* A leadership transfer is already running. */
 };
 const char *ledger_repl_strerror(int code);
 
@@ -108,6 +109,10 @@ int ledger_repl_barrier(ledger_repl *r, ledger_repl_barrier_cb cb, void *arg);
  * new_leader_id) fires when done or timed out. */
 int ledger_repl_transfer(ledger_repl *r, uint64_t id,
                          void (*cb)(void *arg, uint64_t leader), void *arg);
+
+/* True while a leadership transfer started here is pending (Raft refuses
+ * new entries meanwhile: writes should wait for its outcome). */
+bool ledger_repl_transferring(ledger_repl *r);
 
 /* Membership changes, one at a time, leader only (membership.c). Return 0
  * (cb will fire later, never from inside the call, with status 0 or a

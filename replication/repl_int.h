@@ -21,6 +21,7 @@ struct repl__pending {
 
 struct repl__batch; /* repl.c */
 struct repl__change; /* membership.c */
+struct repl__transfer; /* repl.c */
 struct repl__barrier;
 
 struct repl__contact {
@@ -69,6 +70,7 @@ struct ledger_repl {
     int seen_state;
     uint64_t leader_changes;
     struct repl__change *change; /* Membership change in progress. */
+    struct repl__transfer *handover; /* Transfer quiescing or running. */
     unsigned drawn_timeout; /* Last election timeout narrowed (election.c) */
     uint64_t last_leader; /* Last non-zero leader seen, and its term. */
     uint64_t last_leader_term;
