@@ -147,8 +147,8 @@ static int catchUpFlag(struct ctl *ctl, const struct ctl_flag *flags,
         json_object_set_new(body, "timeout_ms", json_integer((json_int_t)ms));
     }
     if (ctl->timeout_ms == 0) {
-        ctl->timeout_ms = ms != 0 ? (unsigned)ms + 15000
-                                  : CTL_MEMBERSHIP_TIMEOUT_MS;
+        ctl->timeout_ms =
+            ms != 0 ? (unsigned)ms + 15000 : CTL_MEMBERSHIP_TIMEOUT_MS;
     }
     return 0;
 }
@@ -402,9 +402,8 @@ int ctlCmdLag(struct ctl *ctl, int argc, char **argv)
                        "%15lld\n",
                        intField(m, "id"), strField(m, "api_addr"),
                        strField(m, "role"), strField(m, "state"),
-                       intField(m, "match_index"),
-                       intField(m, "applied_index"), le, lm,
-                       intField(m, "last_contact_ms"));
+                       intField(m, "match_index"), intField(m, "applied_index"),
+                       le, lm, intField(m, "last_contact_ms"));
             }
             if ((has_entries && le > (long long)max_entries) ||
                 (has_ms && lm > (long long)max_ms)) {

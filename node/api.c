@@ -230,6 +230,7 @@ void api_forward(struct api_req *a)
                         "leadership kept moving: retry shortly");
         return;
     }
+    a->through_shutdown = true;
     api_wait(a, leaderWaitMs(a), leaderKnown, dispatch);
 }
 
@@ -313,7 +314,7 @@ static void forwardTo(struct api_req *a, const char *leader)
 void api_write(struct api_req *a, api_step_fn fn)
 {
     a->write_fn = fn;
-    dispatch(a);
+    api_forward(a); /* runs here, forwards, or waits for a leader */
 }
 
 /* ---- Waiting on the applied index ------------------------------------- */
@@ -347,7 +348,7 @@ void api_wait(struct api_req *a, uint64_t timeout_ms, api_ready_fn ready,
         then(a);
         return;
     }
-    if (n->shutting_down || timeout_ms == 0) {
+    if ((n->shutting_down && !a->through_shutdown) || timeout_ms == 0) {
         a->timed_out = true;
         then(a);
         return;
@@ -673,7 +674,11 @@ void api_handle(void *arg, http_request *req)
                         "'Authorization: Bearer TOKEN'");
         return;
     }
-    if (n->shutting_down) {
+    /* A node shutting down still takes writes: it hands them to the new
+     * leader (api_write waits for the hand-over), so a client that sent
+     * one just then sees no failure. Everything else goes elsewhere. */
+    if (n->shutting_down &&
+        !((IS("POST") || IS("PUT")) && strcmp(segs[1], "streams") == 0)) {
         a->route = "shutdown";
         api_reply_error(a, 503, "shutting_down",
                         "this node is shutting down: use another node");

@@ -206,8 +206,8 @@ static void addAfterPut(void *arg, int status,
                         ledger_repl_strerror(status));
         return;
     }
-    rv = ledger_repl_add(a->n->repl, &c->m, c->role, c->timeout_ms,
-                         changeDone, a);
+    rv = ledger_repl_add(a->n->repl, &c->m, c->role, c->timeout_ms, changeDone,
+                         a);
     free(c);
     if (rv != 0) {
         startFailed(a, rv);

@@ -69,6 +69,11 @@ static void drainAndClose(struct ledger_node *n)
 
 static bool handedOver;
 
+static void graceOver(uv_timer_t *t)
+{
+    drainAndClose(t->data);
+}
+
 static void transferDone(void *arg, uint64_t leader)
 {
     struct ledger_node *n = arg;
@@ -78,7 +83,14 @@ static void transferDone(void *arg, uint64_t leader)
     handedOver = true;
     ledger_log(LOG_INFO, NULL, "leadership handed to %llu",
                (unsigned long long)leader);
-    drainAndClose(n);
+    /* Followers learn the new leader from its first heartbeat; until then
+     * they may still forward writes here. Keep serving (forwarding them
+     * on) for a few heartbeats before closing the listener. */
+    uv_timer_stop(&n->shutdown_timer);
+    uv_timer_start(
+        &n->shutdown_timer, graceOver,
+        3ull * n->cfg->heartbeat_ms < 200 ? 200 : 3ull * n->cfg->heartbeat_ms,
+        0);
 }
 
 static void shutdownTimeout(uv_timer_t *t)

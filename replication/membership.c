@@ -114,8 +114,7 @@ static void promote(struct repl__change *c)
     c->step = STEP_PROMOTE;
     rv = raft_assign(&r->raft, &c->req, c->id, RAFT_VOTER, changeCb);
     if (rv != 0) {
-        snprintf(msg, sizeof msg, "promotion to voter: %s",
-                 raft_strerror(rv));
+        snprintf(msg, sizeof msg, "promotion to voter: %s", raft_strerror(rv));
         finish(c, rv, msg);
     }
 }
@@ -157,8 +156,7 @@ static void changeCb(struct raft_change *req, int status)
         snprintf(msg, sizeof msg,
                  "caught up in %llu ms, then promoted to voter",
                  (unsigned long long)c->caught_up_ms);
-        repl__log(r, 1, "membership: %llu %s", (unsigned long long)c->id,
-                  msg);
+        repl__log(r, 1, "membership: %llu %s", (unsigned long long)c->id, msg);
         finish(c, 0, msg);
         return;
     default:
@@ -184,8 +182,9 @@ void repl__membership_tick(ledger_repl *r)
     }
     lag = standbyLag(r, c->id);
     if (lag < 0) {
-        finish(c, RAFT_NOTFOUND, "the member left the configuration while "
-                                 "catching up");
+        finish(c, RAFT_NOTFOUND,
+               "the member left the configuration while "
+               "catching up");
         return;
     }
     if (lag <= REPL_PROMOTE_MAX_LAG) {
@@ -223,8 +222,7 @@ static struct repl__change *changeNew(ledger_repl *r, uint64_t id, int role,
 {
     struct repl__change *c = calloc(1, sizeof *c);
     if (c != NULL) {
-        c->timeout_ms =
-            timeout_ms != 0 ? timeout_ms : REPL_PROMOTE_TIMEOUT_MS;
+        c->timeout_ms = timeout_ms != 0 ? timeout_ms : REPL_PROMOTE_TIMEOUT_MS;
         c->r = r;
         c->cb = cb;
         c->arg = arg;
@@ -252,6 +250,22 @@ bool ledger_repl_change_busy(ledger_repl *r)
     return r->change != NULL;
 }
 
+bool ledger_repl_change_info(ledger_repl *r,
+                             struct ledger_repl_change_info *out)
+{
+    static const char *names[] = {"changing", "standby", "adding",
+                                  "catching_up", "promoting"};
+    struct repl__change *c = r->change;
+    if (c == NULL) {
+        return false;
+    }
+    out->id = c->id;
+    out->role = c->role;
+    out->step = names[c->step];
+    out->elapsed_ms = uv_now(r->loop) - c->started;
+    return true;
+}
+
 int ledger_repl_add(ledger_repl *r, const struct ledger_repl_member *m,
                     int role, unsigned timeout_ms, ledger_repl_change_cb cb,
                     void *arg)
@@ -269,8 +283,7 @@ int ledger_repl_add(ledger_repl *r, const struct ledger_repl_member *m,
 }
 
 int ledger_repl_assign(ledger_repl *r, uint64_t id, int role,
-                       unsigned timeout_ms, ledger_repl_change_cb cb,
-                       void *arg)
+                       unsigned timeout_ms, ledger_repl_change_cb cb, void *arg)
 {
     struct repl__change *c;
     int current = ledger_repl_member_role(r, id);
@@ -284,14 +297,12 @@ int ledger_repl_assign(ledger_repl *r, uint64_t id, int role,
     }
     if (role != RAFT_VOTER || current == RAFT_VOTER) {
         c->step = STEP_RAFT;
-        return begin(r, c,
-                     raft_assign(&r->raft, &c->req, id, role, changeCb));
+        return begin(r, c, raft_assign(&r->raft, &c->req, id, role, changeCb));
     }
     if (current == RAFT_SPARE) {
         c->step = STEP_STANDBY;
-        return begin(r, c,
-                     raft_assign(&r->raft, &c->req, id, RAFT_STANDBY,
-                                 changeCb));
+        return begin(
+            r, c, raft_assign(&r->raft, &c->req, id, RAFT_STANDBY, changeCb));
     }
     if (current < 0) {
         free(c);

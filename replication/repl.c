@@ -61,7 +61,6 @@ struct repl__transfer {
     void *arg;
 };
 
-
 void repl__log(ledger_repl *r, int level, const char *fmt, ...)
 {
     char msg[1024];

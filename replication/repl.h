@@ -125,8 +125,8 @@ bool ledger_repl_transferring(ledger_repl *r);
  * up to timeout_ms (0: REPL_PROMOTE_TIMEOUT_MS), until the member is within
  * REPL_PROMOTE_MAX_LAG entries of the leader; past the deadline it ends
  * with RAFT_NOCONNECTION and the member stays a standby. */
-#define REPL_PROMOTE_MAX_LAG 64         /* Entries behind, at most. */
-#define REPL_PROMOTE_TIMEOUT_MS 60000u  /* Default catch-up deadline. */
+#define REPL_PROMOTE_MAX_LAG 64        /* Entries behind, at most. */
+#define REPL_PROMOTE_TIMEOUT_MS 60000u /* Default catch-up deadline. */
 typedef void (*ledger_repl_change_cb)(void *arg, int status, const char *msg);
 int ledger_repl_add(ledger_repl *r, const struct ledger_repl_member *m,
                     int role, unsigned timeout_ms, ledger_repl_change_cb cb,
@@ -137,6 +137,16 @@ int ledger_repl_assign(ledger_repl *r, uint64_t id, int role,
 int ledger_repl_remove(ledger_repl *r, uint64_t id, ledger_repl_change_cb cb,
                        void *arg);
 bool ledger_repl_change_busy(ledger_repl *r);
+/* The change in progress, if any (false: none). */
+struct ledger_repl_change_info {
+    uint64_t id;
+    int role;         /* Role it is heading for. */
+    const char *step; /* "adding", "standby", "catching_up", "promoting",
+                         "changing" */
+    uint64_t elapsed_ms;
+};
+bool ledger_repl_change_info(ledger_repl *r,
+                             struct ledger_repl_change_info *out);
 /* Role of member `id` in the current configuration, -1 if not a member. */
 int ledger_repl_member_role(ledger_repl *r, uint64_t id);
 /* Number of voters in the current configuration. */

@@ -19,8 +19,8 @@ struct repl__pending {
     void *arg;
 };
 
-struct repl__batch; /* repl.c */
-struct repl__change; /* membership.c */
+struct repl__batch;    /* repl.c */
+struct repl__change;   /* membership.c */
 struct repl__transfer; /* repl.c */
 struct repl__barrier;
 
@@ -69,10 +69,10 @@ struct ledger_repl {
     uint64_t seen_leader;
     int seen_state;
     uint64_t leader_changes;
-    struct repl__change *change; /* Membership change in progress. */
+    struct repl__change *change;     /* Membership change in progress. */
     struct repl__transfer *handover; /* Transfer quiescing or running. */
     unsigned drawn_timeout; /* Last election timeout narrowed (election.c) */
-    uint64_t last_leader; /* Last non-zero leader seen, and its term. */
+    uint64_t last_leader;   /* Last non-zero leader seen, and its term. */
     uint64_t last_leader_term;
     bool init_proposed;
     void (*applied_cb)(void *arg);
