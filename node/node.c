@@ -24,6 +24,7 @@
 #include "node/http_client.h"
 #include "node/log.h"
 #include "node/node.h"
+#include "node/peers.h"
 
 #define SWEEP_INTERVAL_MS 20
 #define LOCK_WAIT_MS 2000 /* For a dying predecessor's data-dir lock. */
@@ -63,6 +64,8 @@ static void drainAndClose(struct ledger_node *n)
 {
     uv_timer_stop(&n->shutdown_timer);
     uv_timer_stop(&n->join_timer);
+    peers_close(n->peers);
+    n->peers = NULL;
     api_sweep(n, true); /* answer every waiting reader now */
     http_server_close(n->http, httpClosed, n);
 }
@@ -389,6 +392,7 @@ int node_run(struct ledger_config *cfg)
     uv_timer_init(&loop, &n.sweep);
     n.sweep.data = &n;
     uv_timer_start(&n.sweep, sweepCb, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
+    n.peers = peers_start(&n);
     uv_timer_init(&loop, &n.shutdown_timer);
     n.shutdown_timer.data = &n;
     uv_signal_init(&loop, &n.sigterm);

@@ -32,6 +32,7 @@ struct ledger_node {
     bool joining;              /* --join: not yet a member. */
     bool join_promote;         /* --join: member already; ask for voter. */
     struct api_req *waiters;   /* Requests waiting on the applied index. */
+    struct peers *peers;       /* Leader: polls members' applied index. */
     uint64_t next_rid;
     bool shutting_down;
     int exit_code;

@@ -85,6 +85,7 @@ static int fsmApply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 
     *result = NULL;
     fsmFreeUnclaimed(r);
+    repl__logmem_note(r, buf->len);
 
     rv = ledger_store_get_state(r->store, &st);
     if (rv != 0) {

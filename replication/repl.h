@@ -192,6 +192,12 @@ struct ledger_repl_member_info {
 size_t ledger_repl_members(ledger_repl *r, struct ledger_repl_member_info *out,
                            size_t max);
 
+/* Leader: member `id` reports having applied `applied` (node/peers.c).
+ * Shown as its applied_index while younger than REPL_APPLIED_FRESH_MS;
+ * after that the leader's estimate min(match_index, commit_index). */
+#define REPL_APPLIED_FRESH_MS 2000
+void ledger_repl_note_applied(ledger_repl *r, uint64_t id, uint64_t applied);
+
 /* Called (from the loop) whenever the applied index advanced. */
 void ledger_repl_on_applied(ledger_repl *r, void (*cb)(void *arg), void *arg);
 

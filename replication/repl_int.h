@@ -28,6 +28,8 @@ struct repl__contact {
     uint64_t id;
     uint64_t match_index;
     uint64_t last_contact; /* uv_now ms, 0: never */
+    uint64_t applied;      /* As the member last reported it... */
+    uint64_t applied_at;   /* ...at this uv_now ms (0: never). */
 };
 
 struct ledger_repl {
@@ -71,6 +73,7 @@ struct ledger_repl {
     uint64_t leader_changes;
     struct repl__change *change;     /* Membership change in progress. */
     struct repl__transfer *handover; /* Transfer quiescing or running. */
+    uint64_t avg_entry_bytes;        /* Applied entries (logmem.c). */
     unsigned drawn_timeout; /* Last election timeout narrowed (election.c) */
     uint64_t last_leader;   /* Last non-zero leader seen, and its term. */
     uint64_t last_leader_term;
@@ -113,6 +116,10 @@ void repl__election_tick(ledger_repl *r);
 /* membership.c */
 void repl__membership_tick(ledger_repl *r);
 void repl__membership_close(ledger_repl *r);
+
+/* logmem.c: adapt raft's snapshot knobs to the average entry size. */
+#define REPL_LOG_BUDGET (32u << 20) /* Bytes of Raft log kept in memory. */
+void repl__logmem_note(ledger_repl *r, size_t entry_bytes);
 
 /* lag.c */
 void repl__lag_tick(ledger_repl *r);
