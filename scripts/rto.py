@@ -96,7 +96,7 @@ def soak(args):
         leader = c.leader()
         term0 = c.cluster_info(leader)["term"]
         before = counters(c)
-        eps = ",".join(c.addr(i) for i in c.ids)
+        eps = ",".join(c.addr(i) for i in c.ids())
         cmd = [harness.LEDGERCTL, "--endpoints", eps, "bench", "--clients",
                str(args.clients), "--size", "100", "--duration",
                str(args.soak)]
