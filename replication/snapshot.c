@@ -24,6 +24,12 @@
  *   a crash midway leaves the store as it was.
  * The pull blocks the loop while it runs: only a lagging follower does it,
  * and Raft tolerates a follower that is slow to answer.
+ *
+ * Durability: the store commits with synchronous=NORMAL (no fsync per
+ * commit, store/store.c), so the snapshot is taken only after
+ * ledger_store_sync() made every applied entry durable, and a restore ends
+ * with one too: Raft drops or replaces log entries only once their effects
+ * are on disk in the store.
  */
 #include <jansson.h>
 #include <msgpack.h>
@@ -97,7 +103,11 @@ int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     struct raft_buffer *out;
     int rv;
 
-    if (ledger_store_get_state(r->store, &st) != 0) {
+    /* Raft may drop the log entries this snapshot covers once it has it, and
+     * the store commits without fsync (store/store.c): make every applied
+     * entry durable in the store first. No snapshot without it. */
+    if (ledger_store_sync(r->store) != 0 ||
+        ledger_store_get_state(r->store, &st) != 0) {
         repl__log(r, 3, "snapshot: %s", ledger_store_errmsg(r->store));
         return RAFT_IOERR;
     }
@@ -461,6 +471,12 @@ int repl__restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     if (restoreState(r, &s) != 0 ||
         ledger_store_commit(r->store, s.index) != 0) {
         ledger_store_rollback(r->store);
+        rv = RAFT_IOERR;
+        goto out;
+    }
+    /* Raft replaces its log with this snapshot: the state must be durable. */
+    if (ledger_store_sync(r->store) != 0) {
+        repl__log(r, 3, "restore: %s", ledger_store_errmsg(r->store));
         rv = RAFT_IOERR;
         goto out;
     }

@@ -126,6 +126,13 @@ struct ledger_store_state {
 
 int ledger_store_get_state(ledger_store *s, struct ledger_store_state *out);
 
+/* Durability barrier: fdatasync the store's WAL and database files (and
+ * fsync their directory), so every committed transaction survives an OS
+ * crash or power loss. Commits alone survive only a crash of the process
+ * (synchronous=NORMAL). Call it before anything that lets the Raft log
+ * forget applied entries. Must not be called inside a write transaction. */
+int ledger_store_sync(ledger_store *s);
+
 /* ---- Write transaction (used by the state machine only) ---------------- */
 
 /* Begin / commit / roll back the single write transaction. Commit records
