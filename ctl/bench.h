@@ -39,15 +39,15 @@ struct bench_workload {
 };
 
 struct bench_result {
-    double secs;             /* From the first request to the deadline. */
-    uint64_t requests;       /* Successful (2xx) requests. */
-    uint64_t events;         /* Events they carried. */
-    uint64_t rejected;       /* 429 and 503 answers. */
-    uint64_t errors;         /* Transport errors, other statuses, bad
-                                bodies. */
-    uint32_t *lat_us;        /* Sorted latencies of successful requests. */
-    size_t n_lat;            /* == requests unless memory ran out. */
-    char last_error[256];    /* "" if none. */
+    double secs;          /* From the first request to the deadline. */
+    uint64_t requests;    /* Successful (2xx) requests. */
+    uint64_t events;      /* Events they carried. */
+    uint64_t rejected;    /* 429 and 503 answers. */
+    uint64_t errors;      /* Transport errors, other statuses, bad
+                             bodies. */
+    uint32_t *lat_us;     /* Sorted latencies of successful requests. */
+    size_t n_lat;         /* == requests unless memory ran out. */
+    char last_error[256]; /* "" if none. */
 };
 
 /* Run the load: client i connects to addrs[i % n_addrs] ("HOST:PORT",

@@ -336,8 +336,8 @@ static void clientStart(struct bench_client *c)
     c->tcp.data = c;
     c->connect.data = c;
     c->state = C_CONNECTING;
-    rv = uv_tcp_connect(&c->connect, &c->tcp,
-                        (const struct sockaddr *)&c->addr, connectCb);
+    rv = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&c->addr,
+                        connectCb);
     if (rv != 0) {
         clientFail(c, uv_strerror(rv));
     }
@@ -459,9 +459,8 @@ int bench_run(const char *const *addrs, size_t n_addrs, size_t n_clients,
     assert(rv == 0);
     (void)rv;
 
-    out->secs = (double)((b->stop_ns ? b->stop_ns : uv_hrtime()) -
-                         b->start_ns) /
-                1e9;
+    out->secs =
+        (double)((b->stop_ns ? b->stop_ns : uv_hrtime()) - b->start_ns) / 1e9;
     if (out->n_lat > 0) {
         qsort(out->lat_us, out->n_lat, sizeof *out->lat_us, cmpU32);
     }
