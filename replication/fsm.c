@@ -14,6 +14,15 @@
  *   and recorded as applied with no effect, so replicas stay identical.
  * - A store I/O error aborts the transaction and returns RAFT_IOERR: the
  *   entry is not marked applied and Raft will try again.
+ * - Memory: raft 0.15 keeps every entry since its last snapshot, plus
+ *   `trailing` older ones, in memory, and counts both in entries only. With
+ *   big entries (group commit packs up to REPL_MAX_BATCH_BYTES) that is
+ *   unbounded in bytes, so apply also counts bytes: once the entries since
+ *   the last snapshot hold REPL__SNAPSHOT_BYTES, it lowers raft's snapshot
+ *   threshold so that a snapshot is taken right after this entry, and the
+ *   snapshot keeps only as many trailing entries as fit in
+ *   REPL__TRAILING_BYTES (repl__fsm_trailing). Snapshots are cheap here
+ *   (snapshot.c): they do not copy events.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +33,49 @@ static void fsmFreeUnclaimed(ledger_repl *r)
 {
     free(r->unclaimed);
     r->unclaimed = NULL;
+}
+
+/* Remember the entry's size; ask for a snapshot after this entry when the
+ * entries since the last one hold REPL__SNAPSHOT_BYTES. raft reads the
+ * threshold right after apply returns (replicationApply). */
+static void accountEntry(ledger_repl *r, uint64_t index, size_t len)
+{
+    uint64_t since = index - r->raft.log.snapshot.last_index;
+
+    r->sizes[index % REPL__SIZE_RING].index = index;
+    r->sizes[index % REPL__SIZE_RING].len =
+        len > UINT32_MAX ? UINT32_MAX : (uint32_t)len;
+    r->bytes_since_snapshot += len;
+    if (r->bytes_since_snapshot >= REPL__SNAPSHOT_BYTES && since > 0 &&
+        since < r->raft.snapshot.threshold) {
+        r->raft.snapshot.threshold = (unsigned)since;
+    }
+}
+
+unsigned repl__fsm_trailing(ledger_repl *r)
+{
+    uint64_t last = r->raft.last_applied;
+    uint64_t bytes = 0;
+    unsigned n = 0;
+
+    while (n < r->cfg.snapshot_trailing && n < REPL__SIZE_RING && n < last) {
+        uint64_t i = last - n;
+        uint64_t len = r->sizes[i % REPL__SIZE_RING].index == i
+                           ? r->sizes[i % REPL__SIZE_RING].len
+                           : 0; /* Barrier or configuration: tiny. */
+        if (n >= REPL__TRAILING_MIN && bytes + len > REPL__TRAILING_BYTES) {
+            break;
+        }
+        bytes += len;
+        n++;
+    }
+    return n;
+}
+
+void repl__fsm_snapshotted(ledger_repl *r)
+{
+    r->bytes_since_snapshot = 0;
+    r->raft.snapshot.threshold = r->cfg.snapshot_threshold;
 }
 
 static int applyOp(ledger_repl *r, const struct op *op, int64_t ts,
@@ -85,6 +137,7 @@ static int fsmApply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 
     *result = NULL;
     fsmFreeUnclaimed(r);
+    accountEntry(r, index, buf->len);
 
     rv = ledger_store_get_state(r->store, &st);
     if (rv != 0) {

@@ -12,6 +12,14 @@
 #define REPL__MAX_MEMBERS 64 /* Members tracked for lag. */
 #define REPL__TIME_RING 4096 /* Append times remembered for lag_ms. */
 #define REPL__INSTALL_SNAPSHOT_TIMEOUT_MS 3000 /* Resend a lost snapshot. */
+#define REPL__SIZE_RING 4096 /* Sizes of the last applied entries (fsm.c). */
+#define REPL__SNAPSHOT_BYTES                                                   \
+    (8u << 20) /* Snapshot once the entries since                              \
+                  the last one hold this much. */
+#define REPL__TRAILING_BYTES                                                   \
+    (8u << 20)               /* Entries kept after a snapshot                  \
+                                hold at most this much... */
+#define REPL__TRAILING_MIN 8 /* ...unless fewer than this many. */
 
 struct repl__pending {
     struct op_buf buf;
@@ -78,6 +86,14 @@ struct ledger_repl {
         uint64_t time;
     } ring[REPL__TIME_RING];
 
+    /* Memory bound of Raft's in-memory log (fsm.c, snapshot.c): sizes of
+     * recent entries and the bytes applied since the last snapshot. */
+    struct {
+        uint64_t index;
+        uint32_t len;
+    } sizes[REPL__SIZE_RING];
+    uint64_t bytes_since_snapshot;
+
     /* Shutdown. */
     bool closing;
     int open_handles;
@@ -91,6 +107,12 @@ void repl__log(ledger_repl *r, int level, const char *fmt, ...)
 /* fsm.c */
 void repl__fsm_init(ledger_repl *r);
 void repl__fsm_close(ledger_repl *r);
+/* Entries to keep after a snapshot at the last applied index: at most
+ * cfg.snapshot_trailing, and the most recent ones holding at most
+ * REPL__TRAILING_BYTES (but at least REPL__TRAILING_MIN). */
+unsigned repl__fsm_trailing(ledger_repl *r);
+/* A snapshot was taken or installed: count bytes from zero again. */
+void repl__fsm_snapshotted(ledger_repl *r);
 
 /* snapshot.c */
 int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],

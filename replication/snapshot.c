@@ -111,6 +111,10 @@ int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
         repl__log(r, 3, "snapshot: %s", ledger_store_errmsg(r->store));
         return RAFT_IOERR;
     }
+    /* raft reads the trailing count right after this returns (putSnapshot)
+     * and again when the snapshot is stored (logSnapshot). */
+    r->raft.snapshot.trailing = repl__fsm_trailing(r);
+    repl__fsm_snapshotted(r);
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     rv = msgpack_pack_array(&pk, 7);
@@ -480,6 +484,7 @@ int repl__restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         rv = RAFT_IOERR;
         goto out;
     }
+    repl__fsm_snapshotted(r);
     repl__log(r, 1, "restore: caught up to position %llu",
               (unsigned long long)s.position);
     rv = 0;
