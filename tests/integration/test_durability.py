@@ -3,10 +3,11 @@ snapshot (store/store.c, replication/snapshot.c): after snapshots compacted
 the Raft log, kill -9 of every node and a restart lose nothing that was
 acknowledged, and the chains still agree."""
 import glob
+import json
 import os
 import unittest
 
-from harness import ClusterTestCase, unique
+from harness import ClusterTestCase, ledgerctl, unique
 
 
 class DurabilityAfterSnapshotTest(ClusterTestCase):
@@ -44,6 +45,32 @@ class DurabilityAfterSnapshotTest(ClusterTestCase):
         self.assertTrue(v["ok"], v)
         for nid in c.ids():
             self.assertNotIn("snapshot: sync", c.log_text(nid))
+
+
+class SnapshotByBytesTest(ClusterTestCase):
+    """Raft keeps its log in memory and counts snapshots in entries (default
+    1024); big entries make a snapshot once 8 MiB were applied since the
+    last one, so memory stays bounded (replication/fsm.c)."""
+
+    def test_big_entries_trigger_snapshots(self):
+        c = self.c
+        eps = ",".join(c.addr(i) for i in c.ids())
+        # About 24 MiB in well under 1024 entries.
+        p = ledgerctl("--json", "--endpoints", eps, "bench", "--clients", "2",
+                      "--batch", "1000", "--size", "500", "--stream",
+                      unique("big"), "--streams", "1", "--events", "40000",
+                      "--duration", "120")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["errors"], 0)
+        st, _, cl = c.http("GET", c.leader(), "/v1/cluster")
+        self.assertLess(cl["commit_index"], 1024)
+        for nid in c.ids():
+            c.wait_caught_up(nid)
+            d = os.path.join(c.nodes[nid].data_dir, "raft")
+            self.assertTrue(glob.glob(os.path.join(d, "snapshot-*")),
+                            f"node {nid}: no snapshot")
+        v = c.wait_verify_agree()
+        self.assertTrue(v["ok"], v)
 
 
 if __name__ == "__main__":
