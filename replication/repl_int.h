@@ -36,6 +36,15 @@ struct repl__contact {
     uint64_t last_contact; /* uv_now ms, 0: never */
 };
 
+/* Raft's TCP transport with TCP_NODELAY (transport.c). `base` is what raft
+ * uses; it must stay the first member. */
+struct repl__transport {
+    struct raft_uv_transport base;
+    struct raft_uv_transport inner; /* raft_uv_tcp */
+    raft_uv_accept_cb accept_cb;
+    raft_uv_transport_close_cb close_cb;
+};
+
 struct ledger_repl {
     uv_loop_t *loop;
     ledger_store *store;
@@ -51,7 +60,7 @@ struct ledger_repl {
 
     struct raft raft;
     struct raft_io io;
-    struct raft_uv_transport transport;
+    struct repl__transport transport;
     struct raft_fsm fsm;
 
     /* Group commit queue (ops not yet in an entry). */
@@ -121,6 +130,10 @@ int repl__restore(struct raft_fsm *fsm, struct raft_buffer *buf);
 
 /* repl.c: API address of member `id` (store, else --bootstrap). */
 bool repl__member_api(ledger_repl *r, uint64_t id, char *buf, size_t len);
+
+/* transport.c: raft_uv_tcp_init / raft_uv_tcp_close of the decorator. */
+int repl__transport_init(struct repl__transport *x, uv_loop_t *loop);
+void repl__transport_close(struct repl__transport *x);
 
 /* lag.c */
 void repl__lag_tick(ledger_repl *r);
