@@ -14,12 +14,19 @@
 #define REPL__INSTALL_SNAPSHOT_TIMEOUT_MS 3000 /* Resend a lost snapshot. */
 #define REPL__SIZE_RING 4096 /* Sizes of the last applied entries (fsm.c). */
 #define REPL__SNAPSHOT_BYTES                                                   \
-    (8u << 20) /* Snapshot once the entries since                              \
+    (16u << 20) /* Snapshot once the entries since                             \
                   the last one hold this much. */
 #define REPL__TRAILING_BYTES                                                   \
     (8u << 20)               /* Entries kept after a snapshot                  \
                                 hold at most this much... */
 #define REPL__TRAILING_MIN 8 /* ...unless fewer than this many. */
+#define REPL__CHECKPOINT_FRAMES                                                \
+    1000 /* WAL frames: checkpoint off the loop.                               \
+          */
+#define REPL__CHECKPOINT_FORCE_FRAMES                                          \
+    32000 /* WAL frames: checkpoint on the loop (the thread fell behind). */
+
+struct repl__checkpointer; /* fsm.c */
 
 struct repl__pending {
     struct op_buf buf;
@@ -102,6 +109,10 @@ struct ledger_repl {
         uint32_t len;
     } sizes[REPL__SIZE_RING];
     uint64_t bytes_since_snapshot;
+
+    /* WAL checkpoints on the threadpool (fsm.c); NULL: SQLite's own. */
+    struct repl__checkpointer *ckpt;
+    bool ckpt_tried;
 
     /* Shutdown. */
     bool closing;

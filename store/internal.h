@@ -57,6 +57,8 @@ struct ledger_store {
     bool in_tx;                   /* A write transaction is open. */
     struct hash_ctx hash;         /* Reused digest context. */
     sqlite3_stmt *stmts[STMT__N]; /* NULL until first use. */
+    uint64_t wal_frames;          /* WAL size after the last commit, with
+                                     manual checkpoints (checkpoint.c). */
     char errmsg[STORE__ERRMSG_SIZE];
 };
 

@@ -953,3 +953,8 @@ int ledger_store_sync(ledger_store *s)
     free(p);
     return rv;
 }
+
+const char *ledger_store_path(const ledger_store *s)
+{
+    return s->path;
+}
