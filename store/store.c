@@ -21,6 +21,10 @@
  *   the state after entries 1..applied_index.
  * - After ledger_store_sync() returns 0, every committed transaction is on
  *   disk.
+ * - A writer handle caches the state (applied_index, head, cluster_id) read
+ *   outside a write transaction; ledger_store_begin drops it. So another
+ *   process writing the file behind our back (never done but by an
+ *   operator's sqlite3 shell) is seen after our next write transaction.
  * - Every write goes through the one write transaction (in_tx); nothing
  *   writes outside it except the schema migration at open.
  * - Every error path leaves a one-line message in errmsg. */
@@ -359,6 +363,7 @@ static int storeOpen(const char *path, bool reader, ledger_store **out,
         }
         return LEDGER_STORE_ENOMEM;
     }
+    s->reader = reader;
     s->path = strdup(path);
     if (s->path == NULL) {
         rv = storeErrf(s, LEDGER_STORE_ENOMEM, "open store: out of memory");
@@ -554,6 +559,14 @@ int ledger_store_get_state(ledger_store *s, struct ledger_store_state *out)
     if (out == NULL) {
         return storeErrf(s, LEDGER_STORE_EINVAL, "get state: no output");
     }
+    /* Only this handle writes, and only inside begin..commit: the state read
+     * after the last write transaction is still the state (the API asks
+     * for it on every request; reading it is a read transaction with four
+     * queries). A reader handle never caches: the writer moves on. */
+    if (s->state_cached && !s->in_tx) {
+        *out = s->state;
+        return LEDGER_STORE_OK;
+    }
     memset(&st, 0, sizeof st);
     rv = storeReadBegin(s, &opened);
     if (rv != LEDGER_STORE_OK) {
@@ -573,6 +586,10 @@ int ledger_store_get_state(ledger_store *s, struct ledger_store_state *out)
     storeReadEnd(s, opened);
     if (rv == LEDGER_STORE_OK) {
         *out = st;
+        if (!s->reader && !s->in_tx) {
+            s->state = st;
+            s->state_cached = true;
+        }
     }
     return rv;
 }
@@ -586,6 +603,7 @@ int ledger_store_begin(ledger_store *s)
         return storeErrf(s, LEDGER_STORE_EINVAL,
                          "begin: a write transaction is already open");
     }
+    s->state_cached = false; /* The transaction may change it. */
     rv = storeExec(s, STMT_BEGIN_WRITE, "begin write transaction");
     if (rv == LEDGER_STORE_OK) {
         s->in_tx = true;
