@@ -9,7 +9,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DIR        ?= ./ledger-data
 
-.PHONY: all deps build build-asan cluster cluster-down test unit format clean
+.PHONY: all deps build build-asan cluster cluster-down test unit format clean bench
 
 all: build
 
@@ -36,6 +36,11 @@ test: build build-asan
 	  ctest --output-on-failure --timeout 600 -j 2 2>&1 | tee ctest.log; \
 	  rc=$$?; grep -E "tests passed|tests failed" ctest.log | tail -n 1; \
 	  exit $$rc
+
+# ledger against etcd on this machine (installs etcd-server if missing);
+# prints one table and the targets of docs/performance.md. About 2 minutes.
+bench: build
+	@/usr/bin/python3 bench/vs-etcd
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

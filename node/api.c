@@ -16,6 +16,7 @@
 #define MEMBERSHIP_FORWARD_TIMEOUT_MS 120000 /* promotion catch-up */
 #define READ_INDEX_TIMEOUT_MS 5000
 #define STRONG_WAIT_MS 5000
+#define PEER_POOL_MAX_IDLE 64 /* Idle keep-alive connections to peers. */
 
 /* ---- Replies ---------------------------------------------------------- */
 
@@ -163,6 +164,26 @@ bad:
 
 /* ---- Forwarding ------------------------------------------------------- */
 
+/* Requests to a peer's API (forwarded writes, read-index queries) go over
+ * the node's pool of keep-alive connections, created on first use; once
+ * shutdown has begun (the pool is closed by api_sweep) they use one-shot
+ * connections. */
+static int peerRequest(struct ledger_node *n, const char *addr,
+                       const char *method, const char *path,
+                       const char *headers, const char *body, size_t len,
+                       unsigned timeout_ms, http_client_cb cb, void *arg)
+{
+    if (!n->shutting_down && n->peers == NULL) {
+        n->peers = http_pool_create(n->loop, PEER_POOL_MAX_IDLE);
+    }
+    if (n->shutting_down || n->peers == NULL) {
+        return http_client_request(n->loop, addr, method, path, headers, body,
+                                   len, timeout_ms, cb, arg);
+    }
+    return http_pool_request(n->peers, addr, method, path, headers, body, len,
+                             timeout_ms, cb, arg);
+}
+
 /* Writes during a leadership change wait for the new leader instead of
  * failing: a node that knows no leader (or only one that refused the
  * connection, or is itself handing leadership over) parks the request for
@@ -298,12 +319,11 @@ static void forwardTo(struct api_req *a, const char *leader)
     }
     metrics_forwarded();
     /* A forwarded long poll may legitimately take wait_ms. */
-    rv = http_client_request(a->n->loop, leader, a->method, path, headers, body,
-                             blen,
-                             strncmp(a->route, "member", 6) == 0
-                                 ? MEMBERSHIP_FORWARD_TIMEOUT_MS
-                                 : FORWARD_TIMEOUT_MS + (unsigned)a->wait_ms,
-                             forwardCb, a);
+    rv = peerRequest(a->n, leader, a->method, path, headers, body, blen,
+                     strncmp(a->route, "member", 6) == 0
+                         ? MEMBERSHIP_FORWARD_TIMEOUT_MS
+                         : FORWARD_TIMEOUT_MS + (unsigned)a->wait_ms,
+                     forwardCb, a);
     if (rv != 0) {
         api_reply_error(a, 503, "leader_unreachable",
                         "cannot reach the leader at %s (%s): retry shortly",
@@ -371,6 +391,11 @@ void api_sweep(struct ledger_node *n, bool flush_all)
     struct api_req *a = n->waiters;
     struct api_req *ready_list = NULL;
 
+    if (flush_all) {
+        /* Shutdown (node.c): no new pooled requests; the idle ones close. */
+        http_pool_close(n->peers);
+        n->peers = NULL;
+    }
     /* Collect first, then run: running may add or free waiters. */
     while (a != NULL) {
         struct api_req *next = a->next;
@@ -470,9 +495,8 @@ void api_catch_up(struct api_req *a, uint64_t timeout_ms, api_step_fn then)
     }
     api_peer_headers(a, headers, sizeof headers);
     a->wait_timeout = timeout_ms;
-    rv = http_client_request(a->n->loop, leader, "GET",
-                             "/v1/internal/read_index", headers, NULL, 0,
-                             READ_INDEX_TIMEOUT_MS, readIndexCb, a);
+    rv = peerRequest(a->n, leader, "GET", "/v1/internal/read_index", headers,
+                     NULL, 0, READ_INDEX_TIMEOUT_MS, readIndexCb, a);
     if (rv != 0) {
         a->timed_out = true;
         then(a);

@@ -64,8 +64,8 @@ static void drainAndClose(struct ledger_node *n)
 {
     uv_timer_stop(&n->shutdown_timer);
     uv_timer_stop(&n->join_timer);
-    peers_close(n->peers);
-    n->peers = NULL;
+    peers_close(n->applied_poll);
+    n->applied_poll = NULL;
     api_sweep(n, true); /* answer every waiting reader now */
     http_server_close(n->http, httpClosed, n);
 }
@@ -392,7 +392,7 @@ int node_run(struct ledger_config *cfg)
     uv_timer_init(&loop, &n.sweep);
     n.sweep.data = &n;
     uv_timer_start(&n.sweep, sweepCb, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
-    n.peers = peers_start(&n);
+    n.applied_poll = peers_start(&n);
     uv_timer_init(&loop, &n.shutdown_timer);
     n.shutdown_timer.data = &n;
     uv_signal_init(&loop, &n.sigterm);

@@ -17,6 +17,7 @@
 #include "store/store.h"
 
 struct api_req;
+struct http_pool;
 
 struct ledger_node {
     uv_loop_t *loop;
@@ -32,7 +33,9 @@ struct ledger_node {
     bool joining;              /* --join: not yet a member. */
     bool join_promote;         /* --join: member already; ask for voter. */
     struct api_req *waiters;   /* Requests waiting on the applied index. */
-    struct peers *peers;       /* Leader: polls members' applied index. */
+    struct peers *applied_poll; /* Leader: polls members' applied index. */
+    struct http_pool *peers;   /* Keep-alive connections to peers' APIs
+                                  (api.c; closed by api_sweep at shutdown). */
     uint64_t next_rid;
     bool shutting_down;
     int exit_code;

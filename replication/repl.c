@@ -778,12 +778,12 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
     }
     r->cfg.bootstrap = r->bootstrap;
 
-    rv = raft_uv_tcp_init(&r->transport, loop);
+    rv = repl__transport_init(&r->transport, loop);
     if (rv != 0) {
         snprintf(err, errlen, "raft transport: %s", raft_strerror(rv));
         goto err_after_alloc;
     }
-    rv = raft_uv_init(&r->io, loop, r->raft_dir, &r->transport);
+    rv = raft_uv_init(&r->io, loop, r->raft_dir, &r->transport.base);
     if (rv != 0) {
         snprintf(err, errlen, "raft storage in %s: %s", r->raft_dir,
                  r->io.errmsg[0] ? r->io.errmsg : raft_strerror(rv));
@@ -909,7 +909,7 @@ static void raftClosed(struct raft *raft)
 {
     ledger_repl *r = raft->data;
     raft_uv_close(&r->io);
-    raft_uv_tcp_close(&r->transport);
+    repl__transport_close(&r->transport);
     uv_close((uv_handle_t *)&r->flush_idle, handleClosed);
     uv_close((uv_handle_t *)&r->tick, handleClosed);
     uv_close((uv_handle_t *)&r->check, handleClosed);
