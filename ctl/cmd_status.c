@@ -44,6 +44,13 @@ void ctlPrintClusterTable(const json_t *cluster, int members_only)
         printf("cluster %s  leader %lld  term %lld  commit_index %lld\n", idbuf,
                intField(cluster, "leader_id"), intField(cluster, "term"),
                intField(cluster, "commit_index"));
+        const json_t *ch = json_object_get(cluster, "membership_change");
+        if (json_is_object(ch)) {
+            printf("membership change in progress: member %lld -> %s (%s, "
+                   "%lld ms)\n",
+                   intField(ch, "id"), strField(ch, "role"),
+                   strField(ch, "step"), intField(ch, "elapsed_ms"));
+        }
         printf("%-4s %-21s %-21s %-8s %-12s %11s %13s %11s %8s\n", "ID",
                "RAFT_ADDR", "API_ADDR", "ROLE", "STATE", "MATCH_INDEX",
                "APPLIED_INDEX", "LAG_ENTRIES", "LAG_MS");

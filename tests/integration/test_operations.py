@@ -229,6 +229,11 @@ class RefusalTest(ClusterTestCase):
             return ch if ch and ch["step"] == "catching_up" else None
         ch = wait_until(waiting, timeout=30, msg="the promotion to wait")
         self.assertEqual((ch["id"], ch["role"]), (11, "voter"), ch)
+        eps = ",".join(c.addr(n) for n in c.ids())
+        r = ledgerctl("--endpoints", eps, "status")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("membership change in progress: member 11 -> voter "
+                      "(catching_up, ", r.stdout)
         st, h, b = c.http("POST", c.leader(), "/v1/cluster/members",
                           body={"id": 12, "raft_addr": ra2, "api_addr": aa2})
         self.assertEqual((st, b["error"]["code"]),
