@@ -92,6 +92,24 @@ void metrics_forwarded(void)
     forwarded++;
 }
 
+static const unsigned STALL_BUCKETS_MS[] = {50, 100, 250, 500, 1000};
+#define N_STALL_BUCKETS (sizeof STALL_BUCKETS_MS / sizeof STALL_BUCKETS_MS[0])
+static uint64_t stallCounts[N_STALL_BUCKETS];
+static uint64_t stallMaxMs;
+
+void metrics_loop_stall(uint64_t ms)
+{
+    size_t i;
+    for (i = 0; i < N_STALL_BUCKETS; i++) {
+        if (ms >= STALL_BUCKETS_MS[i]) {
+            stallCounts[i]++;
+        }
+    }
+    if (ms > stallMaxMs) {
+        stallMaxMs = ms;
+    }
+}
+
 void metrics_rejected(const char *reason)
 {
     size_t i;
@@ -230,6 +248,18 @@ char *metrics_render(const struct ledger_repl_status *st, uint64_t position,
           "answered.\n# TYPE ledger_http_inflight gauge\n"
           "ledger_http_inflight %zu\n",
           inflight_http);
+    bputf(&b, "# HELP ledger_loop_stalls_total Event-loop stalls at least "
+              "this long (le: seconds).\n# TYPE ledger_loop_stalls_total "
+              "counter\n");
+    for (i = 0; i < N_STALL_BUCKETS; i++) {
+        bputf(&b, "ledger_loop_stalls_total{over=\"%g\"} %llu\n",
+              STALL_BUCKETS_MS[i] / 1000.0, (unsigned long long)stallCounts[i]);
+    }
+    bputf(&b,
+          "# HELP ledger_loop_stall_max_seconds Longest event-loop stall "
+          "since start.\n# TYPE ledger_loop_stall_max_seconds gauge\n"
+          "ledger_loop_stall_max_seconds %.3f\n",
+          stallMaxMs / 1000.0);
     if (b.oom) {
         free(b.p);
         return NULL;

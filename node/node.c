@@ -24,6 +24,7 @@
 #include "node/http_client.h"
 #include "node/log.h"
 #include "node/node.h"
+#include "node/loopwatch.h"
 #include "node/peers.h"
 
 #define SWEEP_INTERVAL_MS 20
@@ -66,6 +67,8 @@ static void drainAndClose(struct ledger_node *n)
     uv_timer_stop(&n->join_timer);
     peers_close(n->applied_poll);
     n->applied_poll = NULL;
+    loopwatch_close(n->loopwatch);
+    n->loopwatch = NULL;
     api_sweep(n, true); /* answer every waiting reader now */
     http_server_close(n->http, httpClosed, n);
 }
@@ -393,6 +396,7 @@ int node_run(struct ledger_config *cfg)
     n.sweep.data = &n;
     uv_timer_start(&n.sweep, sweepCb, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
     n.applied_poll = peers_start(&n);
+    n.loopwatch = loopwatch_start(&loop, cfg->election_ms / 2);
     uv_timer_init(&loop, &n.shutdown_timer);
     n.shutdown_timer.data = &n;
     uv_signal_init(&loop, &n.sigterm);

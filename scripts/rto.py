@@ -78,13 +78,13 @@ def rto(args):
         c.close(force_remove=True)
 
 
-def counters(c):
+def counters(c, name="ledger_raft_leader_changes_total"):
     out = {}
     for nid in c.live_ids():
         _, _, text = c.get(nid, "/metrics")
         for line in text.decode().splitlines():
-            if line.startswith("ledger_raft_leader_changes_total"):
-                out[nid] = int(float(line.split()[-1]))
+            if line.startswith(name + " "):
+                out[nid] = float(line.split()[-1])
     return out
 
 
@@ -108,6 +108,13 @@ def soak(args):
               f"{info['leader_id']}, leader_changes before {before} "
               f"after {after}")
         changed = info["term"] != term0 or info["leader_id"] != leader
+        print("longest event-loop stall per node (s):",
+              counters(c, "ledger_loop_stall_max_seconds"))
+        for nid in c.ids():
+            for line in c.log_text(nid).splitlines():
+                if any(k in line for k in ("stalled", "candidate",
+                                           "leader is now", "no word")):
+                    print(f"  node {nid}: {line}")
         print("leader changes during the soak:", "YES" if changed else "none")
         return 1 if changed else 0
     finally:
