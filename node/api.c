@@ -246,9 +246,21 @@ static void dispatch(struct api_req *a)
 
 void api_forward(struct api_req *a)
 {
+    struct ledger_repl_status st;
+
     if (++a->tries > WRITE_MAX_TRIES) {
         api_reply_error(a, 503, "no_leader",
                         "leadership kept moving: retry shortly");
+        return;
+    }
+    /* Waiting helps while leadership moves, not in a partition that has
+     * been without a leader for longer than the wait: answer at once. */
+    ledger_repl_status(a->n->repl, &st);
+    if (st.leaderless_ms > (int64_t)leaderWaitMs(a)) {
+        api_reply_error(a, 503, "no_leader",
+                        "the cluster has no leader right now (none for %lld "
+                        "ms): retry shortly",
+                        (long long)st.leaderless_ms);
         return;
     }
     a->through_shutdown = true;

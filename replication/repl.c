@@ -527,6 +527,10 @@ void ledger_repl_status(ledger_repl *r, struct ledger_repl_status *out)
     out->applied_index = raft_last_applied(&r->raft);
     out->leader_changes = r->leader_changes;
     out->leader_contact_ms = -1;
+    out->leaderless_ms = id != 0 ? 0
+                         : r->leader_known_at == 0
+                             ? -1
+                             : (int64_t)(uv_now(r->loop) - r->leader_known_at);
     if (out->is_leader) {
         out->leader_contact_ms = 0;
     } else if (raft_state(&r->raft) == RAFT_FOLLOWER && id != 0) {
@@ -681,6 +685,9 @@ static void tickCb(uv_timer_t *t)
     int state = raft_state(&r->raft);
 
     raft_leader(&r->raft, &leader, &addr);
+    if (leader != 0) {
+        r->leader_known_at = uv_now(r->loop);
+    }
     if (leader != r->seen_leader) {
         if (leader != 0) {
             /* Forgetting a silent leader (election.c) and hearing from it

@@ -95,6 +95,7 @@ struct ledger_repl {
     uint64_t seen_leader;
     int seen_state;
     uint64_t leader_changes;
+    uint64_t leader_known_at; /* uv_now ms a leader was last known (tick). */
     struct repl__change *change;     /* Membership change in progress. */
     struct repl__transfer *handover; /* Transfer quiescing or running. */
     unsigned drawn_timeout; /* Last election timeout narrowed (election.c) */
