@@ -82,6 +82,41 @@ class BenchTest(ClusterTestCase):
         self.assertGreaterEqual(out["events"], 1000)
         self.assertLess(out["duration_s"], 60)
 
+    def test_big_batches(self):
+        """Batches the size the bench sends with --batch: good, duplicate,
+        bad and malformed, directly and through a follower."""
+        c = self.c
+        leader = c.leader()
+        s = unique("bigbody")
+        evs = [{"type": "t", "id": f"k{i}", "data": {"pad": "p" * 100}}
+               for i in range(60)]
+        st, _, r = c.http("POST", leader, f"/v1/streams/{s}/events",
+                          body={"events": evs})
+        self.assertEqual(st, 201, r)
+        self.assertEqual((r["first_seq"], r["last_seq"]), (1, 60))
+        st, _, r = c.http("POST", leader, f"/v1/streams/{s}/events",
+                          body={"events": evs})
+        self.assertEqual(st, 201, r)  # a duplicate: the original result
+        self.assertEqual(r["last_seq"], 60)
+        bad = evs + [{"type": "", "data": 1}]
+        st, _, r = c.http("POST", leader, f"/v1/streams/{s}/events",
+                          body={"events": bad})
+        self.assertEqual(st, 400, r)
+        self.assertEqual(r["error"]["code"], "bad_event")
+        self.assertIn("events[60].type", r["error"]["message"])
+        st, _, r = c.http("POST", leader, f"/v1/streams/{s}/events",
+                          raw=b'{"events":[' + b" " * 5000 + b"}")
+        self.assertEqual(st, 400, r)
+        self.assertEqual(r["error"]["code"], "malformed_body")
+        # Through a follower (forwarded as it is).
+        st, _, r = c.http("POST", c.followers()[0],
+                          f"/v1/streams/{s}/events",
+                          body={"events": [dict(e, id=f"f{i}")
+                                           for i, e in enumerate(evs)],
+                                "expected_version": 60})
+        self.assertEqual(st, 201, r)
+        self.assertEqual(r["last_seq"], 120)
+
     def test_text_output_and_bad_usage(self):
         eps = ",".join(self.c.addr(i) for i in self.c.ids())
         p = ledgerctl("--endpoints", eps, "bench", "--clients", "2",
