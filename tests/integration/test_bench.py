@@ -117,6 +117,20 @@ class BenchTest(ClusterTestCase):
         self.assertEqual(st, 201, r)
         self.assertEqual(r["last_seq"], 120)
 
+    def test_dead_endpoint_counted_and_retried(self):
+        """Clients on an endpoint that refuses connections count errors and
+        keep retrying; the others carry on; exit 0 since some succeeded."""
+        from harness import free_ports
+        dead = f"127.0.0.1:{free_ports(1)[0]}"
+        eps = dead + "," + self.c.addr(self.c.leader())
+        p = ledgerctl("--json", "--endpoints", eps, "bench", "--spread",
+                      "--clients", "4", "--duration", "1")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = json.loads(p.stdout)
+        self.assertGreater(out["requests"], 0, out)
+        self.assertGreater(out["errors"], 2, out)  # retried every 20 ms
+        self.assertIn("refused", out["last_error"])
+
     def test_text_output_and_bad_usage(self):
         eps = ",".join(self.c.addr(i) for i in self.c.ids())
         p = ledgerctl("--endpoints", eps, "bench", "--clients", "2",
@@ -150,6 +164,9 @@ class BenchQueueFullTest(ClusterTestCase):
         if out["rejected"] > 0:
             self.assertIsNotNone(m, text[:600])
             self.assertGreater(int(m.group(1)), 0)
+            # A rejected client retries: every client got through, many
+            # times over in 2 s.
+            self.assertGreaterEqual(out["requests"], 32, out)
 
 
 if __name__ == "__main__":
