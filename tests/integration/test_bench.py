@@ -62,6 +62,14 @@ class BenchTest(ClusterTestCase):
             forwarded += int(m.group(1))
         self.assertGreater(forwarded, 0)
 
+    def test_msgpack_bodies(self):
+        prefix = unique("bm")
+        out = self.bench("--clients", "2", "--batch", "20", "--duration", "1",
+                         "--msgpack", "--stream", prefix, "--streams", "1")
+        self.assertEqual(out["mode"], "ledger-append-msgpack")
+        self.assertEqual(out["events"], 20 * out["requests"])
+        self.assertGreaterEqual(self.total_events(prefix, 1), out["events"])
+
     def test_read_one_node(self):
         prefix = unique("br")
         self.bench("--clients", "2", "--batch", "50", "--duration", "1",
