@@ -14,7 +14,7 @@
 #define REPL__INSTALL_SNAPSHOT_TIMEOUT_MS 3000 /* Resend a lost snapshot. */
 #define REPL__SIZE_RING 4096 /* Sizes of the last applied entries (fsm.c). */
 #define REPL__SNAPSHOT_BYTES                                                   \
-    (16u << 20) /* Snapshot once the entries since                             \
+    (8u << 20) /* Snapshot once the entries since                             \
                   the last one hold this much. */
 #define REPL__TRAILING_BYTES                                                   \
     (8u << 20)               /* Entries kept after a snapshot                  \
