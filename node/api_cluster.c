@@ -15,6 +15,7 @@
 #include <msgpack.h>
 
 #include "node/api.h"
+#include "node/restart.h"
 #include "node/http_client.h"
 #include "node/metrics.h"
 
@@ -167,6 +168,10 @@ void api_health(struct api_req *a)
     }
     if (a->n->shutting_down) {
         healthUnavailable(a, "shutting down");
+        return;
+    }
+    if (restart_watch_reason(a->n->restart) != NULL) {
+        healthUnavailable(a, restart_watch_reason(a->n->restart));
         return;
     }
     if (a->n->joining) {
