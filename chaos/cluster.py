@@ -13,7 +13,7 @@ the faults that need no privileges are available.
 """
 import errno
 import fcntl
-import http.client
+import http.client as httpc
 import json
 import os
 import re
@@ -71,7 +71,7 @@ def pid_alive(pid):
 def http(addr, method, path, body=None, timeout=10):
     """One request on a fresh connection: (status, headers, parsed body)."""
     host, port = addr.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    conn = httpc.HTTPConnection(host, int(port), timeout=timeout)
     try:
         data = json.dumps(body).encode() if body is not None else None
         hdrs = {"Content-Type": "application/json"} if data else {}
@@ -459,7 +459,7 @@ class Cluster:
             timeout += 3
         try:
             st, _, b = http(self.addr(nid), "GET", path, timeout=timeout)
-        except (OSError, http.client.HTTPException):
+        except (OSError, httpc.HTTPException):
             return None
         return (st, b) if isinstance(b, dict) else None
 
@@ -484,7 +484,7 @@ class Cluster:
         try:
             st, _, b = http(self.addr(lid[0]), "GET", "/v1/cluster",
                             timeout=timeout)
-        except (OSError, http.client.HTTPException):
+        except (OSError, httpc.HTTPException):
             return None
         if st != 200:
             return None

@@ -617,7 +617,7 @@ def parse(argv):
                    help="report directory (default chaos-report-SEED)")
     p.add_argument("--clients", type=int, default=6)
     p.add_argument("--client-timeout", type=float, default=None,
-                   help="seconds per HTTP request (default 8, 20 on a "
+                   help="seconds per HTTP request (default 3, 10 on a "
                    "sanitizer build)")
     p.add_argument("--tmpfs-mb", type=int, default=128,
                    help="size of each node's tmpfs data dir (disk-full)")
@@ -642,7 +642,7 @@ def parse(argv):
     if a.report is None:
         a.report = f"chaos-report-{a.seed}"
     if a.client_timeout is None:
-        a.client_timeout = 20.0 if cl.is_sanitized(a.ledgerd) else 8.0
+        a.client_timeout = 10.0 if cl.is_sanitized(a.ledgerd) else 3.0
     if not a.check_only:
         for b in (a.ledgerd, a.ledgerctl):
             if not os.access(b, os.X_OK):
