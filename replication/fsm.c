@@ -129,8 +129,7 @@ static int fsmApply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     }
     rv = ledger_store_commit(r->store, index);
     if (rv != 0) {
-        ledger_store_rollback(r->store);
-        goto err_io;
+        goto err_io; /* commit rolled back; its message is the cause */
     }
     entry_decoder_free(dec);
     r->unclaimed = results;
