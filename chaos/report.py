@@ -36,10 +36,18 @@ def stats(ops, end_t):
     busy = set(int(o["t_done"]) for o in apps
                if o["outcome"] == "ok" and o.get("t_done") is not None)
     dups = sum(1 for o in apps if o.get("duplicate"))
+    conflicts = sum(1 for o in apps if o["outcome"] == "fail" and
+                    "version_conflict" in str(o.get("error")))
+    errors = {}
+    for o in apps + reads:
+        if o["outcome"] != "ok":
+            k = f"{o['f']} {o['outcome']}: {o.get('error') or 'no answer'}"
+            errors[k] = errors.get(k, 0) + 1
     retried = sum(1 for o in apps if len(o.get("attempts") or []) > 1)
     return {"appends": cnt, "reads": rcnt, "latency": lat,
             "seconds": secs, "seconds_with_ack": len(busy),
             "duplicates": dups, "retried": retried,
+            "conflicts": conflicts, "errors": errors,
             "events_acked": sum(len(o.get("ids") or []) for o in apps
                                 if o["outcome"] == "ok")}
 
@@ -181,7 +189,11 @@ def write(report_dir, runner, verdict, passed, schedule, faults_enabled):
     L.append(f"- events acknowledged: {s['events_acked']}; appends retried: "
              f"{s['retried']}, of which answered as duplicates: "
              f"{s['duplicates']}")
-    L.append(f"- availability: {_pct(ap['ok'], total)} of appends "
+    L.append(f"- expected_version appends refused with 409 "
+             f"version_conflict (a correct answer, not an outage): "
+             f"{s['conflicts']}")
+    L.append(f"- availability: {_pct(ap['ok'], total - s['conflicts'])} of "
+             f"appends (not counting version conflicts) "
              f"acknowledged; {s['seconds_with_ack']} of {s['seconds']} "
              f"seconds had at least one acknowledgement "
              f"({_pct(s['seconds_with_ack'], s['seconds'])})")
@@ -192,6 +204,10 @@ def write(report_dir, runner, verdict, passed, schedule, faults_enabled):
                  f"{1000 * max(lat):.0f} ms")
     L.append(f"- leader changes: {changes}; time without a known leader: "
              f"{no_leader:.1f} s")
+    if s["errors"]:
+        top = sorted(s["errors"].items(), key=lambda kv: -kv[1])[:12]
+        L.append("- failures by answer: " + "; ".join(
+            f"{k} ×{n}" for k, n in top))
     if verdict is not None:
         st = verdict.stats
         L.append(f"- final state: {st.get('events')} events in "

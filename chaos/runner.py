@@ -316,23 +316,31 @@ class Runner:
              f"filler)")
         # Probe: appends through that node, recorded in the history.
         conn = wl.Conn(c.addr, timeout=self.a.client_timeout)
-        outcomes = []
+        outcomes, hung = [], []
         try:
             for k in range(4):
                 ids = [f"c{self.probe_client}-{self.probe_n}"]
                 self.probe_n += 1
+                t = time.monotonic()
                 out, b = wl.append_op(self.hist, conn, self.probe_client,
                                       [nid], "disk", ids, attempts=1)
                 err = ""
                 if isinstance(b, dict) and isinstance(b.get("error"), dict):
                     err = (f" {b['error'].get('code')}: "
                            f"{b['error'].get('message', '')[:100]}")
+                elif out == "info" and b is None:
+                    err = (f" no answer within "
+                           f"{time.monotonic() - t:.1f}s")
+                    hung.append(ids[0])
                 outcomes.append(f"{out}{err}")
                 self.sleep(ev["duration"] / 5)
         finally:
             conn.close()
         note(f"appends through node {nid} while full: " +
              "; ".join(outcomes))
+        if hung:
+            self.finding(f"disk-full: appends through node {nid} (full) got "
+                         f"no answer: {', '.join(hung)}")
         if not c.nodes[nid].alive():
             self.finding(f"disk-full: node {nid} died while its disk was "
                          f"full (see {c.nodes[nid].log_path})")
@@ -340,6 +348,18 @@ class Runner:
         note("filler removed")
         ok = self.wait(lambda: (c.health(nid, timeout=5, caught_up=True)
                                 or (0,))[0] == 200, 60)
+        if not ok and c.nodes[nid].alive():
+            h = c.health(nid)
+            self.finding(f"disk-full: node {nid} did not catch up by itself "
+                         f"within 60 s after the space returned (health: "
+                         f"{h[1] if h else None}); restarted it")
+            with self.plock:
+                c.stop(nid)
+                c.start(nid)
+            ok = self.wait(lambda: (c.health(nid, timeout=5, caught_up=True)
+                                    or (0,))[0] == 200, 60)
+            note(f"node {nid} restarted: "
+                 f"{'caught up' if ok else 'NOT caught up'}")
         st = None
         try:
             _, _, st = cl.http(c.addr(nid), "GET", "/v1/verify", timeout=60)
