@@ -30,6 +30,7 @@ The rules (docs/chaos.md, "The checker's rules"):
   strong-read every strong read saw every append acknowledged before it
               began, and what it returned matches the final state
 """
+import bisect
 import json
 
 ZERO_HASH = "0" * 64
@@ -318,8 +319,18 @@ def check(history, final):
             last = (o.get("result") or {}).get("last_seq")
             if last is not None:
                 acks.setdefault(o["stream"], []).append((o["t_done"], last, o))
-    for lst in acks.values():
+    # Per stream: ack times in order and the running maximum of last_seq
+    # (with its op), so each read is one bisection.
+    ack_t, ack_best = {}, {}
+    for st_name, lst in acks.items():
         lst.sort(key=lambda x: x[0])
+        ack_t[st_name] = [x[0] for x in lst]
+        best, run = None, []
+        for x in lst:
+            if best is None or x[1] > best[1]:
+                best = x
+            run.append(best)
+        ack_best[st_name] = run
     final_ids = {}
     for s, evs in streams_of[ref].items():
         final_ids[s] = {e["seq"]: e["id"] for e in evs}
@@ -333,12 +344,8 @@ def check(history, final):
         if got is None:
             continue
         s = o["stream"]
-        best = None
-        for t, last, a in acks.get(s, []):
-            if t >= o["t_invoke"]:
-                break
-            if best is None or last > best[1]:
-                best = (t, last, a)
+        k = bisect.bisect_left(ack_t.get(s, []), o["t_invoke"])
+        best = ack_best[s][k - 1] if k > 0 else None
         if best is not None and got < best[1]:
             a = best[2]
             ids = a.get("ids") or []
