@@ -172,8 +172,8 @@ def append_op(hist, conn, client, nid_order, stream, ids, expected=None,
         uncertain = uncertain or cls == "uncertain"
         if stop is not None and stop.is_set():
             break
-        if k + 1 < attempts:
-            time.sleep(pause)
+        if k + 1 < attempts and tried[-1][1] != "refused":
+            time.sleep(pause)  # a refused connection: next node at once
     typ = "info" if uncertain else "fail"
     hist.write({"type": typ, "op": op, "client": client,
                 "node": tried[-1][0] if tried else None, "error": last_err,
