@@ -264,5 +264,26 @@ class CheckerTest(unittest.TestCase):
         self.assertEqual(v.stats["appends"]["info"], 3)
 
 
+class ScheduleTest(unittest.TestCase):
+    """Same seed, same schedule; every enabled fault is scheduled."""
+
+    def test_same_seed_same_schedule(self):
+        import runner
+        a = runner.make_schedule(42, 5, 300, runner.ALL_FAULTS)
+        b = runner.make_schedule(42, 5, 300, runner.ALL_FAULTS)
+        c = runner.make_schedule(43, 5, 300, runner.ALL_FAULTS)
+        self.assertEqual(a, b)
+        self.assertNotEqual(a, c)
+        self.assertEqual({e["fault"] for e in a}, set(runner.ALL_FAULTS))
+        for e in a:
+            self.assertLess(e["at"], 300)
+
+    def test_short_run_covers_every_fault(self):
+        import runner
+        faults = [f for f in runner.ALL_FAULTS if f != "disk-full"]
+        s = runner.make_schedule(20261126, 3, 75, faults, short=True)
+        self.assertEqual({e["fault"] for e in s}, set(faults))
+
+
 if __name__ == "__main__":
     unittest.main()
