@@ -5,13 +5,13 @@ SHELL := /bin/bash
 #   make test      install what is missing, build (plain and ASan+UBSan),
 #                  run every test on the sanitizer build
 #   make chaos     chaos run on the plain build (docs/chaos.md); override
-#                  with CHAOS_ARGS="--nodes 3 --duration 60 --seed 7" 
+#                  with CHAOS_ARGS="--nodes 3 --duration 60 --seed 7"
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DIR        ?= ./ledger-data
 
-.PHONY: all deps build build-asan cluster cluster-down test chaos unit format clean
+.PHONY: all deps build build-asan cluster cluster-down test chaos unit format clean bench
 
 all: build
 
@@ -44,6 +44,11 @@ test: build build-asan
 CHAOS_ARGS ?= --nodes 5 --duration 300 --faults all
 chaos: build
 	@/usr/bin/python3 chaos/run $(CHAOS_ARGS)
+
+# ledger against etcd on this machine (installs etcd-server if missing);
+# prints one table and the targets of docs/performance.md. About 2 minutes.
+bench: build
+	@/usr/bin/python3 bench/vs-etcd
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

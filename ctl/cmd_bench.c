@@ -1,126 +1,287 @@
-/* ledgerctl bench: closed-loop append load from N client threads.
+/* ledgerctl bench: closed-loop load on keep-alive connections (bench.h).
  *
- * Each client thread owns a ledger_client and appends batches of --batch
- * events (each with a --size byte string payload) to its own stream,
- * one request at a time, for --duration seconds. Reported: successful
- * requests and events, events per second, and latency percentiles of the
- * successful requests. 429/503 answers are counted as rejected and backed
- * off for 50 ms.
+ * Workloads (one per run):
+ * - append (default): client i appends batches of --batch events, each
+ *   with a --size byte string as data, to stream "PREFIX-(i % --streams)".
+ *   Without --spread every client talks to the leader (found through
+ *   GET /v1/cluster); with it clients are spread over all endpoints, and
+ *   followers forward.
+ * - --read: client i pages through stream "PREFIX-(i % --streams)" with
+ *   GET ...?from=F&limit=--batch&consistency=any, from the start again
+ *   after the end; events/s counts the events received. Clients are spread
+ *   over the endpoints given (pass one endpoint to measure one node).
+ * - --target etcd: client i puts key "PREFIX-i" with a --size byte value
+ *   through etcd's v3 JSON gateway (POST /v3/kv/put, base64 key/value), to
+ *   the endpoints given. The same engine, so both systems are measured
+ *   the same way.
+ *
+ * Reported: requests/s, events/s, latency p50/p99/p99.9/max of successful
+ * requests, rejected (429/503) and errors. Exit 1 when nothing succeeded.
  */
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "ctl.h"
+#include <msgpack.h>
+#include <openssl/evp.h>
 
-struct bench_client {
-    pthread_t thread;
-    int started;
-    struct ctl *ctl;
-    const char *body;
-    char path[128];
-    long long deadline_us;
-    double *lat_ms; /* Latencies of successful requests. */
-    size_t n_lat;
-    size_t cap_lat;
-    unsigned long long rejected;
-    unsigned long long failed;
-    char last_error[256];
+#include "ctl.h"
+#include "ctl/bench.h"
+
+enum { TARGET_LEDGER, TARGET_ETCD };
+
+struct bench_ctx {
+    int target;
+    int read;
+    unsigned long long batch;
+    char **reqs;      /* Fixed request of each client (append, etcd). */
+    size_t *lens;     /* Their lengths. */
+    char **streams;   /* URL-encoded stream of each client (read). */
+    uint64_t *from;   /* Next seq each reader asks for. */
+    char *readbuf;    /* Request being sent, per client, 1 KiB each. */
+    const char *auth; /* "Authorization: Bearer T\r\n" or "". */
+    uint64_t max_events;
 };
 
-static long long nowUs(void)
+#define BENCH__READ_REQ_MAX 1024 /* Bytes per read request. */
+
+static const char *requestCb(void *arg, size_t client, size_t *len)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    struct bench_ctx *x = arg;
+    char *buf;
+    int n;
+
+    if (!x->read) {
+        *len = x->lens[client];
+        return x->reqs[client];
+    }
+    buf = x->readbuf + client * BENCH__READ_REQ_MAX;
+    n = snprintf(buf, BENCH__READ_REQ_MAX,
+                 "GET /v1/streams/%s/events?from=%llu&limit=%llu"
+                 "&consistency=any HTTP/1.1\r\nHost: ledger\r\nAccept: "
+                 "application/msgpack\r\n%s\r\n",
+                 x->streams[client], (unsigned long long)x->from[client],
+                 x->batch, x->auth);
+    *len = n > 0 && n < BENCH__READ_REQ_MAX ? (size_t)n : 0;
+    return buf;
 }
 
-static void *benchMain(void *arg)
+/* The value of `key` in a msgpack map, or NULL. */
+static const msgpack_object *mapGet(const msgpack_object *o, const char *key)
 {
-    struct bench_client *b = arg;
-    ledger_client *c;
-    char err[256];
-    if (ledger_client_create(b->ctl->endpoints, b->ctl->token, &c, err,
-                             sizeof err) != 0) {
-        snprintf(b->last_error, sizeof b->last_error, "%s", err);
-        b->failed++;
+    size_t kl = strlen(key);
+    if (o->type != MSGPACK_OBJECT_MAP) {
         return NULL;
     }
-    ledger_client_set_timeout(c, b->ctl->timeout_ms);
-    while (nowUs() < b->deadline_us) {
-        struct ledger_http_response r;
-        long long t0 = nowUs();
-        int rv = ledger_client_call(c, "POST", b->path, b->body,
-                                    strlen(b->body), &r);
-        if (rv != 0) {
-            b->failed++;
-            snprintf(b->last_error, sizeof b->last_error, "%s",
-                     ledger_client_errmsg(c));
-            usleep(50000);
-            continue;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == kl &&
+            memcmp(k->via.str.ptr, key, kl) == 0) {
+            return &o->via.map.ptr[i].val;
         }
-        if (r.status == 201 || r.status == 200) {
-            if (b->n_lat == b->cap_lat) {
-                size_t cap = b->cap_lat ? b->cap_lat * 2 : 1024;
-                double *nl = realloc(b->lat_ms, cap * sizeof *nl);
-                if (nl == NULL) {
-                    ledger_http_response_free(&r);
-                    break;
-                }
-                b->lat_ms = nl;
-                b->cap_lat = cap;
-            }
-            b->lat_ms[b->n_lat++] = (double)(nowUs() - t0) / 1000.0;
-        } else if (r.status == 503 || r.status == 429) {
-            b->rejected++;
-            usleep(50000);
-        } else {
-            b->failed++;
-            ctlDescribeError(&r, b->last_error, sizeof b->last_error);
-        }
-        ledger_http_response_free(&r);
     }
-    ledger_client_destroy(c);
     return NULL;
 }
 
-static int cmpDouble(const void *a, const void *b)
+static long responseCb(void *arg, size_t client, int status, const char *body,
+                       size_t len, char *err, size_t errlen)
 {
-    double x = *(const double *)a;
-    double y = *(const double *)b;
-    return (x > y) - (x < y);
+    struct bench_ctx *x = arg;
+    msgpack_unpacked up;
+    const msgpack_object *events;
+    const msgpack_object *last = NULL;
+    size_t off = 0;
+    long n = -1;
+
+    (void)status;
+    if (!x->read) {
+        return x->target == TARGET_ETCD ? 1 : (long)x->batch;
+    }
+    /* Reads ask for MessagePack: much cheaper to decode than JSON, so the
+     * load generator stays out of the way of the node it measures. */
+    msgpack_unpacked_init(&up);
+    if (msgpack_unpack_next(&up, body, len, &off) != MSGPACK_UNPACK_SUCCESS ||
+        (events = mapGet(&up.data, "events")) == NULL ||
+        events->type != MSGPACK_OBJECT_ARRAY) {
+        snprintf(err, errlen,
+                 "read answer is not a MessagePack map with an "
+                 "events array");
+        goto out;
+    }
+    n = (long)events->via.array.size;
+    if (n > 0) {
+        last = mapGet(&events->via.array.ptr[n - 1], "seq");
+    }
+    if (last == NULL || last->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        x->from[client] = 1; /* The end: start over. */
+    } else {
+        x->from[client] = last->via.u64 + 1;
+    }
+out:
+    msgpack_unpacked_destroy(&up);
+    return n;
+}
+
+/* Base64 of len bytes of s, malloc'ed. */
+static char *base64(const char *s, size_t len)
+{
+    char *out = malloc(4 * ((len + 2) / 3) + 1);
+    if (out != NULL) {
+        EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s,
+                        (int)len);
+    }
+    return out;
+}
+
+/* One fixed POST request with a JSON body, malloc'ed. */
+static char *buildPost(const char *path, const char *body, const char *auth,
+                       size_t *len)
+{
+    size_t blen = strlen(body);
+    size_t cap = strlen(path) + blen + strlen(auth) + 256;
+    char *out = malloc(cap);
+    int n;
+
+    if (out == NULL) {
+        return NULL;
+    }
+    n = snprintf(out, cap,
+                 "POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: "
+                 "application/json\r\n%sContent-Length: %zu\r\n\r\n%s",
+                 path, auth, blen, body);
+    *len = (size_t)n;
+    return out;
+}
+
+/* The leader's API address from GET /v1/cluster into buf; 0 or -1. */
+static int findLeader(struct ctl *ctl, char *buf, size_t len)
+{
+    json_t *cl = NULL;
+    json_t *m;
+    size_t i;
+    json_int_t leader;
+    int rv = -1;
+
+    if (ctlApi(ctl, "bench: find the leader", "GET", "/v1/cluster", NULL, &cl,
+               NULL) != 0) {
+        return -1;
+    }
+    leader = json_integer_value(json_object_get(cl, "leader_id"));
+    json_array_foreach(json_object_get(cl, "members"), i, m)
+    {
+        const char *api = json_string_value(json_object_get(m, "api_addr"));
+        if (json_integer_value(json_object_get(m, "id")) == leader &&
+            leader > 0 && api != NULL) {
+            snprintf(buf, len, "%s", api);
+            rv = 0;
+        }
+    }
+    json_decref(cl);
+    return rv;
+}
+
+/* Split a comma list into trimmed, malloc'ed strings. */
+static size_t splitEndpoints(const char *list, char **out, size_t max)
+{
+    size_t n = 0;
+    const char *p = list;
+    while (*p != '\0' && n < max) {
+        const char *e = strchr(p, ',');
+        size_t l = e != NULL ? (size_t)(e - p) : strlen(p);
+        while (l > 0 && (*p == ' ' || *p == '\t')) {
+            p++;
+            l--;
+        }
+        while (l > 0 && (p[l - 1] == ' ' || p[l - 1] == '\t')) {
+            l--;
+        }
+        if (l > 0 && (out[n] = strndup(p, l)) != NULL) {
+            n++;
+        }
+        if (e == NULL) {
+            break;
+        }
+        p = e + 1;
+    }
+    return n;
+}
+
+static void printResult(struct ctl *ctl, const struct bench_ctx *x,
+                        const struct bench_result *r,
+                        unsigned long long clients, unsigned long long size,
+                        const char *where)
+{
+    double rps = r->secs > 0 ? (double)r->requests / r->secs : 0;
+    double eps = r->secs > 0 ? (double)r->events / r->secs : 0;
+    const char *mode = x->target == TARGET_ETCD ? "etcd-gateway-put"
+                       : x->read                ? "ledger-read"
+                                                : "ledger-append";
+    if (ctl->json) {
+        json_t *o = json_pack(
+            "{sssssIsIsIsfsIsIsIsIsfsfs{sfsfsfsf}}", "mode", mode, "endpoints",
+            where, "clients", (json_int_t)clients, "size", (json_int_t)size,
+            "batch", (json_int_t)x->batch, "duration_s", r->secs, "requests",
+            (json_int_t)r->requests, "events", (json_int_t)r->events,
+            "rejected", (json_int_t)r->rejected, "errors",
+            (json_int_t)r->errors, "requests_per_s", rps, "events_per_s", eps,
+            "latency_ms", "p50", bench_quantile_ms(r, 0.50), "p99",
+            bench_quantile_ms(r, 0.99), "p999", bench_quantile_ms(r, 0.999),
+            "max", bench_quantile_ms(r, 1.0));
+        if (r->last_error[0] != '\0') {
+            json_object_set_new(o, "last_error", json_string(r->last_error));
+        }
+        ctlPrintJson(o);
+        json_decref(o);
+        return;
+    }
+    printf("%s  endpoints %s\n", mode, where);
+    printf("clients %llu  size %llu  batch %llu  duration %.1f s\n", clients,
+           size, x->batch, r->secs);
+    printf("requests %llu  events %llu  rejected %llu  errors %llu\n",
+           (unsigned long long)r->requests, (unsigned long long)r->events,
+           (unsigned long long)r->rejected, (unsigned long long)r->errors);
+    printf("throughput %.0f requests/s  %.0f events/s\n", rps, eps);
+    printf("latency ms  p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n",
+           bench_quantile_ms(r, 0.50), bench_quantile_ms(r, 0.99),
+           bench_quantile_ms(r, 0.999), bench_quantile_ms(r, 1.0));
+    if (r->last_error[0] != '\0') {
+        printf("last error: %s\n", r->last_error);
+    }
 }
 
 int ctlCmdBench(struct ctl *ctl, int argc, char **argv)
 {
-    struct ctl_flag flags[] = {{"clients", 1, NULL}, {"size", 1, NULL},
-                               {"batch", 1, NULL},   {"duration", 1, NULL},
-                               {"stream", 1, NULL},  {NULL, 0, NULL}};
+    struct ctl_flag flags[] = {
+        {"clients", 1, NULL},  {"size", 1, NULL},    {"batch", 1, NULL},
+        {"duration", 1, NULL}, {"streams", 1, NULL}, {"stream", 1, NULL},
+        {"read", 0, NULL},     {"target", 1, NULL},  {"spread", 0, NULL},
+        {"events", 1, NULL},   {NULL, 0, NULL}};
     const char *pos[1];
-    unsigned long long clients = 64, size = 100, batch = 1, duration = 10;
-    const char *prefix;
-    struct bench_client *bs = NULL;
-    json_t *events;
-    json_t *body;
-    char *text = NULL;
+    unsigned long long clients = 64, size = 100, batch = 0, duration = 10;
+    unsigned long long n_streams = 0, max_events = 0;
+    struct bench_ctx x;
+    struct bench_workload w;
+    struct bench_result res;
+    char *eps[64];
+    size_t n_eps = 0;
+    char prefix[64];
+    char auth[1200] = "";
+    char leader[256];
     char *payload = NULL;
-    double *all = NULL;
-    size_t n_all = 0;
-    unsigned long long rejected = 0, failed = 0;
-    const char *last_error = "";
-    long long t0;
-    double secs;
+    char where[1024] = "";
+    const char *target;
     int n_pos;
     int rv = ctlParseArgs(ctl, "bench", argc, argv, flags, pos, 0, &n_pos);
+
     if (rv != 0) {
         return CTL_ARGS_EXIT(rv);
     }
+    memset(&x, 0, sizeof x);
+    memset(&res, 0, sizeof res);
     if ((ctlFlag(flags, "clients") != NULL &&
-         ctlParseU64("--clients", ctlFlag(flags, "clients"), 1, 1024,
+         ctlParseU64("--clients", ctlFlag(flags, "clients"), 1, 4096,
                      &clients) != 0) ||
         (ctlFlag(flags, "size") != NULL &&
          ctlParseU64("--size", ctlFlag(flags, "size"), 0, 1 << 20, &size) !=
@@ -130,123 +291,161 @@ int ctlCmdBench(struct ctl *ctl, int argc, char **argv)
              0) ||
         (ctlFlag(flags, "duration") != NULL &&
          ctlParseU64("--duration", ctlFlag(flags, "duration"), 1, 86400,
-                     &duration) != 0)) {
+                     &duration) != 0) ||
+        (ctlFlag(flags, "streams") != NULL &&
+         ctlParseU64("--streams", ctlFlag(flags, "streams"), 1, 1000000,
+                     &n_streams) != 0) ||
+        (ctlFlag(flags, "events") != NULL &&
+         ctlParseU64("--events", ctlFlag(flags, "events"), 1, UINT64_MAX,
+                     &max_events) != 0)) {
         return CTL_EXIT_USAGE;
     }
-    prefix = ctlFlag(flags, "stream");
-    if (prefix == NULL) {
-        prefix = "bench";
+    target = ctlFlag(flags, "target");
+    if (target == NULL || strcmp(target, "ledger") == 0) {
+        x.target = TARGET_LEDGER;
+    } else if (strcmp(target, "etcd") == 0) {
+        x.target = TARGET_ETCD;
+    } else {
+        return ctlUsage("bench: --target must be ledger or etcd, not '%s'",
+                        target);
     }
-    if (ctlClient(ctl) == NULL) {
-        return CTL_EXIT_USAGE;
+    x.read = ctlFlag(flags, "read") != NULL;
+    if (x.read && x.target == TARGET_ETCD) {
+        return ctlUsage("bench: --read is for --target ledger only");
     }
+    x.batch = batch ? batch : (x.read ? 1000 : 1);
+    if (n_streams == 0) {
+        n_streams = clients;
+    }
+    if (ctlFlag(flags, "stream") != NULL) {
+        snprintf(prefix, sizeof prefix, "%.40s", ctlFlag(flags, "stream"));
+    } else if (x.read) {
+        return ctlUsage("bench: --read needs --stream PREFIX (it reads "
+                        "PREFIX-0 .. PREFIX-(N-1))");
+    } else {
+        snprintf(prefix, sizeof prefix, "bench-%d", (int)getpid());
+    }
+    if (ctl->token != NULL) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", ctl->token);
+    }
+    x.auth = auth;
+    x.max_events = max_events;
+
+    /* Endpoints: the leader alone unless --spread, --read or etcd. */
+    if (x.target == TARGET_LEDGER && !x.read &&
+        ctlFlag(flags, "spread") == NULL) {
+        if (ctlClient(ctl) == NULL) {
+            return CTL_EXIT_USAGE;
+        }
+        if (findLeader(ctl, leader, sizeof leader) == 0) {
+            eps[0] = strdup(leader);
+            n_eps = eps[0] != NULL ? 1 : 0;
+        }
+    }
+    if (n_eps == 0) {
+        n_eps = splitEndpoints(ctl->endpoints, eps, 64);
+    }
+    if (n_eps == 0) {
+        return ctlUsage("bench: no endpoint to drive");
+    }
+    for (size_t i = 0; i < n_eps; i++) {
+        size_t l = strlen(where);
+        snprintf(where + l, sizeof where - l, "%s%s", i ? "," : "", eps[i]);
+    }
+
+    x.reqs = calloc(clients, sizeof *x.reqs);
+    x.lens = calloc(clients, sizeof *x.lens);
+    x.streams = calloc(clients, sizeof *x.streams);
+    x.from = calloc(clients, sizeof *x.from);
+    x.readbuf = x.read ? malloc(clients * BENCH__READ_REQ_MAX) : NULL;
     payload = malloc(size + 1);
-    bs = calloc(clients, sizeof *bs);
-    events = json_array();
-    if (payload == NULL || bs == NULL || events == NULL) {
-        json_decref(events);
+    if (x.reqs == NULL || x.lens == NULL || x.streams == NULL ||
+        x.from == NULL || payload == NULL || (x.read && x.readbuf == NULL)) {
         rv = ctlFail("bench: out of memory");
         goto out;
     }
     memset(payload, 'x', size);
     payload[size] = '\0';
-    for (unsigned long long i = 0; i < batch; i++) {
-        json_array_append_new(
-            events, json_pack("{ssss}", "type", "bench", "data", payload));
-    }
-    body = json_pack("{so}", "events", events);
-    text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (text == NULL) {
-        rv = ctlFail("bench: out of memory");
-        goto out;
-    }
-    t0 = nowUs();
     for (unsigned long long i = 0; i < clients; i++) {
-        char enc[96];
         char name[96];
-        bs[i].ctl = ctl;
-        bs[i].body = text;
-        bs[i].deadline_us = t0 + (long long)duration * 1000000;
-        snprintf(name, sizeof name, "%.40s-%d-%llu", prefix, (int)getpid(), i);
+        char enc[300];
+        snprintf(name, sizeof name, "%s-%llu", prefix,
+                 x.target == TARGET_ETCD ? i : i % n_streams);
         ctlUrlEncode(name, enc, sizeof enc);
-        snprintf(bs[i].path, sizeof bs[i].path, "/v1/streams/%s/events", enc);
-        if (pthread_create(&bs[i].thread, NULL, benchMain, &bs[i]) != 0) {
-            bs[i].failed++;
-            snprintf(bs[i].last_error, sizeof bs[i].last_error,
-                     "cannot start thread");
+        x.streams[i] = strdup(enc);
+        x.from[i] = 1;
+        if (x.streams[i] == NULL) {
+            rv = ctlFail("bench: out of memory");
+            goto out;
+        }
+        if (x.read) {
+            continue;
+        }
+        if (x.target == TARGET_ETCD) {
+            char *k = base64(name, strlen(name));
+            char *v = base64(payload, size);
+            json_t *o =
+                k && v ? json_pack("{ssss}", "key", k, "value", v) : NULL;
+            char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+            x.reqs[i] =
+                body ? buildPost("/v3/kv/put", body, "", &x.lens[i]) : NULL;
+            free(body);
+            json_decref(o);
+            free(k);
+            free(v);
         } else {
-            bs[i].started = 1;
+            json_t *evs = json_array();
+            json_t *o;
+            char *body;
+            char path[400];
+            for (unsigned long long j = 0; j < x.batch; j++) {
+                json_array_append_new(
+                    evs, json_pack("{ssss}", "type", "bench", "data", payload));
+            }
+            o = json_pack("{so}", "events", evs);
+            body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+            snprintf(path, sizeof path, "/v1/streams/%s/events", enc);
+            x.reqs[i] = body ? buildPost(path, body, auth, &x.lens[i]) : NULL;
+            free(body);
+            json_decref(o);
+        }
+        if (x.reqs[i] == NULL) {
+            rv = ctlFail("bench: out of memory");
+            goto out;
         }
     }
-    for (unsigned long long i = 0; i < clients; i++) {
-        if (bs[i].started) {
-            pthread_join(bs[i].thread, NULL);
-        }
-        n_all += bs[i].n_lat;
-        rejected += bs[i].rejected;
-        failed += bs[i].failed;
-        if (bs[i].last_error[0] != '\0') {
-            last_error = bs[i].last_error;
-        }
-    }
-    secs = (double)(nowUs() - t0) / 1e6;
-    all = malloc((n_all ? n_all : 1) * sizeof *all);
-    if (all == NULL) {
-        rv = ctlFail("bench: out of memory");
+
+    w.request = requestCb;
+    w.response = responseCb;
+    w.arg = &x;
+    w.max_events = max_events;
+    if (bench_run((const char *const *)eps, n_eps, clients, (unsigned)duration,
+                  &w, &res) != 0) {
+        rv = ctlFail("bench: %s", res.last_error);
         goto out;
     }
-    n_all = 0;
-    for (unsigned long long i = 0; i < clients; i++) {
-        if (bs[i].n_lat > 0) {
-            memcpy(all + n_all, bs[i].lat_ms, bs[i].n_lat * sizeof *all);
-            n_all += bs[i].n_lat;
-        }
-    }
-    qsort(all, n_all, sizeof *all, cmpDouble);
-    {
-        double p50 = n_all ? all[n_all / 2] : 0;
-        double p99 = n_all ? all[(n_all * 99) / 100 < n_all ? (n_all * 99) / 100
-                                                            : n_all - 1]
-                           : 0;
-        double max = n_all ? all[n_all - 1] : 0;
-        unsigned long long n_events = (unsigned long long)n_all * batch;
-        if (ctl->json) {
-            json_t *o = json_pack(
-                "{sIsIsIsfsIsIsIsIsfs{sfsfsf}}", "clients", (json_int_t)clients,
-                "size", (json_int_t)size, "batch", (json_int_t)batch,
-                "duration_s", secs, "requests", (json_int_t)n_all, "events",
-                (json_int_t)n_events, "rejected", (json_int_t)rejected,
-                "errors", (json_int_t)failed, "events_per_s",
-                secs > 0 ? (double)n_events / secs : 0.0, "latency_ms", "p50",
-                p50, "p99", p99, "max", max);
-            ctlPrintJson(o);
-            json_decref(o);
-        } else {
-            printf("clients %llu  size %llu  batch %llu  duration %.1f s\n",
-                   clients, size, batch, secs);
-            printf("requests %zu  events %llu  rejected %llu  errors %llu\n",
-                   n_all, n_events, rejected, failed);
-            printf("throughput %.0f events/s  %.0f requests/s\n",
-                   secs > 0 ? (double)n_events / secs : 0.0,
-                   secs > 0 ? (double)n_all / secs : 0.0);
-            printf("latency ms  p50 %.2f  p99 %.2f  max %.2f\n", p50, p99, max);
-        }
-    }
+    printResult(ctl, &x, &res, clients, size, where);
     rv = CTL_EXIT_OK;
-    if (n_all == 0) {
-        rv = ctlFail("bench: no append succeeded (%s); is the cluster "
+    if (res.requests == 0) {
+        rv = ctlFail("bench: no request succeeded (%s); is the cluster "
                      "running and writable?",
-                     last_error[0] != '\0' ? last_error : "no answer");
+                     res.last_error[0] != '\0' ? res.last_error : "no answer");
     }
 
 out:
-    for (unsigned long long i = 0; bs != NULL && i < clients; i++) {
-        free(bs[i].lat_ms);
+    for (unsigned long long i = 0; i < clients; i++) {
+        free(x.reqs != NULL ? x.reqs[i] : NULL);
+        free(x.streams != NULL ? x.streams[i] : NULL);
     }
-    free(all);
-    free(bs);
-    free(text);
+    for (size_t i = 0; i < n_eps; i++) {
+        free(eps[i]);
+    }
+    free(x.reqs);
+    free(x.lens);
+    free(x.streams);
+    free(x.from);
+    free(x.readbuf);
     free(payload);
+    free(res.lat_us);
     return rv;
 }

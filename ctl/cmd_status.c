@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ctl.h"
 
@@ -43,6 +44,13 @@ void ctlPrintClusterTable(const json_t *cluster, int members_only)
         printf("cluster %s  leader %lld  term %lld  commit_index %lld\n", idbuf,
                intField(cluster, "leader_id"), intField(cluster, "term"),
                intField(cluster, "commit_index"));
+        const json_t *ch = json_object_get(cluster, "membership_change");
+        if (json_is_object(ch)) {
+            printf("membership change in progress: member %lld -> %s (%s, "
+                   "%lld ms)\n",
+                   intField(ch, "id"), strField(ch, "role"),
+                   strField(ch, "step"), intField(ch, "elapsed_ms"));
+        }
         printf("%-4s %-21s %-21s %-8s %-12s %11s %13s %11s %8s\n", "ID",
                "RAFT_ADDR", "API_ADDR", "ROLE", "STATE", "MATCH_INDEX",
                "APPLIED_INDEX", "LAG_ENTRIES", "LAG_MS");
@@ -118,19 +126,44 @@ static int checkRole(const char *cmd, const char *role)
     return 0;
 }
 
-/* Print the answer of a membership change: JSON, or a line. */
+/* Print the answer of a membership change: JSON, or a line (with the
+ * server's detail, such as how long the catch-up took). */
 static void reportChange(struct ctl *ctl, json_t *answer, const char *line)
 {
+    const char *detail = json_string_value(json_object_get(answer, "detail"));
     if (ctl->json) {
         ctlPrintJson(answer);
+    } else if (detail != NULL) {
+        printf("%s: %s\n", line, detail);
     } else {
         puts(line);
     }
 }
 
+/* --catch-up-ms MS of member add/role: the server's deadline for a new
+ * voter to catch up (body "timeout_ms"); the client waits 15 s longer. */
+static int catchUpFlag(struct ctl *ctl, const struct ctl_flag *flags,
+                       json_t *body)
+{
+    unsigned long long ms = 0;
+    const char *v = ctlFlag(flags, "catch-up-ms");
+    if (v != NULL) {
+        if (ctlParseU64("--catch-up-ms", v, 1, 110000, &ms) != 0) {
+            return CTL_EXIT_USAGE;
+        }
+        json_object_set_new(body, "timeout_ms", json_integer((json_int_t)ms));
+    }
+    if (ctl->timeout_ms == 0) {
+        ctl->timeout_ms =
+            ms != 0 ? (unsigned)ms + 15000 : CTL_MEMBERSHIP_TIMEOUT_MS;
+    }
+    return 0;
+}
+
 int ctlCmdMemberAdd(struct ctl *ctl, int argc, char **argv)
 {
-    struct ctl_flag flags[] = {{"role", 1, NULL}, {NULL, 0, NULL}};
+    struct ctl_flag flags[] = {
+        {"role", 1, NULL}, {"catch-up-ms", 1, NULL}, {NULL, 0, NULL}};
     const char *pos[3];
     const char *role;
     unsigned long long id;
@@ -157,9 +190,10 @@ int ctlCmdMemberAdd(struct ctl *ctl, int argc, char **argv)
     }
     body = json_pack("{sIssssss}", "id", (json_int_t)id, "raft_addr", pos[1],
                      "api_addr", pos[2], "role", role);
-    /* Adding or promoting waits for Raft's catch-up rounds. */
-    if (ctl->timeout_ms == 0) {
-        ctl->timeout_ms = CTL_MEMBERSHIP_TIMEOUT_MS;
+    /* Adding a voter waits until it has caught up. */
+    if (catchUpFlag(ctl, flags, body) != 0) {
+        json_decref(body);
+        return CTL_EXIT_USAGE;
     }
     rv = ctlApi(ctl, "add member", "POST", "/v1/cluster/members", body, &answer,
                 NULL);
@@ -213,7 +247,9 @@ int ctlCmdMemberRole(struct ctl *ctl, int argc, char **argv)
     char path[80];
     char line[96];
     int n_pos;
-    int rv = ctlParseArgs(ctl, "member role", argc, argv, NULL, pos, 2, &n_pos);
+    struct ctl_flag flags[] = {{"catch-up-ms", 1, NULL}, {NULL, 0, NULL}};
+    int rv =
+        ctlParseArgs(ctl, "member role", argc, argv, flags, pos, 2, &n_pos);
     if (rv != 0) {
         return CTL_ARGS_EXIT(rv);
     }
@@ -226,9 +262,10 @@ int ctlCmdMemberRole(struct ctl *ctl, int argc, char **argv)
     }
     snprintf(path, sizeof path, "/v1/cluster/members/%llu/role", id);
     body = json_pack("{ss}", "role", pos[1]);
-    /* Adding or promoting waits for Raft's catch-up rounds. */
-    if (ctl->timeout_ms == 0) {
-        ctl->timeout_ms = CTL_MEMBERSHIP_TIMEOUT_MS;
+    /* Promoting waits until the member has caught up. */
+    if (catchUpFlag(ctl, flags, body) != 0) {
+        json_decref(body);
+        return CTL_EXIT_USAGE;
     }
     rv = ctlApi(ctl, "change member role", "POST", path, body, &answer, NULL);
     json_decref(body);
@@ -353,18 +390,27 @@ int ctlCmdLag(struct ctl *ctl, int argc, char **argv)
             ctlPrintJson(out);
             json_decref(out);
         } else {
-            printf("%-4s %-21s %-12s %11s %8s %15s\n", "ID", "API_ADDR",
-                   "STATE", "LAG_ENTRIES", "LAG_MS", "LAST_CONTACT_MS");
+            if (watch && isatty(STDOUT_FILENO)) {
+                fputs("\033[H\033[2J", stdout); /* refresh in place */
+            }
+            printf("leader %lld  term %lld  commit_index %lld\n",
+                   intField(cluster, "leader_id"), intField(cluster, "term"),
+                   intField(cluster, "commit_index"));
+            printf("%-4s %-21s %-8s %-12s %11s %13s %11s %8s %15s\n", "ID",
+                   "API_ADDR", "ROLE", "STATE", "MATCH_INDEX", "APPLIED_INDEX",
+                   "LAG_ENTRIES", "LAG_MS", "LAST_CONTACT_MS");
         }
         json_array_foreach(json_object_get(cluster, "members"), i, m)
         {
             long long le = intField(m, "lag_entries");
             long long lm = intField(m, "lag_ms");
             if (!ctl->json) {
-                printf("%-4lld %-21s %-12s %11lld %8lld %15lld\n",
+                printf("%-4lld %-21s %-8s %-12s %11lld %13lld %11lld %8lld "
+                       "%15lld\n",
                        intField(m, "id"), strField(m, "api_addr"),
-                       strField(m, "state"), le, lm,
-                       intField(m, "last_contact_ms"));
+                       strField(m, "role"), strField(m, "state"),
+                       intField(m, "match_index"), intField(m, "applied_index"),
+                       le, lm, intField(m, "last_contact_ms"));
             }
             if ((has_entries && le > (long long)max_entries) ||
                 (has_ms && lm > (long long)max_ms)) {
@@ -408,7 +454,7 @@ int ctlCmdLag(struct ctl *ctl, int argc, char **argv)
             /* --watch: exit 1 if any sample was over a bound. */
             return ever_over ? CTL_EXIT_FAIL : CTL_EXIT_OK;
         }
-        if (!ctl->json) {
+        if (!ctl->json && !isatty(STDOUT_FILENO)) {
             putchar('\n');
         }
     }

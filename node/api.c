@@ -16,6 +16,7 @@
 #define MEMBERSHIP_FORWARD_TIMEOUT_MS 120000 /* promotion catch-up */
 #define READ_INDEX_TIMEOUT_MS 5000
 #define STRONG_WAIT_MS 5000
+#define PEER_POOL_MAX_IDLE 64 /* Idle keep-alive connections to peers. */
 
 /* ---- Replies ---------------------------------------------------------- */
 
@@ -78,8 +79,10 @@ static void replyErrorV(struct api_req *a, int status, const char *code,
         json_decref(extra);
     }
     api_reply_json(a, status, json_pack("{s:o}", "error", err),
-                   (status == 503 || status == 429) ? "Retry-After: 1\r\n"
-                                                    : NULL);
+                   (status == 503 || status == 429 ||
+                    strcmp(code, "change_in_progress") == 0)
+                       ? "Retry-After: 1\r\n"
+                       : NULL);
 }
 
 void api_reply_store_error(struct api_req *a)
@@ -161,12 +164,125 @@ bad:
 
 /* ---- Forwarding ------------------------------------------------------- */
 
+/* Requests to a peer's API (forwarded writes, read-index queries) go over
+ * the node's pool of keep-alive connections, created on first use; once
+ * shutdown has begun (the pool is closed by api_sweep) they use one-shot
+ * connections. */
+static int peerRequest(struct ledger_node *n, const char *addr,
+                       const char *method, const char *path,
+                       const char *headers, const char *body, size_t len,
+                       unsigned timeout_ms, http_client_cb cb, void *arg)
+{
+    if (!n->shutting_down && n->peers == NULL) {
+        n->peers = http_pool_create(n->loop, PEER_POOL_MAX_IDLE);
+    }
+    if (n->shutting_down || n->peers == NULL) {
+        return http_client_request(n->loop, addr, method, path, headers, body,
+                                   len, timeout_ms, cb, arg);
+    }
+    return http_pool_request(n->peers, addr, method, path, headers, body, len,
+                             timeout_ms, cb, arg);
+}
+
+/* Writes during a leadership change wait for the new leader instead of
+ * failing: a node that knows no leader (or only one that refused the
+ * connection, or is itself handing leadership over) parks the request for
+ * up to leaderWaitMs, then runs it here or forwards it. A forwarded request
+ * may be passed on again (a follower's view of the leader lags by up to a
+ * heartbeat) up to FORWARD_MAX_HOPS times. Only a refused connection is
+ * retried: nothing was delivered, so nothing can be applied twice. */
+#define FORWARD_MAX_HOPS 3
+#define WRITE_MAX_TRIES 8
+
+static unsigned leaderWaitMs(struct api_req *a)
+{
+    unsigned w = 3 * a->n->cfg->election_ms;
+    return w < 3000 ? 3000 : w;
+}
+
+enum { ROUTE_NONE, ROUTE_HERE, ROUTE_LEADER };
+
+static int writeRoute(struct api_req *a, char *leader, size_t len)
+{
+    struct ledger_repl_status st;
+    ledger_repl_status(a->n->repl, &st);
+    if (st.is_leader) {
+        return ledger_repl_transferring(a->n->repl) || a->write_fn == NULL
+                   ? ROUTE_NONE
+                   : ROUTE_HERE;
+    }
+    if (!ledger_repl_leader_api(a->n->repl, leader, len)) {
+        return ROUTE_NONE;
+    }
+    if (a->refused[0] != '\0' && strcmp(leader, a->refused) == 0) {
+        return ROUTE_NONE;
+    }
+    return ROUTE_LEADER;
+}
+
+static bool leaderKnown(struct api_req *a)
+{
+    char leader[REPL_ADDR_MAX];
+    return writeRoute(a, leader, sizeof leader) != ROUTE_NONE;
+}
+
+static void forwardTo(struct api_req *a, const char *leader);
+
+static void dispatch(struct api_req *a)
+{
+    char leader[REPL_ADDR_MAX];
+    switch (writeRoute(a, leader, sizeof leader)) {
+    case ROUTE_HERE:
+        a->write_fn(a);
+        return;
+    case ROUTE_LEADER:
+        forwardTo(a, leader);
+        return;
+    default:
+        api_reply_error(a, 503, "no_leader",
+                        "the cluster has no leader right now: retry shortly");
+    }
+}
+
+void api_forward(struct api_req *a)
+{
+    struct ledger_repl_status st;
+
+    if (++a->tries > WRITE_MAX_TRIES) {
+        api_reply_error(a, 503, "no_leader",
+                        "leadership kept moving: retry shortly");
+        return;
+    }
+    /* Waiting helps while leadership moves, not in a partition that has
+     * been without a leader for longer than the wait: answer at once. */
+    ledger_repl_status(a->n->repl, &st);
+    if (st.leaderless_ms > (int64_t)leaderWaitMs(a)) {
+        api_reply_error(a, 503, "no_leader",
+                        "the cluster has no leader right now (none for %lld "
+                        "ms): retry shortly",
+                        (long long)st.leaderless_ms);
+        return;
+    }
+    a->through_shutdown = true;
+    api_wait(a, leaderWaitMs(a), leaderKnown, dispatch);
+}
+
 static void forwardCb(void *arg, int status,
                       const struct http_client_response *resp)
 {
     struct api_req *a = arg;
     char extra[128];
 
+    if (status == UV_ECONNREFUSED && a->write_fn != NULL) {
+        /* The leader we knew is gone (stopped, or restarting): nothing
+         * was sent, so wait for the next one. */
+        char leader[REPL_ADDR_MAX];
+        if (ledger_repl_leader_api(a->n->repl, leader, sizeof leader)) {
+            snprintf(a->refused, sizeof a->refused, "%s", leader);
+        }
+        api_forward(a);
+        return;
+    }
     if (status != 0) {
         api_reply_error(a, 503, "leader_unreachable",
                         "the leader did not answer (%s): retry shortly",
@@ -183,9 +299,8 @@ static void forwardCb(void *arg, int status,
              resp->body, resp->body_len, extra);
 }
 
-void api_forward(struct api_req *a)
+static void forwardTo(struct api_req *a, const char *leader)
 {
-    char leader[REPL_ADDR_MAX];
     char path[2048];
     char headers[2048];
     const char *q = http_request_query(a->http);
@@ -195,22 +310,17 @@ void api_forward(struct api_req *a)
     const char *body = http_request_body(a->http, &blen);
     int rv;
 
-    if (a->forwarded) {
+    if (a->hops >= FORWARD_MAX_HOPS && !a->handed_off) {
         api_reply_error(a, 503, "not_leader",
                         "this node is not the leader (leadership is "
                         "changing): retry shortly");
         return;
     }
-    if (!ledger_repl_leader_api(a->n->repl, leader, sizeof leader)) {
-        api_reply_error(a, 503, "no_leader",
-                        "the cluster has no leader right now: retry shortly");
-        return;
-    }
     snprintf(path, sizeof path, "%s%s%s", http_request_path(a->http),
              q[0] ? "?" : "", q);
     hl += (size_t)snprintf(headers + hl, sizeof headers - hl,
-                           "X-Ledger-Forwarded: 1\r\nX-Request-Id: %s\r\n",
-                           a->rid);
+                           "X-Ledger-Forwarded: %u\r\nX-Request-Id: %s\r\n",
+                           a->hops + 1, a->rid);
     static const char *pass[] = {"Content-Type", "Accept", "Authorization"};
     for (size_t i = 0; i < sizeof pass / sizeof pass[0]; i++) {
         h = http_request_header(a->http, pass[i]);
@@ -221,12 +331,11 @@ void api_forward(struct api_req *a)
     }
     metrics_forwarded();
     /* A forwarded long poll may legitimately take wait_ms. */
-    rv = http_client_request(a->n->loop, leader, a->method, path, headers, body,
-                             blen,
-                             strncmp(a->route, "member", 6) == 0
-                                 ? MEMBERSHIP_FORWARD_TIMEOUT_MS
-                                 : FORWARD_TIMEOUT_MS + (unsigned)a->wait_ms,
-                             forwardCb, a);
+    rv = peerRequest(a->n, leader, a->method, path, headers, body, blen,
+                     strncmp(a->route, "member", 6) == 0
+                         ? MEMBERSHIP_FORWARD_TIMEOUT_MS
+                         : FORWARD_TIMEOUT_MS + (unsigned)a->wait_ms,
+                     forwardCb, a);
     if (rv != 0) {
         api_reply_error(a, 503, "leader_unreachable",
                         "cannot reach the leader at %s (%s): retry shortly",
@@ -236,13 +345,8 @@ void api_forward(struct api_req *a)
 
 void api_write(struct api_req *a, api_step_fn fn)
 {
-    struct ledger_repl_status st;
-    ledger_repl_status(a->n->repl, &st);
-    if (st.is_leader) {
-        fn(a);
-    } else {
-        api_forward(a);
-    }
+    a->write_fn = fn;
+    api_forward(a); /* runs here, forwards, or waits for a leader */
 }
 
 /* ---- Waiting on the applied index ------------------------------------- */
@@ -276,7 +380,7 @@ void api_wait(struct api_req *a, uint64_t timeout_ms, api_ready_fn ready,
         then(a);
         return;
     }
-    if (n->shutting_down || timeout_ms == 0) {
+    if ((n->shutting_down && !a->through_shutdown) || timeout_ms == 0) {
         a->timed_out = true;
         then(a);
         return;
@@ -299,6 +403,11 @@ void api_sweep(struct ledger_node *n, bool flush_all)
     struct api_req *a = n->waiters;
     struct api_req *ready_list = NULL;
 
+    if (flush_all) {
+        /* Shutdown (node.c): no new pooled requests; the idle ones close. */
+        http_pool_close(n->peers);
+        n->peers = NULL;
+    }
     /* Collect first, then run: running may add or free waiters. */
     while (a != NULL) {
         struct api_req *next = a->next;
@@ -398,9 +507,8 @@ void api_catch_up(struct api_req *a, uint64_t timeout_ms, api_step_fn then)
     }
     api_peer_headers(a, headers, sizeof headers);
     a->wait_timeout = timeout_ms;
-    rv = http_client_request(a->n->loop, leader, "GET",
-                             "/v1/internal/read_index", headers, NULL, 0,
-                             READ_INDEX_TIMEOUT_MS, readIndexCb, a);
+    rv = peerRequest(a->n, leader, "GET", "/v1/internal/read_index", headers,
+                     NULL, 0, READ_INDEX_TIMEOUT_MS, readIndexCb, a);
     if (rv != 0) {
         a->timed_out = true;
         then(a);
@@ -550,6 +658,11 @@ void api_handle(void *arg, http_request *req)
     a->route = "unknown";
     a->out_fmt = codec_format_from_header(http_request_header(req, "Accept"));
     a->forwarded = http_request_header(req, "X-Ledger-Forwarded") != NULL;
+    if (a->forwarded) {
+        a->hops = (unsigned)strtoul(
+            http_request_header(req, "X-Ledger-Forwarded"), NULL, 10);
+        a->hops = a->hops == 0 ? 1 : a->hops;
+    }
     rid = http_request_header(req, "X-Request-Id");
     if (safeRid(rid)) {
         snprintf(a->rid, sizeof a->rid, "%s", rid);
@@ -597,7 +710,11 @@ void api_handle(void *arg, http_request *req)
                         "'Authorization: Bearer TOKEN'");
         return;
     }
-    if (n->shutting_down) {
+    /* A node shutting down still takes writes: it hands them to the new
+     * leader (api_write waits for the hand-over), so a client that sent
+     * one just then sees no failure. Everything else goes elsewhere. */
+    if (n->shutting_down &&
+        !((IS("POST") || IS("PUT")) && strcmp(segs[1], "streams") == 0)) {
         a->route = "shutdown";
         api_reply_error(a, 503, "shutting_down",
                         "this node is shutting down: use another node");

@@ -38,7 +38,17 @@ struct api_req {
     char rid[48];
     uint64_t start_ns;
     enum codec_format out_fmt;
-    bool forwarded; /* Came from another node. */
+    bool forwarded;        /* Came from another node. */
+    bool handed_off;       /* We handed leadership over for this request and
+                              may forward it although it was forwarded. */
+    bool idempotent;       /* Every event carries an id: a retry is safe. */
+    bool through_shutdown; /* Keeps waiting while the node shuts down
+                              (for the hand-over). */
+    unsigned hops;        /* X-Ledger-Forwarded: how many nodes passed it on. */
+    unsigned tries;       /* Dispatches of a write (re-run or re-forward). */
+    api_step_fn write_fn; /* The write to run if we become its leader. */
+    char refused[64];     /* Leader API that refused a connection: not again
+                             until the leader changes. */
 
     char stream[LEDGER_STREAM_MAX + 1];
     char name[LEDGER_STREAM_MAX + 1];
@@ -62,6 +72,9 @@ struct api_req {
 };
 
 #define REPL__MEMBERS_MAX 64 /* Members shown by /v1/cluster. */
+#define MEMBERSHIP_MAX_WAIT_MS                                                 \
+    110000u /* Catch-up deadline, at most (below                               \
+              the membership forward timeout). */
 
 /* Replies (each frees `a`). */
 void api_reply_raw(struct api_req *a, int status, const char *ctype,

@@ -56,15 +56,25 @@ static void clusterLocal(struct api_req *a)
                           ? json_integer(m[i].last_contact_ms)
                           : json_null()));
     }
-    api_reply_json(a, 200,
-                   json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:o}",
-                             "cluster_id", st.cluster_id, "leader_id",
-                             (json_int_t)st.leader_id, "term",
-                             (json_int_t)st.term, "commit_index",
-                             (json_int_t)st.commit_index, "node_id",
-                             (json_int_t)a->n->cfg->id, "node_state", st.state,
-                             "members", members),
-                   NULL);
+    {
+        struct ledger_repl_change_info ci;
+        json_t *change = json_null();
+        if (ledger_repl_change_info(a->n->repl, &ci)) {
+            change =
+                json_pack("{s:I, s:s, s:s, s:I}", "id", (json_int_t)ci.id,
+                          "role", ledger_repl_role_name(ci.role), "step",
+                          ci.step, "elapsed_ms", (json_int_t)ci.elapsed_ms);
+        }
+        api_reply_json(
+            a, 200,
+            json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:o, s:o}", "cluster_id",
+                      st.cluster_id, "leader_id", (json_int_t)st.leader_id,
+                      "term", (json_int_t)st.term, "commit_index",
+                      (json_int_t)st.commit_index, "node_id",
+                      (json_int_t)a->n->cfg->id, "node_state", st.state,
+                      "membership_change", change, "members", members),
+            NULL);
+    }
 }
 
 static void clusterForwardCb(void *arg, int status,
@@ -200,6 +210,21 @@ void api_metrics(struct api_req *a)
     }
     text = metrics_render(&st, ss.position, http_server_inflight(a->n->http),
                           &len);
+    if (text != NULL && st.is_leader) {
+        struct ledger_repl_member_info m[REPL__MEMBERS_MAX];
+        size_t nm = ledger_repl_members(a->n->repl, m, REPL__MEMBERS_MAX);
+        size_t mlen = 0;
+        char *more = metrics_render_members(
+            m, nm < REPL__MEMBERS_MAX ? nm : REPL__MEMBERS_MAX, &mlen);
+        char *all = more != NULL ? realloc(text, len + mlen + 1) : NULL;
+        if (all != NULL) {
+            memcpy(all + len, more, mlen);
+            len += mlen;
+            all[len] = '\0';
+            text = all;
+        }
+        free(more);
+    }
     if (text == NULL) {
         api_reply_error(a, 500, "internal", "out of memory");
         return;

@@ -44,7 +44,11 @@ static void appendCb(void *arg, int status, const struct ledger_op_result *res)
 {
     struct api_req *a = arg;
 
-    if (status == LEDGER_REPL_ENOTLEADER) {
+    if (status == LEDGER_REPL_ENOTLEADER ||
+        (status == LEDGER_REPL_EUNKNOWN && a->idempotent)) {
+        /* Leadership moved. With an id on every event, a retry through
+         * the new leader is safe: it finds what did commit (the original
+         * result) or appends it now. */
         api_forward(a);
         return;
     }
@@ -210,6 +214,10 @@ void api_append(struct api_req *a)
         goto out_arrays;
     }
     a->n_events = n;
+    a->idempotent = true;
+    for (i = 0; i < n; i++) {
+        a->idempotent = a->idempotent && in[i].id != NULL;
+    }
     rv = ledger_repl_submit(a->n->repl, &op, appendCb, a);
     if (rv == LEDGER_REPL_EFULL) {
         metrics_rejected("queue_full");

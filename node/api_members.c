@@ -1,12 +1,19 @@
 /* Membership endpoints: add, change role, remove, transfer leadership.
  *
- * Raft allows one configuration change at a time; a second one while the
- * first is pending is answered 409 `change_in_progress`. Adding a member
- * first replicates its API address (a MEMBER_PUT op, so every node can
- * forward to it once it leads), then adds it to the Raft configuration as a
- * spare and assigns the requested role; promotion to voter runs Raft's
- * catch-up rounds first, so the call returns once the member is caught up.
- * Removing a member does the reverse. All of these run on the leader; a
+ * One configuration change at a time (replication/membership.c); a second
+ * one while the first is pending is answered 409 `change_in_progress` with
+ * Retry-After, before anything is changed. Adding a member first replicates
+ * its API address (a MEMBER_PUT op, so every node can forward to it once it
+ * leads), then adds it to the Raft configuration as a spare and assigns the
+ * requested role; a voter is promoted only once it has caught up (within
+ * REPL_PROMOTE_MAX_LAG entries), so the call returns once it is a voter, or
+ * fails after the body's timeout_ms leaving it a standby.
+ *
+ * Refused with no change: an id or address already used (409), an unknown
+ * id (404), removing or demoting the last voter (409 last_voter), a
+ * malformed body or address (400). Removing or demoting the leader itself
+ * first hands leadership to the most up-to-date voter, then forwards the
+ * same request to the new leader. All of these run on the leader; a
  * follower forwards them.
  */
 #include <raft.h>
@@ -59,25 +66,33 @@ static int raftStatusHttp(int rv, const char **code)
     case RAFT_NOCONNECTION:
         *code = "catch_up_failed";
         return 503;
+    case RAFT_CANCELED:
+        *code = "cancelled";
+        return 409;
+    case RAFT_SHUTDOWN:
+        *code = "shutting_down";
+        return 503;
     default:
         *code = "membership_failed";
         return 500;
     }
 }
 
-static void replyMember(struct api_req *a, int status)
+static void replyMember(struct api_req *a, int status, const char *detail)
 {
     struct ledger_repl_member_info m[REPL__MEMBERS_MAX];
     size_t n = ledger_repl_members(a->n->repl, m, REPL__MEMBERS_MAX);
     size_t i;
     for (i = 0; i < n && i < REPL__MEMBERS_MAX; i++) {
         if (m[i].id == a->from) {
-            api_reply_json(a, status,
-                           json_pack("{s:I, s:s, s:s, s:s}", "id",
-                                     (json_int_t)m[i].id, "raft_addr",
-                                     m[i].raft_addr, "api_addr", m[i].api_addr,
-                                     "role", ledger_repl_role_name(m[i].role)),
-                           NULL);
+            json_t *o = json_pack("{s:I, s:s, s:s, s:s}", "id",
+                                  (json_int_t)m[i].id, "raft_addr",
+                                  m[i].raft_addr, "api_addr", m[i].api_addr,
+                                  "role", ledger_repl_role_name(m[i].role));
+            if (detail != NULL && o != NULL) {
+                json_object_set_new(o, "detail", json_string(detail));
+            }
+            api_reply_json(a, status, o, NULL);
             return;
         }
     }
@@ -94,10 +109,12 @@ static void changeDone(void *arg, int status, const char *msg)
     if (status == 0) {
         ledger_log(LOG_INFO, a->rid, "membership: %s %s of member %llu done",
                    a->method, a->route, (unsigned long long)a->from);
-        replyMember(a, strcmp(a->method, "POST") == 0 &&
-                               strcmp(a->route, "members") == 0
-                           ? 201
-                           : 200);
+        replyMember(a,
+                    strcmp(a->method, "POST") == 0 &&
+                            strcmp(a->route, "members") == 0
+                        ? 201
+                        : 200,
+                    msg);
         return;
     }
     http = raftStatusHttp(status, &code);
@@ -118,24 +135,59 @@ static void startFailed(struct api_req *a, int rv)
 
 /* ---- Add -------------------------------------------------------------- */
 
-/* Does a member (only member `id` when id != 0) use raft_addr? */
-static bool addressInUse(struct api_req *a, const char *raft_addr, uint64_t id)
+/* Does a member (only member `id` when id != 0) use `addr` as its raft or
+ * (when api is true) its API address? */
+static bool addressInUse(struct api_req *a, const char *addr, uint64_t id,
+                         bool api)
 {
     struct ledger_repl_member_info m[REPL__MEMBERS_MAX];
     size_t n = ledger_repl_members(a->n->repl, m, REPL__MEMBERS_MAX);
     size_t i;
     for (i = 0; i < n && i < REPL__MEMBERS_MAX; i++) {
         if ((id == 0 || m[i].id == id) &&
-            strcmp(m[i].raft_addr, raft_addr) == 0) {
+            (strcmp(m[i].raft_addr, addr) == 0 ||
+             (api && strcmp(m[i].api_addr, addr) == 0))) {
             return true;
         }
     }
     return false;
 }
 
+/* 409 change_in_progress (with Retry-After) if a change is running. */
+static bool refuseIfBusy(struct api_req *a)
+{
+    if (!ledger_repl_change_busy(a->n->repl)) {
+        return false;
+    }
+    api_reply_error(a, 409, "change_in_progress",
+                    "another membership change is in progress: retry when "
+                    "it is done");
+    return true;
+}
+
+/* Optional "timeout_ms" of a body (catch-up deadline of a promotion). */
+static bool bodyTimeout(struct api_req *a, json_t *body, unsigned *out)
+{
+    json_t *t = json_object_get(body, "timeout_ms");
+    *out = 0;
+    if (t == NULL || json_is_null(t)) {
+        return true;
+    }
+    if (!json_is_integer(t) || json_integer_value(t) < 1 ||
+        json_integer_value(t) > MEMBERSHIP_MAX_WAIT_MS) {
+        api_reply_error(a, 400, "bad_body",
+                        "\"timeout_ms\" must be an integer from 1 to %u",
+                        MEMBERSHIP_MAX_WAIT_MS);
+        return false;
+    }
+    *out = (unsigned)json_integer_value(t);
+    return true;
+}
+
 struct addCtx {
     struct ledger_repl_member m;
     int role;
+    unsigned timeout_ms;
 };
 
 static void addAfterPut(void *arg, int status,
@@ -154,7 +206,8 @@ static void addAfterPut(void *arg, int status,
                         ledger_repl_strerror(status));
         return;
     }
-    rv = ledger_repl_add(a->n->repl, &c->m, c->role, changeDone, a);
+    rv = ledger_repl_add(a->n->repl, &c->m, c->role, c->timeout_ms, changeDone,
+                         a);
     free(c);
     if (rv != 0) {
         startFailed(a, rv);
@@ -175,10 +228,14 @@ static void addMember(struct api_req *a)
     int port;
     char ra_norm[REPL_ADDR_MAX];
     char aa_norm[REPL_ADDR_MAX];
+    unsigned timeout_ms;
     int rv;
 
     if (body == NULL) {
         return;
+    }
+    if (!bodyTimeout(a, body, &timeout_ms)) {
+        goto out;
     }
     id = json_object_get(body, "id");
     ra = json_string_value(json_object_get(body, "raft_addr"));
@@ -210,11 +267,18 @@ static void addMember(struct api_req *a)
     snprintf(aa_norm, sizeof aa_norm, "%s:%d", host, port);
     ra = ra_norm;
     aa = aa_norm;
+    if (strcmp(ra, aa) == 0) {
+        api_reply_error(a, 400, "bad_body",
+                        "\"raft_addr\" and \"api_addr\" are both %s: give "
+                        "each its own port",
+                        ra);
+        goto out;
+    }
     a->from = (uint64_t)json_integer_value(id);
     if (ledger_repl_member_role(a->n->repl, a->from) >= 0) {
         /* Same id: "member_exists" when it is the same node (a retried
          * join), "id_in_use" when another address holds the id. */
-        if (addressInUse(a, ra, a->from)) {
+        if (addressInUse(a, ra, a->from, false)) {
             api_reply_error(a, 409, "member_exists",
                             "member %llu already exists",
                             (unsigned long long)a->from);
@@ -226,9 +290,14 @@ static void addMember(struct api_req *a)
         }
         goto out;
     }
-    if (addressInUse(a, ra, 0)) {
+    if (addressInUse(a, ra, 0, true) || addressInUse(a, aa, 0, true)) {
         api_reply_error(a, 409, "address_in_use",
-                        "raft_addr %s is already used by another member", ra);
+                        "%s is already used by another member: pick another "
+                        "address",
+                        addressInUse(a, ra, 0, true) ? ra : aa);
+        goto out;
+    }
+    if (refuseIfBusy(a)) {
         goto out;
     }
     c = calloc(1, sizeof *c);
@@ -240,6 +309,7 @@ static void addMember(struct api_req *a)
     snprintf(c->m.raft_addr, sizeof c->m.raft_addr, "%s", ra);
     snprintf(c->m.api_addr, sizeof c->m.api_addr, "%s", aa);
     c->role = role != NULL ? parseRole(role) : REPL_ROLE_VOTER;
+    c->timeout_ms = timeout_ms;
     om.id = c->m.id;
     om.raft_addr = c->m.raft_addr;
     om.api_addr = c->m.api_addr;
@@ -262,9 +332,62 @@ out:
 
 /* ---- Role, remove ------------------------------------------------------ */
 
+/* The request would take the leader (this node) out of the voters: hand
+ * leadership to the most up-to-date voter first, then forward the same
+ * request to the new leader. */
+static void handedOver(void *arg, uint64_t leader)
+{
+    struct api_req *a = arg;
+    if (leader == 0 || leader == a->n->cfg->id) {
+        api_reply_error(a, 503, "transfer_failed",
+                        "member %llu is the leader and could not hand "
+                        "leadership over first: retry",
+                        (unsigned long long)a->from);
+        return;
+    }
+    ledger_log(LOG_INFO, a->rid,
+               "membership: handed leadership to %llu before %s %s of %llu",
+               (unsigned long long)leader, a->method, a->route,
+               (unsigned long long)a->from);
+    a->handed_off = true;
+    api_forward(a);
+}
+
+/* Refuse taking the last voter away; for the leader, hand over first.
+ * Returns true when it took care of the request. */
+static bool leavingVoters(struct api_req *a)
+{
+    int rv;
+    if (ledger_repl_member_role(a->n->repl, a->from) != REPL_ROLE_VOTER) {
+        return false;
+    }
+    if (ledger_repl_voters(a->n->repl) <= 1) {
+        api_reply_error(a, 409, "last_voter",
+                        "member %llu is the last voter: add and promote "
+                        "another voter first",
+                        (unsigned long long)a->from);
+        return true;
+    }
+    if (a->from != a->n->cfg->id) {
+        return false;
+    }
+    if (refuseIfBusy(a)) {
+        return true;
+    }
+    rv = ledger_repl_transfer(a->n->repl, 0, handedOver, a);
+    if (rv != 0) {
+        api_reply_error(a, 503, "transfer_failed",
+                        "member %llu is the leader and cannot hand "
+                        "leadership over: %s",
+                        (unsigned long long)a->from, ledger_repl_strerror(rv));
+    }
+    return true;
+}
+
 static void setRole(struct api_req *a)
 {
     json_t *body = api_body(a);
+    unsigned timeout_ms;
     int role;
     int rv;
 
@@ -272,6 +395,10 @@ static void setRole(struct api_req *a)
         return;
     }
     role = parseRole(json_string_value(json_object_get(body, "role")));
+    if (!bodyTimeout(a, body, &timeout_ms)) {
+        json_decref(body);
+        return;
+    }
     json_decref(body);
     if (role < 0) {
         api_reply_error(a, 400, "bad_body",
@@ -284,17 +411,17 @@ static void setRole(struct api_req *a)
         return;
     }
     if (ledger_repl_member_role(a->n->repl, a->from) == role) {
-        replyMember(a, 200); /* already so: nothing to do */
+        replyMember(a, 200, "already so"); /* nothing to do */
         return;
     }
-    if (a->from == a->n->cfg->id && role != REPL_ROLE_VOTER) {
-        api_reply_error(a, 409, "is_leader",
-                        "member %llu is the leader: transfer leadership "
-                        "first (POST /v1/cluster/leader)",
-                        (unsigned long long)a->from);
+    if (role != REPL_ROLE_VOTER && leavingVoters(a)) {
         return;
     }
-    rv = ledger_repl_assign(a->n->repl, a->from, role, changeDone, a);
+    if (refuseIfBusy(a)) {
+        return;
+    }
+    rv = ledger_repl_assign(a->n->repl, a->from, role, timeout_ms, changeDone,
+                            a);
     if (rv != 0) {
         startFailed(a, rv);
     }
@@ -314,7 +441,7 @@ static void removeDone(void *arg, int status, const char *msg)
         /* Best effort: a stale address of a removed member is harmless. */
         ledger_repl_submit(a->n->repl, &op, ignoreResult, NULL);
     }
-    changeDone(arg, status, msg);
+    changeDone(arg, status, status == 0 ? "removed" : msg);
 }
 
 static void removeMember(struct api_req *a)
@@ -325,13 +452,10 @@ static void removeMember(struct api_req *a)
                         (unsigned long long)a->from);
         return;
     }
-    if (a->from == a->n->cfg->id) {
-        api_reply_error(a, 409, "is_leader",
-                        "member %llu is the leader: transfer leadership "
-                        "first (POST /v1/cluster/leader)",
-                        (unsigned long long)a->from);
+    if (leavingVoters(a)) {
         return;
     }
+    /* A promotion of this very member is cancelled by the removal. */
     rv = ledger_repl_remove(a->n->repl, a->from, removeDone, a);
     if (rv != 0) {
         startFailed(a, rv);
@@ -394,6 +518,12 @@ static void transferLeader(struct api_req *a)
         return;
     }
     rv = ledger_repl_transfer(a->n->repl, a->from, transferred, a);
+    if (rv == LEDGER_REPL_EBUSY) {
+        api_reply_error(a, 409, "change_in_progress",
+                        "a leadership transfer is already in progress: retry "
+                        "when it is done");
+        return;
+    }
     if (rv != 0) {
         api_reply_error(a, rv == LEDGER_REPL_ENOTLEADER ? 409 : 503,
                         "transfer_failed", "cannot transfer leadership: %s",

@@ -45,7 +45,7 @@ static const char USAGE[] =
     "  --log-format F       text (default) or json\n"
     "  --log-level L        debug, info (default), warn or error\n"
     "  --max-body BYTES     largest request body (default 1048576)\n"
-    "  --snapshot-threshold N  entries between snapshots (default 1024)\n"
+    "  --snapshot-threshold N  entries between snapshots (default 16384)\n"
     "  --snapshot-trailing N   entries kept after a snapshot (default 2048)\n"
     "  --max-queue N        write queue bound in requests (default 10000)\n"
     "  --max-queue-bytes B  write queue bound in bytes (default 67108864)\n"
@@ -280,7 +280,7 @@ int ledger_config_parse(int argc, char **argv, struct ledger_config *cfg,
     cfg->election_ms = 1000;
     cfg->log_level = 1;
     cfg->max_body = 1 << 20;
-    cfg->snapshot_threshold = 1024;
+    cfg->snapshot_threshold = 16384;
     cfg->snapshot_trailing = 2048;
     cfg->max_queue_ops = 10000;
     cfg->max_queue_bytes = 64u << 20;

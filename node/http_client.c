@@ -1,17 +1,28 @@
-/* Asynchronous one-shot HTTP/1.1 client on a libuv loop.
+/* Asynchronous HTTP/1.1 client on a libuv loop: one-shot requests and a
+ * pool of keep-alive connections (see http_client.h).
  *
- * One heap object (struct http_client_req) per call owns a TCP handle, a
- * timer, the connect and write requests, the serialized request and the
- * response being parsed. Phases: connect -> write + read -> done.
+ * Two heap objects:
+ * - struct http_conn owns a TCP handle, its connect and write requests and
+ *   its read buffer. It lives until its handle is closed, so cancelled
+ *   connect/write callbacks always find it; they look at conn->req, which is
+ *   NULL once the exchange is over.
+ * - struct http_client_req owns one exchange: a timer, the serialized
+ *   request and the response being parsed. Phases: connect (or reuse) ->
+ *   write + read -> done.
  *
  * Invariants:
  * - clientFinish() runs at most once (guarded by `done`) and only from libuv
- *   callbacks, so the user's callback never runs inside
- *   http_client_request(). It fires the callback, then closes both handles.
- * - The object is freed only when both handles are closed; connect/write
- *   callbacks cancelled by that close (UV_ECANCELED) see `done` and return.
- * - The request always says "Connection: close"; a response without a
- *   length is therefore delimited by EOF.
+ *   callbacks, so the user's callback never runs inside a request call. It
+ *   fires the callback, then releases the connection (back to the pool
+ *   after a complete keep-alive answer, else closed) and closes the timer;
+ *   the request is freed in the timer's close callback.
+ * - A connection is in at most one of: in use by exactly one request, idle
+ *   in its pool's list, or closing. Idle connections keep reading: any
+ *   byte, EOF or error closes them.
+ * - A one-shot request says "Connection: close"; a response without a
+ *   length is therefore delimited by EOF. A pooled request does not.
+ * - A pool is freed only after http_pool_close() and once its sweep timer
+ *   and every connection it opened are closed.
  * Errors reported: UV_ETIMEDOUT (timer), UV_EPROTO (malformed response),
  * UV_ECONNRESET (connection closed before a complete response), and any
  * connect/write/read error from libuv.
@@ -30,20 +41,54 @@
 #include "node/http_buf.h"
 
 #define HTTP_CLIENT__MAX_HEADER_BYTES (64 * 1024) /* Response header cap. */
+#define HTTP_POOL__SWEEP_MS 5000  /* How often idle connections are aged. */
+#define HTTP_CLIENT__ADDR_MAX 128 /* "host:port" + NUL. */
 #define CLIENT__APPEND_LIT(b, lit)                                             \
     http_buf_append((b), (lit), sizeof(lit) - 1) /* String literal only. */
 
 /* Header of the response the client remembers. */
 enum { CLIENT__H_NONE, CLIENT__H_CONTENT_TYPE, CLIENT__H_RETRY_AFTER };
 
-struct http_client_req {
-    uv_loop_t *loop;
+struct http_client_req;
+
+struct http_conn {
     uv_tcp_t tcp;
-    uv_timer_t timer;
     uv_connect_t connect;
     uv_write_t write;
-    int n_open; /* Handles not yet closed. */
-    int done;   /* clientFinish() has run. */
+    http_pool *pool;             /* NULL: one-shot. */
+    struct http_client_req *req; /* Exchange in progress, or NULL. */
+    char addr[HTTP_CLIENT__ADDR_MAX];
+    int closing;
+    struct http_conn *next_idle; /* In pool->idle when idle. */
+    struct http_conn *prev_idle;
+    int idle;
+    uint64_t idle_since; /* uv_now() when it became idle. */
+    char inbuf[16384];
+};
+
+struct http_pool {
+    uv_loop_t *loop;
+    uv_timer_t sweep;
+    struct http_conn *idle; /* Most recently used first. */
+    size_t n_idle;
+    size_t max_idle;
+    size_t n_conns; /* Opened by the pool, not yet closed. */
+    size_t n_reqs;  /* Requests started on the pool, not yet freed. */
+    int closing;
+    int sweep_closed;
+};
+
+struct http_client_req {
+    uv_loop_t *loop;
+    http_pool *pool;
+    struct http_conn *conn;
+    struct sockaddr_in sin;
+    char addr[HTTP_CLIENT__ADDR_MAX];
+    uv_timer_t timer;
+    int done;     /* clientFinish() has run. */
+    int reused;   /* conn came from the pool. */
+    int got_data; /* Some byte of the answer arrived. */
+    int retried;  /* Sent again after a stale pooled connection. */
     int is_head;
     http_client_cb cb;
     void *arg;
@@ -60,40 +105,149 @@ struct http_client_req {
     int duplicate; /* X-Ledger-Duplicate seen */
     struct http_buf body;
     int complete;
-    char inbuf[16384];
 };
 
-static void clientCloseCb(uv_handle_t *h)
-{
-    struct http_client_req *r = h->data;
+static void poolMaybeFree(http_pool *p);
 
-    if (--r->n_open > 0) {
+/* ---- Connections -------------------------------------------------------- */
+
+static void idleUnlink(struct http_conn *c)
+{
+    http_pool *p = c->pool;
+    if (!c->idle) {
         return;
     }
+    if (c->prev_idle != NULL) {
+        c->prev_idle->next_idle = c->next_idle;
+    } else {
+        p->idle = c->next_idle;
+    }
+    if (c->next_idle != NULL) {
+        c->next_idle->prev_idle = c->prev_idle;
+    }
+    c->next_idle = c->prev_idle = NULL;
+    c->idle = 0;
+    p->n_idle--;
+}
+
+static void connClosedCb(uv_handle_t *h)
+{
+    struct http_conn *c = h->data;
+    http_pool *p = c->pool;
+
+    free(c);
+    if (p != NULL) {
+        p->n_conns--;
+        poolMaybeFree(p);
+    }
+}
+
+static void connClose(struct http_conn *c)
+{
+    if (c->closing) {
+        return;
+    }
+    if (c->pool != NULL) {
+        idleUnlink(c);
+    }
+    c->closing = 1;
+    c->req = NULL;
+    uv_close((uv_handle_t *)&c->tcp, connClosedCb);
+}
+
+static struct http_conn *connNew(uv_loop_t *loop, http_pool *p,
+                                 const char *addr, int *rv)
+{
+    struct http_conn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        *rv = UV_ENOMEM;
+        return NULL;
+    }
+    *rv = uv_tcp_init(loop, &c->tcp);
+    if (*rv != 0) {
+        free(c);
+        return NULL;
+    }
+    c->tcp.data = c;
+    c->connect.data = c;
+    c->write.data = c;
+    c->pool = p;
+    snprintf(c->addr, sizeof c->addr, "%s", addr);
+    if (p != NULL) {
+        p->n_conns++;
+    }
+    return c;
+}
+
+/* An idle pooled connection to addr, unlinked from the idle list. */
+static struct http_conn *poolTake(http_pool *p, const char *addr)
+{
+    struct http_conn *c;
+    for (c = p->idle; c != NULL; c = c->next_idle) {
+        if (strcmp(c->addr, addr) == 0) {
+            idleUnlink(c);
+            return c;
+        }
+    }
+    return NULL;
+}
+
+/* The exchange on c ended: pool c if the answer allows it, else close. */
+static void connRelease(struct http_conn *c, int reusable)
+{
+    http_pool *p = c->pool;
+
+    c->req = NULL;
+    if (c->closing) {
+        return;
+    }
+    if (p == NULL || p->closing || !reusable || p->n_idle >= p->max_idle) {
+        connClose(c);
+        return;
+    }
+    c->idle = 1;
+    c->idle_since = uv_now(p->loop);
+    c->prev_idle = NULL;
+    c->next_idle = p->idle;
+    if (p->idle != NULL) {
+        p->idle->prev_idle = c;
+    }
+    p->idle = c;
+    p->n_idle++;
+}
+
+/* ---- Requests ----------------------------------------------------------- */
+
+static void clientTimerClosedCb(uv_handle_t *h)
+{
+    struct http_client_req *r = h->data;
+    http_pool *p = r->pool;
+
     http_buf_free(&r->out);
     http_buf_free(&r->field);
     http_buf_free(&r->content_type);
     http_buf_free(&r->retry_after);
     http_buf_free(&r->body);
     free(r);
-}
-
-static void clientClose(struct http_client_req *r)
-{
-    uv_close((uv_handle_t *)&r->timer, clientCloseCb);
-    uv_close((uv_handle_t *)&r->tcp, clientCloseCb);
+    if (p != NULL) {
+        p->n_reqs--;
+        poolMaybeFree(p);
+    }
 }
 
 static void clientFinish(struct http_client_req *r, int status)
 {
     struct http_client_response resp;
+    struct http_conn *c = r->conn;
+    int reusable;
 
     if (r->done) {
         return;
     }
     r->done = 1;
     uv_timer_stop(&r->timer);
-    uv_read_stop((uv_stream_t *)&r->tcp);
+    reusable = status == 0 && r->complete &&
+               http_should_keep_alive(&r->parser) && !r->is_head;
     if (status == 0) {
         memset(&resp, 0, sizeof resp);
         resp.status = r->parser.status_code;
@@ -108,7 +262,11 @@ static void clientFinish(struct http_client_req *r, int status)
     } else {
         r->cb(r->arg, status, NULL);
     }
-    clientClose(r);
+    r->conn = NULL;
+    if (c != NULL) {
+        connRelease(c, reusable);
+    }
+    uv_close((uv_handle_t *)&r->timer, clientTimerClosedCb);
 }
 
 /* Response parser callbacks. */
@@ -226,28 +384,59 @@ static const http_parser_settings clientSettings = {
 
 /* I/O callbacks. */
 
+static int clientSend(struct http_client_req *r);
+static int clientConnect(struct http_client_req *r);
+
+/* The reused connection died before any byte of the answer: the peer
+ * never read the request (it closed an idle connection). Send it once more
+ * on a fresh connection. True if that was started. */
+static int clientRetryFresh(struct http_client_req *r)
+{
+    struct http_conn *c = r->conn;
+
+    if (!r->reused || r->got_data || r->retried || r->done) {
+        return 0;
+    }
+    r->retried = 1;
+    r->reused = 0;
+    r->conn = NULL;
+    connClose(c);
+    return clientConnect(r) == 0;
+}
+
 static void clientAllocCb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    struct http_client_req *r = h->data;
+    struct http_conn *c = h->data;
 
     (void)suggested;
-    *buf = uv_buf_init(r->inbuf, sizeof r->inbuf);
+    *buf = uv_buf_init(c->inbuf, sizeof c->inbuf);
 }
 
 static void clientReadCb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
-    struct http_client_req *r = s->data;
+    struct http_conn *c = s->data;
+    struct http_client_req *r = c->req;
     enum http_errno e;
 
-    if (r->done || nread == 0) {
+    if (nread == 0 || c->closing) {
+        return;
+    }
+    if (r == NULL) {
+        connClose(c); /* Idle: the peer closed it or said something odd. */
         return;
     }
     if (nread > 0) {
+        r->got_data = 1;
         http_parser_execute(&r->parser, &clientSettings, buf->base,
                             (size_t)nread);
     } else if (nread == UV_EOF) {
+        if (clientRetryFresh(r)) {
+            return;
+        }
         /* Tell the parser: completes bodies delimited by EOF. */
         http_parser_execute(&r->parser, &clientSettings, NULL, 0);
+    } else if (clientRetryFresh(r)) {
+        return;
     }
     if (r->complete) {
         clientFinish(r, 0);
@@ -267,40 +456,96 @@ static void clientReadCb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 static void clientWriteCb(uv_write_t *req, int status)
 {
-    struct http_client_req *r = req->data;
+    struct http_conn *c = req->data;
+    struct http_client_req *r = c->req;
 
-    if (r->done) {
+    if (r == NULL || r->done || status >= 0) {
         return;
     }
-    if (status < 0) {
+    if (!clientRetryFresh(r)) {
         clientFinish(r, status);
     }
 }
 
-static void clientConnectCb(uv_connect_t *req, int status)
+/* Write the request on r->conn (connected) and start reading. */
+static int clientSend(struct http_client_req *r)
 {
-    struct http_client_req *r = req->data;
+    struct http_conn *c = r->conn;
     uv_buf_t buf;
     int rv;
 
-    if (r->done) {
+    if (!r->reused) {
+        rv = uv_read_start((uv_stream_t *)&c->tcp, clientAllocCb, clientReadCb);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    buf = uv_buf_init(r->out.p, (unsigned)r->out.len);
+    return uv_write(&c->write, (uv_stream_t *)&c->tcp, &buf, 1, clientWriteCb);
+}
+
+static void clientConnectCb(uv_connect_t *req, int status)
+{
+    struct http_conn *c = req->data;
+    struct http_client_req *r = c->req;
+    int rv;
+
+    if (r == NULL || r->done) {
         return;
     }
     if (status < 0) {
         clientFinish(r, status);
         return;
     }
-    rv = uv_read_start((uv_stream_t *)&r->tcp, clientAllocCb, clientReadCb);
-    if (rv != 0) {
-        clientFinish(r, rv);
-        return;
-    }
-    buf = uv_buf_init(r->out.p, (unsigned)r->out.len);
-    r->write.data = r;
-    rv = uv_write(&r->write, (uv_stream_t *)&r->tcp, &buf, 1, clientWriteCb);
+    uv_tcp_nodelay(&c->tcp, 1);
+    rv = clientSend(r);
     if (rv != 0) {
         clientFinish(r, rv);
     }
+}
+
+/* Open a fresh connection for r. 0, or a libuv error (nothing to undo). */
+static int clientConnect(struct http_client_req *r)
+{
+    struct http_conn *c;
+    int rv;
+
+    c = connNew(r->loop, r->pool, r->addr, &rv);
+    if (c == NULL) {
+        return rv;
+    }
+    rv = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&r->sin,
+                        clientConnectCb);
+    if (rv != 0) {
+        connClose(c);
+        return rv;
+    }
+    c->req = r;
+    r->conn = c;
+    return 0;
+}
+
+/* Send on an idle pooled connection to the same address, if any. */
+static int clientReuse(struct http_client_req *r)
+{
+    struct http_conn *c = poolTake(r->pool, r->addr);
+    int rv;
+
+    if (c == NULL) {
+        return UV_ENOENT;
+    }
+    c->req = r;
+    r->conn = c;
+    r->reused = 1;
+    rv = clientSend(r);
+    if (rv != 0) {
+        /* The connection is unusable: close it, try a fresh one. */
+        r->conn = NULL;
+        r->reused = 0;
+        connClose(c);
+        return UV_ENOENT;
+    }
+    return 0;
 }
 
 static void clientTimerCb(uv_timer_t *t)
@@ -349,19 +594,18 @@ static int headersValid(const char *h)
     return 1;
 }
 
-int http_client_request(uv_loop_t *loop, const char *addr, const char *method,
-                        const char *path, const char *headers, const char *body,
-                        size_t body_len, unsigned timeout_ms, http_client_cb cb,
-                        void *arg)
+static int requestStart(uv_loop_t *loop, http_pool *pool, const char *addr,
+                        const char *method, const char *path,
+                        const char *headers, const char *body, size_t body_len,
+                        unsigned timeout_ms, http_client_cb cb, void *arg)
 {
-    struct sockaddr_in sin;
     struct http_client_req *r;
     char line[256];
     int rv;
 
     assert(loop != NULL && cb != NULL);
-    if (http_addr_parse(addr, &sin) != 0 || !isToken(method) ||
-        !isToken(path) || !headersValid(headers) ||
+    if (addr == NULL || strlen(addr) >= HTTP_CLIENT__ADDR_MAX ||
+        !isToken(method) || !isToken(path) || !headersValid(headers) ||
         (body == NULL && body_len > 0)) {
         return UV_EINVAL;
     }
@@ -369,7 +613,13 @@ int http_client_request(uv_loop_t *loop, const char *addr, const char *method,
     if (r == NULL) {
         return UV_ENOMEM;
     }
+    if (http_addr_parse(addr, &r->sin) != 0) {
+        free(r);
+        return UV_EINVAL;
+    }
+    snprintf(r->addr, sizeof r->addr, "%s", addr);
     r->loop = loop;
+    r->pool = pool;
     r->cb = cb;
     r->arg = arg;
     r->is_head = strcmp(method, "HEAD") == 0;
@@ -379,7 +629,9 @@ int http_client_request(uv_loop_t *loop, const char *addr, const char *method,
         http_buf_append(&r->out, path, strlen(path)) ||
         CLIENT__APPEND_LIT(&r->out, " HTTP/1.1\r\nHost: ") ||
         http_buf_append(&r->out, addr, strlen(addr)) ||
-        CLIENT__APPEND_LIT(&r->out, "\r\nConnection: close\r\n") ||
+        CLIENT__APPEND_LIT(&r->out, "\r\n") ||
+        (pool == NULL &&
+         CLIENT__APPEND_LIT(&r->out, "Connection: close\r\n")) ||
         http_buf_append(&r->out, line, strlen(line)) ||
         (headers != NULL &&
          http_buf_append(&r->out, headers, strlen(headers))) ||
@@ -396,34 +648,112 @@ int http_client_request(uv_loop_t *loop, const char *addr, const char *method,
         goto err_after_alloc;
     }
     r->timer.data = r;
-    r->n_open = 1;
-    rv = uv_tcp_init(loop, &r->tcp);
-    if (rv != 0) {
-        goto err_after_timer_init;
+    if (pool == NULL || clientReuse(r) != 0) {
+        rv = clientConnect(r);
+        if (rv != 0) {
+            goto err_after_timer_init;
+        }
     }
-    r->tcp.data = r;
-    r->n_open = 2;
-    r->connect.data = r;
-    rv = uv_tcp_connect(&r->connect, &r->tcp, (const struct sockaddr *)&sin,
-                        clientConnectCb);
-    if (rv != 0) {
-        goto err_after_handles_init;
+    if (pool != NULL) {
+        pool->n_reqs++;
     }
     rv = uv_timer_start(&r->timer, clientTimerCb, timeout_ms, 0);
     assert(rv == 0); /* Only fails for a closing handle or NULL cb. */
     return 0;
 
-err_after_handles_init:
-    /* No callback fires; the loop frees r once both handles are closed. */
-    r->done = 1;
-    clientClose(r);
-    return rv;
 err_after_timer_init:
+    /* No callback fires; the loop frees r once the timer is closed. */
     r->done = 1;
-    uv_close((uv_handle_t *)&r->timer, clientCloseCb);
+    r->pool = NULL;
+    uv_close((uv_handle_t *)&r->timer, clientTimerClosedCb);
     return rv;
 err_after_alloc:
     http_buf_free(&r->out);
     free(r);
     return rv;
+}
+
+int http_client_request(uv_loop_t *loop, const char *addr, const char *method,
+                        const char *path, const char *headers, const char *body,
+                        size_t body_len, unsigned timeout_ms, http_client_cb cb,
+                        void *arg)
+{
+    return requestStart(loop, NULL, addr, method, path, headers, body, body_len,
+                        timeout_ms, cb, arg);
+}
+
+/* ---- Pool --------------------------------------------------------------- */
+
+static void poolMaybeFree(http_pool *p)
+{
+    if (p->closing && p->sweep_closed && p->n_conns == 0 && p->n_reqs == 0) {
+        free(p);
+    }
+}
+
+static void poolSweepCb(uv_timer_t *t)
+{
+    http_pool *p = t->data;
+    uint64_t now = uv_now(p->loop);
+    struct http_conn *c = p->idle;
+
+    while (c != NULL) {
+        struct http_conn *next = c->next_idle;
+        if (now - c->idle_since >= HTTP_POOL_IDLE_MS) {
+            connClose(c);
+        }
+        c = next;
+    }
+}
+
+static void poolSweepClosedCb(uv_handle_t *h)
+{
+    http_pool *p = h->data;
+    p->sweep_closed = 1;
+    poolMaybeFree(p);
+}
+
+http_pool *http_pool_create(uv_loop_t *loop, size_t max_idle)
+{
+    http_pool *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        return NULL;
+    }
+    p->loop = loop;
+    p->max_idle = max_idle;
+    uv_timer_init(loop, &p->sweep);
+    p->sweep.data = p;
+    uv_timer_start(&p->sweep, poolSweepCb, HTTP_POOL__SWEEP_MS,
+                   HTTP_POOL__SWEEP_MS);
+    uv_unref((uv_handle_t *)&p->sweep); /* Never keeps the loop alive. */
+    return p;
+}
+
+void http_pool_close(http_pool *p)
+{
+    if (p == NULL || p->closing) {
+        return;
+    }
+    p->closing = 1;
+    while (p->idle != NULL) {
+        connClose(p->idle);
+    }
+    uv_close((uv_handle_t *)&p->sweep, poolSweepClosedCb);
+}
+
+int http_pool_request(http_pool *p, const char *addr, const char *method,
+                      const char *path, const char *headers, const char *body,
+                      size_t body_len, unsigned timeout_ms, http_client_cb cb,
+                      void *arg)
+{
+    if (p->closing) {
+        return UV_ECANCELED;
+    }
+    return requestStart(p->loop, p, addr, method, path, headers, body, body_len,
+                        timeout_ms, cb, arg);
+}
+
+size_t http_pool_connections(const http_pool *p)
+{
+    return p->n_conns;
 }

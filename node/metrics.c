@@ -92,6 +92,24 @@ void metrics_forwarded(void)
     forwarded++;
 }
 
+static const unsigned STALL_BUCKETS_MS[] = {50, 100, 250, 500, 1000};
+#define N_STALL_BUCKETS (sizeof STALL_BUCKETS_MS / sizeof STALL_BUCKETS_MS[0])
+static uint64_t stallCounts[N_STALL_BUCKETS];
+static uint64_t stallMaxMs;
+
+void metrics_loop_stall(uint64_t ms)
+{
+    size_t i;
+    for (i = 0; i < N_STALL_BUCKETS; i++) {
+        if (ms >= STALL_BUCKETS_MS[i]) {
+            stallCounts[i]++;
+        }
+    }
+    if (ms > stallMaxMs) {
+        stallMaxMs = ms;
+    }
+}
+
 void metrics_rejected(const char *reason)
 {
     size_t i;
@@ -230,6 +248,83 @@ char *metrics_render(const struct ledger_repl_status *st, uint64_t position,
           "answered.\n# TYPE ledger_http_inflight gauge\n"
           "ledger_http_inflight %zu\n",
           inflight_http);
+    bputf(&b, "# HELP ledger_loop_stalls_total Event-loop stalls at least "
+              "this long (le: seconds).\n# TYPE ledger_loop_stalls_total "
+              "counter\n");
+    for (i = 0; i < N_STALL_BUCKETS; i++) {
+        bputf(&b, "ledger_loop_stalls_total{over=\"%g\"} %llu\n",
+              STALL_BUCKETS_MS[i] / 1000.0, (unsigned long long)stallCounts[i]);
+    }
+    bputf(&b,
+          "# HELP ledger_loop_stall_max_seconds Longest event-loop stall "
+          "since start.\n# TYPE ledger_loop_stall_max_seconds gauge\n"
+          "ledger_loop_stall_max_seconds %.3f\n",
+          stallMaxMs / 1000.0);
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    *len = b.len;
+    return b.p;
+}
+
+/* Per-member replication gauges, as the leader sees them (a follower knows
+ * only itself and renders nothing here). */
+char *metrics_render_members(const struct ledger_repl_member_info *m, size_t n,
+                             size_t *len)
+{
+    static const struct {
+        const char *name;
+        const char *help;
+    } G[] = {
+        {"ledger_member_match_index", "Last log index known replicated on "
+                                      "the member."},
+        {"ledger_member_applied_index", "Last index the member applied."},
+        {"ledger_member_lag_entries", "Entries the member lacks."},
+        {"ledger_member_lag_ms", "Age of the oldest entry the member "
+                                 "lacks, in ms."},
+        {"ledger_member_last_contact_ms", "Time since the member last "
+                                          "answered the leader, in ms "
+                                          "(-1: never)."},
+        {"ledger_member_reachable", "1 unless the member is unreachable."},
+    };
+    struct buf b = {malloc(4096), 0, 4096, 0};
+    size_t g;
+    size_t i;
+
+    if (b.p == NULL) {
+        return NULL;
+    }
+    for (g = 0; g < sizeof G / sizeof G[0]; g++) {
+        bputf(&b, "# HELP %s %s\n# TYPE %s gauge\n", G[g].name, G[g].help,
+              G[g].name);
+        for (i = 0; i < n; i++) {
+            long long v;
+            switch (g) {
+            case 0:
+                v = (long long)m[i].match_index;
+                break;
+            case 1:
+                v = (long long)m[i].applied_index;
+                break;
+            case 2:
+                v = (long long)m[i].lag_entries;
+                break;
+            case 3:
+                v = (long long)m[i].lag_ms;
+                break;
+            case 4:
+                v = (long long)m[i].last_contact_ms;
+                break;
+            default:
+                v = strcmp(m[i].state, "unreachable") != 0;
+                break;
+            }
+            bputf(&b, "%s{id=\"%llu\",role=\"%s\"} %lld\n", G[g].name,
+                  (unsigned long long)m[i].id, ledger_repl_role_name(m[i].role),
+                  v);
+        }
+    }
     if (b.oom) {
         free(b.p);
         return NULL;

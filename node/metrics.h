@@ -13,9 +13,14 @@ void metrics_request(const char *route, const char *method, int status);
 void metrics_append_latency(double seconds, size_t events);
 void metrics_forwarded(void);
 void metrics_rejected(const char *reason); /* literal */
+void metrics_loop_stall(uint64_t ms);      /* node/loopwatch.c */
 
 /* Render everything; returns malloc'ed text (caller frees) or NULL. */
 char *metrics_render(const struct ledger_repl_status *st, uint64_t position,
                      size_t inflight_http, size_t *len);
+
+/* Per-member gauges (ledger_member_*{id,role}); malloc'ed text or NULL. */
+char *metrics_render_members(const struct ledger_repl_member_info *m, size_t n,
+                             size_t *len);
 
 #endif /* LEDGER_METRICS_H */

@@ -24,6 +24,8 @@
 #include "node/http_client.h"
 #include "node/log.h"
 #include "node/node.h"
+#include "node/loopwatch.h"
+#include "node/peers.h"
 
 #define SWEEP_INTERVAL_MS 20
 #define LOCK_WAIT_MS 2000 /* For a dying predecessor's data-dir lock. */
@@ -63,11 +65,20 @@ static void drainAndClose(struct ledger_node *n)
 {
     uv_timer_stop(&n->shutdown_timer);
     uv_timer_stop(&n->join_timer);
+    peers_close(n->applied_poll);
+    n->applied_poll = NULL;
+    loopwatch_close(n->loopwatch);
+    n->loopwatch = NULL;
     api_sweep(n, true); /* answer every waiting reader now */
     http_server_close(n->http, httpClosed, n);
 }
 
 static bool handedOver;
+
+static void graceOver(uv_timer_t *t)
+{
+    drainAndClose(t->data);
+}
 
 static void transferDone(void *arg, uint64_t leader)
 {
@@ -78,7 +89,14 @@ static void transferDone(void *arg, uint64_t leader)
     handedOver = true;
     ledger_log(LOG_INFO, NULL, "leadership handed to %llu",
                (unsigned long long)leader);
-    drainAndClose(n);
+    /* Followers learn the new leader from its first heartbeat; until then
+     * they may still forward writes here. Keep serving (forwarding them
+     * on) for a few heartbeats before closing the listener. */
+    uv_timer_stop(&n->shutdown_timer);
+    uv_timer_start(
+        &n->shutdown_timer, graceOver,
+        3ull * n->cfg->heartbeat_ms < 200 ? 200 : 3ull * n->cfg->heartbeat_ms,
+        0);
 }
 
 static void shutdownTimeout(uv_timer_t *t)
@@ -377,6 +395,8 @@ int node_run(struct ledger_config *cfg)
     uv_timer_init(&loop, &n.sweep);
     n.sweep.data = &n;
     uv_timer_start(&n.sweep, sweepCb, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
+    n.applied_poll = peers_start(&n);
+    n.loopwatch = loopwatch_start(&loop, cfg->election_ms / 2);
     uv_timer_init(&loop, &n.shutdown_timer);
     n.shutdown_timer.data = &n;
     uv_signal_init(&loop, &n.sigterm);

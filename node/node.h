@@ -17,6 +17,7 @@
 #include "store/store.h"
 
 struct api_req;
+struct http_pool;
 
 struct ledger_node {
     uv_loop_t *loop;
@@ -26,12 +27,16 @@ struct ledger_node {
     http_server *http;
     uv_signal_t sigterm;
     uv_signal_t sigint;
-    uv_timer_t sweep;          /* Deadlines of waiting requests. */
-    uv_timer_t shutdown_timer; /* Bounds the leadership hand-over. */
-    uv_timer_t join_timer;     /* --join: retries the add request. */
-    bool joining;              /* --join: not yet a member. */
-    bool join_promote;         /* --join: member already; ask for voter. */
-    struct api_req *waiters;   /* Requests waiting on the applied index. */
+    uv_timer_t sweep;            /* Deadlines of waiting requests. */
+    uv_timer_t shutdown_timer;   /* Bounds the leadership hand-over. */
+    uv_timer_t join_timer;       /* --join: retries the add request. */
+    bool joining;                /* --join: not yet a member. */
+    bool join_promote;           /* --join: member already; ask for voter. */
+    struct api_req *waiters;     /* Requests waiting on the applied index. */
+    struct peers *applied_poll;  /* Leader: polls members' applied index. */
+    struct loopwatch *loopwatch; /* Logs and counts event-loop stalls. */
+    struct http_pool *peers;     /* Keep-alive connections to peers' APIs
+                                    (api.c; closed by api_sweep at shutdown). */
     uint64_t next_rid;
     bool shutting_down;
     int exit_code;

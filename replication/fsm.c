@@ -14,16 +14,178 @@
  *   and recorded as applied with no effect, so replicas stay identical.
  * - A store I/O error aborts the transaction and returns RAFT_IOERR: the
  *   entry is not marked applied and Raft will try again.
+ * - Memory: raft 0.15 keeps every entry since its last snapshot, plus
+ *   `trailing` older ones, in memory, and counts both in entries only. With
+ *   big entries (group commit packs up to REPL_MAX_BATCH_BYTES) that is
+ *   unbounded in bytes, so apply also counts bytes: once the entries since
+ *   the last snapshot hold REPL__SNAPSHOT_BYTES, it lowers raft's snapshot
+ *   threshold so that a snapshot is taken right after this entry, and the
+ *   snapshot keeps only as many trailing entries as fit in
+ *   REPL__TRAILING_BYTES (repl__fsm_trailing). Snapshots are cheap here
+ *   (snapshot.c): they do not copy events.
+ * - WAL checkpoints run on libuv's threadpool with a second store handle
+ *   (store/checkpoint.c), started after a commit once the WAL holds
+ *   REPL__CHECKPOINT_FRAMES, one at a time; the loop checkpoints itself
+ *   only if the WAL grows past REPL__CHECKPOINT_FORCE_FRAMES anyway. The
+ *   checkpointer object outlives the replication layer while a checkpoint
+ *   runs: its after-work callback frees it once closing is set.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "replication/repl_int.h"
 
+struct repl__checkpointer {
+    uv_work_t work;
+    ledger_repl *r;      /* NULL once closing. */
+    ledger_store *store; /* Its own handle on the store's file. */
+    bool running;
+    bool closing;
+    int rv;
+    char errmsg[256];
+};
+
+static void checkpointWork(uv_work_t *w)
+{
+    struct repl__checkpointer *c = w->data;
+    c->rv = ledger_store_checkpoint(c->store);
+    if (c->rv != 0) {
+        snprintf(c->errmsg, sizeof c->errmsg, "%s",
+                 ledger_store_errmsg(c->store));
+    }
+}
+
+static void checkpointDone(uv_work_t *w, int status)
+{
+    struct repl__checkpointer *c = w->data;
+
+    c->running = false;
+    if (c->closing) {
+        ledger_store_close(c->store);
+        free(c);
+        return;
+    }
+    if (status != 0 || c->rv != 0) {
+        repl__log(c->r, 2, "checkpoint: %s",
+                  status != 0 ? uv_strerror(status) : c->errmsg);
+    }
+}
+
+static void checkpointerOpen(ledger_repl *r);
+
+static void maybeCheckpoint(ledger_repl *r)
+{
+    struct repl__checkpointer *c = r->ckpt;
+    uint64_t frames;
+
+    if (c == NULL) {
+        /* Opened at the first apply, not at start: a start that fails
+         * never has a second handle to clean up. */
+        if (!r->ckpt_tried) {
+            r->ckpt_tried = true;
+            checkpointerOpen(r);
+        }
+        return;
+    }
+    frames = ledger_store_wal_frames(r->store);
+    if (frames >= REPL__CHECKPOINT_FORCE_FRAMES) {
+        if (ledger_store_checkpoint(r->store) != 0) {
+            repl__log(r, 2, "checkpoint: %s", ledger_store_errmsg(r->store));
+        }
+        return;
+    }
+    if (frames < REPL__CHECKPOINT_FRAMES || c->running) {
+        return;
+    }
+    c->work.data = c;
+    if (uv_queue_work(r->loop, &c->work, checkpointWork, checkpointDone) == 0) {
+        c->running = true;
+    }
+}
+
+static void checkpointerOpen(ledger_repl *r)
+{
+    struct repl__checkpointer *c = calloc(1, sizeof *c);
+    char err[256];
+
+    if (c == NULL || ledger_store_open(ledger_store_path(r->store), &c->store,
+                                       err, sizeof err) != 0) {
+        repl__log(r, 2, "checkpoints stay on the loop: %s",
+                  c == NULL ? "out of memory" : err);
+        free(c);
+        return;
+    }
+    c->r = r;
+    r->ckpt = c;
+    ledger_store_manual_checkpoints(r->store);
+}
+
+static void checkpointerClose(ledger_repl *r)
+{
+    struct repl__checkpointer *c = r->ckpt;
+
+    if (c == NULL) {
+        return;
+    }
+    r->ckpt = NULL;
+    c->r = NULL;
+    if (c->running) {
+        c->closing = true; /* checkpointDone frees it. */
+        return;
+    }
+    ledger_store_close(c->store);
+    free(c);
+}
+
 static void fsmFreeUnclaimed(ledger_repl *r)
 {
     free(r->unclaimed);
     r->unclaimed = NULL;
+}
+
+/* Remember the entry's size; ask for a snapshot after this entry when the
+ * entries since the last one hold REPL__SNAPSHOT_BYTES. raft reads the
+ * threshold right after apply returns (replicationApply). */
+static void accountEntry(ledger_repl *r, uint64_t index, size_t len)
+{
+    uint64_t since = index - r->raft.log.snapshot.last_index;
+
+    r->sizes[index % REPL__SIZE_RING].index = index;
+    r->sizes[index % REPL__SIZE_RING].len =
+        len > UINT32_MAX ? UINT32_MAX : (uint32_t)len;
+    r->bytes_since_snapshot += len;
+    if (r->bytes_since_snapshot >= REPL__SNAPSHOT_BYTES && since > 0 &&
+        since < r->raft.snapshot.threshold) {
+        r->raft.snapshot.threshold = (unsigned)since;
+    }
+}
+
+unsigned repl__fsm_trailing(ledger_repl *r)
+{
+    uint64_t last = r->raft.last_applied;
+    uint64_t bytes = 0;
+    unsigned n = 0;
+
+    while (n < r->cfg.snapshot_trailing && n < REPL__SIZE_RING && n < last) {
+        uint64_t i = last - n;
+        uint64_t len = r->sizes[i % REPL__SIZE_RING].index == i
+                           ? r->sizes[i % REPL__SIZE_RING].len
+                           : 0; /* Barrier or configuration: tiny. */
+        if (n >= REPL__TRAILING_MIN && bytes + len > REPL__TRAILING_BYTES) {
+            break;
+        }
+        bytes += len;
+        n++;
+    }
+    /* 0 would tell raft_uv this is a restore (a blocking barrier). */
+    return n > 0 ? n : 1;
+}
+
+void repl__fsm_snapshotted(ledger_repl *r)
+{
+    r->bytes_since_snapshot = 0;
+    r->raft.snapshot.threshold = r->cfg.snapshot_threshold;
 }
 
 static int applyOp(ledger_repl *r, const struct op *op, int64_t ts,
@@ -85,6 +247,7 @@ static int fsmApply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 
     *result = NULL;
     fsmFreeUnclaimed(r);
+    accountEntry(r, index, buf->len);
 
     rv = ledger_store_get_state(r->store, &st);
     if (rv != 0) {
@@ -134,6 +297,7 @@ static int fsmApply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     entry_decoder_free(dec);
     r->unclaimed = results;
     *result = results;
+    maybeCheckpoint(r);
     return 0;
 
 err_io:
@@ -168,4 +332,5 @@ void repl__fsm_init(ledger_repl *r)
 void repl__fsm_close(ledger_repl *r)
 {
     fsmFreeUnclaimed(r);
+    checkpointerClose(r);
 }

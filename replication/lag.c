@@ -13,6 +13,10 @@
  *               after it (a lower bound).
  * last_contact_ms: time since the follower was last seen answering, sampled
  *               every tick from progress.recent_recv and match_index moves.
+ * applied_index: what the member itself last reported (node/peers.c polls
+ *               it) while fresh, else min(match_index, commit_index): what
+ *               it holds that is committed, so what it will apply next.
+ * Spares get no entries from the leader: no lag, no contact, "follower".
  */
 #include <string.h>
 
@@ -62,6 +66,15 @@ static struct repl__contact *contactFor(ledger_repl *r, uint64_t id)
         free_slot->id = id;
     }
     return free_slot;
+}
+
+void ledger_repl_note_applied(ledger_repl *r, uint64_t id, uint64_t applied)
+{
+    struct repl__contact *k = contactFor(r, id);
+    if (k != NULL) {
+        k->applied = applied;
+        k->applied_at = uv_now(r->loop);
+    }
 }
 
 void repl__lag_tick(ledger_repl *r)
@@ -116,6 +129,9 @@ size_t ledger_repl_members(ledger_repl *r, struct ledger_repl_member_info *out,
             m->match_index = last;
             m->applied_index = raft_last_applied(&r->raft);
             m->last_contact_ms = 0;
+        } else if (leader && s->role == RAFT_SPARE) {
+            /* The leader sends nothing to spares: no lag, no contact. */
+            m->state = "follower";
         } else if (leader) {
             struct raft_progress *p = &r->raft.leader_state.progress[i];
             struct repl__contact *k = contactFor(r, s->id);
@@ -124,6 +140,10 @@ size_t ledger_repl_members(ledger_repl *r, struct ledger_repl_member_info *out,
             m->applied_index = p->match_index < r->raft.commit_index
                                    ? p->match_index
                                    : r->raft.commit_index;
+            if (k != NULL && k->applied_at != 0 &&
+                now - k->applied_at < REPL_APPLIED_FRESH_MS) {
+                m->applied_index = k->applied;
+            }
             m->lag_entries = last > p->match_index ? last - p->match_index : 0;
             if (m->lag_entries > 0) {
                 uint64_t t = appendTime(r, p->match_index + 1);

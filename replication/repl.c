@@ -54,18 +54,11 @@ struct repl__barrier {
 struct repl__transfer {
     struct raft_transfer req;
     ledger_repl *r;
+    uint64_t id;
+    uint64_t deadline; /* uv_now ms: transfer even if not quiet by then */
+    bool started;      /* raft_transfer called */
     void (*cb)(void *arg, uint64_t leader);
     void *arg;
-};
-
-struct repl__change {
-    struct raft_change req;
-    ledger_repl *r;
-    ledger_repl_change_cb cb;
-    void *arg;
-    uint64_t id;
-    int role;
-    bool assign_after;
 };
 
 void repl__log(ledger_repl *r, int level, const char *fmt, ...)
@@ -98,6 +91,8 @@ const char *ledger_repl_strerror(int code)
         return "store failed to apply";
     case LEDGER_REPL_ENOMEM:
         return "out of memory";
+    case LEDGER_REPL_EBUSY:
+        return "a leadership transfer is already in progress";
     default:
         return "unknown error";
     }
@@ -159,6 +154,7 @@ static void failPending(ledger_repl *r, size_t n, int status)
 }
 
 static void flushIdleCb(uv_idle_t *h);
+static void handoverTick(ledger_repl *r);
 
 static void applyCb(struct raft_apply *req, int status, void *result)
 {
@@ -169,6 +165,7 @@ static void applyCb(struct raft_apply *req, int status, void *result)
     int code = mapRaftStatus(status);
 
     r->inflight--;
+    handoverTick(r);
     if (status != 0) {
         repl__log(r, 2, "entry %llu of %zu ops failed: %s",
                   (unsigned long long)req->index, b->n, raft_strerror(status));
@@ -292,7 +289,8 @@ int ledger_repl_submit(ledger_repl *r, struct op_buf *op, ledger_repl_op_cb cb,
         op_buf_free(op);
         return LEDGER_REPL_ESHUTDOWN;
     }
-    if (raft_state(&r->raft) != RAFT_LEADER || r->raft.transfer != NULL) {
+    if (raft_state(&r->raft) != RAFT_LEADER || r->raft.transfer != NULL ||
+        r->handover != NULL) {
         op_buf_free(op);
         return LEDGER_REPL_ENOTLEADER;
     }
@@ -383,11 +381,17 @@ int ledger_repl_barrier(ledger_repl *r, ledger_repl_barrier_cb cb, void *arg)
 
 /* ---- Leadership transfer and membership ------------------------------- */
 
+bool ledger_repl_transferring(ledger_repl *r)
+{
+    return r->handover != NULL || r->raft.transfer != NULL;
+}
+
 static void transferCb(struct raft_transfer *req)
 {
     struct repl__transfer *t = req->data;
     raft_id id = 0;
     const char *addr = NULL;
+    t->r->handover = NULL;
     raft_leader(&t->r->raft, &id, &addr);
     if (t->cb != NULL) {
         t->cb(t->arg, id);
@@ -420,14 +424,54 @@ static uint64_t bestTransferTarget(ledger_repl *r)
     return best;
 }
 
+/* A transfer first quiesces: new ops are refused (ENOTLEADER: callers wait
+ * for the new leader), the queue is flushed and every entry in flight is
+ * applied, and only then raft_transfer runs. Raft fails the callbacks of
+ * entries still in flight when leadership moves (RAFT_LEADERSHIPLOST, an
+ * unknown outcome for the client); after the quiesce there are none. The
+ * quiesce lasts at most one election timeout. */
+static void handoverTick(ledger_repl *r)
+{
+    struct repl__transfer *t = r->handover;
+    raft_id leader = 0;
+    const char *addr = NULL;
+    int rv;
+
+    if (t == NULL || t->started) {
+        return;
+    }
+    if (raft_state(&r->raft) != RAFT_LEADER) {
+        r->handover = NULL;
+        raft_leader(&r->raft, &leader, &addr);
+        t->cb(t->arg, leader);
+        free(t);
+        return;
+    }
+    if ((r->inflight > 0 || r->n_pending > 0) &&
+        uv_now(r->loop) < t->deadline) {
+        return;
+    }
+    t->started = true;
+    rv = raft_transfer(&r->raft, &t->req, t->id, transferCb);
+    if (rv != 0) {
+        repl__log(r, 2, "transfer to %llu: %s", (unsigned long long)t->id,
+                  raft_strerror(rv));
+        r->handover = NULL;
+        t->cb(t->arg, r->raft.id);
+        free(t);
+    }
+}
+
 int ledger_repl_transfer(ledger_repl *r, uint64_t id,
                          void (*cb)(void *arg, uint64_t leader), void *arg)
 {
     struct repl__transfer *t;
-    int rv;
 
     if (raft_state(&r->raft) != RAFT_LEADER) {
         return LEDGER_REPL_ENOTLEADER;
+    }
+    if (r->handover != NULL || r->raft.transfer != NULL) {
+        return LEDGER_REPL_EBUSY;
     }
     if (id == 0) {
         id = bestTransferTarget(r);
@@ -442,117 +486,12 @@ int ledger_repl_transfer(ledger_repl *r, uint64_t id,
     t->r = r;
     t->cb = cb;
     t->arg = arg;
+    t->id = id;
+    t->deadline = uv_now(r->loop) + r->cfg.election_ms;
     t->req.data = t;
-    rv = raft_transfer(&r->raft, &t->req, id, transferCb);
-    if (rv != 0) {
-        repl__log(r, 2, "transfer to %llu: %s", (unsigned long long)id,
-                  raft_strerror(rv));
-        free(t);
-        return rv == RAFT_NOTLEADER ? LEDGER_REPL_ENOTLEADER
-                                    : LEDGER_REPL_EUNKNOWN;
-    }
+    r->handover = t;
+    uv_idle_start(&r->flush_idle, flushIdleCb); /* flush what is queued */
     return 0;
-}
-
-static void changeCb(struct raft_change *req, int status)
-{
-    struct repl__change *c = req->data;
-    ledger_repl *r = c->r;
-    int rv;
-
-    if (status == 0 && c->assign_after) {
-        c->assign_after = false;
-        rv = raft_assign(&r->raft, &c->req, c->id, c->role, changeCb);
-        if (rv == 0) {
-            return;
-        }
-        status = rv;
-    }
-    if (c->cb != NULL) {
-        c->cb(c->arg, status, status == 0 ? "ok" : raft_strerror(status));
-    }
-    free(c);
-}
-
-static struct repl__change *changeNew(ledger_repl *r, uint64_t id, int role,
-                                      ledger_repl_change_cb cb, void *arg);
-
-int ledger_repl_add(ledger_repl *r, const struct ledger_repl_member *m,
-                    int role, ledger_repl_change_cb cb, void *arg)
-{
-    struct repl__change *c = changeNew(r, m->id, role, cb, arg);
-    int rv;
-    if (c == NULL) {
-        return RAFT_NOMEM;
-    }
-    c->assign_after = role != REPL_ROLE_SPARE;
-    rv = raft_add(&r->raft, &c->req, m->id, m->raft_addr, changeCb);
-    if (rv != 0) {
-        free(c);
-        return rv;
-    }
-    return 0;
-}
-
-static struct repl__change *changeNew(ledger_repl *r, uint64_t id, int role,
-                                      ledger_repl_change_cb cb, void *arg)
-{
-    struct repl__change *c = calloc(1, sizeof *c);
-    if (c != NULL) {
-        c->r = r;
-        c->cb = cb;
-        c->arg = arg;
-        c->id = id;
-        c->role = role;
-        c->req.data = c;
-    }
-    return c;
-}
-
-int ledger_repl_assign(ledger_repl *r, uint64_t id, int role,
-                       ledger_repl_change_cb cb, void *arg)
-{
-    struct repl__change *c = changeNew(r, id, role, cb, arg);
-    int rv;
-    if (c == NULL) {
-        return RAFT_NOMEM;
-    }
-    rv = raft_assign(&r->raft, &c->req, id, role, changeCb);
-    if (rv != 0) {
-        free(c);
-    }
-    return rv;
-}
-
-int ledger_repl_remove(ledger_repl *r, uint64_t id, ledger_repl_change_cb cb,
-                       void *arg)
-{
-    struct repl__change *c = changeNew(r, id, 0, cb, arg);
-    int rv;
-    if (c == NULL) {
-        return RAFT_NOMEM;
-    }
-    rv = raft_remove(&r->raft, &c->req, id, changeCb);
-    if (rv != 0) {
-        free(c);
-    }
-    return rv;
-}
-
-int ledger_repl_member_role(ledger_repl *r, uint64_t id)
-{
-    unsigned i;
-    for (i = 0; i < r->raft.configuration.n; i++) {
-        if (r->raft.configuration.servers[i].id == id) {
-            return r->raft.configuration.servers[i].role;
-        }
-    }
-    return -1;
-}
-
-const char *ledger_repl_errmsg(ledger_repl *r)
-{
-    return raft_errmsg(&r->raft);
 }
 
 /* ---- State ------------------------------------------------------------ */
@@ -588,6 +527,10 @@ void ledger_repl_status(ledger_repl *r, struct ledger_repl_status *out)
     out->applied_index = raft_last_applied(&r->raft);
     out->leader_changes = r->leader_changes;
     out->leader_contact_ms = -1;
+    out->leaderless_ms = id != 0 ? 0
+                         : r->leader_known_at == 0
+                             ? -1
+                             : (int64_t)(uv_now(r->loop) - r->leader_known_at);
     if (out->is_leader) {
         out->leader_contact_ms = 0;
     } else if (raft_state(&r->raft) == RAFT_FOLLOWER && id != 0) {
@@ -742,9 +685,19 @@ static void tickCb(uv_timer_t *t)
     int state = raft_state(&r->raft);
 
     raft_leader(&r->raft, &leader, &addr);
+    if (leader != 0) {
+        r->leader_known_at = uv_now(r->loop);
+    }
     if (leader != r->seen_leader) {
         if (leader != 0) {
-            r->leader_changes++;
+            /* Forgetting a silent leader (election.c) and hearing from it
+             * again in the same term is not a change. */
+            if (leader != r->last_leader ||
+                r->raft.current_term != r->last_leader_term) {
+                r->leader_changes++;
+            }
+            r->last_leader = leader;
+            r->last_leader_term = r->raft.current_term;
             repl__log(r, 1, "leader is now %llu (term %llu)",
                       (unsigned long long)leader,
                       (unsigned long long)r->raft.current_term);
@@ -755,11 +708,18 @@ static void tickCb(uv_timer_t *t)
         r->seen_leader = leader;
     }
     if (state != r->seen_state) {
+        if (state == RAFT_CANDIDATE) {
+            repl__log(r, 1, "candidate for leadership (term %llu)",
+                      (unsigned long long)r->raft.current_term);
+        }
         if (state != RAFT_LEADER) {
             r->init_proposed = false;
         }
         r->seen_state = state;
     }
+    repl__election_tick(r);
+    repl__membership_tick(r);
+    handoverTick(r);
     maybeProposeInit(r);
     repl__lag_tick(r);
 }
@@ -790,6 +750,7 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
 {
     ledger_repl *r;
     struct raft_configuration conf;
+    unsigned tick_ms;
     size_t i;
     int rv;
 
@@ -824,12 +785,12 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
     }
     r->cfg.bootstrap = r->bootstrap;
 
-    rv = raft_uv_tcp_init(&r->transport, loop);
+    rv = repl__transport_init(&r->transport, loop);
     if (rv != 0) {
         snprintf(err, errlen, "raft transport: %s", raft_strerror(rv));
         goto err_after_alloc;
     }
-    rv = raft_uv_init(&r->io, loop, r->raft_dir, &r->transport);
+    rv = raft_uv_init(&r->io, loop, r->raft_dir, &r->transport.base);
     if (rv != 0) {
         snprintf(err, errlen, "raft storage in %s: %s", r->raft_dir,
                  r->io.errmsg[0] ? r->io.errmsg : raft_strerror(rv));
@@ -899,7 +860,11 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
     r->flush_idle.data = r;
     uv_timer_init(loop, &r->tick);
     r->tick.data = r;
-    uv_timer_start(&r->tick, tickCb, 50, 50);
+    /* Often enough that a silent leader is forgotten (election.c) within
+     * a small fraction of the election timeout. */
+    tick_ms = cfg->election_ms / 20;
+    tick_ms = tick_ms < 5 ? 5 : (tick_ms > 50 ? 50 : tick_ms);
+    uv_timer_start(&r->tick, tickCb, tick_ms, tick_ms);
     uv_check_init(loop, &r->check);
     r->check.data = r;
     uv_check_start(&r->check, checkCb);
@@ -951,7 +916,7 @@ static void raftClosed(struct raft *raft)
 {
     ledger_repl *r = raft->data;
     raft_uv_close(&r->io);
-    raft_uv_tcp_close(&r->transport);
+    repl__transport_close(&r->transport);
     uv_close((uv_handle_t *)&r->flush_idle, handleClosed);
     uv_close((uv_handle_t *)&r->tick, handleClosed);
     uv_close((uv_handle_t *)&r->check, handleClosed);
@@ -963,6 +928,7 @@ void ledger_repl_close(ledger_repl *r, void (*cb)(void *arg), void *arg)
     r->close_cb = cb;
     r->close_arg = arg;
     failPending(r, r->n_pending, LEDGER_REPL_ESHUTDOWN);
+    repl__membership_close(r);
     uv_idle_stop(&r->flush_idle);
     uv_timer_stop(&r->tick);
     uv_check_stop(&r->check);

@@ -41,6 +41,7 @@ enum {
     LEDGER_REPL_ESHUTDOWN,  /* Node shutting down. */
     LEDGER_REPL_EAPPLY,     /* The store failed to apply the op. */
     LEDGER_REPL_ENOMEM,
+    LEDGER_REPL_EBUSY, /* A leadership transfer is already running. */
 };
 const char *ledger_repl_strerror(int code);
 
@@ -109,20 +110,47 @@ int ledger_repl_barrier(ledger_repl *r, ledger_repl_barrier_cb cb, void *arg);
 int ledger_repl_transfer(ledger_repl *r, uint64_t id,
                          void (*cb)(void *arg, uint64_t leader), void *arg);
 
-/* Membership changes, one at a time, leader only. Return 0 (cb will fire
- * with status 0 or a RAFT_* code and a message) or a RAFT_* code at once
- * (cb will not fire; message in ledger_repl_errmsg). ledger_repl_add enters
- * the member as spare and then assigns `role` (promotion to voter first
- * runs catch-up rounds). */
+/* True while a leadership transfer started here is pending (Raft refuses
+ * new entries meanwhile: writes should wait for its outcome). */
+bool ledger_repl_transferring(ledger_repl *r);
+
+/* Membership changes, one at a time, leader only (membership.c). Return 0
+ * (cb will fire later, never from inside the call, with status 0 or a
+ * RAFT_* code and a message) or a RAFT_* code at once (cb will not fire;
+ * message in ledger_repl_errmsg). RAFT_CANTCHANGE: another change is in
+ * progress.
+ *
+ * ledger_repl_add enters the member as spare and then assigns `role`.
+ * Becoming a voter (from add or assign) goes through standby and waits,
+ * up to timeout_ms (0: REPL_PROMOTE_TIMEOUT_MS), until the member is within
+ * REPL_PROMOTE_MAX_LAG entries of the leader; past the deadline it ends
+ * with RAFT_NOCONNECTION and the member stays a standby. */
+#define REPL_PROMOTE_MAX_LAG 64        /* Entries behind, at most. */
+#define REPL_PROMOTE_TIMEOUT_MS 60000u /* Default catch-up deadline. */
 typedef void (*ledger_repl_change_cb)(void *arg, int status, const char *msg);
 int ledger_repl_add(ledger_repl *r, const struct ledger_repl_member *m,
-                    int role, ledger_repl_change_cb cb, void *arg);
+                    int role, unsigned timeout_ms, ledger_repl_change_cb cb,
+                    void *arg);
 int ledger_repl_assign(ledger_repl *r, uint64_t id, int role,
-                       ledger_repl_change_cb cb, void *arg);
+                       unsigned timeout_ms, ledger_repl_change_cb cb,
+                       void *arg);
 int ledger_repl_remove(ledger_repl *r, uint64_t id, ledger_repl_change_cb cb,
                        void *arg);
+bool ledger_repl_change_busy(ledger_repl *r);
+/* The change in progress, if any (false: none). */
+struct ledger_repl_change_info {
+    uint64_t id;
+    int role;         /* Role it is heading for. */
+    const char *step; /* "adding", "standby", "catching_up", "promoting",
+                         "changing" */
+    uint64_t elapsed_ms;
+};
+bool ledger_repl_change_info(ledger_repl *r,
+                             struct ledger_repl_change_info *out);
 /* Role of member `id` in the current configuration, -1 if not a member. */
 int ledger_repl_member_role(ledger_repl *r, uint64_t id);
+/* Number of voters in the current configuration. */
+size_t ledger_repl_voters(ledger_repl *r);
 const char *ledger_repl_errmsg(ledger_repl *r);
 
 /* ---- State ------------------------------------------------------------ */
@@ -139,6 +167,8 @@ struct ledger_repl_status {
     uint64_t last_index;
     uint64_t applied_index;
     uint64_t leader_changes;
+    int64_t leaderless_ms; /* 0: a leader is known; else since one was
+                              last known (-1: never, since start). */
     int64_t leader_contact_ms; /* Since the leader was last heard; -1:
                                   no leader, 0: we are it. */
     char cluster_id[64];
@@ -163,6 +193,12 @@ struct ledger_repl_member_info {
 /* Fill up to max entries; returns the number of members. */
 size_t ledger_repl_members(ledger_repl *r, struct ledger_repl_member_info *out,
                            size_t max);
+
+/* Leader: member `id` reports having applied `applied` (node/peers.c).
+ * Shown as its applied_index while younger than REPL_APPLIED_FRESH_MS;
+ * after that the leader's estimate min(match_index, commit_index). */
+#define REPL_APPLIED_FRESH_MS 2000
+void ledger_repl_note_applied(ledger_repl *r, uint64_t id, uint64_t applied);
 
 /* Called (from the loop) whenever the applied index advanced. */
 void ledger_repl_on_applied(ledger_repl *r, void (*cb)(void *arg), void *arg);

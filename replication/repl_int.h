@@ -12,6 +12,21 @@
 #define REPL__MAX_MEMBERS 64 /* Members tracked for lag. */
 #define REPL__TIME_RING 4096 /* Append times remembered for lag_ms. */
 #define REPL__INSTALL_SNAPSHOT_TIMEOUT_MS 3000 /* Resend a lost snapshot. */
+#define REPL__SIZE_RING 4096 /* Sizes of the last applied entries (fsm.c). */
+#define REPL__SNAPSHOT_BYTES                                                   \
+    (16u << 20) /* Snapshot once the entries since                             \
+                  the last one hold this much. */
+#define REPL__TRAILING_BYTES                                                   \
+    (8u << 20)               /* Entries kept after a snapshot                  \
+                                hold at most this much... */
+#define REPL__TRAILING_MIN 8 /* ...unless fewer than this many. */
+#define REPL__CHECKPOINT_FRAMES                                                \
+    1000 /* WAL frames: checkpoint off the loop.                               \
+          */
+#define REPL__CHECKPOINT_FORCE_FRAMES                                          \
+    32000 /* WAL frames: checkpoint on the loop (the thread fell behind). */
+
+struct repl__checkpointer; /* fsm.c */
 
 struct repl__pending {
     struct op_buf buf;
@@ -19,13 +34,26 @@ struct repl__pending {
     void *arg;
 };
 
-struct repl__batch; /* repl.c */
+struct repl__batch;    /* repl.c */
+struct repl__change;   /* membership.c */
+struct repl__transfer; /* repl.c */
 struct repl__barrier;
 
 struct repl__contact {
     uint64_t id;
     uint64_t match_index;
     uint64_t last_contact; /* uv_now ms, 0: never */
+    uint64_t applied;      /* As the member last reported it... */
+    uint64_t applied_at;   /* ...at this uv_now ms (0: never). */
+};
+
+/* Raft's TCP transport with TCP_NODELAY (transport.c). `base` is what raft
+ * uses; it must stay the first member. */
+struct repl__transport {
+    struct raft_uv_transport base;
+    struct raft_uv_transport inner; /* raft_uv_tcp */
+    raft_uv_accept_cb accept_cb;
+    raft_uv_transport_close_cb close_cb;
 };
 
 struct ledger_repl {
@@ -43,7 +71,7 @@ struct ledger_repl {
 
     struct raft raft;
     struct raft_io io;
-    struct raft_uv_transport transport;
+    struct repl__transport transport;
     struct raft_fsm fsm;
 
     /* Group commit queue (ops not yet in an entry). */
@@ -67,6 +95,12 @@ struct ledger_repl {
     uint64_t seen_leader;
     int seen_state;
     uint64_t leader_changes;
+    uint64_t leader_known_at; /* uv_now ms a leader was last known (tick). */
+    struct repl__change *change;     /* Membership change in progress. */
+    struct repl__transfer *handover; /* Transfer quiescing or running. */
+    unsigned drawn_timeout; /* Last election timeout narrowed (election.c) */
+    uint64_t last_leader;   /* Last non-zero leader seen, and its term. */
+    uint64_t last_leader_term;
     bool init_proposed;
     void (*applied_cb)(void *arg);
     void *applied_arg;
@@ -77,6 +111,18 @@ struct ledger_repl {
         uint64_t index;
         uint64_t time;
     } ring[REPL__TIME_RING];
+
+    /* Memory bound of Raft's in-memory log (fsm.c, snapshot.c): sizes of
+     * recent entries and the bytes applied since the last snapshot. */
+    struct {
+        uint64_t index;
+        uint32_t len;
+    } sizes[REPL__SIZE_RING];
+    uint64_t bytes_since_snapshot;
+
+    /* WAL checkpoints on the threadpool (fsm.c); NULL: SQLite's own. */
+    struct repl__checkpointer *ckpt;
+    bool ckpt_tried;
 
     /* Shutdown. */
     bool closing;
@@ -91,6 +137,12 @@ void repl__log(ledger_repl *r, int level, const char *fmt, ...)
 /* fsm.c */
 void repl__fsm_init(ledger_repl *r);
 void repl__fsm_close(ledger_repl *r);
+/* Entries to keep after a snapshot at the last applied index: at most
+ * cfg.snapshot_trailing, and the most recent ones holding at most
+ * REPL__TRAILING_BYTES (but at least REPL__TRAILING_MIN). */
+unsigned repl__fsm_trailing(ledger_repl *r);
+/* A snapshot was taken or installed: count bytes from zero again. */
+void repl__fsm_snapshotted(ledger_repl *r);
 
 /* snapshot.c */
 int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
@@ -99,6 +151,18 @@ int repl__restore(struct raft_fsm *fsm, struct raft_buffer *buf);
 
 /* repl.c: API address of member `id` (store, else --bootstrap). */
 bool repl__member_api(ledger_repl *r, uint64_t id, char *buf, size_t len);
+
+/* election.c: forget a silent leader after one election timeout. */
+void repl__election_tick(ledger_repl *r);
+
+/* membership.c */
+void repl__membership_tick(ledger_repl *r);
+void repl__membership_close(ledger_repl *r);
+
+
+/* transport.c: raft_uv_tcp_init / raft_uv_tcp_close of the decorator. */
+int repl__transport_init(struct repl__transport *x, uv_loop_t *loop);
+void repl__transport_close(struct repl__transport *x);
 
 /* lag.c */
 void repl__lag_tick(ledger_repl *r);

@@ -24,6 +24,12 @@
  *   a crash midway leaves the store as it was.
  * The pull blocks the loop while it runs: only a lagging follower does it,
  * and Raft tolerates a follower that is slow to answer.
+ *
+ * Durability: the store commits with synchronous=NORMAL (no fsync per
+ * commit, store/store.c), so the snapshot is taken only after
+ * ledger_store_sync() made every applied entry durable, and a restore ends
+ * with one too: Raft drops or replaces log entries only once their effects
+ * are on disk in the store.
  */
 #include <jansson.h>
 #include <msgpack.h>
@@ -97,10 +103,18 @@ int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     struct raft_buffer *out;
     int rv;
 
-    if (ledger_store_get_state(r->store, &st) != 0) {
+    /* Raft may drop the log entries this snapshot covers once it has it, and
+     * the store commits without fsync (store/store.c): make every applied
+     * entry durable in the store first. No snapshot without it. */
+    if (ledger_store_sync(r->store) != 0 ||
+        ledger_store_get_state(r->store, &st) != 0) {
         repl__log(r, 3, "snapshot: %s", ledger_store_errmsg(r->store));
         return RAFT_IOERR;
     }
+    /* raft reads the trailing count right after this returns (putSnapshot)
+     * and again when the snapshot is stored (logSnapshot). */
+    r->raft.snapshot.trailing = repl__fsm_trailing(r);
+    repl__fsm_snapshotted(r);
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     rv = msgpack_pack_array(&pk, 7);
@@ -464,6 +478,13 @@ int repl__restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         rv = RAFT_IOERR;
         goto out;
     }
+    /* Raft replaces its log with this snapshot: the state must be durable. */
+    if (ledger_store_sync(r->store) != 0) {
+        repl__log(r, 3, "restore: %s", ledger_store_errmsg(r->store));
+        rv = RAFT_IOERR;
+        goto out;
+    }
+    repl__fsm_snapshotted(r);
     repl__log(r, 1, "restore: caught up to position %llu",
               (unsigned long long)s.position);
     rv = 0;

@@ -23,14 +23,22 @@
 
 int hashInit(struct hash_ctx *h)
 {
-    h->md_ctx = EVP_MD_CTX_new();
-    return h->md_ctx != NULL ? 0 : -1;
+    h->md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    h->md_ctx = h->md != NULL ? EVP_MD_CTX_new() : NULL;
+    if (h->md_ctx == NULL) {
+        EVP_MD_free(h->md);
+        h->md = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 void hashClose(struct hash_ctx *h)
 {
     EVP_MD_CTX_free(h->md_ctx);
+    EVP_MD_free(h->md);
     h->md_ctx = NULL;
+    h->md = NULL;
 }
 
 static void putU32(uint8_t *p, uint32_t v)
@@ -80,7 +88,7 @@ int hashEvent(struct hash_ctx *h, const uint8_t prev_hash[LEDGER_HASH_LEN],
     unsigned int out_len = 0;
     size_t id_len = id != NULL ? strlen(id) : 0;
 
-    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+    if (ctx == NULL || EVP_DigestInit_ex(ctx, h->md, NULL) != 1) {
         return -1;
     }
     if (EVP_DigestUpdate(ctx, prev_hash, LEDGER_HASH_LEN) != 1 ||

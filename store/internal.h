@@ -53,10 +53,16 @@ enum {
 
 struct ledger_store {
     sqlite3 *db;
-    char *path;                   /* For messages. */
-    bool in_tx;                   /* A write transaction is open. */
-    struct hash_ctx hash;         /* Reused digest context. */
-    sqlite3_stmt *stmts[STMT__N]; /* NULL until first use. */
+    char *path;                      /* For messages. */
+    bool in_tx;                      /* A write transaction is open. */
+    struct hash_ctx hash;            /* Reused digest context. */
+    sqlite3_stmt *stmts[STMT__N];    /* NULL until first use. */
+    bool reader;                     /* Opened by ledger_store_open_reader. */
+    bool state_cached;               /* `state` is valid (writer only). */
+    struct ledger_store_state state; /* Last get_state outside a write
+                                        transaction; dropped by begin. */
+    uint64_t wal_frames;             /* WAL size after the last commit, with
+                                        manual checkpoints (checkpoint.c). */
     char errmsg[STORE__ERRMSG_SIZE];
 };
 

@@ -1,22 +1,38 @@
 /* The store handle: open/close, errors, cached statements, the write
  * transaction, state and meta, checkpoints and members.
  *
- * One SQLite file per node, in WAL mode with synchronous=FULL: a commit
- * returns only once its WAL frames are fsync'ed. The Raft log is the node's
- * write-ahead log, but snapshots compact it, so after a snapshot the store is
- * the only copy of the applied entries; each apply transaction therefore
- * has to be durable on its own (see docs/store.md, "Durability").
+ * One SQLite file per node, in WAL mode with synchronous=NORMAL: a commit
+ * writes its WAL frames (so it survives a crash of the process, kill -9
+ * included) but does not fsync them; SQLite fsyncs the WAL only when it
+ * checkpoints. An OS crash or power loss may therefore take the last
+ * commits away. That is safe because the Raft log is the node's write-ahead
+ * log (it is fsynced before any entry is acknowledged) and replay after a
+ * restart re-applies every entry above the store's applied_index, as long
+ * as Raft still holds those entries. Raft drops entries only after a
+ * snapshot, so the state machine calls ledger_store_sync() before it hands
+ * Raft a snapshot (replication/snapshot.c) and after a restore: every entry
+ * Raft may then forget is durable in the store. This takes one fdatasync
+ * per applied entry off the write path (docs/architecture.md,
+ * "Durability").
  *
  * Invariants:
  * - meta('applied_index') is written by ledger_store_commit in the same
  *   transaction as the rows it covers: after a crash the store is exactly
  *   the state after entries 1..applied_index.
+ * - After ledger_store_sync() returns 0, every committed transaction is on
+ *   disk.
+ * - A writer handle caches the state (applied_index, head, cluster_id) read
+ *   outside a write transaction; ledger_store_begin drops it. So another
+ *   process writing the file behind our back (never done but by an
+ *   operator's sqlite3 shell) is seen after our next write transaction.
  * - Every write goes through the one write transaction (in_tx); nothing
  *   writes outside it except the schema migration at open.
  * - Every error path leaves a one-line message in errmsg. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "store/internal.h"
@@ -292,7 +308,7 @@ bool ledger_stream_name_valid(const char *name, size_t len)
 /* ---- Open / close ------------------------------------------------------ */
 
 /* journal_mode=WAL must actually take effect (it cannot on some file
- * systems); then synchronous=FULL. */
+ * systems); then synchronous=NORMAL (see the top of this file). */
 static int configure(ledger_store *s)
 {
     sqlite3_stmt *stmt = NULL;
@@ -314,7 +330,7 @@ static int configure(ledger_store *s)
                        s->path, mode ? mode : "unknown");
         goto out_finalize;
     }
-    if (sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) !=
+    if (sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) !=
         SQLITE_OK) {
         rv = storeSqlErr(s, "set synchronous");
     }
@@ -347,6 +363,7 @@ static int storeOpen(const char *path, bool reader, ledger_store **out,
         }
         return LEDGER_STORE_ENOMEM;
     }
+    s->reader = reader;
     s->path = strdup(path);
     if (s->path == NULL) {
         rv = storeErrf(s, LEDGER_STORE_ENOMEM, "open store: out of memory");
@@ -542,6 +559,14 @@ int ledger_store_get_state(ledger_store *s, struct ledger_store_state *out)
     if (out == NULL) {
         return storeErrf(s, LEDGER_STORE_EINVAL, "get state: no output");
     }
+    /* Only this handle writes, and only inside begin..commit: the state read
+     * after the last write transaction is still the state (the API asks
+     * for it on every request; reading it is a read transaction with four
+     * queries). A reader handle never caches: the writer moves on. */
+    if (s->state_cached && !s->in_tx) {
+        *out = s->state;
+        return LEDGER_STORE_OK;
+    }
     memset(&st, 0, sizeof st);
     rv = storeReadBegin(s, &opened);
     if (rv != LEDGER_STORE_OK) {
@@ -561,6 +586,10 @@ int ledger_store_get_state(ledger_store *s, struct ledger_store_state *out)
     storeReadEnd(s, opened);
     if (rv == LEDGER_STORE_OK) {
         *out = st;
+        if (!s->reader && !s->in_tx) {
+            s->state = st;
+            s->state_cached = true;
+        }
     }
     return rv;
 }
@@ -574,6 +603,7 @@ int ledger_store_begin(ledger_store *s)
         return storeErrf(s, LEDGER_STORE_EINVAL,
                          "begin: a write transaction is already open");
     }
+    s->state_cached = false; /* The transaction may change it. */
     rv = storeExec(s, STMT_BEGIN_WRITE, "begin write transaction");
     if (rv == LEDGER_STORE_OK) {
         s->in_tx = true;
@@ -880,4 +910,71 @@ int ledger_store_list_members(ledger_store *s, ledger_member_cb cb, void *arg)
 out_reset:
     sqlite3_reset(stmt);
     return rv;
+}
+
+/* ---- Durability barrier ------------------------------------------------ */
+
+/* fdatasync `path` (fsync for a directory); a missing file is fine when
+ * `optional`. */
+static int syncPath(ledger_store *s, const char *path, bool optional, bool dir)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | (dir ? O_DIRECTORY : 0));
+    int rv;
+
+    if (fd < 0) {
+        if (optional && errno == ENOENT) {
+            return LEDGER_STORE_OK;
+        }
+        return storeErrf(s, LEDGER_STORE_EIO, "sync: open %s: %s", path,
+                         strerror(errno));
+    }
+    rv = dir ? fsync(fd) : fdatasync(fd);
+    if (rv != 0) {
+        rv = storeErrf(s, LEDGER_STORE_EIO, "sync: %s: %s", path,
+                       strerror(errno));
+        close(fd);
+        return rv;
+    }
+    close(fd);
+    return LEDGER_STORE_OK;
+}
+
+int ledger_store_sync(ledger_store *s)
+{
+    size_t len = strlen(s->path);
+    char *p = malloc(len + 8);
+    char *slash;
+    int rv;
+
+    if (p == NULL) {
+        return storeErrf(s, LEDGER_STORE_ENOMEM, "sync: out of memory");
+    }
+    /* fsync works on the file, whichever descriptor asks: syncing our own
+     * descriptors of the WAL and the database flushes SQLite's writes. */
+    snprintf(p, len + 8, "%s-wal", s->path);
+    rv = syncPath(s, p, true, false);
+    if (rv == 0) {
+        rv = syncPath(s, s->path, false, false);
+    }
+    if (rv == 0) {
+        /* The directory entries of both files (the WAL is created later
+         * than the database). */
+        snprintf(p, len + 8, "%s", s->path);
+        slash = strrchr(p, '/');
+        if (slash == p) {
+            slash[1] = '\0';
+        } else if (slash != NULL) {
+            *slash = '\0';
+        } else {
+            snprintf(p, len + 8, ".");
+        }
+        rv = syncPath(s, p, false, true);
+    }
+    free(p);
+    return rv;
+}
+
+const char *ledger_store_path(const ledger_store *s)
+{
+    return s->path;
 }

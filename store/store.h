@@ -126,6 +126,28 @@ struct ledger_store_state {
 
 int ledger_store_get_state(ledger_store *s, struct ledger_store_state *out);
 
+/* Durability barrier: fdatasync the store's WAL and database files (and
+ * fsync their directory), so every committed transaction survives an OS
+ * crash or power loss. Commits alone survive only a crash of the process
+ * (synchronous=NORMAL). Call it before anything that lets the Raft log
+ * forget applied entries. Must not be called inside a write transaction. */
+int ledger_store_sync(ledger_store *s);
+
+/* Checkpoints off the writer's thread (store/checkpoint.c). After
+ * ledger_store_manual_checkpoints(s), commits on s no longer checkpoint the
+ * WAL; ledger_store_wal_frames(s) tells its size after the last commit, and
+ * ledger_store_checkpoint() on another handle of the same file (opened with
+ * ledger_store_open, used by one thread at a time) copies the WAL back
+ * (PASSIVE: it never blocks the writer). ledger_store_checkpoint() on s
+ * itself is the fallback when the other handle cannot keep up. Returns 0
+ * also when readers kept part of the WAL from being copied. */
+void ledger_store_manual_checkpoints(ledger_store *s);
+uint64_t ledger_store_wal_frames(const ledger_store *s);
+int ledger_store_checkpoint(ledger_store *s);
+
+/* The path the store was opened with (borrowed). */
+const char *ledger_store_path(const ledger_store *s);
+
 /* ---- Write transaction (used by the state machine only) ---------------- */
 
 /* Begin / commit / roll back the single write transaction. Commit records

@@ -1063,6 +1063,80 @@ static void test_client_scripted(void **state)
     assert_int_equal(r.status, UV_ECONNRESET);
 }
 
+/* -------------------------------------------------------------------------
+ * Tests: the keep-alive pool
+ * ---------------------------------------------------------------------- */
+
+static void poolRequest(struct fixture *f, http_pool *p, const char *path,
+                        struct result *r)
+{
+    memset(r, 0, sizeof *r);
+    assert_int_equal(http_pool_request(p, f->addr, "POST", path, NULL, "b", 1,
+                                       DEADLINE_MS, clientCb, r),
+                     0);
+    assert_int_equal(r->fired, 0); /* Never from inside the call. */
+    runUntil(f, &r->fired);
+    assert_int_equal(r->status, 0);
+    assert_int_equal(r->http_status, 200);
+}
+
+/* Sequential requests to one address share one connection; a connection the
+ * server closed while idle is dropped and the next request opens another;
+ * closing the pool closes everything (tearDown checks the loop is empty). */
+static void test_pool_reuse(void **state)
+{
+    struct fixture *f = *state;
+    http_pool *p = http_pool_create(&f->loop, 4);
+    struct result r;
+
+    assert_non_null(p);
+    poolRequest(f, p, "/a", &r);
+    poolRequest(f, p, "/b", &r);
+    poolRequest(f, p, "/c", &r);
+    assert_int_equal(f->n_requests, 3);
+    assert_string_equal(f->peers[0], f->peers[1]);
+    assert_string_equal(f->peers[1], f->peers[2]);
+    assert_int_equal(http_pool_connections(p), 1);
+
+    http_server_set_idle_timeout(f->srv, 50);
+    runFor(f, 300); /* The server closes the idle connection. */
+    assert_int_equal(http_pool_connections(p), 0);
+    poolRequest(f, p, "/d", &r);
+    assert_string_not_equal(f->peers[2], f->peers[3]);
+    assert_int_equal(http_pool_connections(p), 1);
+
+    http_pool_close(p);
+    assert_int_equal(http_pool_request(p, f->addr, "GET", "/", NULL, NULL, 0,
+                                       DEADLINE_MS, clientCb, &r),
+                     UV_ECANCELED);
+    runFor(f, 10);
+}
+
+/* Concurrent requests open one connection each; at most max_idle stay. */
+static void test_pool_concurrent(void **state)
+{
+    struct fixture *f = *state;
+    http_pool *p = http_pool_create(&f->loop, 2);
+    struct result r[4];
+    int i;
+
+    assert_non_null(p);
+    for (i = 0; i < 4; i++) {
+        memset(&r[i], 0, sizeof r[i]);
+        assert_int_equal(http_pool_request(p, f->addr, "GET", "/x", NULL, NULL,
+                                           0, DEADLINE_MS, clientCb, &r[i]),
+                         0);
+    }
+    for (i = 0; i < 4; i++) {
+        runUntil(f, &r[i].fired);
+        assert_int_equal(r[i].http_status, 200);
+    }
+    runFor(f, 10);
+    assert_int_equal(http_pool_connections(p), 2);
+    http_pool_close(p);
+    runFor(f, 10);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1091,6 +1165,8 @@ int main(void)
         T(test_start_errors),
         T(test_client_errors),
         T(test_client_scripted),
+        T(test_pool_reuse),
+        T(test_pool_concurrent),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -12,6 +13,7 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "store/store.h"
 #include "tmpdir.h"
@@ -1460,10 +1462,56 @@ static void test_reader_refusals(void **state)
     assert_non_null(strstr(err, "99"));
 }
 
+/* The durability barrier syncs a store with and without a WAL file, and
+ * reports (with a message) a store whose files are gone. */
+static void test_sync(void **state)
+{
+    struct fixture *f = *state;
+    char wal[300];
+
+    ASSERT_OK(ledger_store_sync(f->s));
+    appendOne(f, "s", NULL, "{}", 1);
+    snprintf(wal, sizeof wal, "%s-wal", f->path);
+    assert_int_equal(access(wal, F_OK), 0);
+    ASSERT_OK(ledger_store_sync(f->s));
+    assert_int_equal(unlink(f->path), 0);
+    assert_int_not_equal(ledger_store_sync(f->s), 0);
+    assert_non_null(strstr(ledger_store_errmsg(f->s), "sync"));
+}
+
+/* With manual checkpoints the writer reports the WAL's size and never
+ * checkpoints; a second handle's checkpoint lets the writer restart the WAL
+ * from its beginning, and nothing committed is lost. */
+static void test_manual_checkpoints(void **state)
+{
+    struct fixture *f = *state;
+    ledger_store *ck = NULL;
+    char err[256];
+    uint64_t before;
+
+    ledger_store_manual_checkpoints(f->s);
+    assert_string_equal(ledger_store_path(f->s), f->path);
+    for (uint64_t i = 1; i <= 300; i++) {
+        appendOne(f, "s", NULL, "{}", i);
+    }
+    before = ledger_store_wal_frames(f->s);
+    assert_true(before > 300); /* No automatic checkpoint reset it. */
+    assert_int_equal(ledger_store_open(f->path, &ck, err, sizeof err), 0);
+    ASSERT_OK(ledger_store_checkpoint(ck));
+    appendOne(f, "s", NULL, "{}", 301);
+    assert_true(ledger_store_wal_frames(f->s) < before);
+    ledger_store_close(ck);
+    ASSERT_OK(ledger_store_checkpoint(f->s));
+    reopen(f);
+    assert_int_equal(headPosition(f), 301);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setUp, tearDown)
     const struct CMUnitTest tests[] = {
+        T(test_sync),
+        T(test_manual_checkpoints),
         T(test_hash_worked_example),
         T(test_hash_fields),
         T(test_hash_hex_parse),
