@@ -639,7 +639,7 @@ def parse(argv):
     p.add_argument("--client-timeout", type=float, default=None,
                    help="seconds per HTTP request (default 3, 10 on a "
                    "sanitizer build)")
-    p.add_argument("--tmpfs-mb", type=int, default=128,
+    p.add_argument("--tmpfs-mb", type=int, default=256,
                    help="size of each node's tmpfs data dir (disk-full)")
     p.add_argument("--ledgerd", default=cl.binary("LEDGERD", "ledgerd"))
     p.add_argument("--ledgerctl", default=cl.binary("LEDGERCTL", "ledgerctl"))
