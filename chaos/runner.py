@@ -315,7 +315,9 @@ class Runner:
         note(f"filled node {nid}'s tmpfs data dir ({written >> 20} MiB "
              f"filler)")
         # Probe: appends through that node, recorded in the history.
-        conn = wl.Conn(c.addr, timeout=self.a.client_timeout)
+        # Longer than any wait of the node's own (a write waits up to 3 s
+        # for a leader), so that no answer really means a hang.
+        conn = wl.Conn(c.addr, timeout=max(10.0, self.a.client_timeout))
         outcomes, hung = [], []
         try:
             for k in range(4):
@@ -637,7 +639,7 @@ def parse(argv):
                    help="report directory (default chaos-report-SEED)")
     p.add_argument("--clients", type=int, default=6)
     p.add_argument("--client-timeout", type=float, default=None,
-                   help="seconds per HTTP request (default 3, 10 on a "
+                   help="seconds per HTTP request (default 5, 15 on a "
                    "sanitizer build)")
     p.add_argument("--tmpfs-mb", type=int, default=256,
                    help="size of each node's tmpfs data dir (disk-full)")
@@ -662,7 +664,7 @@ def parse(argv):
     if a.report is None:
         a.report = f"chaos-report-{a.seed}"
     if a.client_timeout is None:
-        a.client_timeout = 10.0 if cl.is_sanitized(a.ledgerd) else 3.0
+        a.client_timeout = 15.0 if cl.is_sanitized(a.ledgerd) else 5.0
     if not a.check_only:
         for b in (a.ledgerd, a.ledgerctl):
             if not os.access(b, os.X_OK):
