@@ -172,8 +172,10 @@ def append_op(hist, conn, client, nid_order, stream, ids, expected=None,
         uncertain = uncertain or cls == "uncertain"
         if stop is not None and stop.is_set():
             break
-        if k + 1 < attempts and tried[-1][1] != "refused":
-            time.sleep(pause)  # a refused connection: next node at once
+        if k + 1 < attempts:
+            # A refused connection: the next node soon (not at once, or a
+            # cluster that is all down burns every attempt in a moment).
+            time.sleep(pause if tried[-1][1] != "refused" else pause / 3)
     typ = "info" if uncertain else "fail"
     hist.write({"type": typ, "op": op, "client": client,
                 "node": tried[-1][0] if tried else None, "error": last_err,
