@@ -4,12 +4,14 @@ SHELL := /bin/bash
 #   make cluster   install what is missing, build, start a 3-node cluster
 #   make test      install what is missing, build (plain and ASan+UBSan),
 #                  run every test on the sanitizer build
+#   make chaos     chaos run on the plain build (docs/chaos.md); override
+#                  with CHAOS_ARGS="--nodes 3 --duration 60 --seed 7"
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DIR        ?= ./ledger-data
 
-.PHONY: all deps build build-asan cluster cluster-down test unit format clean bench
+.PHONY: all deps build build-asan cluster cluster-down test chaos unit format clean bench
 
 all: build
 
@@ -36,6 +38,12 @@ test: build build-asan
 	  ctest --output-on-failure --timeout 600 -j 2 2>&1 | tee ctest.log; \
 	  rc=$$?; grep -E "tests passed|tests failed" ctest.log | tail -n 1; \
 	  exit $$rc
+
+# Faults against a real 5-node cluster for 5 minutes, all faults, then the
+# checker; exit 0 only when it passes. Report in chaos-report-SEED/.
+CHAOS_ARGS ?= --nodes 5 --duration 300 --faults all
+chaos: build
+	@/usr/bin/python3 chaos/run $(CHAOS_ARGS)
 
 # ledger against etcd on this machine (installs etcd-server if missing);
 # prints one table and the targets of docs/performance.md. About 2 minutes.

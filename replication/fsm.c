@@ -292,8 +292,7 @@ static int fsmApply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     }
     rv = ledger_store_commit(r->store, index);
     if (rv != 0) {
-        ledger_store_rollback(r->store);
-        goto err_io;
+        goto err_io; /* commit rolled back; its message is the cause */
     }
     entry_decoder_free(dec);
     r->unclaimed = results;
@@ -304,6 +303,17 @@ static int fsmApply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 err_io:
     repl__log(r, 3, "apply %llu: %s", (unsigned long long)index,
               ledger_store_errmsg(r->store));
+    if (raft_state(&r->raft) == RAFT_LEADER && !r->closing &&
+        ledger_repl_transfer(r, 0, NULL, NULL) == 0) {
+        /* Raft 0.15 retries a failed apply only when the commit index
+         * moves, and the writes waiting here are answered only after
+         * their apply: a leader whose store fails (disk full) would hold
+         * every write and strong read forever. Hand leadership to another
+         * voter; as a follower this node retries the apply with every
+         * commit and catches up once its store works again. */
+        repl__log(r, 3, "apply %llu failed on the leader: handing "
+                  "leadership to another voter", (unsigned long long)index);
+    }
     free(results);
     entry_decoder_free(dec);
     return RAFT_IOERR;

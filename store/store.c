@@ -629,13 +629,14 @@ int ledger_store_commit(ledger_store *s, uint64_t applied_index)
         return rv;
     }
     if (applied_index > INT64_MAX) {
-        return storeErrf(s, LEDGER_STORE_EINVAL,
-                         "commit: applied_index %llu out of range",
-                         (unsigned long long)applied_index);
+        rv = storeErrf(s, LEDGER_STORE_EINVAL,
+                       "commit: applied_index %llu out of range",
+                       (unsigned long long)applied_index);
+        goto out;
     }
     rv = storeStmt(s, STMT_META_SET, &stmt);
     if (rv != LEDGER_STORE_OK) {
-        return rv;
+        goto out;
     }
     sqlite3_bind_text(stmt, 1, "applied_index", -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, (sqlite3_int64)applied_index);
@@ -643,18 +644,19 @@ int ledger_store_commit(ledger_store *s, uint64_t applied_index)
     sqlite3_reset(stmt);
     sqlite3_clear_bindings(stmt);
     if (rc != SQLITE_DONE) {
-        return storeSqlErr(s, "commit: write applied_index");
+        rv = storeSqlErr(s, "commit: write applied_index");
+        goto out;
     }
     rv = storeExec(s, STMT_COMMIT, "commit");
-    if (rv != LEDGER_STORE_OK) {
-        /* A failed COMMIT may leave the transaction open: end it, so the
-         * handle is usable again and nothing half-done survives. */
-        if (!sqlite3_get_autocommit(s->db)) {
-            char saved[STORE__ERRMSG_SIZE];
-            memcpy(saved, s->errmsg, sizeof saved);
-            storeExec(s, STMT_ROLLBACK, "rollback");
-            memcpy(s->errmsg, saved, sizeof saved);
-        }
+out:
+    if (rv != LEDGER_STORE_OK && !sqlite3_get_autocommit(s->db)) {
+        /* A failed commit ends the transaction too (rolled back), so the
+         * handle is usable again, nothing half-done survives, and the
+         * caller's error message is the cause, not a failed rollback. */
+        char saved[STORE__ERRMSG_SIZE];
+        memcpy(saved, s->errmsg, sizeof saved);
+        storeExec(s, STMT_ROLLBACK, "rollback");
+        memcpy(s->errmsg, saved, sizeof saved);
     }
     s->in_tx = false;
     if (rv == LEDGER_STORE_OK && s->tx_state_valid && !s->reader) {

@@ -151,7 +151,9 @@ const char *ledger_store_path(const ledger_store *s);
 /* ---- Write transaction (used by the state machine only) ---------------- */
 
 /* Begin / commit / roll back the single write transaction. Commit records
- * `applied_index` in meta in the same transaction. All write functions
+ * `applied_index` in meta in the same transaction; a failed commit rolls
+ * the transaction back itself (do not call rollback after it: the error
+ * message would become "no write transaction is open"). All write functions
  * below require an open transaction (else LEDGER_STORE_EINVAL). */
 int ledger_store_begin(ledger_store *s);
 int ledger_store_commit(ledger_store *s, uint64_t applied_index);

@@ -636,6 +636,34 @@ static void test_transaction_misuse(void **state)
     ASSERT_OK(ledger_store_rollback(f->s));
 }
 
+/* A failed commit ends (rolls back) the transaction itself and keeps its
+ * own error message: the state machine logs that message, and a rollback
+ * after it used to replace the cause (e.g. "database or disk is full") with
+ * "rollback: no write transaction is open" (found by the chaos suite's
+ * disk-full fault). */
+static void test_failed_commit_rolls_back(void **state)
+{
+    struct fixture *f = *state;
+    struct ledger_event_in e = mkEvent("t", "k1", "{}");
+    struct ledger_append_result r;
+    struct ledger_store_state st;
+
+    appendOne(f, "s", "k0", "{}", 1);
+    ASSERT_OK(ledger_store_begin(f->s));
+    ASSERT_OK(ledger_store_append(f->s, "s", &e, 1, false, 0, 1000, &r));
+    assert_int_equal(ledger_store_commit(f->s, UINT64_MAX),
+                     LEDGER_STORE_EINVAL);
+    assert_non_null(strstr(ledger_store_errmsg(f->s), "out of range"));
+    /* The transaction is over: nothing of it survives, a new one begins. */
+    assert_int_equal(ledger_store_rollback(f->s), LEDGER_STORE_EINVAL);
+    ASSERT_OK(ledger_store_get_state(f->s, &st));
+    assert_int_equal(st.applied_index, 1);
+    assert_int_equal(st.position, 1);
+    r = appendOne(f, "s", "k1", "{}", 2);
+    assert_int_equal(r.outcome, LEDGER_APPEND_OK);
+    assert_int_equal(r.position, 2);
+}
+
 /* A meta value that is not what the store writes is reported, not trusted. */
 static void test_state_corrupt_meta(void **state)
 {
@@ -1542,6 +1570,7 @@ int main(void)
         T(test_state_persisted_on_commit),
         T(test_state_rollback_discards),
         T(test_transaction_misuse),
+        T(test_failed_commit_rolls_back),
         T(test_state_corrupt_meta),
         T(test_checkpoints),
         T(test_members),

@@ -1,0 +1,186 @@
+"""Disk full: a node's data dir on a small tmpfs, filled to the last byte.
+
+What must hold (issue 5, the chaos suite's disk-full fault): the node whose
+disk is full refuses writes with a clear error instead of hanging or
+crashing, the cluster keeps serving through the other nodes, and once the
+space returns the node recovers without corruption (its chain verifies and
+agrees with the others).
+
+Needs root (mount -t tmpfs); skipped otherwise.
+"""
+import errno
+import os
+import subprocess
+import unittest
+
+from harness import (Cluster, HarnessTestCase, deadline, unique, wait_until)
+
+ROOT = os.geteuid() == 0
+TMPFS_MB = 64
+
+
+class TmpfsCluster(Cluster):
+    """Every node's data dir is its own tmpfs of TMPFS_MB MiB."""
+
+    def _setup_dir(self):
+        super()._setup_dir()
+        self.mounts = []
+        for n in self.nodes.values():
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_MB}m",
+                            "tmpfs", n.data_dir], check=True)
+            self.mounts.append(n.data_dir)
+
+    def close(self, force_remove=False):
+        for nid in list(self.nodes):
+            try:
+                self.stop(nid)
+            except Exception:  # noqa: BLE001 - cleanup goes on
+                pass
+        for m in getattr(self, "mounts", []):
+            subprocess.run(["umount", "-l", m], check=False)
+        self.mounts = []
+        return super().close(force_remove=force_remove)
+
+
+def fill(path):
+    """Write a filler file into directory path until ENOSPC; its name."""
+    name = os.path.join(path, "filler")
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for size in (1 << 20, 1 << 12, 1):
+            buf = b"\0" * size
+            while True:
+                try:
+                    if os.write(fd, buf) < size:
+                        break
+                except OSError as e:
+                    if e.errno != errno.ENOSPC:
+                        raise
+                    break
+    finally:
+        os.close(fd)
+    return name
+
+
+@unittest.skipUnless(ROOT, "needs root to mount a tmpfs")
+class DiskFullTest(HarnessTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.c = self.track(TmpfsCluster(3, name="diskfull"))
+        self.c.start()
+
+    def append_via(self, nid, stream, eid, timeout=30):
+        return self.c.append(nid, stream, [{"type": "t", "id": eid}],
+                             timeout=timeout)
+
+    def recover(self, filler, stream, restart=None):
+        """Space returns (and node `restart` is restarted, if given): the
+        cluster takes writes and every node catches up, verifies and agrees
+        with the others."""
+        os.unlink(filler)
+        c = self.c
+        if restart is not None:
+            c.stop(restart)
+            c.start_node(restart)
+        r = c.append_retry(stream, [{"type": "t", "id": "after-space"}],
+                           timeout=60)
+        self.assertGreaterEqual(r["last_seq"], 1)
+        for nid in c.ids():
+            c.wait_caught_up(nid)
+        v = c.wait_verify_agree(timeout=60)
+        self.assertTrue(v["ok"], v)
+
+    def fill_leader(self, s):
+        c = self.c
+        leader = c.leader()
+        c.append_ok(leader, s, [{"type": "t", "id": "before"}])
+        return leader, fill(c.nodes[leader].data_dir)
+
+    def test_follower_disk_full_cluster_serves(self):
+        c = self.c
+        s = unique("df")
+        leader = c.leader()
+        fol = c.followers(leader)[0]
+        c.append_ok(leader, s, [{"type": "t", "id": "before"}])
+        filler = fill(c.nodes[fol].data_dir)
+        # The other two nodes are a majority: appends through them work.
+        big = "x" * 20000
+        for i in range(200):
+            c.append_ok(leader, s, [{"type": "t", "id": f"full-{i}",
+                                     "data": big}], timeout=20)
+        self.assertTrue(c.nodes[fol].alive(), "the full node exited")
+        # Space returns; a restart brings the node back without corruption.
+        self.recover(filler, s, restart=fol)
+        evs = c.read_all(fol, s, consistency="any")
+        self.assertEqual(len(evs), 202)
+
+    # Regression (found by the chaos suite's disk-full fault): disk full on
+    # the leader wedged the cluster. The leader's SQLite apply failed, raft
+    # 0.15 retries an apply only when the commit index moves, and waiting
+    # writes are answered only after their apply, so every write and strong
+    # read through any node hung (minutes, until the leader was restarted),
+    # also after the space returned. Now a leader whose apply fails hands
+    # leadership to another voter; the cluster goes on without it.
+    def test_leader_disk_full_hands_leadership_over(self):
+        c = self.c
+        s = unique("dfl")
+        leader, filler = self.fill_leader(s)
+        answers = []
+        for i in range(30):
+            try:
+                st, _, b = c.append(leader, s, [{"type": "t",
+                                                 "id": f"full-{i}"}],
+                                    timeout=deadline(15))
+            except OSError as e:  # a hang ends here as a timeout
+                self.fail(f"append {i} through the full leader got no "
+                          f"answer within {deadline(15):.0f}s: {e!r}")
+            answers.append((st, b))
+        self.assertTrue(c.nodes[leader].alive(), "the full leader exited")
+        # Refused with an error saying to retry, or served by a new leader.
+        for st, b in answers:
+            if st != 201:
+                self.assertEqual(st, 503, b)
+        new = c.leader(exclude=(leader,))
+        self.assertNotEqual(new, leader)
+        r = c.append_ok(new, s, [{"type": "t", "id": "via-new"}])
+        self.assertGreaterEqual(r["last_seq"], 2)
+        self.assertIn("database or disk is full", c.log_text(leader))
+        self.recover(filler, s, restart=leader)
+
+    # BUG: a node whose store failed an apply through Raft's heartbeat path
+    # (a follower learning a new commit index, e.g. the old leader right
+    # after handing over) stays out of the cluster after the space returns:
+    # raft 0.15 turns the instance RAFT_UNAVAILABLE when fsm->apply fails
+    # while it handles an AppendEntries message (recv.c), and never leaves
+    # that state. /health says "no leader known" until the node is
+    # restarted. Expected: it catches up by itself once the space returns.
+    @unittest.expectedFailure
+    def test_full_node_recovers_by_itself_when_space_returns(self):
+        c = self.c
+        s = unique("dfr")
+        leader, filler = self.fill_leader(s)
+        for i in range(5):
+            try:
+                c.append(leader, s, [{"type": "t", "id": f"full-{i}"}],
+                         timeout=deadline(15))
+            except OSError:
+                pass
+        new = c.leader(exclude=(leader,))
+        for i in range(5):
+            c.append_ok(new, s, [{"type": "t", "id": f"more-{i}"}])
+            _, _, h = c.get(new, "/health")
+            # The full node learns the new commit index (from a heartbeat)
+            # while its disk is full.
+            wait_until(lambda: c.get(leader, "/health", timeout=5)[2].get(
+                "commit_index", 0) >= h["commit_index"], timeout=30,
+                msg="the full node to learn the commit index")
+        os.unlink(filler)
+        c.append_retry(s, [{"type": "t", "id": "after"}], timeout=60)
+        st, _, b = c.get(leader, "/health?caught_up=1&timeout_ms=20000",
+                         timeout=40)
+        self.assertEqual(st, 200, b)
+        c.wait_verify_agree(timeout=60)
+
+if __name__ == "__main__":
+    unittest.main()
