@@ -64,6 +64,17 @@ static void clientStart(struct bench_client *c);
 static void clientSend(struct bench_client *c);
 static void stopNow(struct bench *b);
 
+/* Retry timer callbacks: the timer's data is its client. */
+static void retryStartCb(uv_timer_t *t)
+{
+    clientStart(t->data);
+}
+
+static void retrySendCb(uv_timer_t *t)
+{
+    clientSend(t->data);
+}
+
 static void noteError(struct bench *b, const char *fmt, const char *what)
 {
     snprintf(b->res->last_error, sizeof b->res->last_error, fmt, what);
@@ -106,7 +117,7 @@ static void tcpClosedCb(uv_handle_t *h)
         maybeFinished(b);
         return;
     }
-    uv_timer_start(&c->retry, (uv_timer_cb)clientStart, BENCH_RETRY_MS, 0);
+    uv_timer_start(&c->retry, retryStartCb, BENCH_RETRY_MS, 0);
 }
 
 /* Close the client's connection; unless stopping, it reconnects later. */
@@ -195,8 +206,7 @@ static void clientAnswered(struct bench_client *c)
     } else if (status == 429 || status == 503) {
         b->res->rejected++;
         if (c->keep_alive) {
-            uv_timer_start(&c->retry, (uv_timer_cb)clientSend, BENCH_RETRY_MS,
-                           0);
+            uv_timer_start(&c->retry, retrySendCb, BENCH_RETRY_MS, 0);
         } else {
             clientClose(c);
         }
@@ -329,7 +339,7 @@ static void clientStart(struct bench_client *c)
     if (rv != 0) {
         b->res->errors++;
         noteError(b, "%s", uv_strerror(rv));
-        uv_timer_start(&c->retry, (uv_timer_cb)clientStart, BENCH_RETRY_MS, 0);
+        uv_timer_start(&c->retry, retryStartCb, BENCH_RETRY_MS, 0);
         return;
     }
     b->n_open++;

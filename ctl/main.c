@@ -39,6 +39,8 @@ void ctlPrintHelp(void)
         "[--consistency strong|leader|any]\n"
         "  verify                         every node's chain, and agreement\n"
         "  bench [--clients 64] [--size 100] [--batch 1] [--duration 10]\n"
+        "        [--streams N] [--stream PREFIX] [--read] [--spread]\n"
+        "        [--events N] [--msgpack] [--target ledger|etcd]\n"
         "\n"
         "Global flags:\n"
         "  --endpoints A,B,C   node API addresses (env LEDGER_ENDPOINTS;\n"

@@ -59,6 +59,7 @@ struct http_conn {
     struct http_client_req *req; /* Exchange in progress, or NULL. */
     char addr[HTTP_CLIENT__ADDR_MAX];
     int closing;
+    int writing; /* A write is queued: the connection is not reusable. */
     struct http_conn *next_idle; /* In pool->idle when idle. */
     struct http_conn *prev_idle;
     int idle;
@@ -201,7 +202,8 @@ static void connRelease(struct http_conn *c, int reusable)
     if (c->closing) {
         return;
     }
-    if (p == NULL || p->closing || !reusable || p->n_idle >= p->max_idle) {
+    if (p == NULL || p->closing || !reusable || c->writing ||
+        p->n_idle >= p->max_idle) {
         connClose(c);
         return;
     }
@@ -459,6 +461,7 @@ static void clientWriteCb(uv_write_t *req, int status)
     struct http_conn *c = req->data;
     struct http_client_req *r = c->req;
 
+    c->writing = 0;
     if (r == NULL || r->done || status >= 0) {
         return;
     }
@@ -481,7 +484,9 @@ static int clientSend(struct http_client_req *r)
         }
     }
     buf = uv_buf_init(r->out.p, (unsigned)r->out.len);
-    return uv_write(&c->write, (uv_stream_t *)&c->tcp, &buf, 1, clientWriteCb);
+    rv = uv_write(&c->write, (uv_stream_t *)&c->tcp, &buf, 1, clientWriteCb);
+    c->writing = rv == 0;
+    return rv;
 }
 
 static void clientConnectCb(uv_connect_t *req, int status)

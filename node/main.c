@@ -1,10 +1,14 @@
 /* ledgerd: one node of a ledger cluster. Exit codes: 0 clean stop, 1 failed
  * start or run, 2 bad usage (one line on stderr). */
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "node/config.h"
 #include "node/log.h"
 #include "node/node.h"
+#include "node/restart.h"
 
 int main(int argc, char **argv)
 {
@@ -28,5 +32,16 @@ int main(int argc, char **argv)
     ledger_log_init(cfg.log_json, cfg.log_level, cfg.id);
     rv = node_run(&cfg);
     ledger_config_free(&cfg);
+    if (rv == NODE_EXIT_RESTART) {
+        /* Raft stopped on a storage error and the disk has room again
+         * (node/restart.h): start over as a fresh process, same flags.
+         * Every descriptor of ours is closed or close-on-exec by now. */
+        execv("/proc/self/exe", argv);
+        fprintf(stderr,
+                "ledgerd: restart in place failed: %s: start it "
+                "again by hand\n",
+                strerror(errno));
+        return 1;
+    }
     return rv;
 }

@@ -26,6 +26,7 @@
 #include "node/node.h"
 #include "node/loopwatch.h"
 #include "node/peers.h"
+#include "node/restart.h"
 
 #define SWEEP_INTERVAL_MS 20
 #define LOCK_WAIT_MS 2000 /* For a dying predecessor's data-dir lock. */
@@ -69,6 +70,8 @@ static void drainAndClose(struct ledger_node *n)
     n->applied_poll = NULL;
     loopwatch_close(n->loopwatch);
     n->loopwatch = NULL;
+    restart_watch_close(n->restart);
+    n->restart = NULL;
     api_sweep(n, true); /* answer every waiting reader now */
     http_server_close(n->http, httpClosed, n);
 }
@@ -110,17 +113,35 @@ static void shutdownTimeout(uv_timer_t *t)
     drainAndClose(n);
 }
 
+static void beginShutdown(struct ledger_node *n);
+
+void node_stop(struct ledger_node *n, int exit_code)
+{
+    if (n->shutting_down) {
+        return;
+    }
+    n->exit_code = exit_code;
+    beginShutdown(n);
+}
+
 static void onSignal(uv_signal_t *s, int signum)
 {
     struct ledger_node *n = s->data;
-    struct ledger_repl_status st;
 
     if (n->shutting_down) {
         return;
     }
-    n->shutting_down = true;
     ledger_log(LOG_INFO, NULL, "%s: shutting down",
                signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    beginShutdown(n);
+}
+
+/* Leader: hand over first (bounded), then drain and close. */
+static void beginShutdown(struct ledger_node *n)
+{
+    struct ledger_repl_status st;
+
+    n->shutting_down = true;
     uv_signal_stop(&n->sigterm);
     uv_signal_stop(&n->sigint);
     ledger_repl_status(n->repl, &st);
@@ -397,6 +418,7 @@ int node_run(struct ledger_config *cfg)
     uv_timer_start(&n.sweep, sweepCb, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
     n.applied_poll = peers_start(&n);
     n.loopwatch = loopwatch_start(&loop, cfg->election_ms / 2);
+    n.restart = restart_watch_start(&n);
     uv_timer_init(&loop, &n.shutdown_timer);
     n.shutdown_timer.data = &n;
     uv_signal_init(&loop, &n.sigterm);

@@ -27,23 +27,28 @@ struct ledger_node {
     http_server *http;
     uv_signal_t sigterm;
     uv_signal_t sigint;
-    uv_timer_t sweep;            /* Deadlines of waiting requests. */
-    uv_timer_t shutdown_timer;   /* Bounds the leadership hand-over. */
-    uv_timer_t join_timer;       /* --join: retries the add request. */
-    bool joining;                /* --join: not yet a member. */
-    bool join_promote;           /* --join: member already; ask for voter. */
-    struct api_req *waiters;     /* Requests waiting on the applied index. */
-    struct peers *applied_poll;  /* Leader: polls members' applied index. */
-    struct loopwatch *loopwatch; /* Logs and counts event-loop stalls. */
-    struct http_pool *peers;     /* Keep-alive connections to peers' APIs
-                                    (api.c; closed by api_sweep at shutdown). */
+    uv_timer_t sweep;              /* Deadlines of waiting requests. */
+    uv_timer_t shutdown_timer;     /* Bounds the leadership hand-over. */
+    uv_timer_t join_timer;         /* --join: retries the add request. */
+    bool joining;                  /* --join: not yet a member. */
+    bool join_promote;             /* --join: member already; ask for voter. */
+    struct api_req *waiters;       /* Requests waiting on the applied index. */
+    struct peers *applied_poll;    /* Leader: polls members' applied index. */
+    struct loopwatch *loopwatch;   /* Logs and counts event-loop stalls. */
+    struct restart_watch *restart; /* Restarts after a storage error. */
+    struct http_pool *peers;       /* Keep-alive connections to peers' APIs
+                                      (api.c; closed by api_sweep at shutdown). */
     uint64_t next_rid;
     bool shutting_down;
     int exit_code;
 };
 
-/* Run a node until it is told to stop. Returns the process exit code. */
+/* Run a node until it is told to stop. Returns the process exit code, or
+ * NODE_EXIT_RESTART (node/restart.h): run ledgerd again. */
 int node_run(struct ledger_config *cfg);
+
+/* Shut down cleanly (as on SIGTERM) and make node_run return exit_code. */
+void node_stop(struct ledger_node *n, int exit_code);
 
 /* api.c */
 void api_handle(void *arg, http_request *req);

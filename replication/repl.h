@@ -30,6 +30,11 @@
 #define REPL_MAX_BATCH_BYTES (4u << 20) /* Bytes per entry, about. */
 #define REPL_MAX_INFLIGHT 4             /* Entries appended, not applied. */
 #define REPL_ADDR_MAX 128               /* Max "host:port" length + 1. */
+/* Content type of the compact internal events page (GET
+ * /v1/internal/events with this Accept): MessagePack arrays back to back,
+ * [position, stream, seq, type, id|nil, ts, data_text, prev_hash(bin 32),
+ * hash(bin 32)]; the catch-up after a snapshot pulls with it. */
+#define LEDGER_EVENTS_MSGPACK "application/x-ledger-events"
 
 /* Status codes given to callbacks and returned by submit. */
 enum {
@@ -167,8 +172,8 @@ struct ledger_repl_status {
     uint64_t last_index;
     uint64_t applied_index;
     uint64_t leader_changes;
-    int64_t leaderless_ms; /* 0: a leader is known; else since one was
-                              last known (-1: never, since start). */
+    int64_t leaderless_ms;     /* 0: a leader is known; else since one was
+                                  last known (-1: never, since start). */
     int64_t leader_contact_ms; /* Since the leader was last heard; -1:
                                   no leader, 0: we are it. */
     char cluster_id[64];

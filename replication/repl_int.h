@@ -13,18 +13,17 @@
 #define REPL__TIME_RING 4096 /* Append times remembered for lag_ms. */
 #define REPL__INSTALL_SNAPSHOT_TIMEOUT_MS 3000 /* Resend a lost snapshot. */
 #define REPL__SIZE_RING 4096 /* Sizes of the last applied entries (fsm.c). */
-#define REPL__SNAPSHOT_BYTES                                                   \
-    (16u << 20) /* Snapshot once the entries since                             \
-                  the last one hold this much. */
-#define REPL__TRAILING_BYTES                                                   \
-    (8u << 20)               /* Entries kept after a snapshot                  \
-                                hold at most this much... */
-#define REPL__TRAILING_MIN 8 /* ...unless fewer than this many. */
-#define REPL__CHECKPOINT_FRAMES                                                \
-    1000 /* WAL frames: checkpoint off the loop.                               \
-          */
-#define REPL__CHECKPOINT_FORCE_FRAMES                                          \
-    32000 /* WAL frames: checkpoint on the loop (the thread fell behind). */
+/* Memory bound of Raft's in-memory log (fsm.c): snapshot once the entries
+ * applied since the last snapshot hold REPL__SNAPSHOT_BYTES; keep trailing
+ * entries holding at most REPL__TRAILING_BYTES, but at least
+ * REPL__TRAILING_MIN of them. */
+#define REPL__SNAPSHOT_BYTES (8u << 20) /* Bytes that trigger a snapshot. */
+#define REPL__TRAILING_BYTES (8u << 20) /* Bytes of trailing entries kept. */
+#define REPL__TRAILING_MIN 8            /* Trailing entries kept, at least. */
+/* WAL checkpoints (fsm.c): on the threadpool from this many frames, on the
+ * loop itself (the thread fell behind) from the second. */
+#define REPL__CHECKPOINT_FRAMES 1000        /* Checkpoint off the loop. */
+#define REPL__CHECKPOINT_FORCE_FRAMES 32000 /* Checkpoint on the loop. */
 
 struct repl__checkpointer; /* fsm.c */
 

@@ -256,20 +256,122 @@ static int insertJsonEvent(ledger_repl *r, json_t *e)
     return 0;
 }
 
+/* Insert one event of a compact page (see LEDGER_EVENTS_MSGPACK). stream,
+ * type and id need NUL-terminated copies: *scratch is grown as needed. */
+static int insertPackedEvent(ledger_repl *r, const msgpack_object *o,
+                             char **scratch, size_t *cap)
+{
+    struct ledger_event ev;
+    const msgpack_object *f;
+    size_t need;
+    char *p;
+
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 9) {
+        goto bad;
+    }
+    f = o->via.array.ptr;
+    if (f[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        f[1].type != MSGPACK_OBJECT_STR ||
+        f[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        f[3].type != MSGPACK_OBJECT_STR ||
+        (f[4].type != MSGPACK_OBJECT_STR && f[4].type != MSGPACK_OBJECT_NIL) ||
+        (f[5].type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
+         f[5].type != MSGPACK_OBJECT_NEGATIVE_INTEGER) ||
+        f[6].type != MSGPACK_OBJECT_STR || f[7].type != MSGPACK_OBJECT_BIN ||
+        f[7].via.bin.size != LEDGER_HASH_LEN ||
+        f[8].type != MSGPACK_OBJECT_BIN ||
+        f[8].via.bin.size != LEDGER_HASH_LEN) {
+        goto bad;
+    }
+    need = f[1].via.str.size + f[3].via.str.size + 3 +
+           (f[4].type == MSGPACK_OBJECT_STR ? f[4].via.str.size : 0);
+    if (need > *cap) {
+        p = realloc(*scratch, need);
+        if (p == NULL) {
+            repl__log(r, 3, "catch-up: out of memory");
+            return -1;
+        }
+        *scratch = p;
+        *cap = need;
+    }
+    memset(&ev, 0, sizeof ev);
+    p = *scratch;
+    ev.stream = p;
+    memcpy(p, f[1].via.str.ptr, f[1].via.str.size);
+    p += f[1].via.str.size;
+    *p++ = '\0';
+    ev.type = p;
+    memcpy(p, f[3].via.str.ptr, f[3].via.str.size);
+    p += f[3].via.str.size;
+    *p++ = '\0';
+    if (f[4].type == MSGPACK_OBJECT_STR) {
+        ev.id = p;
+        memcpy(p, f[4].via.str.ptr, f[4].via.str.size);
+        p += f[4].via.str.size;
+        *p++ = '\0';
+    }
+    ev.position = f[0].via.u64;
+    ev.seq = f[2].via.u64;
+    ev.ts_ms = f[5].type == MSGPACK_OBJECT_POSITIVE_INTEGER
+                   ? (int64_t)f[5].via.u64
+                   : f[5].via.i64;
+    ev.data = f[6].via.str.ptr;
+    ev.data_len = f[6].via.str.size;
+    memcpy(ev.prev_hash, f[7].via.bin.ptr, LEDGER_HASH_LEN);
+    memcpy(ev.hash, f[8].via.bin.ptr, LEDGER_HASH_LEN);
+    if (ledger_store_insert_event(r->store, &ev) != 0) {
+        repl__log(r, 3, "catch-up: event %llu refused: %s",
+                  (unsigned long long)ev.position,
+                  ledger_store_errmsg(r->store));
+        return -1;
+    }
+    return 0;
+bad:
+    repl__log(r, 3, "catch-up: malformed event from peer");
+    return -1;
+}
+
+/* Insert every event of a compact page; the number inserted, or -1. */
+static long insertPackedPage(ledger_repl *r, const char *body, size_t len)
+{
+    msgpack_unpacked u;
+    size_t off = 0;
+    char *scratch = NULL;
+    size_t cap = 0;
+    long n = 0;
+    int rc;
+
+    msgpack_unpacked_init(&u);
+    while ((rc = msgpack_unpack_next(&u, body, len, &off)) ==
+           MSGPACK_UNPACK_SUCCESS) {
+        if (insertPackedEvent(r, &u.data, &scratch, &cap) != 0) {
+            n = -1;
+            break;
+        }
+        n++;
+    }
+    (void)rc; /* it ends CONTINUE at the end of the buffer, else an error */
+    if (n >= 0 && off != len) {
+        repl__log(r, 3, "catch-up: malformed page from peer");
+        n = -1;
+    }
+    msgpack_unpacked_destroy(&u);
+    free(scratch);
+    return n;
+}
+
 /* Pull events (from, to] ... [from, to] from one peer. Returns 0 when the
  * store reached `to`, -1 on any failure (the caller tries another peer). */
 static int pullFrom(ledger_repl *r, const char *api, uint64_t to)
 {
     struct ledger_store_state st;
-    char headers[600];
+    char headers[1200];
     char path[128];
     char err[256];
 
-    headers[0] = '\0';
-    if (r->token != NULL) {
-        snprintf(headers, sizeof headers, "Authorization: Bearer %s\r\n",
-                 r->token);
-    }
+    snprintf(headers, sizeof headers, "Accept: %s\r\n%s%s%s",
+             LEDGER_EVENTS_MSGPACK, r->token ? "Authorization: Bearer " : "",
+             r->token ? r->token : "", r->token ? "\r\n" : "");
     for (;;) {
         struct ledger_http_response resp;
         json_error_t jerr;
@@ -304,6 +406,21 @@ static int pullFrom(ledger_repl *r, const char *api, uint64_t to)
             ledger_http_response_free(&resp);
             return -1;
         }
+        if (resp.content_type != NULL &&
+            strncmp(resp.content_type, LEDGER_EVENTS_MSGPACK,
+                    strlen(LEDGER_EVENTS_MSGPACK)) == 0) {
+            long got = insertPackedPage(r, resp.body, resp.body_len);
+            ledger_http_response_free(&resp);
+            if (got <= 0) {
+                if (got == 0) {
+                    repl__log(r, 2, "catch-up from %s: no events from %llu",
+                              api, (unsigned long long)from);
+                }
+                return -1;
+            }
+            continue;
+        }
+        /* A peer that predates the compact page answers JSON. */
         root = json_loadb(resp.body, resp.body_len, 0, &jerr);
         ledger_http_response_free(&resp);
         events = json_object_get(root, "events");

@@ -306,6 +306,10 @@ int ledger_store_append(ledger_store *s, const char *stream,
         goto out_rollback_savepoint;
     }
 
+    if (s->tx_state_valid) {
+        s->tx_state.position = ev.position;
+        memcpy(s->tx_state.head_hash, ev.hash, LEDGER_HASH_LEN);
+    }
     r.outcome = LEDGER_APPEND_OK;
     r.first_seq = last_seq + 1;
     r.last_seq = ev.seq;
@@ -333,6 +337,7 @@ int ledger_store_insert_event(ledger_store *s, const struct ledger_event *ev)
     int rv;
 
     rv = storeRequireTx(s, "insert event");
+    s->tx_state_valid = false; /* Catch-up: get_state reads SQLite again. */
     if (rv != LEDGER_STORE_OK) {
         return rv;
     }

@@ -61,8 +61,11 @@ struct ledger_store {
     bool state_cached;               /* `state` is valid (writer only). */
     struct ledger_store_state state; /* Last get_state outside a write
                                         transaction; dropped by begin. */
-    uint64_t wal_frames;             /* WAL size after the last commit, with
-                                        manual checkpoints (checkpoint.c). */
+    bool tx_state_valid;             /* tx_state follows the open write
+                                        transaction (see store.c). */
+    struct ledger_store_state tx_state;
+    uint64_t wal_frames; /* WAL size after the last commit, with
+                            manual checkpoints (checkpoint.c). */
     char errmsg[STORE__ERRMSG_SIZE];
 };
 

@@ -22,9 +22,15 @@
  * - After ledger_store_sync() returns 0, every committed transaction is on
  *   disk.
  * - A writer handle caches the state (applied_index, head, cluster_id) read
- *   outside a write transaction; ledger_store_begin drops it. So another
- *   process writing the file behind our back (never done but by an
- *   operator's sqlite3 shell) is seen after our next write transaction.
+ *   outside a write transaction. ledger_store_begin moves it to tx_state,
+ *   which appends keep up to date (head position and hash); a successful
+ *   commit makes tx_state, with the committed applied_index, the cache
+ *   again, so the state machine does not read it back from SQLite after
+ *   every entry. Writes whose effect on the state is not tracked
+ *   (init_cluster, insert_event) and rollbacks drop it: the next
+ *   get_state reads SQLite. Another process writing the file behind our
+ *   back (never done but by an operator's sqlite3 shell) is seen once the
+ *   cache is dropped.
  * - Every write goes through the one write transaction (in_tx); nothing
  *   writes outside it except the schema migration at open.
  * - Every error path leaves a one-line message in errmsg. */
@@ -603,7 +609,10 @@ int ledger_store_begin(ledger_store *s)
         return storeErrf(s, LEDGER_STORE_EINVAL,
                          "begin: a write transaction is already open");
     }
-    s->state_cached = false; /* The transaction may change it. */
+    /* The transaction changes the state: follow it in tx_state. */
+    s->tx_state_valid = s->state_cached;
+    s->tx_state = s->state;
+    s->state_cached = false;
     rv = storeExec(s, STMT_BEGIN_WRITE, "begin write transaction");
     if (rv == LEDGER_STORE_OK) {
         s->in_tx = true;
@@ -650,6 +659,12 @@ out:
         memcpy(s->errmsg, saved, sizeof saved);
     }
     s->in_tx = false;
+    if (rv == LEDGER_STORE_OK && s->tx_state_valid && !s->reader) {
+        s->tx_state.applied_index = applied_index;
+        s->state = s->tx_state;
+        s->state_cached = true;
+    }
+    s->tx_state_valid = false;
     return rv;
 }
 
@@ -660,6 +675,7 @@ int ledger_store_rollback(ledger_store *s)
         return rv;
     }
     s->in_tx = false;
+    s->tx_state_valid = false;
     if (sqlite3_get_autocommit(s->db)) {
         return LEDGER_STORE_OK; /* SQLite already rolled it back. */
     }
@@ -678,6 +694,7 @@ int ledger_store_init_cluster(ledger_store *s, const char *cluster_id)
         return storeErrf(s, LEDGER_STORE_EINVAL,
                          "init cluster: cluster_id must be 1..63 bytes");
     }
+    s->tx_state_valid = false; /* Whether it changes is SQLite's call. */
     rv = storeStmt(s, STMT_CLUSTER_INIT, &stmt);
     if (rv != LEDGER_STORE_OK) {
         return rv;

@@ -62,6 +62,14 @@ class BenchTest(ClusterTestCase):
             forwarded += int(m.group(1))
         self.assertGreater(forwarded, 0)
 
+    def test_msgpack_bodies(self):
+        prefix = unique("bm")
+        out = self.bench("--clients", "2", "--batch", "20", "--duration", "1",
+                         "--msgpack", "--stream", prefix, "--streams", "1")
+        self.assertEqual(out["mode"], "ledger-append-msgpack")
+        self.assertEqual(out["events"], 20 * out["requests"])
+        self.assertGreaterEqual(self.total_events(prefix, 1), out["events"])
+
     def test_read_one_node(self):
         prefix = unique("br")
         self.bench("--clients", "2", "--batch", "50", "--duration", "1",
@@ -81,6 +89,55 @@ class BenchTest(ClusterTestCase):
                          "1000")
         self.assertGreaterEqual(out["events"], 1000)
         self.assertLess(out["duration_s"], 60)
+
+    def test_big_batches(self):
+        """Batches the size the bench sends with --batch: good, duplicate,
+        bad and malformed, directly and through a follower."""
+        c = self.c
+        leader = c.leader()
+        s = unique("bigbody")
+        evs = [{"type": "t", "id": f"k{i}", "data": {"pad": "p" * 100}}
+               for i in range(60)]
+        st, _, r = c.http("POST", leader, f"/v1/streams/{s}/events",
+                          body={"events": evs})
+        self.assertEqual(st, 201, r)
+        self.assertEqual((r["first_seq"], r["last_seq"]), (1, 60))
+        st, _, r = c.http("POST", leader, f"/v1/streams/{s}/events",
+                          body={"events": evs})
+        self.assertEqual(st, 201, r)  # a duplicate: the original result
+        self.assertEqual(r["last_seq"], 60)
+        bad = evs + [{"type": "", "data": 1}]
+        st, _, r = c.http("POST", leader, f"/v1/streams/{s}/events",
+                          body={"events": bad})
+        self.assertEqual(st, 400, r)
+        self.assertEqual(r["error"]["code"], "bad_event")
+        self.assertIn("events[60].type", r["error"]["message"])
+        st, _, r = c.http("POST", leader, f"/v1/streams/{s}/events",
+                          raw=b'{"events":[' + b" " * 5000 + b"}")
+        self.assertEqual(st, 400, r)
+        self.assertEqual(r["error"]["code"], "malformed_body")
+        # Through a follower (forwarded as it is).
+        st, _, r = c.http("POST", c.followers()[0],
+                          f"/v1/streams/{s}/events",
+                          body={"events": [dict(e, id=f"f{i}")
+                                           for i, e in enumerate(evs)],
+                                "expected_version": 60})
+        self.assertEqual(st, 201, r)
+        self.assertEqual(r["last_seq"], 120)
+
+    def test_dead_endpoint_counted_and_retried(self):
+        """Clients on an endpoint that refuses connections count errors and
+        keep retrying; the others carry on; exit 0 since some succeeded."""
+        from harness import free_ports
+        dead = f"127.0.0.1:{free_ports(1)[0]}"
+        eps = dead + "," + self.c.addr(self.c.leader())
+        p = ledgerctl("--json", "--endpoints", eps, "bench", "--spread",
+                      "--clients", "4", "--duration", "1")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = json.loads(p.stdout)
+        self.assertGreater(out["requests"], 0, out)
+        self.assertGreater(out["errors"], 2, out)  # retried every 20 ms
+        self.assertIn("refused", out["last_error"])
 
     def test_text_output_and_bad_usage(self):
         eps = ",".join(self.c.addr(i) for i in self.c.ids())
@@ -115,6 +172,9 @@ class BenchQueueFullTest(ClusterTestCase):
         if out["rejected"] > 0:
             self.assertIsNotNone(m, text[:600])
             self.assertGreater(int(m.group(1)), 0)
+            # A rejected client retries: every client got through, many
+            # times over in 2 s.
+            self.assertGreaterEqual(out["requests"], 32, out)
 
 
 if __name__ == "__main__":

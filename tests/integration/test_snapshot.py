@@ -5,12 +5,44 @@ import signal
 import threading
 import unittest
 
+import msgpack
+
 from harness import ClusterTestCase, unique, wait_until
 
 
 def batch(stream_tag, b, size):
     return [{"type": "bulk", "id": f"{stream_tag}-{b}-{i}",
              "data": {"b": b, "i": i, "pad": "p" * 40}} for i in range(size)]
+
+
+class CompactPageTest(ClusterTestCase):
+    """The MessagePack page of /v1/internal/events carries exactly what the
+    JSON page does."""
+
+    def test_compact_page_matches_json_page(self):
+        c = self.c
+        s = unique("page")
+        c.append_ok(c.leader(), s, [{"type": "t", "id": "a", "data": {"x": 1}},
+                                    {"type": "u", "data": [1, "two"]}])
+        leader = c.leader()
+        st, _, js = c.get(leader, "/v1/internal/events?from_position=1"
+                                  "&limit=100")
+        self.assertEqual(st, 200, js)
+        st, h, raw = c.get(leader, "/v1/internal/events?from_position=1"
+                                   "&limit=100",
+                           headers={"Accept": "application/x-ledger-events"})
+        self.assertEqual(st, 200)
+        self.assertEqual(h["content-type"], "application/x-ledger-events")
+        un = msgpack.Unpacker(raw=False)
+        un.feed(raw)
+        packed = list(un)
+        self.assertEqual(len(packed), len(js["events"]))
+        self.assertGreaterEqual(len(packed), 2)
+        for p, e in zip(packed, js["events"]):
+            self.assertEqual(
+                p, [e["position"], e["stream"], e["seq"], e["type"],
+                    e.get("id"), e["ts"], e["data_text"],
+                    bytes.fromhex(e["prev_hash"]), bytes.fromhex(e["hash"])])
 
 
 class SnapshotTest(ClusterTestCase):

@@ -1112,6 +1112,108 @@ static void test_pool_reuse(void **state)
     runFor(f, 10);
 }
 
+/* A server that answers the first request of each connection with
+ * keep-alive and closes the connection, unanswered, at the second: what a
+ * client sees when the server closes an idle connection as a request
+ * arrives. */
+struct stale_conn {
+    uv_tcp_t tcp;
+    uv_write_t w;
+    int n_requests;
+};
+
+struct stale_srv {
+    uv_tcp_t listener;
+    struct stale_conn conns[4];
+    int n_conns;
+};
+
+static void staleReadCb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    struct stale_conn *c = st->data;
+    uv_buf_t out;
+
+    free(buf->base);
+    if (n < 0) {
+        if (!uv_is_closing((uv_handle_t *)st)) {
+            uv_close((uv_handle_t *)st, NULL);
+        }
+        return;
+    }
+    if (n == 0) {
+        return;
+    }
+    if (++c->n_requests == 1) {
+        out = uv_buf_init((char *)ok, sizeof ok - 1);
+        uv_write(&c->w, st, &out, 1, NULL);
+    } else if (!uv_is_closing((uv_handle_t *)st)) {
+        uv_close((uv_handle_t *)st, NULL);
+    }
+}
+
+static void staleConnCb(uv_stream_t *l, int status)
+{
+    struct stale_srv *s = l->data;
+    struct stale_conn *c;
+
+    assert_int_equal(status, 0);
+    assert_true(s->n_conns < 4);
+    c = &s->conns[s->n_conns++];
+    uv_tcp_init(l->loop, &c->tcp);
+    c->tcp.data = c;
+    assert_int_equal(uv_accept(l, (uv_stream_t *)&c->tcp), 0);
+    uv_read_start((uv_stream_t *)&c->tcp, scriptAllocCb, staleReadCb);
+}
+
+/* A reused connection closed before any byte of the answer: the request is
+ * sent once more on a fresh connection, and the caller sees one answer. */
+static void test_pool_stale_retry(void **state)
+{
+    struct fixture *f = *state;
+    struct stale_srv s;
+    struct sockaddr_in sin;
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char addr[64];
+    http_pool *p = http_pool_create(&f->loop, 4);
+    struct result r;
+
+    assert_non_null(p);
+    memset(&s, 0, sizeof s);
+    uv_ip4_addr("127.0.0.1", 0, &sin);
+    uv_tcp_init(&f->loop, &s.listener);
+    s.listener.data = &s;
+    assert_int_equal(uv_tcp_bind(&s.listener, (struct sockaddr *)&sin, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&s.listener, 8, staleConnCb), 0);
+    uv_tcp_getsockname(&s.listener, (struct sockaddr *)&ss, &len);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d",
+             ntohs(((struct sockaddr_in *)&ss)->sin_port));
+
+    for (int i = 0; i < 2; i++) {
+        memset(&r, 0, sizeof r);
+        assert_int_equal(http_pool_request(p, addr, "GET", "/", NULL, NULL, 0,
+                                           DEADLINE_MS, clientCb, &r),
+                         0);
+        runUntil(f, &r.fired);
+        assert_int_equal(r.status, 0);
+        assert_int_equal(r.http_status, 200);
+        assert_string_equal(r.body, "ok");
+    }
+    assert_int_equal(s.n_conns, 2); /* The second went to a fresh one. */
+    assert_int_equal(s.conns[0].n_requests, 2);
+    assert_int_equal(s.conns[1].n_requests, 1);
+
+    http_pool_close(p);
+    uv_close((uv_handle_t *)&s.listener, NULL);
+    for (int i = 0; i < s.n_conns; i++) {
+        if (!uv_is_closing((uv_handle_t *)&s.conns[i].tcp)) {
+            uv_close((uv_handle_t *)&s.conns[i].tcp, NULL);
+        }
+    }
+    runFor(f, 10);
+}
+
 /* Concurrent requests open one connection each; at most max_idle stay. */
 static void test_pool_concurrent(void **state)
 {
@@ -1167,6 +1269,7 @@ int main(void)
         T(test_client_scripted),
         T(test_pool_reuse),
         T(test_pool_concurrent),
+        T(test_pool_stale_retry),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

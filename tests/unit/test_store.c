@@ -1506,12 +1506,56 @@ static void test_manual_checkpoints(void **state)
     assert_int_equal(headPosition(f), 301);
 }
 
+/* The state a writer handle keeps across write transactions (appends,
+ * commits, a rollback, init_cluster) is always what SQLite holds. */
+static void test_state_cache(void **state)
+{
+    struct fixture *f = *state;
+    struct ledger_store_state a;
+    struct ledger_store_state b;
+    ledger_store *other = NULL;
+    char err[256];
+
+    assert_int_equal(ledger_store_open(f->path, &other, err, sizeof err), 0);
+    for (uint64_t i = 1; i <= 6; i++) {
+        ASSERT_OK(ledger_store_get_state(f->s, &a)); /* cache, then follow */
+        if (i == 3) {
+            ASSERT_OK(ledger_store_begin(f->s));
+            ASSERT_OK(ledger_store_init_cluster(f->s, "c1"));
+            ASSERT_OK(ledger_store_commit(f->s, i));
+        } else if (i == 5) {
+            struct ledger_event_in e = mkEvent("t", NULL, "{}");
+            struct ledger_append_result r;
+            ASSERT_OK(ledger_store_begin(f->s));
+            ASSERT_OK(ledger_store_append(f->s, "s", &e, 1, false, 0, 1, &r));
+            ASSERT_OK(ledger_store_rollback(f->s));
+        } else {
+            appendOne(f, i % 2 ? "s" : "t", NULL, "{}", i);
+        }
+        ASSERT_OK(ledger_store_get_state(f->s, &a));
+        assert_int_equal(ledger_store_get_state(other, &b), 0);
+        /* `other` caches too: drop its cache with an empty transaction. */
+        assert_int_equal(ledger_store_begin(other), 0);
+        assert_int_equal(ledger_store_rollback(other), 0);
+        assert_int_equal(ledger_store_get_state(other, &b), 0);
+        assert_int_equal(a.applied_index, b.applied_index);
+        assert_int_equal(a.position, b.position);
+        assert_memory_equal(a.head_hash, b.head_hash, LEDGER_HASH_LEN);
+        assert_string_equal(a.cluster_id, b.cluster_id);
+    }
+    assert_int_equal(a.applied_index, 6);
+    assert_int_equal(a.position, 4);
+    assert_string_equal(a.cluster_id, "c1");
+    ledger_store_close(other);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setUp, tearDown)
     const struct CMUnitTest tests[] = {
         T(test_sync),
         T(test_manual_checkpoints),
+        T(test_state_cache),
         T(test_hash_worked_example),
         T(test_hash_fields),
         T(test_hash_hex_parse),

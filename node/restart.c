@@ -1,0 +1,99 @@
+/* Restart in place after Raft stopped on a storage error: see restart.h. */
+#include "node/restart.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <uv.h>
+
+#include "node/log.h"
+#include "node/node.h"
+
+struct restart_watch {
+    struct ledger_node *n;
+    uv_timer_t timer;
+    bool was_available; /* Raft reached another state since start. */
+    bool stopped;       /* Unavailable after having been available. */
+    bool requested;
+};
+
+static bool hasRoom(const char *dir, unsigned long long *free_bytes)
+{
+    struct statvfs v;
+    if (statvfs(dir, &v) != 0) {
+        *free_bytes = 0;
+        return false;
+    }
+    *free_bytes = (unsigned long long)v.f_bavail * v.f_frsize;
+    return *free_bytes >= RESTART_MIN_FREE;
+}
+
+static void tickCb(uv_timer_t *t)
+{
+    restart_watch *w = t->data;
+    struct ledger_node *n = w->n;
+    struct ledger_repl_status st;
+    unsigned long long free_bytes;
+
+    if (n->shutting_down || w->requested) {
+        return;
+    }
+    ledger_repl_status(n->repl, &st);
+    if (strcmp(st.state, "unavailable") != 0) {
+        w->was_available = true;
+        return;
+    }
+    if (!w->was_available) {
+        return;
+    }
+    if (!w->stopped) {
+        w->stopped = true;
+        ledger_log(LOG_ERROR, NULL,
+                   "raft stopped after a storage error (is %s full?): this "
+                   "node serves nothing until it restarts; it restarts "
+                   "itself once the data dir has %llu MiB free",
+                   n->cfg->data_dir, RESTART_MIN_FREE >> 20);
+    }
+    if (!hasRoom(n->cfg->data_dir, &free_bytes)) {
+        return;
+    }
+    w->requested = true;
+    ledger_log(LOG_WARN, NULL,
+               "%s has room again (%llu MiB free): restarting in place",
+               n->cfg->data_dir, free_bytes >> 20);
+    node_stop(n, NODE_EXIT_RESTART);
+}
+
+restart_watch *restart_watch_start(struct ledger_node *n)
+{
+    restart_watch *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        return NULL;
+    }
+    w->n = n;
+    uv_timer_init(n->loop, &w->timer);
+    w->timer.data = w;
+    uv_timer_start(&w->timer, tickCb, RESTART_CHECK_MS, RESTART_CHECK_MS);
+    return w;
+}
+
+static void closedCb(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void restart_watch_close(restart_watch *w)
+{
+    if (w != NULL) {
+        uv_close((uv_handle_t *)&w->timer, closedCb);
+    }
+}
+
+const char *restart_watch_reason(const restart_watch *w)
+{
+    if (w == NULL || !w->stopped) {
+        return NULL;
+    }
+    return "raft stopped after a storage error (data dir full?); the node "
+           "restarts itself once the data dir has room";
+}
