@@ -70,10 +70,6 @@ class DiskFullTest(HarnessTestCase):
         self.c = self.track(TmpfsCluster(3, name="diskfull"))
         self.c.start()
 
-    def append_via(self, nid, stream, eid, timeout=30):
-        return self.c.append(nid, stream, [{"type": "t", "id": eid}],
-                             timeout=timeout)
-
     def recover(self, filler, stream, restart=None):
         """Space returns (and node `restart` is restarted, if given): the
         cluster takes writes and every node catches up, verifies and agrees
