@@ -1,6 +1,7 @@
 /* HTTP API core: request contexts, routing, authentication, replies,
  * forwarding to the leader, read consistency and waiting (see api.h). */
 #include "node/api.h"
+#include "node/restart.h"
 
 #include <openssl/crypto.h>
 #include <stdarg.h>
@@ -251,6 +252,11 @@ void api_forward(struct api_req *a)
     if (++a->tries > WRITE_MAX_TRIES) {
         api_reply_error(a, 503, "no_leader",
                         "leadership kept moving: retry shortly");
+        return;
+    }
+    if (restart_watch_reason(a->n->restart) != NULL) {
+        api_reply_error(a, 503, "storage_error", "%s: use another node",
+                        restart_watch_reason(a->n->restart));
         return;
     }
     /* Waiting helps while leadership moves, not in a partition that has
