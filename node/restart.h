@@ -21,10 +21,11 @@
 
 struct ledger_node;
 
-#define RESTART_CHECK_MS 1000          /* How often the state is checked. */
-#define RESTART_MIN_FREE (16ull << 20) /* Room needed to restart: two of
-                                          raft's 8 MiB segments. */
-#define NODE_EXIT_RESTART 75           /* node_run: exec ledgerd again. */
+#define RESTART_CHECK_MS 1000 /* How often the state is checked. */
+#define RESTART_MIN_FREE                                                       \
+    (16ull << 20)            /* Room needed to restart: two of                 \
+                                raft's 8 MiB segments. */
+#define NODE_EXIT_RESTART 75 /* node_run: exec ledgerd again. */
 
 typedef struct restart_watch restart_watch;
 

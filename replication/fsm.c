@@ -311,8 +311,10 @@ err_io:
          * every write and strong read forever. Hand leadership to another
          * voter; as a follower this node retries the apply with every
          * commit and catches up once its store works again. */
-        repl__log(r, 3, "apply %llu failed on the leader: handing "
-                  "leadership to another voter", (unsigned long long)index);
+        repl__log(r, 3,
+                  "apply %llu failed on the leader: handing "
+                  "leadership to another voter",
+                  (unsigned long long)index);
     }
     free(results);
     entry_decoder_free(dec);

@@ -94,8 +94,8 @@ struct ledger_repl {
     uint64_t seen_leader;
     int seen_state;
     uint64_t leader_changes;
-    uint64_t leader_known_at; /* uv_now ms a leader was last known (tick). */
-    struct repl__change *change;     /* Membership change in progress. */
+    uint64_t leader_known_at;    /* uv_now ms a leader was last known (tick). */
+    struct repl__change *change; /* Membership change in progress. */
     struct repl__transfer *handover; /* Transfer quiescing or running. */
     unsigned drawn_timeout; /* Last election timeout narrowed (election.c) */
     uint64_t last_leader;   /* Last non-zero leader seen, and its term. */
@@ -157,7 +157,6 @@ void repl__election_tick(ledger_repl *r);
 /* membership.c */
 void repl__membership_tick(ledger_repl *r);
 void repl__membership_close(ledger_repl *r);
-
 
 /* transport.c: raft_uv_tcp_init / raft_uv_tcp_close of the decorator. */
 int repl__transport_init(struct repl__transport *x, uv_loop_t *loop);

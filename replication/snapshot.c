@@ -224,6 +224,18 @@ static char *objStr(const msgpack_object *o, size_t *len)
     return s;
 }
 
+/* Insert one pulled event; the store checks it extends our chain. */
+static int insertPulled(ledger_repl *r, const struct ledger_event *ev)
+{
+    if (ledger_store_insert_event(r->store, ev) != 0) {
+        repl__log(r, 3, "catch-up: event %llu refused: %s",
+                  (unsigned long long)ev->position,
+                  ledger_store_errmsg(r->store));
+        return -1;
+    }
+    return 0;
+}
+
 /* Insert one event from a JSON object of the internal events API. */
 static int insertJsonEvent(ledger_repl *r, json_t *e)
 {
@@ -247,13 +259,7 @@ static int insertJsonEvent(ledger_repl *r, json_t *e)
         repl__log(r, 3, "catch-up: malformed event from peer");
         return -1;
     }
-    if (ledger_store_insert_event(r->store, &ev) != 0) {
-        repl__log(r, 3, "catch-up: event %llu refused: %s",
-                  (unsigned long long)ev.position,
-                  ledger_store_errmsg(r->store));
-        return -1;
-    }
-    return 0;
+    return insertPulled(r, &ev);
 }
 
 /* Insert one event of a compact page (see LEDGER_EVENTS_MSGPACK). stream,
@@ -319,13 +325,7 @@ static int insertPackedEvent(ledger_repl *r, const msgpack_object *o,
     ev.data_len = f[6].via.str.size;
     memcpy(ev.prev_hash, f[7].via.bin.ptr, LEDGER_HASH_LEN);
     memcpy(ev.hash, f[8].via.bin.ptr, LEDGER_HASH_LEN);
-    if (ledger_store_insert_event(r->store, &ev) != 0) {
-        repl__log(r, 3, "catch-up: event %llu refused: %s",
-                  (unsigned long long)ev.position,
-                  ledger_store_errmsg(r->store));
-        return -1;
-    }
-    return 0;
+    return insertPulled(r, &ev);
 bad:
     repl__log(r, 3, "catch-up: malformed event from peer");
     return -1;
