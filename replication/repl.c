@@ -527,10 +527,8 @@ void ledger_repl_status(ledger_repl *r, struct ledger_repl_status *out)
     out->applied_index = raft_last_applied(&r->raft);
     out->leader_changes = r->leader_changes;
     out->leader_contact_ms = -1;
-    out->leaderless_ms = id != 0 ? 0
-                         : r->leader_known_at == 0
-                             ? -1
-                             : (int64_t)(uv_now(r->loop) - r->leader_known_at);
+    out->leaderless_ms =
+        id != 0 ? 0 : (int64_t)(uv_now(r->loop) - r->leader_known_at);
     if (out->is_leader) {
         out->leader_contact_ms = 0;
     } else if (raft_state(&r->raft) == RAFT_FOLLOWER && id != 0) {
@@ -869,6 +867,7 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
     r->check.data = r;
     uv_check_start(&r->check, checkCb);
     r->open_handles = 3;
+    r->leader_known_at = uv_now(loop); /* "leaderless since start" */
     r->seen_state = -1;
     *out = r;
     return 0;

@@ -173,7 +173,7 @@ struct ledger_repl_status {
     uint64_t applied_index;
     uint64_t leader_changes;
     int64_t leaderless_ms;     /* 0: a leader is known; else since one was
-                                  last known (-1: never, since start). */
+                                  last known, or since start. */
     int64_t leader_contact_ms; /* Since the leader was last heard; -1:
                                   no leader, 0: we are it. */
     char cluster_id[64];
