@@ -169,10 +169,10 @@ bad:
  * the node's pool of keep-alive connections, created on first use; once
  * shutdown has begun (the pool is closed by api_sweep) they use one-shot
  * connections. */
-static int peerRequest(struct ledger_node *n, const char *addr,
-                       const char *method, const char *path,
-                       const char *headers, const char *body, size_t len,
-                       unsigned timeout_ms, http_client_cb cb, void *arg)
+int api_peer_request(struct ledger_node *n, const char *addr,
+                     const char *method, const char *path, const char *headers,
+                     const char *body, size_t len, unsigned timeout_ms,
+                     http_client_cb cb, void *arg)
 {
     if (!n->shutting_down && n->peers == NULL) {
         n->peers = http_pool_create(n->loop, PEER_POOL_MAX_IDLE);
@@ -229,17 +229,25 @@ static bool leaderKnown(struct api_req *a)
 
 static void forwardTo(struct api_req *a, const char *leader);
 
-static void dispatch(struct api_req *a)
+/* Run the write here or forward it, if a route is known; false if not. */
+static bool route(struct api_req *a)
 {
     char leader[REPL_ADDR_MAX];
     switch (writeRoute(a, leader, sizeof leader)) {
     case ROUTE_HERE:
         a->write_fn(a);
-        return;
+        return true;
     case ROUTE_LEADER:
         forwardTo(a, leader);
-        return;
+        return true;
     default:
+        return false;
+    }
+}
+
+static void dispatch(struct api_req *a)
+{
+    if (!route(a)) {
         api_reply_error(a, 503, "no_leader",
                         "the cluster has no leader right now: retry shortly");
     }
@@ -253,6 +261,9 @@ void api_forward(struct api_req *a)
         api_reply_error(a, 503, "no_leader",
                         "leadership kept moving: retry shortly");
         return;
+    }
+    if (route(a)) {
+        return; /* the common case: no waiting */
     }
     if (restart_watch_reason(a->n->restart) != NULL) {
         api_reply_error(a, 503, "storage_error", "%s: use another node",
@@ -337,11 +348,11 @@ static void forwardTo(struct api_req *a, const char *leader)
     }
     metrics_forwarded();
     /* A forwarded long poll may legitimately take wait_ms. */
-    rv = peerRequest(a->n, leader, a->method, path, headers, body, blen,
-                     strncmp(a->route, "member", 6) == 0
-                         ? MEMBERSHIP_FORWARD_TIMEOUT_MS
-                         : FORWARD_TIMEOUT_MS + (unsigned)a->wait_ms,
-                     forwardCb, a);
+    rv = api_peer_request(a->n, leader, a->method, path, headers, body, blen,
+                          strncmp(a->route, "member", 6) == 0
+                              ? MEMBERSHIP_FORWARD_TIMEOUT_MS
+                              : FORWARD_TIMEOUT_MS + (unsigned)a->wait_ms,
+                          forwardCb, a);
     if (rv != 0) {
         api_reply_error(a, 503, "leader_unreachable",
                         "cannot reach the leader at %s (%s): retry shortly",
@@ -513,8 +524,9 @@ void api_catch_up(struct api_req *a, uint64_t timeout_ms, api_step_fn then)
     }
     api_peer_headers(a, headers, sizeof headers);
     a->wait_timeout = timeout_ms;
-    rv = peerRequest(a->n, leader, "GET", "/v1/internal/read_index", headers,
-                     NULL, 0, READ_INDEX_TIMEOUT_MS, readIndexCb, a);
+    rv = api_peer_request(a->n, leader, "GET", "/v1/internal/read_index",
+                          headers, NULL, 0, READ_INDEX_TIMEOUT_MS, readIndexCb,
+                          a);
     if (rv != 0) {
         a->timed_out = true;
         then(a);

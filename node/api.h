@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "node/codec.h"
+#include "node/http_client.h"
 #include "node/node.h"
 
 enum { CONSISTENCY_STRONG = 0, CONSISTENCY_LEADER, CONSISTENCY_ANY };
@@ -108,6 +109,12 @@ int api_query_u64(struct api_req *a, const char *name, uint64_t def,
  * node's own token, if it has one). */
 void api_peer_headers(struct api_req *a, char *buf, size_t len);
 
+/* A request to a peer's API over the node's keep-alive pool (one-shot
+ * connections once shutdown began); as http_client_request. */
+int api_peer_request(struct ledger_node *n, const char *addr,
+                     const char *method, const char *path, const char *headers,
+                     const char *body, size_t len, unsigned timeout_ms,
+                     http_client_cb cb, void *arg);
 /* Forward the request to the leader and relay its answer. */
 void api_forward(struct api_req *a);
 /* Writes: run `fn` on the leader, else forward (or 503). */

@@ -113,9 +113,9 @@ void api_cluster(struct api_req *a)
         return;
     }
     api_peer_headers(a, headers, sizeof headers);
-    if (http_client_request(a->n->loop, leader, "GET", "/v1/cluster", headers,
-                            NULL, 0, CLUSTER_FORWARD_TIMEOUT_MS,
-                            clusterForwardCb, a) != 0) {
+    if (api_peer_request(a->n, leader, "GET", "/v1/cluster", headers, NULL, 0,
+                         CLUSTER_FORWARD_TIMEOUT_MS, clusterForwardCb,
+                         a) != 0) {
         clusterLocal(a);
     }
 }

@@ -228,6 +228,7 @@ static void addMember(struct api_req *a)
     int port;
     char ra_norm[REPL_ADDR_MAX];
     char aa_norm[REPL_ADDR_MAX];
+    const char *used;
     unsigned timeout_ms;
     int rv;
 
@@ -290,11 +291,14 @@ static void addMember(struct api_req *a)
         }
         goto out;
     }
-    if (addressInUse(a, ra, 0, true) || addressInUse(a, aa, 0, true)) {
+    used = addressInUse(a, ra, 0, true)   ? ra
+           : addressInUse(a, aa, 0, true) ? aa
+                                          : NULL;
+    if (used != NULL) {
         api_reply_error(a, 409, "address_in_use",
                         "%s is already used by another member: pick another "
                         "address",
-                        addressInUse(a, ra, 0, true) ? ra : aa);
+                        used);
         goto out;
     }
     if (refuseIfBusy(a)) {

@@ -25,7 +25,7 @@
 #include "node/log.h"
 #include "node/node.h"
 #include "node/loopwatch.h"
-#include "node/peers.h"
+#include "node/members_poll.h"
 #include "node/restart.h"
 
 #define SWEEP_INTERVAL_MS 20
@@ -66,7 +66,7 @@ static void drainAndClose(struct ledger_node *n)
 {
     uv_timer_stop(&n->shutdown_timer);
     uv_timer_stop(&n->join_timer);
-    peers_close(n->applied_poll);
+    members_poll_close(n->applied_poll);
     n->applied_poll = NULL;
     loopwatch_close(n->loopwatch);
     n->loopwatch = NULL;
@@ -416,7 +416,7 @@ int node_run(struct ledger_config *cfg)
     uv_timer_init(&loop, &n.sweep);
     n.sweep.data = &n;
     uv_timer_start(&n.sweep, sweepCb, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
-    n.applied_poll = peers_start(&n);
+    n.applied_poll = members_poll_start(&n);
     n.loopwatch = loopwatch_start(&loop, cfg->election_ms / 2);
     n.restart = restart_watch_start(&n);
     uv_timer_init(&loop, &n.shutdown_timer);

@@ -27,13 +27,14 @@ struct ledger_node {
     http_server *http;
     uv_signal_t sigterm;
     uv_signal_t sigint;
-    uv_timer_t sweep;              /* Deadlines of waiting requests. */
-    uv_timer_t shutdown_timer;     /* Bounds the leadership hand-over. */
-    uv_timer_t join_timer;         /* --join: retries the add request. */
-    bool joining;                  /* --join: not yet a member. */
-    bool join_promote;             /* --join: member already; ask for voter. */
-    struct api_req *waiters;       /* Requests waiting on the applied index. */
-    struct peers *applied_poll;    /* Leader: polls members' applied index. */
+    uv_timer_t sweep;          /* Deadlines of waiting requests. */
+    uv_timer_t shutdown_timer; /* Bounds the leadership hand-over. */
+    uv_timer_t join_timer;     /* --join: retries the add request. */
+    bool joining;              /* --join: not yet a member. */
+    bool join_promote;         /* --join: member already; ask for voter. */
+    struct api_req *waiters;   /* Requests waiting on the applied index. */
+    struct members_poll
+        *applied_poll;             /* Leader: polls members' applied index. */
     struct loopwatch *loopwatch;   /* Logs and counts event-loop stalls. */
     struct restart_watch *restart; /* Restarts after a storage error. */
     struct http_pool *peers;       /* Keep-alive connections to peers' APIs

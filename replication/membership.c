@@ -234,7 +234,8 @@ static struct repl__change *changeNew(ledger_repl *r, uint64_t id, int role,
     return c;
 }
 
-/* Common start: refuse while another change runs, else run `start`. */
+/* After the first Raft call of a change: on failure (rv != 0) drop the
+ * change, else it is the one in progress. Returns rv. */
 static int begin(ledger_repl *r, struct repl__change *c, int rv)
 {
     if (rv != 0) {
@@ -287,10 +288,12 @@ int ledger_repl_assign(ledger_repl *r, uint64_t id, int role,
 {
     struct repl__change *c;
     int current = ledger_repl_member_role(r, id);
-    int rv;
 
     if (r->change != NULL) {
         return RAFT_CANTCHANGE;
+    }
+    if (current < 0) {
+        return RAFT_NOTFOUND;
     }
     if ((c = changeNew(r, id, role, timeout_ms, cb, arg)) == NULL) {
         return RAFT_NOMEM;
@@ -304,13 +307,9 @@ int ledger_repl_assign(ledger_repl *r, uint64_t id, int role,
         return begin(
             r, c, raft_assign(&r->raft, &c->req, id, RAFT_STANDBY, changeCb));
     }
-    if (current < 0) {
-        free(c);
-        return RAFT_NOTFOUND;
-    }
-    rv = begin(r, c, 0); /* a standby: straight to the wait */
+    r->change = c; /* a standby: straight to the wait */
     startWait(c);
-    return rv;
+    return 0;
 }
 
 int ledger_repl_remove(ledger_repl *r, uint64_t id, ledger_repl_change_cb cb,

@@ -199,7 +199,7 @@ struct ledger_repl_member_info {
 size_t ledger_repl_members(ledger_repl *r, struct ledger_repl_member_info *out,
                            size_t max);
 
-/* Leader: member `id` reports having applied `applied` (node/peers.c).
+/* Leader: member `id` reports having applied `applied` (node/members_poll.c).
  * Shown as its applied_index while younger than REPL_APPLIED_FRESH_MS;
  * after that the leader's estimate min(match_index, commit_index). */
 #define REPL_APPLIED_FRESH_MS 2000

@@ -1,42 +1,42 @@
-/* Members' own applied index, polled by the leader: see peers.h. */
-#include "node/peers.h"
+/* Members' own applied index, polled by the leader: see members_poll.h. */
+#include "node/members_poll.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "node/http_client.h"
+#include "node/api.h"
 #include "node/node.h"
 
-#define PEERS__MAX 64          /* Members polled, at most. */
-#define PEERS__TIMEOUT_MS 2000 /* Per poll. */
+#define MEMBERS_POLL__MAX 64          /* Members polled, at most. */
+#define MEMBERS_POLL__TIMEOUT_MS 2000 /* Per poll. */
 
-struct peers {
+struct members_poll {
     struct ledger_node *n;
     uv_timer_t timer;
-    uint64_t busy[PEERS__MAX]; /* Member ids with a poll in flight. */
+    uint64_t busy[MEMBERS_POLL__MAX]; /* Member ids with a poll in flight. */
     unsigned inflight;
     bool closing;
     bool timer_closed;
 };
 
 struct poll {
-    peers *p;
+    members_poll *p;
     uint64_t id;
 };
 
-static void maybeFree(peers *p)
+static void maybeFree(members_poll *p)
 {
     if (p->closing && p->timer_closed && p->inflight == 0) {
         free(p);
     }
 }
 
-static void setBusy(peers *p, uint64_t id, bool busy)
+static void setBusy(members_poll *p, uint64_t id, bool busy)
 {
     size_t i;
-    for (i = 0; i < PEERS__MAX; i++) {
+    for (i = 0; i < MEMBERS_POLL__MAX; i++) {
         if (busy ? p->busy[i] == 0 : p->busy[i] == id) {
             p->busy[i] = busy ? id : 0;
             return;
@@ -44,10 +44,10 @@ static void setBusy(peers *p, uint64_t id, bool busy)
     }
 }
 
-static bool isBusy(peers *p, uint64_t id)
+static bool isBusy(members_poll *p, uint64_t id)
 {
     size_t i;
-    for (i = 0; i < PEERS__MAX; i++) {
+    for (i = 0; i < MEMBERS_POLL__MAX; i++) {
         if (p->busy[i] == id) {
             return true;
         }
@@ -59,7 +59,7 @@ static void pollCb(void *arg, int status,
                    const struct http_client_response *resp)
 {
     struct poll *q = arg;
-    peers *p = q->p;
+    members_poll *p = q->p;
     json_t *v;
     json_t *applied;
 
@@ -81,10 +81,10 @@ static void pollCb(void *arg, int status,
 
 static void tickCb(uv_timer_t *t)
 {
-    peers *p = t->data;
+    members_poll *p = t->data;
     struct ledger_node *n = p->n;
     struct ledger_repl_status st;
-    struct ledger_repl_member_info m[PEERS__MAX];
+    struct ledger_repl_member_info m[MEMBERS_POLL__MAX];
     char headers[1024];
     size_t count;
     size_t i;
@@ -96,8 +96,8 @@ static void tickCb(uv_timer_t *t)
     snprintf(headers, sizeof headers, "X-Ledger-Forwarded: 1\r\n%s%s%s",
              n->cfg->token ? "Authorization: Bearer " : "",
              n->cfg->token ? n->cfg->token : "", n->cfg->token ? "\r\n" : "");
-    count = ledger_repl_members(n->repl, m, PEERS__MAX);
-    for (i = 0; i < count && i < PEERS__MAX; i++) {
+    count = ledger_repl_members(n->repl, m, MEMBERS_POLL__MAX);
+    for (i = 0; i < count && i < MEMBERS_POLL__MAX; i++) {
         struct poll *q;
         if (m[i].id == n->cfg->id || m[i].api_addr[0] == '\0' ||
             isBusy(p, m[i].id) || m[i].role == REPL_ROLE_SPARE) {
@@ -109,9 +109,9 @@ static void tickCb(uv_timer_t *t)
         }
         q->p = p;
         q->id = m[i].id;
-        if (http_client_request(n->loop, m[i].api_addr, "GET",
-                                "/v1/internal/status", headers, NULL, 0,
-                                PEERS__TIMEOUT_MS, pollCb, q) != 0) {
+        if (api_peer_request(n, m[i].api_addr, "GET", "/v1/internal/status",
+                             headers, NULL, 0, MEMBERS_POLL__TIMEOUT_MS, pollCb,
+                             q) != 0) {
             free(q);
             continue;
         }
@@ -120,27 +120,27 @@ static void tickCb(uv_timer_t *t)
     }
 }
 
-peers *peers_start(struct ledger_node *n)
+members_poll *members_poll_start(struct ledger_node *n)
 {
-    peers *p = calloc(1, sizeof *p);
+    members_poll *p = calloc(1, sizeof *p);
     if (p == NULL) {
         return NULL;
     }
     p->n = n;
     uv_timer_init(n->loop, &p->timer);
     p->timer.data = p;
-    uv_timer_start(&p->timer, tickCb, PEERS_POLL_MS, PEERS_POLL_MS);
+    uv_timer_start(&p->timer, tickCb, MEMBERS_POLL_MS, MEMBERS_POLL_MS);
     return p;
 }
 
 static void timerClosed(uv_handle_t *h)
 {
-    peers *p = h->data;
+    members_poll *p = h->data;
     p->timer_closed = true;
     maybeFree(p);
 }
 
-void peers_close(peers *p)
+void members_poll_close(members_poll *p)
 {
     if (p == NULL) {
         return;
