@@ -265,9 +265,12 @@ void api_forward(struct api_req *a)
     if (route(a)) {
         return; /* the common case: no waiting */
     }
-    if (restart_watch_reason(a->n->restart) != NULL) {
+    if (restart_watch_reason(a->n->restart) != NULL ||
+        ledger_repl_failed(a->n->repl) != NULL) {
         api_reply_error(a, 503, "storage_error", "%s: use another node",
-                        restart_watch_reason(a->n->restart));
+                        ledger_repl_failed(a->n->repl) != NULL
+                            ? ledger_repl_failed(a->n->repl)
+                            : restart_watch_reason(a->n->restart));
         return;
     }
     /* Waiting helps while leadership moves, not in a partition that has
@@ -558,6 +561,12 @@ void api_read(struct api_req *a, api_step_fn fn)
     } else {
         api_reply_error(a, 400, "bad_query",
                         "consistency='%s' must be strong, leader or any", c);
+        return;
+    }
+    if (ledger_repl_failed(a->n->repl) != NULL) {
+        /* The store may miss entries this node acknowledged. */
+        api_reply_error(a, 503, "storage_error", "%s: use another node",
+                        ledger_repl_failed(a->n->repl));
         return;
     }
     ledger_repl_status(a->n->repl, &st);

@@ -306,6 +306,8 @@ void api_verify(struct api_req *a)
     }
     vw->a = a;
     vw->work.data = vw;
+    /* The reader sees committed transactions: commit what is applied. */
+    ledger_repl_flush(a->n->repl);
     snprintf(vw->path, sizeof vw->path, "%s/ledger.db", a->n->cfg->data_dir);
     if (uv_queue_work(a->n->loop, &vw->work, verifyRun, verifyDone) != 0) {
         free(vw);

@@ -1,10 +1,11 @@
 /* The replicated state machine: applies command entries to the store.
  *
  * Invariants:
- * - An entry is applied in exactly one store transaction whose commit also
- *   records the entry's Raft index as applied_index. The index of the entry
- *   being applied is raft.last_applied + 1 (raft 0.15 advances last_applied
- *   right after fsm->apply returns, for every entry type).
+ * - An entry is applied inside the apply transaction (apply_tx.c), which
+ *   consecutive entries share; its commit records the last of them as
+ *   applied_index. The index of the entry being applied is
+ *   raft.last_applied + 1 (raft 0.15 advances last_applied right after
+ *   fsm->apply returns, for every entry type).
  * - Entries at or below the store's applied_index are skipped: after a
  *   restart Raft replays entries newer than its last snapshot, and the
  *   store already holds their effects. This is what makes replay safe.
@@ -12,8 +13,10 @@
  *   not affect the others) and deterministically.
  * - A malformed entry (impossible unless a bug wrote it) is logged loudly
  *   and recorded as applied with no effect, so replicas stay identical.
- * - A store I/O error aborts the transaction and returns RAFT_IOERR: the
- *   entry is not marked applied and Raft will try again.
+ * - A store I/O error during an apply loses the apply transaction (entries
+ *   Raft already counts as applied): the node stops serving until it
+ *   restarts and Raft replays them (apply_tx.c); this apply, and every one
+ *   after it, returns RAFT_IOERR.
  * - Memory: raft 0.15 keeps every entry since its last snapshot, plus
  *   `trailing` older ones, in memory, and counts both in entries only. With
  *   big entries (group commit packs up to REPL_MAX_BATCH_BYTES) that is
@@ -74,7 +77,7 @@ static void checkpointDone(uv_work_t *w, int status)
 
 static void checkpointerOpen(ledger_repl *r);
 
-static void maybeCheckpoint(ledger_repl *r)
+void repl__fsm_committed(ledger_repl *r)
 {
     struct repl__checkpointer *c = r->ckpt;
     uint64_t frames;
@@ -247,6 +250,9 @@ static int fsmApply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 
     *result = NULL;
     fsmFreeUnclaimed(r);
+    if (r->store_failed) {
+        return RAFT_IOERR; /* The store is behind: see apply_tx.c. */
+    }
     accountEntry(r, index, buf->len);
 
     rv = ledger_store_get_state(r->store, &st);
@@ -273,15 +279,17 @@ static int fsmApply(struct raft_fsm *fsm, const struct raft_buffer *buf,
         }
     }
 
-    rv = ledger_store_begin(r->store);
+    rv = repl__tx_open(r);
     if (rv != 0) {
         goto err_io;
     }
     for (i = 0; i < n_ops; i++) {
         rv = applyOp(r, &ops[i], ts, &results[i]);
         if (rv == LEDGER_STORE_EIO || rv == LEDGER_STORE_ENOMEM) {
-            ledger_store_rollback(r->store);
-            goto err_io;
+            snprintf(err, sizeof err, "apply %llu: %s",
+                     (unsigned long long)index, ledger_store_errmsg(r->store));
+            repl__tx_failed(r, err);
+            goto err_failed;
         }
         if (rv != 0) {
             /* Deterministic refusal (bad argument): the op has no effect on
@@ -290,14 +298,10 @@ static int fsmApply(struct raft_fsm *fsm, const struct raft_buffer *buf,
                       i, ledger_store_errmsg(r->store));
         }
     }
-    rv = ledger_store_commit(r->store, index);
-    if (rv != 0) {
-        goto err_io; /* commit rolled back; its message is the cause */
-    }
+    repl__tx_applied(r, index, buf->len);
     entry_decoder_free(dec);
     r->unclaimed = results;
     *result = results;
-    maybeCheckpoint(r);
     return 0;
 
 err_io:
@@ -316,6 +320,7 @@ err_io:
                   "leadership to another voter",
                   (unsigned long long)index);
     }
+err_failed:
     free(results);
     entry_decoder_free(dec);
     return RAFT_IOERR;

@@ -290,7 +290,7 @@ int ledger_repl_submit(ledger_repl *r, struct op_buf *op, ledger_repl_op_cb cb,
         return LEDGER_REPL_ESHUTDOWN;
     }
     if (raft_state(&r->raft) != RAFT_LEADER || r->raft.transfer != NULL ||
-        r->handover != NULL) {
+        r->handover != NULL || r->store_failed) {
         op_buf_free(op);
         return LEDGER_REPL_ENOTLEADER;
     }
@@ -520,6 +520,12 @@ void ledger_repl_status(ledger_repl *r, struct ledger_repl_status *out)
     raft_leader(&r->raft, &id, &addr);
     out->state = stateName(raft_state(&r->raft));
     out->is_leader = raft_state(&r->raft) == RAFT_LEADER;
+    if (r->store_failed) {
+        /* Raft may still run, but the store is behind it: serve nothing
+         * (node/restart.c restarts the node). */
+        out->state = "unavailable";
+        out->is_leader = false;
+    }
     out->leader_id = id;
     out->term = r->raft.current_term;
     out->commit_index = r->raft.commit_index;
@@ -726,6 +732,9 @@ static void checkCb(uv_check_t *h)
 {
     ledger_repl *r = h->data;
     uint64_t applied = raft_last_applied(&r->raft);
+    if (r->tx_due) {
+        repl__tx_flush(r);
+    }
     if (applied != r->seen_applied) {
         r->seen_applied = applied;
         if (r->applied_cb != NULL) {
@@ -866,7 +875,8 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
     uv_check_init(loop, &r->check);
     r->check.data = r;
     uv_check_start(&r->check, checkCb);
-    r->open_handles = 3;
+    repl__tx_init(r);
+    r->open_handles = 4;
     r->leader_known_at = uv_now(loop); /* "leaderless since start" */
     r->seen_state = -1;
     *out = r;
@@ -904,7 +914,7 @@ static void maybeFireClose(ledger_repl *r)
     }
 }
 
-static void handleClosed(uv_handle_t *h)
+void repl__handle_closed(uv_handle_t *h)
 {
     ledger_repl *r = h->data;
     r->open_handles--;
@@ -916,9 +926,10 @@ static void raftClosed(struct raft *raft)
     ledger_repl *r = raft->data;
     raft_uv_close(&r->io);
     repl__transport_close(&r->transport);
-    uv_close((uv_handle_t *)&r->flush_idle, handleClosed);
-    uv_close((uv_handle_t *)&r->tick, handleClosed);
-    uv_close((uv_handle_t *)&r->check, handleClosed);
+    uv_close((uv_handle_t *)&r->flush_idle, repl__handle_closed);
+    uv_close((uv_handle_t *)&r->tick, repl__handle_closed);
+    uv_close((uv_handle_t *)&r->check, repl__handle_closed);
+    repl__tx_close(r);
 }
 
 void ledger_repl_close(ledger_repl *r, void (*cb)(void *arg), void *arg)
@@ -926,6 +937,7 @@ void ledger_repl_close(ledger_repl *r, void (*cb)(void *arg), void *arg)
     r->closing = true;
     r->close_cb = cb;
     r->close_arg = arg;
+    repl__tx_flush(r);
     failPending(r, r->n_pending, LEDGER_REPL_ESHUTDOWN);
     repl__membership_close(r);
     uv_idle_stop(&r->flush_idle);

@@ -205,6 +205,14 @@ size_t ledger_repl_members(ledger_repl *r, struct ledger_repl_member_info *out,
 #define REPL_APPLIED_FRESH_MS 2000
 void ledger_repl_note_applied(ledger_repl *r, uint64_t id, uint64_t applied);
 
+/* Commit the store transaction that applied entries share (it commits by
+ * itself within a few ms): before reading the store through another
+ * handle. 0, or -1 once the store failed. */
+int ledger_repl_flush(ledger_repl *r);
+/* Why this node serves nothing until it restarts (a store commit failed:
+ * the store is behind Raft), or NULL. */
+const char *ledger_repl_failed(ledger_repl *r);
+
 /* Called (from the loop) whenever the applied index advanced. */
 void ledger_repl_on_applied(ledger_repl *r, void (*cb)(void *arg), void *arg);
 

@@ -24,6 +24,12 @@
  * loop itself (the thread fell behind) from the second. */
 #define REPL__CHECKPOINT_FRAMES 1000        /* Checkpoint off the loop. */
 #define REPL__CHECKPOINT_FORCE_FRAMES 32000 /* Checkpoint on the loop. */
+/* The apply transaction (apply_tx.c): entries applied within this many ms
+ * share one store commit; a commit comes sooner, at the end of the loop
+ * turn, once the transaction holds this many entries or bytes. */
+#define REPL__TX_MAX_MS 50
+#define REPL__TX_MAX_ENTRIES 256
+#define REPL__TX_MAX_BYTES (8u << 20)
 
 struct repl__checkpointer; /* fsm.c */
 
@@ -123,6 +129,15 @@ struct ledger_repl {
     struct repl__checkpointer *ckpt;
     bool ckpt_tried;
 
+    /* The apply transaction (apply_tx.c). */
+    uv_timer_t tx_timer;
+    bool tx_open;
+    bool tx_due;       /* Commit in this loop turn's check phase. */
+    bool store_failed; /* Store behind Raft until restart. */
+    uint64_t tx_index; /* Last entry applied in the open transaction. */
+    uint32_t tx_entries;
+    size_t tx_bytes;
+
     /* Shutdown. */
     bool closing;
     int open_handles;
@@ -142,6 +157,22 @@ void repl__fsm_close(ledger_repl *r);
 unsigned repl__fsm_trailing(ledger_repl *r);
 /* A snapshot was taken or installed: count bytes from zero again. */
 void repl__fsm_snapshotted(ledger_repl *r);
+/* The apply transaction committed: start a WAL checkpoint if due. */
+void repl__fsm_committed(ledger_repl *r);
+
+/* apply_tx.c: the store transaction that applied entries share. open
+ * begins one unless open; applied records an entry applied in it; flush
+ * commits it (0, or -1 once the store failed); failed rolls it back and
+ * stops the node serving until restart. */
+void repl__tx_init(ledger_repl *r);
+int repl__tx_open(ledger_repl *r);
+void repl__tx_applied(ledger_repl *r, uint64_t index, size_t bytes);
+int repl__tx_flush(ledger_repl *r);
+void repl__tx_failed(ledger_repl *r, const char *why);
+void repl__tx_close(ledger_repl *r);
+
+/* repl.c: close callback of the layer's uv handles. */
+void repl__handle_closed(uv_handle_t *h);
 
 /* snapshot.c */
 int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],

@@ -104,8 +104,12 @@ int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     int rv;
 
     /* Raft may drop the log entries this snapshot covers once it has it, and
-     * the store commits without fsync (store/store.c): make every applied
-     * entry durable in the store first. No snapshot without it. */
+     * the store commits without fsync (store/store.c): commit the apply
+     * transaction (apply_tx.c) and make every applied entry durable in the
+     * store first. No snapshot without it. */
+    if (repl__tx_flush(r) != 0) {
+        return RAFT_IOERR;
+    }
     if (ledger_store_sync(r->store) != 0 ||
         ledger_store_get_state(r->store, &st) != 0) {
         repl__log(r, 3, "snapshot: %s", ledger_store_errmsg(r->store));
@@ -555,6 +559,10 @@ int repl__restore(struct raft_fsm *fsm, struct raft_buffer *buf)
             MSGPACK_UNPACK_SUCCESS ||
         snapDecode(&up.data, &s) != 0) {
         repl__log(r, 3, "restore: malformed snapshot");
+        goto out;
+    }
+    if (repl__tx_flush(r) != 0) {
+        rv = RAFT_IOERR; /* The store failed: see apply_tx.c. */
         goto out;
     }
     if (ledger_store_get_state(r->store, &st) != 0) {

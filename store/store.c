@@ -573,6 +573,12 @@ int ledger_store_get_state(ledger_store *s, struct ledger_store_state *out)
         *out = s->state;
         return LEDGER_STORE_OK;
     }
+    /* Inside a write transaction the writer follows its own changes
+     * (tx_state; applied_index stays the committed one until commit). */
+    if (s->in_tx && s->tx_state_valid) {
+        *out = s->tx_state;
+        return LEDGER_STORE_OK;
+    }
     memset(&st, 0, sizeof st);
     rv = storeReadBegin(s, &opened);
     if (rv != LEDGER_STORE_OK) {

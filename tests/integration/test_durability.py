@@ -5,6 +5,7 @@ acknowledged, and the chains still agree."""
 import glob
 import json
 import os
+import sqlite3
 import unittest
 
 from harness import ClusterTestCase, ledgerctl, unique
@@ -45,6 +46,56 @@ class DurabilityAfterSnapshotTest(ClusterTestCase):
         self.assertTrue(v["ok"], v)
         for nid in c.ids():
             self.assertNotIn("snapshot: sync", c.log_text(nid))
+
+
+def store_count(db, stream):
+    """Events of `stream` committed in a stopped node's SQLite file (read
+    only: opening it must not change what the restart will find)."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT count(*) FROM events WHERE stream = ?",
+                           (stream,)).fetchone()[0]
+    finally:
+        con.close()
+
+
+class ApplyTransactionTest(ClusterTestCase):
+    """Entries applied in the last REPL__TX_MAX_MS share a store transaction
+    that is not committed yet (replication/apply_tx.c): kill -9 of every
+    node inside that window loses it from SQLite, and Raft must replay it
+    at restart. Nothing acknowledged may be missing afterwards."""
+
+    def test_kill9_with_an_open_apply_transaction_loses_nothing(self):
+        c = self.c
+        behind = False
+        total = 0
+        s = unique("tx")
+        for attempt in range(5):
+            leader = c.leader()
+            for b in range(10):
+                last = c.append_ok(leader, s, [
+                    {"type": "t", "id": f"{s}-{attempt}-{b}-{i}",
+                     "data": {"b": b}} for i in range(20)])
+            total += 200
+            self.assertEqual(last["last_seq"], total)
+            for nid in c.ids():  # at once: within the commit window
+                c.kill9(nid)
+            counts = {nid: store_count(c.nodes[nid].db_path, s)
+                      for nid in c.ids()}
+            behind = behind or any(n < total for n in counts.values())
+            for nid in c.ids():
+                c.restart(nid)
+            c.wait_healthy()
+            for nid in c.ids():
+                c.wait_caught_up(nid)
+                evs = c.read_all(nid, s, consistency="any")
+                self.assertEqual(len(evs), total, f"node {nid} {counts}")
+                self.assertEqual(evs[-1]["hash"], last["hash"])
+            if behind:
+                break
+        self.assertTrue(behind, "no kill landed inside the commit window")
+        v = c.wait_verify_agree()
+        self.assertTrue(v["ok"], v)
 
 
 class SnapshotByBytesTest(ClusterTestCase):
