@@ -192,8 +192,7 @@ static int insertRow(ledger_store *s, const struct ledger_event *ev)
     if (sqlite3_step(stmt) != SQLITE_DONE) {
         rv = storeSqlErr(s, "insert event");
     }
-    sqlite3_reset(stmt);
-    sqlite3_clear_bindings(stmt);
+    sqlite3_reset(stmt); /* Every parameter is bound again next time. */
     return rv;
 }
 

@@ -79,6 +79,49 @@ static int updateU64(EVP_MD_CTX *ctx, uint64_t v)
     return EVP_DigestUpdate(ctx, buf, sizeof buf) == 1 ? 0 : -1;
 }
 
+/* Everything before the data, laid out in `buf` (the common case: short
+ * names), so that SHA-256 is fed in two calls instead of thirteen (each
+ * EVP_DigestUpdate costs a provider dispatch: 12% of a follower's CPU at
+ * `bench --batch 100` before). Returns the length, 0 if it does not fit. */
+static size_t packHead(uint8_t *buf, size_t size,
+                       const uint8_t prev_hash[LEDGER_HASH_LEN],
+                       uint64_t position, const char *stream, size_t stream_len,
+                       uint64_t seq, const char *type, size_t type_len,
+                       const char *id, size_t id_len, int64_t ts_ms,
+                       size_t data_len)
+{
+    size_t n = LEDGER_HASH_LEN + 8 + 4 + stream_len + 8 + 4 + type_len + 4 +
+               id_len + 8 + 4;
+    uint8_t *p = buf;
+
+    if (stream_len > size || type_len > size || id_len > size || n > size ||
+        data_len > UINT32_MAX) {
+        return 0;
+    }
+    memcpy(p, prev_hash, LEDGER_HASH_LEN);
+    p += LEDGER_HASH_LEN;
+    putU64(p, position);
+    p += 8;
+    putU32(p, (uint32_t)stream_len);
+    memcpy(p + 4, stream, stream_len);
+    p += 4 + stream_len;
+    putU64(p, seq);
+    p += 8;
+    putU32(p, (uint32_t)type_len);
+    memcpy(p + 4, type, type_len);
+    p += 4 + type_len;
+    putU32(p, (uint32_t)id_len);
+    if (id_len > 0) {
+        memcpy(p + 4, id, id_len);
+    }
+    p += 4 + id_len;
+    putU64(p, (uint64_t)ts_ms);
+    p += 8;
+    putU32(p, (uint32_t)data_len);
+    p += 4;
+    return (size_t)(p - buf);
+}
+
 int hashEvent(struct hash_ctx *h, const uint8_t prev_hash[LEDGER_HASH_LEN],
               uint64_t position, const char *stream, uint64_t seq,
               const char *type, const char *id, int64_t ts_ms, const char *data,
@@ -87,18 +130,28 @@ int hashEvent(struct hash_ctx *h, const uint8_t prev_hash[LEDGER_HASH_LEN],
     EVP_MD_CTX *ctx = h->md_ctx;
     unsigned int out_len = 0;
     size_t id_len = id != NULL ? strlen(id) : 0;
+    uint8_t head[1024];
+    size_t head_len;
 
     if (ctx == NULL || EVP_DigestInit_ex(ctx, h->md, NULL) != 1) {
         return -1;
     }
-    if (EVP_DigestUpdate(ctx, prev_hash, LEDGER_HASH_LEN) != 1 ||
-        updateU64(ctx, position) != 0 ||
-        updateString(ctx, stream, strlen(stream)) != 0 ||
-        updateU64(ctx, seq) != 0 ||
-        updateString(ctx, type, strlen(type)) != 0 ||
-        updateString(ctx, id, id_len) != 0 ||
-        updateU64(ctx, (uint64_t)ts_ms) != 0 ||
-        updateString(ctx, data, data_len) != 0) {
+    head_len =
+        packHead(head, sizeof head, prev_hash, position, stream, strlen(stream),
+                 seq, type, strlen(type), id, id_len, ts_ms, data_len);
+    if (head_len > 0) {
+        if (EVP_DigestUpdate(ctx, head, head_len) != 1 ||
+            (data_len > 0 && EVP_DigestUpdate(ctx, data, data_len) != 1)) {
+            return -1;
+        }
+    } else if (EVP_DigestUpdate(ctx, prev_hash, LEDGER_HASH_LEN) != 1 ||
+               updateU64(ctx, position) != 0 ||
+               updateString(ctx, stream, strlen(stream)) != 0 ||
+               updateU64(ctx, seq) != 0 ||
+               updateString(ctx, type, strlen(type)) != 0 ||
+               updateString(ctx, id, id_len) != 0 ||
+               updateU64(ctx, (uint64_t)ts_ms) != 0 ||
+               updateString(ctx, data, data_len) != 0) {
         return -1;
     }
     if (EVP_DigestFinal_ex(ctx, out, &out_len) != 1 ||

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -346,9 +347,18 @@ out_finalize:
     return rv;
 }
 
+/* Process-wide, before SQLite's first use: no memory statistics (each
+ * of SQLite's allocations took a global mutex for them; nothing here reads
+ * them). A no-op (SQLITE_MISUSE) if SQLite was initialised already. */
+static void configureSqlite(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static int storeOpen(const char *path, bool reader, ledger_store **out,
                      char *err, size_t errlen)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
     ledger_store *s;
     char wal[4200];
     bool had_wal;
@@ -362,6 +372,7 @@ static int storeOpen(const char *path, bool reader, ledger_store **out,
         }
         return LEDGER_STORE_EINVAL;
     }
+    pthread_once(&once, configureSqlite);
     s = calloc(1, sizeof *s);
     if (s == NULL) {
         if (err != NULL && errlen > 0) {

@@ -140,7 +140,7 @@ static void refHash(const uint8_t prev[32], uint64_t position,
                     const char *id, int64_t ts, const char *data,
                     uint8_t out[32])
 {
-    uint8_t buf[1024];
+    uint8_t buf[4096];
     size_t n = 0;
     const char *strs[4] = {stream, type, id ? id : "", data};
     uint64_t u;
@@ -234,6 +234,31 @@ static void test_hash_fields(void **state)
     ledger_hash_event(zeros, 1, "ab", 1, "c", NULL, 0, "{}", 2, a);
     ledger_hash_event(zeros, 1, "a", 1, "bc", NULL, 0, "{}", 2, b);
     assert_memory_not_equal(a, b, 32);
+}
+
+/* hashEvent packs the fields before the data into one buffer when they
+ * fit in 1 KiB and feeds them one by one otherwise: both give the layout's
+ * digest, on either side of the limit. */
+static void test_hash_long_fields(void **state)
+{
+    (void)state;
+    static const uint8_t prev[32] = {1, 2, 3};
+    char type[1200];
+    char id[300];
+    uint8_t a[32], ref[32];
+
+    memset(id, 'i', sizeof id - 1);
+    id[sizeof id - 1] = '\0';
+    for (size_t len = 900; len < sizeof type; len += 50) {
+        memset(type, 't', len);
+        type[len] = '\0';
+        ledger_hash_event(prev, 9, "s", 4, type, id, 77, "[1]", 3, a);
+        refHash(prev, 9, "s", 4, type, id, 77, "[1]", ref);
+        assert_memory_equal(a, ref, 32);
+        ledger_hash_event(prev, 9, "s", 4, type, NULL, 77, "[1]", 3, a);
+        refHash(prev, 9, "s", 4, type, NULL, 77, "[1]", ref);
+        assert_memory_equal(a, ref, 32);
+    }
 }
 
 static void test_hash_hex_parse(void **state)
@@ -1558,6 +1583,7 @@ int main(void)
         T(test_state_cache),
         T(test_hash_worked_example),
         T(test_hash_fields),
+        T(test_hash_long_fields),
         T(test_hash_hex_parse),
         T(test_stream_name_valid),
         T(test_append_interleaved),
