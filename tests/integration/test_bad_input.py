@@ -151,6 +151,27 @@ class BadInputTest(ClusterTestCase):
         self.assertUnchanged()
         self.assertNoStream(fresh)
 
+    def test_repeated_id_in_one_request(self):
+        """An id twice in one request is refused as a whole, naming the
+        first repeat and what it repeats; 10,000 ids are checked at once
+        (sorted, not pairwise)."""
+        fresh = unique("dupid")
+        ids = ["a", "b", "c", "b", "a", "c"]
+        body = {"events": [{"type": "t", "id": i} for i in ids]}
+        b = self.assertError(self.post(self.c.leader(), body=body,
+                                       stream=fresh), 400)
+        self.assertEqual(b["error"]["code"], "bad_event")
+        self.assertIn("events[3].id 'b' repeats events[1].id",
+                      b["error"]["message"])
+        many = [{"type": "t", "id": f"id-{i:06d}-{'x' * 40}"}
+                for i in range(10000)]
+        many[9999]["id"] = many[4321]["id"]
+        b = self.assertError(self.post(self.c.leader(), body={"events": many},
+                                       stream=fresh), 400)
+        self.assertIn("events[9999].id", b["error"]["message"])
+        self.assertIn("repeats events[4321].id", b["error"]["message"])
+        self.assertNoStream(fresh)
+
     def test_type_and_id_too_long(self):
         fresh = unique("long")
         for body in ({"events": [{"type": "t" * 256}]},
