@@ -49,7 +49,7 @@ static void tickCb(uv_timer_t *t)
     if (!w->stopped) {
         w->stopped = true;
         ledger_log(LOG_ERROR, NULL,
-                   "raft stopped after a storage error (is %s full?): this "
+                   "stopped serving after a storage error (is %s full?): this "
                    "node serves nothing until it restarts; it restarts "
                    "itself once the data dir has %llu MiB free",
                    n->cfg->data_dir, RESTART_MIN_FREE >> 20);
@@ -94,6 +94,6 @@ const char *restart_watch_reason(const restart_watch *w)
     if (w == NULL || !w->stopped) {
         return NULL;
     }
-    return "raft stopped after a storage error (data dir full?); the node "
+    return "stopped serving after a storage error (data dir full?); the node "
            "restarts itself once the data dir has room";
 }
