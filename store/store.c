@@ -26,7 +26,9 @@
  *   which appends keep up to date (head position and hash); a successful
  *   commit makes tx_state, with the committed applied_index, the cache
  *   again, so the state machine does not read it back from SQLite after
- *   every entry. Writes whose effect on the state is not tracked
+ *   every entry. Inside a write transaction get_state answers tx_state
+ *   (the writer's own changes; applied_index is the committed one): the
+ *   replication layer keeps one transaction open across many entries. Writes whose effect on the state is not tracked
  *   (init_cluster, insert_event) and rollbacks drop it: the next
  *   get_state reads SQLite. Another process writing the file behind our
  *   back (never done but by an operator's sqlite3 shell) is seen once the
