@@ -18,7 +18,9 @@
  * A failed write is undone to a savepoint, so it leaves nothing behind.
  *
  * Cost per batch: one head lookup, one stream lookup, one indexed id lookup
- * per event with an id, one INSERT per event, one stream upsert. */
+ * per event with an id, one INSERT per event, one stream upsert (the last
+ * two through the transaction's head cache, heads.c: one lookup and one
+ * upsert per stream and transaction). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -196,25 +198,6 @@ static int insertRow(ledger_store *s, const struct ledger_event *ev)
     return rv;
 }
 
-static int putStreamHead(ledger_store *s, const char *stream, uint64_t last_seq,
-                         const uint8_t hash[LEDGER_HASH_LEN])
-{
-    sqlite3_stmt *stmt;
-    int rv = storeStmt(s, STMT_STREAM_PUT, &stmt);
-    if (rv != LEDGER_STORE_OK) {
-        return rv;
-    }
-    sqlite3_bind_text(stmt, 1, stream, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)last_seq);
-    sqlite3_bind_blob(stmt, 3, hash, LEDGER_HASH_LEN, SQLITE_STATIC);
-    if (sqlite3_step(stmt) != SQLITE_DONE) {
-        rv = storeSqlErr(s, "update stream head");
-    }
-    sqlite3_reset(stmt);
-    sqlite3_clear_bindings(stmt);
-    return rv;
-}
-
 int ledger_store_append(ledger_store *s, const char *stream,
                         const struct ledger_event_in *events, size_t n,
                         bool has_expected, uint64_t expected, int64_t ts_ms,
@@ -244,7 +227,7 @@ int ledger_store_append(ledger_store *s, const char *stream,
     }
 
     /* 2. Expected version. */
-    rv = storeStreamGet(s, stream, &last_seq, stream_hash);
+    rv = storeHeadGet(s, stream, &last_seq, stream_hash);
     if (rv != LEDGER_STORE_OK) {
         return rv;
     }
@@ -296,13 +279,16 @@ int ledger_store_append(ledger_store *s, const char *stream,
             goto out_rollback_savepoint;
         }
     }
-    rv = putStreamHead(s, stream, ev.seq, ev.hash);
-    if (rv != LEDGER_STORE_OK) {
-        goto out_rollback_savepoint;
-    }
     rv = storeRelease(s);
     if (rv != LEDGER_STORE_OK) {
         goto out_rollback_savepoint;
+    }
+    /* After the release: a failed append leaves the cached head as it was
+     * (heads.c). The head's slot was claimed by storeHeadGet above, so
+     * this put cannot fail. */
+    rv = storeHeadPut(s, stream, ev.seq, ev.hash);
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
     }
 
     if (s->tx_state_valid) {
@@ -365,7 +351,7 @@ int ledger_store_insert_event(ledger_store *s, const struct ledger_event *ev)
                          "the head hash",
                          (unsigned long long)ev->position);
     }
-    rv = storeStreamGet(s, ev->stream, &last_seq, stream_hash);
+    rv = storeHeadGet(s, ev->stream, &last_seq, stream_hash);
     if (rv != LEDGER_STORE_OK) {
         return rv;
     }
@@ -409,15 +395,11 @@ int ledger_store_insert_event(ledger_store *s, const struct ledger_event *ev)
     if (rv != LEDGER_STORE_OK) {
         goto out_rollback_savepoint;
     }
-    rv = putStreamHead(s, ev->stream, ev->seq, ev->hash);
-    if (rv != LEDGER_STORE_OK) {
-        goto out_rollback_savepoint;
-    }
     rv = storeRelease(s);
     if (rv != LEDGER_STORE_OK) {
         goto out_rollback_savepoint;
     }
-    return LEDGER_STORE_OK;
+    return storeHeadPut(s, ev->stream, ev->seq, ev->hash); /* see append */
 
 out_rollback_savepoint:
     storeRollbackTo(s);

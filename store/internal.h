@@ -51,6 +51,16 @@ enum {
 #define STORE__EVENT_COLUMNS                                                   \
     "position, stream, seq, type, data, id, ts, prev_hash, hash"
 
+/* Stream heads cached inside a write transaction (heads.c). */
+#define STORE__HEADS 256
+struct storeHead {
+    bool used;
+    bool dirty; /* Newer than the streams table. */
+    uint64_t last_seq;
+    uint8_t hash[LEDGER_HASH_LEN];
+    char name[LEDGER_STREAM_MAX + 1];
+};
+
 struct ledger_store {
     sqlite3 *db;
     char *path;                      /* For messages. */
@@ -66,6 +76,8 @@ struct ledger_store {
     struct ledger_store_state tx_state;
     uint64_t wal_frames; /* WAL size after the last commit, with
                             manual checkpoints (checkpoint.c). */
+    struct storeHead heads[STORE__HEADS]; /* Empty outside a write tx. */
+    unsigned n_heads;
     char errmsg[STORE__ERRMSG_SIZE];
 };
 
@@ -104,6 +116,17 @@ int storeHead(ledger_store *s, uint64_t *position,
               uint8_t hash[LEDGER_HASH_LEN]);
 
 /* last_seq and head hash of `stream` (0 and zeros when it does not exist). */
+/* Stream heads through the transaction's cache (heads.c): Get and Put
+ * behave like reading and writing the streams table; Flush writes what is
+ * cached to the table (before SQL reads the table, and at commit); Clear
+ * drops the cache (commit, rollback). */
+int storeHeadGet(ledger_store *s, const char *stream, uint64_t *last_seq,
+                 uint8_t hash[LEDGER_HASH_LEN]);
+int storeHeadPut(ledger_store *s, const char *stream, uint64_t last_seq,
+                 const uint8_t hash[LEDGER_HASH_LEN]);
+int storeHeadsFlush(ledger_store *s);
+void storeHeadsClear(ledger_store *s);
+
 int storeStreamGet(ledger_store *s, const char *stream, uint64_t *last_seq,
                    uint8_t hash[LEDGER_HASH_LEN]);
 

@@ -78,7 +78,7 @@ int ledger_store_read_stream(ledger_store *s, const char *stream,
     if (rv != LEDGER_STORE_OK) {
         return rv;
     }
-    rv = storeStreamGet(s, stream, &last, head);
+    rv = storeHeadGet(s, stream, &last, head);
     if (rv != LEDGER_STORE_OK) {
         goto out_end_read;
     }
@@ -130,7 +130,7 @@ int ledger_store_stream_head(ledger_store *s, const char *stream,
     if (rv != LEDGER_STORE_OK) {
         return rv;
     }
-    rv = storeStreamGet(s, stream, &last, hash);
+    rv = storeHeadGet(s, stream, &last, hash);
     if (rv != LEDGER_STORE_OK) {
         return rv;
     }
@@ -149,8 +149,11 @@ int ledger_store_stream_head(ledger_store *s, const char *stream,
 int ledger_store_list_streams(ledger_store *s, ledger_stream_cb cb, void *arg)
 {
     sqlite3_stmt *stmt;
-    int rv = storeStmt(s, STMT_STREAM_LIST, &stmt);
     int rc;
+    int rv = storeHeadsFlush(s); /* The table as the transaction has it. */
+    if (rv == LEDGER_STORE_OK) {
+        rv = storeStmt(s, STMT_STREAM_LIST, &stmt);
+    }
     if (rv != LEDGER_STORE_OK) {
         return rv;
     }

@@ -28,11 +28,11 @@
  *   again, so the state machine does not read it back from SQLite after
  *   every entry. Inside a write transaction get_state answers tx_state
  *   (the writer's own changes; applied_index is the committed one): the
- *   replication layer keeps one transaction open across many entries. Writes whose effect on the state is not tracked
- *   (init_cluster, insert_event) and rollbacks drop it: the next
- *   get_state reads SQLite. Another process writing the file behind our
- *   back (never done but by an operator's sqlite3 shell) is seen once the
- *   cache is dropped.
+ *   replication layer keeps one transaction open across many entries. Writes
+ * whose effect on the state is not tracked (init_cluster, insert_event) and
+ * rollbacks drop it: the next get_state reads SQLite. Another process writing
+ * the file behind our back (never done but by an operator's sqlite3 shell) is
+ * seen once the cache is dropped.
  * - Every write goes through the one write transaction (in_tx); nothing
  *   writes outside it except the schema migration at open.
  * - Every error path leaves a one-line message in errmsg. */
@@ -223,8 +223,17 @@ int storeHead(ledger_store *s, uint64_t *position,
               uint8_t hash[LEDGER_HASH_LEN])
 {
     sqlite3_stmt *stmt = NULL;
-    int rv = storeStmt(s, STMT_HEAD, &stmt);
+    int rv;
     int rc;
+
+    /* The writer follows the head through its transaction (tx_state):
+     * no query per append. */
+    if (s->in_tx && s->tx_state_valid) {
+        *position = s->tx_state.position;
+        memcpy(hash, s->tx_state.head_hash, LEDGER_HASH_LEN);
+        return LEDGER_STORE_OK;
+    }
+    rv = storeStmt(s, STMT_HEAD, &stmt);
     if (rv != LEDGER_STORE_OK) {
         return rv;
     }
@@ -632,6 +641,7 @@ int ledger_store_begin(ledger_store *s)
     s->tx_state_valid = s->state_cached;
     s->tx_state = s->state;
     s->state_cached = false;
+    storeHeadsClear(s);
     rv = storeExec(s, STMT_BEGIN_WRITE, "begin write transaction");
     if (rv == LEDGER_STORE_OK) {
         s->in_tx = true;
@@ -651,6 +661,10 @@ int ledger_store_commit(ledger_store *s, uint64_t applied_index)
         rv = storeErrf(s, LEDGER_STORE_EINVAL,
                        "commit: applied_index %llu out of range",
                        (unsigned long long)applied_index);
+        goto out;
+    }
+    rv = storeHeadsFlush(s);
+    if (rv != LEDGER_STORE_OK) {
         goto out;
     }
     rv = storeStmt(s, STMT_META_SET, &stmt);
@@ -678,6 +692,7 @@ out:
         memcpy(s->errmsg, saved, sizeof saved);
     }
     s->in_tx = false;
+    storeHeadsClear(s);
     if (rv == LEDGER_STORE_OK && s->tx_state_valid && !s->reader) {
         s->tx_state.applied_index = applied_index;
         s->state = s->tx_state;
@@ -695,6 +710,7 @@ int ledger_store_rollback(ledger_store *s)
     }
     s->in_tx = false;
     s->tx_state_valid = false;
+    storeHeadsClear(s);
     if (sqlite3_get_autocommit(s->db)) {
         return LEDGER_STORE_OK; /* SQLite already rolled it back. */
     }

@@ -173,7 +173,10 @@ static int verifyStreams(ledger_store *s, struct verifyState *v)
     int rv;
     int rc;
 
-    rv = storeStmt(s, STMT_STREAM_LIST, &c.stmt);
+    rv = storeHeadsFlush(s); /* The table as the transaction has it. */
+    if (rv == LEDGER_STORE_OK) {
+        rv = storeStmt(s, STMT_STREAM_LIST, &c.stmt);
+    }
     if (rv != LEDGER_STORE_OK) {
         return rv;
     }

@@ -919,9 +919,9 @@ static void test_read_positions_paging(void **state)
 
 struct streamList {
     int n;
-    char names[8][16];
-    uint64_t last_seq[8];
-    uint8_t head[8][32];
+    char names[320][16];
+    uint64_t last_seq[320];
+    uint8_t head[320][32];
 };
 
 static int streamCb(void *arg, const char *name, uint64_t last_seq,
@@ -964,6 +964,71 @@ static void test_list_streams_and_heads(void **state)
     assert_int_equal(ledger_store_stream_head(f->s, "gamma", &last_seq, head),
                      LEDGER_STORE_ENOTFOUND);
     assert_non_null(strstr(ledger_store_errmsg(f->s), "gamma"));
+}
+
+/* Inside one write transaction, stream heads go through a cache of
+ * STORE__HEADS (256) slots (store/heads.c): 300 streams overflow it (a
+ * flush and a clear), reads in the transaction see every head, a refused
+ * append changes nothing, the table has them all after commit (also after
+ * reopening), and a rollback takes cached heads away with it. */
+static void test_heads_in_one_transaction(void **state)
+{
+    struct fixture *f = *state;
+    struct ledger_event_in e = mkEvent("t", NULL, "{}");
+    struct ledger_append_result r[300][2];
+    struct ledger_append_result c;
+    struct streamList *l = calloc(1, sizeof *l);
+    struct ledger_verify_result v;
+    char name[32];
+    uint64_t last_seq;
+    uint8_t head[32];
+
+    assert_non_null(l);
+    ASSERT_OK(ledger_store_begin(f->s));
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 300; i++) {
+            snprintf(name, sizeof name, "h-%03d", i);
+            ASSERT_OK(ledger_store_append(f->s, name, &e, 1, false, 0, 1000,
+                                          &r[i][round]));
+            assert_int_equal(r[i][round].last_seq, round + 1);
+        }
+    }
+    /* Expected version 1 is stale now: refused, head unchanged. */
+    ASSERT_OK(ledger_store_append(f->s, "h-007", &e, 1, true, 1, 1000, &c));
+    assert_int_equal(c.outcome, LEDGER_APPEND_CONFLICT);
+    assert_int_equal(c.last_seq, 2);
+    for (int i = 0; i < 300; i += 37) {
+        snprintf(name, sizeof name, "h-%03d", i);
+        ASSERT_OK(ledger_store_stream_head(f->s, name, &last_seq, head));
+        assert_int_equal(last_seq, 2);
+        assert_memory_equal(head, r[i][1].hash, 32);
+    }
+    ASSERT_OK(ledger_store_commit(f->s, 1));
+
+    reopen(f);
+    ASSERT_OK(ledger_store_list_streams(f->s, streamCb, l));
+    assert_int_equal(l->n, 300);
+    for (int i = 0; i < l->n; i++) {
+        assert_int_equal(l->last_seq[i], 2);
+        assert_memory_equal(l->head[i], r[i][1].hash, 32);
+    }
+    ASSERT_OK(ledger_store_verify(f->s, &v));
+    assert_true(v.ok);
+
+    /* A rolled-back append leaves the committed head. */
+    ASSERT_OK(ledger_store_begin(f->s));
+    ASSERT_OK(ledger_store_append(f->s, "h-001", &e, 1, false, 0, 1000, &c));
+    assert_int_equal(c.last_seq, 3);
+    ASSERT_OK(ledger_store_rollback(f->s));
+    ASSERT_OK(ledger_store_stream_head(f->s, "h-001", &last_seq, head));
+    assert_int_equal(last_seq, 2);
+    assert_memory_equal(head, r[1][1].hash, 32);
+    ASSERT_OK(ledger_store_begin(f->s));
+    ASSERT_OK(ledger_store_append(f->s, "h-001", &e, 1, true, 2, 1000, &c));
+    assert_int_equal(c.outcome, LEDGER_APPEND_OK);
+    assert_int_equal(c.last_seq, 3);
+    ASSERT_OK(ledger_store_commit(f->s, 2));
+    free(l);
 }
 
 /* ---- Migrations --------------------------------------------------------- */
@@ -1584,6 +1649,7 @@ int main(void)
         T(test_hash_worked_example),
         T(test_hash_fields),
         T(test_hash_long_fields),
+        T(test_heads_in_one_transaction),
         T(test_hash_hex_parse),
         T(test_stream_name_valid),
         T(test_append_interleaved),
