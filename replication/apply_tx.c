@@ -134,8 +134,8 @@ int ledger_repl_flush(ledger_repl *r)
 
 const char *ledger_repl_failed(ledger_repl *r)
 {
-    return r->store_failed
-               ? "the store failed to apply or commit (data dir full?); the node "
-                 "restarts itself once the data dir has room"
-               : NULL;
+    return r->store_failed ? "the store failed to apply or commit (data dir "
+                             "full?); the node "
+                             "restarts itself once the data dir has room"
+                           : NULL;
 }
