@@ -13,10 +13,10 @@
  *               after it (a lower bound).
  * last_contact_ms: time since the follower was last seen answering, sampled
  *               every tick from progress.recent_recv and match_index moves.
- * applied_index: what the member itself last reported (node/members_poll.c polls
- *               it) while fresh, else min(match_index, commit_index): what
- *               it holds that is committed, so what it will apply next.
- * Spares get no entries from the leader: no lag, no contact, "follower".
+ * applied_index: what the member itself last reported (node/members_poll.c
+ * polls it) while fresh, else min(match_index, commit_index): what it holds
+ * that is committed, so what it will apply next. Spares get no entries from the
+ * leader: no lag, no contact, "follower".
  */
 #include <string.h>
 
