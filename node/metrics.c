@@ -244,6 +244,12 @@ char *metrics_render(const struct ledger_repl_status *st, uint64_t position,
           "ledger_store_position %llu\n",
           (unsigned long long)position);
     bputf(&b,
+          "# HELP ledger_store_failed 1 when the store failed to apply or "
+          "commit (data dir full?) and the node serves nothing until it "
+          "restarts.\n# TYPE ledger_store_failed gauge\n"
+          "ledger_store_failed %d\n",
+          st->store_failed ? 1 : 0);
+    bputf(&b,
           "# HELP ledger_http_inflight Requests received and not yet "
           "answered.\n# TYPE ledger_http_inflight gauge\n"
           "ledger_http_inflight %zu\n",

@@ -525,6 +525,7 @@ void ledger_repl_status(ledger_repl *r, struct ledger_repl_status *out)
          * (node/restart.c restarts the node). */
         out->state = "unavailable";
         out->is_leader = false;
+        out->store_failed = true;
     }
     out->leader_id = id;
     out->term = r->raft.current_term;

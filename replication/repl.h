@@ -176,6 +176,8 @@ struct ledger_repl_status {
                                   last known, or since start. */
     int64_t leader_contact_ms; /* Since the leader was last heard; -1:
                                   no leader, 0: we are it. */
+    bool store_failed;         /* The store is behind Raft until a restart
+                                  (ledger_repl_failed). */
     char cluster_id[64];
 };
 void ledger_repl_status(ledger_repl *r, struct ledger_repl_status *out);

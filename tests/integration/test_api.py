@@ -633,6 +633,7 @@ class ClusterEndpointsTest(ClusterTestCase):
             commit = int(re.search(r"(?m)^ledger_raft_commit_index (\d+)",
                                    text).group(1))
             self.assertGreaterEqual(commit, 1)
+            self.assertRegex(text, r"(?m)^ledger_store_failed 0$")
         # The leader answered our append: its latency histogram counted it.
         st, _, text = c.get(leader, "/metrics")
         m = re.search(rb'(?m)^ledger_append_latency_seconds_bucket\{le="\+Inf"\} (\d+)',

@@ -87,6 +87,13 @@ class DiskFullTest(HarnessTestCase):
         v = c.wait_verify_agree(timeout=60)
         self.assertTrue(v["ok"], v)
 
+    def metrics(self, nid):
+        try:
+            st, _, body = self.c.get(nid, "/metrics", timeout=5)
+        except OSError:
+            return ""
+        return body.decode() if st == 200 and isinstance(body, bytes) else ""
+
     def fill_leader(self, s):
         c = self.c
         leader = c.leader()
@@ -142,7 +149,11 @@ class DiskFullTest(HarnessTestCase):
         r = c.append_ok(new, s, [{"type": "t", "id": "via-new"}])
         self.assertGreaterEqual(r["last_seq"], 2)
         self.assertIn("database or disk is full", c.log_text(leader))
+        # The store fell behind Raft: /metrics says so until the restart.
+        wait_until(lambda: "ledger_store_failed 1" in self.metrics(leader),
+                   timeout=30, msg="ledger_store_failed 1 on the full node")
         self.recover(filler, s, restart=leader)
+        self.assertIn("ledger_store_failed 0", self.metrics(leader))
 
     # Regression (found by the chaos suite): a node whose store failed an
     # apply while Raft handled a message from the leader (a follower
