@@ -236,9 +236,9 @@ static void test_hash_fields(void **state)
     assert_memory_not_equal(a, b, 32);
 }
 
-/* hashEvent packs the fields before the data into one buffer when they
- * fit in 1 KiB and feeds them one by one otherwise: both give the layout's
- * digest, on either side of the limit. */
+/* hashEvent packs the fields before the data into a 1 KiB stack buffer,
+ * or a heap one when they do not fit: both give the layout's digest, on
+ * either side of the limit. */
 static void test_hash_long_fields(void **state)
 {
     (void)state;
