@@ -256,6 +256,7 @@ static void dispatch(struct api_req *a)
 void api_forward(struct api_req *a)
 {
     struct ledger_repl_status st;
+    const char *why;
 
     if (++a->tries > WRITE_MAX_TRIES) {
         api_reply_error(a, 503, "no_leader",
@@ -265,12 +266,12 @@ void api_forward(struct api_req *a)
     if (route(a)) {
         return; /* the common case: no waiting */
     }
-    if (restart_watch_reason(a->n->restart) != NULL ||
-        ledger_repl_failed(a->n->repl) != NULL) {
-        api_reply_error(a, 503, "storage_error", "%s: use another node",
-                        ledger_repl_failed(a->n->repl) != NULL
-                            ? ledger_repl_failed(a->n->repl)
-                            : restart_watch_reason(a->n->restart));
+    why = ledger_repl_failed(a->n->repl);
+    if (why == NULL) {
+        why = restart_watch_reason(a->n->restart);
+    }
+    if (why != NULL) {
+        api_reply_error(a, 503, "storage_error", "%s: use another node", why);
         return;
     }
     /* Waiting helps while leadership moves, not in a partition that has

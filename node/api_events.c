@@ -177,9 +177,10 @@ static int findRepeatedId(const struct ledger_event_in *in, size_t n,
     }
     qsort(refs, m, sizeof *refs, compareIdRefs);
     for (size_t k = 1; k < m; k++) {
-        /* refs[k] repeats the first of its group, which sorts first. */
+        /* Equal ids sort by index: the lowest repeat of a group is its
+         * second entry, right after the group's first (the original);
+         * a later entry of the group has a higher index and never wins. */
         if (strcmp(refs[k].id, refs[k - 1].id) == 0 &&
-            (k < 2 || strcmp(refs[k - 1].id, refs[k - 2].id) != 0) &&
             (!found || refs[k].i < *dup)) {
             *dup = refs[k].i;
             *orig = refs[k - 1].i;
