@@ -539,6 +539,14 @@ void api_catch_up(struct api_req *a, uint64_t timeout_ms, api_step_fn then)
 
 static void strongDone(struct api_req *a)
 {
+    const char *why = ledger_repl_failed(a->n->repl);
+
+    if (a->timed_out && why != NULL) {
+        /* The store failed while we waited (apply_tx.c): the barrier and
+         * the applied index refuse to pass it. */
+        api_reply_error(a, 503, "storage_error", "%s: use another node", why);
+        return;
+    }
     if (a->timed_out) {
         api_reply_error(a, 503, "not_consistent",
                         "could not confirm the latest committed state with "

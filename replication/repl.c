@@ -327,12 +327,17 @@ static void barrierCb(struct raft_barrier *req, int status)
     struct repl__barrier *b = req->data;
     ledger_repl *r = b->r;
     size_t i;
+    int code;
 
     if (r->barrier == b) {
         r->barrier = NULL;
     }
+    /* Raft applied everything before the barrier, but a failed store
+     * commit may have taken some of it back out of the store (apply_tx.c):
+     * nothing read now would be strong. */
+    code = r->store_failed ? LEDGER_REPL_EAPPLY : mapRaftStatus(status);
     for (i = 0; i < b->n; i++) {
-        b->waiters[i].cb(b->waiters[i].arg, mapRaftStatus(status), req->index);
+        b->waiters[i].cb(b->waiters[i].arg, code, req->index);
     }
     free(b->waiters);
     free(b);
@@ -345,6 +350,9 @@ int ledger_repl_barrier(ledger_repl *r, ledger_repl_barrier_cb cb, void *arg)
 
     if (r->closing) {
         return LEDGER_REPL_ESHUTDOWN;
+    }
+    if (r->store_failed) {
+        return LEDGER_REPL_EAPPLY;
     }
     if (raft_state(&r->raft) != RAFT_LEADER) {
         return LEDGER_REPL_ENOTLEADER;
@@ -549,6 +557,11 @@ void ledger_repl_status(ledger_repl *r, struct ledger_repl_status *out)
     }
     if (ledger_store_get_state(r->store, &st) == 0) {
         snprintf(out->cluster_id, sizeof out->cluster_id, "%s", st.cluster_id);
+        if (r->store_failed) {
+            /* What the store holds, not what Raft applied: waits on the
+             * applied index (strong reads on a follower) must not pass. */
+            out->applied_index = st.applied_index;
+        }
     }
 }
 

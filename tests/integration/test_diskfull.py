@@ -11,6 +11,8 @@ Needs root (mount -t tmpfs); skipped otherwise.
 import errno
 import os
 import subprocess
+import threading
+import time
 import unittest
 
 from harness import (Cluster, HarnessTestCase, deadline, unique, wait_until)
@@ -154,6 +156,61 @@ class DiskFullTest(HarnessTestCase):
                    timeout=30, msg="ledger_store_failed 1 on the full node")
         self.recover(filler, s, restart=leader)
         self.assertIn("ledger_store_failed 0", self.metrics(leader))
+
+    # Regression (found by chaos.short): the leader applies entries inside
+    # a store transaction committed every 50 ms (apply_tx.c). When that
+    # commit failed on a full disk, Raft had applied the entries, so a
+    # strong read's barrier passed and the read answered from a store that
+    # had lost acknowledged events. Now the barrier (and a follower's wait
+    # on the applied index) refuse once the store failed: every strong read
+    # through the full leader is an error or sees every earlier ack.
+    def test_strong_reads_on_a_full_leader_are_never_stale(self):
+        c = self.c
+        s = unique("dfs")
+        leader, filler = self.fill_leader(s)
+        acked = {"seq": 1}  # fill_leader acked seq 1
+        stop = threading.Event()
+        stale = []
+        served = []
+
+        def reader():
+            while not stop.is_set():
+                floor = acked["seq"]
+                try:
+                    st, _, b = c.read(leader, s, limit=1, timeout=10)
+                except OSError:
+                    continue
+                if st == 200:
+                    served.append(b["last_seq"])
+                    if b["last_seq"] < floor:
+                        stale.append((floor, b["last_seq"]))
+
+        # Several readers, so that some barrier is in flight when the
+        # commit fails.
+        readers = [threading.Thread(target=reader) for _ in range(4)]
+        for t in readers:
+            t.start()
+        try:
+            end = time.monotonic() + deadline(10)
+            i = 0
+            while time.monotonic() < end:
+                try:
+                    st, _, b = c.append(leader, s, [{"type": "t",
+                                                     "id": f"full-{i}"}],
+                                        timeout=deadline(15))
+                except OSError:
+                    st = None
+                if st == 201:
+                    acked["seq"] = max(acked["seq"], b["last_seq"])
+                i += 1
+        finally:
+            stop.set()
+            for t in readers:
+                t.join(30)
+        self.assertEqual(stale, [], "strong reads missed acknowledged events")
+        self.assertTrue(served, "no strong read was served at all")
+        self.assertIn("database or disk is full", c.log_text(leader))
+        self.recover(filler, s, restart=leader)
 
     # Regression (found by the chaos suite): a node whose store failed an
     # apply while Raft handled a message from the leader (a follower
