@@ -73,7 +73,17 @@ static void replyErrorV(struct api_req *a, int status, const char *code,
 {
     char msg[512];
     json_t *err;
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t off = 0;
+
+    if (a->maybe_appended && (status == 503 || status == 429)) {
+        /* An earlier attempt of this append may have committed: whatever
+         * stopped the retry, "nothing was appended" would be false. */
+        code = "outcome_unknown";
+        off = (size_t)snprintf(msg, sizeof msg,
+                               "an earlier attempt may have been appended "
+                               "(retry with the same ids): ");
+    }
+    vsnprintf(msg + off, sizeof msg - off, fmt, ap);
     err = json_pack("{s:s, s:s}", "code", code, "message", msg);
     if (extra != NULL) {
         json_object_update(err, extra);

@@ -43,6 +43,8 @@ struct api_req {
     bool handed_off;       /* We handed leadership over for this request and
                               may forward it although it was forwarded. */
     bool idempotent;       /* Every event carries an id: a retry is safe. */
+    bool maybe_appended;   /* Retrying after an outcome_unknown: a 503 or
+                              429 now answers outcome_unknown too. */
     bool through_shutdown; /* Keeps waiting while the node shuts down
                               (for the hand-over). */
     unsigned hops;        /* X-Ledger-Forwarded: how many nodes passed it on. */

@@ -49,6 +49,7 @@ static void appendCb(void *arg, int status, const struct ledger_op_result *res)
         /* Leadership moved. With an id on every event, a retry through
          * the new leader is safe: it finds what did commit (the original
          * result) or appends it now. */
+        a->maybe_appended = a->maybe_appended || status == LEDGER_REPL_EUNKNOWN;
         api_forward(a);
         return;
     }
