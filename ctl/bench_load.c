@@ -20,9 +20,9 @@
 #include <http_parser.h>
 #include <uv.h>
 
-#include "ctl/bench.h"
-#include "node/http_addr.h"
-#include "node/http_buf.h"
+#include "bench.h"
+#include "http/addr.h"
+#include "http/buf.h"
 
 enum { C_IDLE, C_CONNECTING, C_BUSY, C_READY, C_CLOSING };
 

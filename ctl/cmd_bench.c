@@ -30,7 +30,7 @@
 #include <openssl/evp.h>
 
 #include "ctl.h"
-#include "ctl/bench.h"
+#include "bench.h"
 
 enum { TARGET_LEDGER, TARGET_ETCD };
 

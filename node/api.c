@@ -1,7 +1,7 @@
 /* HTTP API core: request contexts, routing, authentication, replies,
  * forwarding to the leader, read consistency and waiting (see api.h). */
-#include "node/api.h"
-#include "node/restart.h"
+#include "api.h"
+#include "restart.h"
 
 #include <openssl/crypto.h>
 #include <stdarg.h>
@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "node/http_client.h"
-#include "node/log.h"
-#include "node/metrics.h"
+#include "http/client.h"
+#include "log.h"
+#include "metrics.h"
 
 #define FORWARD_TIMEOUT_MS 10000
 #define MEMBERSHIP_FORWARD_TIMEOUT_MS 120000 /* promotion catch-up */

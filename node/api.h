@@ -20,9 +20,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "node/codec.h"
-#include "node/http_client.h"
-#include "node/node.h"
+#include "codec.h"
+#include "http/client.h"
+#include "node.h"
 
 enum { CONSISTENCY_STRONG = 0, CONSISTENCY_LEADER, CONSISTENCY_ANY };
 

@@ -14,10 +14,10 @@
 
 #include <msgpack.h>
 
-#include "node/api.h"
-#include "node/restart.h"
-#include "node/http_client.h"
-#include "node/metrics.h"
+#include "api.h"
+#include "restart.h"
+#include "http/client.h"
+#include "metrics.h"
 
 #define CLUSTER_FORWARD_TIMEOUT_MS 3000
 #define MAX_INTERNAL_LIMIT 10000

@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "node/api.h"
-#include "node/log.h"
-#include "node/metrics.h"
+#include "api.h"
+#include "log.h"
+#include "metrics.h"
 
 #define MAX_BATCH_EVENTS 10000
 #define DEFAULT_READ_LIMIT 100

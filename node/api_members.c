@@ -21,9 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "node/api.h"
-#include "node/config.h"
-#include "node/log.h"
+#include "api.h"
+#include "config.h"
+#include "log.h"
 
 static int parseRole(const char *s)
 {

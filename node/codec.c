@@ -13,7 +13,7 @@
  * Nesting depth is bounded by the libraries (jansson: 2048, msgpack-c's
  * unpacker stack), which also bounds the recursion below.
  */
-#include "node/codec.h"
+#include "codec.h"
 
 #include <assert.h>
 #include <inttypes.h>

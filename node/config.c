@@ -4,7 +4,7 @@
  * reported as one line naming the flag and what is expected; nothing is
  * started until the whole command line is valid.
  */
-#include "node/config.h"
+#include "config.h"
 
 #include <errno.h>
 #include <getopt.h>

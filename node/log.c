@@ -1,7 +1,7 @@
 /* Structured logging (see log.h). JSON lines are built with jansson, so
  * every message is correctly escaped. One write(2) per line keeps lines
  * whole when several processes share a file. */
-#include "node/log.h"
+#include "log.h"
 
 #include <jansson.h>
 #include <stdarg.h>

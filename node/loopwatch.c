@@ -1,10 +1,10 @@
 /* Event-loop stall watch: see loopwatch.h. */
-#include "node/loopwatch.h"
+#include "loopwatch.h"
 
 #include <stdlib.h>
 
-#include "node/log.h"
-#include "node/metrics.h"
+#include "log.h"
+#include "metrics.h"
 
 struct loopwatch {
     uv_timer_t timer;

@@ -5,10 +5,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "node/config.h"
-#include "node/log.h"
-#include "node/node.h"
-#include "node/restart.h"
+#include "config.h"
+#include "log.h"
+#include "node.h"
+#include "restart.h"
 
 int main(int argc, char **argv)
 {

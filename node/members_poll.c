@@ -1,13 +1,13 @@
 /* Members' own applied index, polled by the leader: see members_poll.h. */
-#include "node/members_poll.h"
+#include "members_poll.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "node/api.h"
-#include "node/node.h"
+#include "api.h"
+#include "node.h"
 
 #define MEMBERS_POLL__MAX 64          /* Members polled, at most. */
 #define MEMBERS_POLL__TIMEOUT_MS 2000 /* Per poll. */

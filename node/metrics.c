@@ -1,6 +1,6 @@
 /* Metrics registry (see metrics.h). Fixed-size tables: a route/method/status
  * triple that does not fit is counted under route="other", never dropped. */
-#include "node/metrics.h"
+#include "metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>

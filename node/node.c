@@ -20,13 +20,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "node/api.h"
-#include "node/http_client.h"
-#include "node/log.h"
-#include "node/node.h"
-#include "node/loopwatch.h"
-#include "node/members_poll.h"
-#include "node/restart.h"
+#include "api.h"
+#include "http/client.h"
+#include "log.h"
+#include "node.h"
+#include "loopwatch.h"
+#include "members_poll.h"
+#include "restart.h"
 
 #define SWEEP_INTERVAL_MS 20
 #define LOCK_WAIT_MS 2000 /* For a dying predecessor's data-dir lock. */

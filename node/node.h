@@ -11,8 +11,8 @@
 #include <stdbool.h>
 #include <uv.h>
 
-#include "node/config.h"
-#include "node/http_server.h"
+#include "config.h"
+#include "http/server.h"
 #include "replication/repl.h"
 #include "store/store.h"
 

@@ -1,13 +1,13 @@
 /* Restart in place after Raft stopped on a storage error: see restart.h. */
-#include "node/restart.h"
+#include "restart.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
 #include <uv.h>
 
-#include "node/log.h"
-#include "node/node.h"
+#include "log.h"
+#include "node.h"
 
 struct restart_watch {
     struct ledger_node *n;

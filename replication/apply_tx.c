@@ -34,7 +34,7 @@
  */
 #include <stdio.h>
 
-#include "replication/repl_int.h"
+#include "repl_int.h"
 
 static void timerCb(uv_timer_t *t)
 {

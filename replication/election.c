@@ -37,7 +37,7 @@
  * - The fields read and written here are public in raft.h (0.15) and are
  *   touched in this file only.
  */
-#include "replication/repl_int.h"
+#include "repl_int.h"
 
 /* Map a fresh draw from [T, 2T) onto [T, 1.5T). */
 static void narrow(ledger_repl *r, unsigned *timeout)

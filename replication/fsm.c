@@ -37,7 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "replication/repl_int.h"
+#include "repl_int.h"
 
 struct repl__checkpointer {
     uv_work_t work;

@@ -20,7 +20,7 @@
  */
 #include <string.h>
 
-#include "replication/repl_int.h"
+#include "repl_int.h"
 
 void repl__lag_record(ledger_repl *r, uint64_t index)
 {

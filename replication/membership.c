@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "replication/repl_int.h"
+#include "repl_int.h"
 
 enum {
     STEP_RAFT,    /* A Raft request is in flight; then finish. */

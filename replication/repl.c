@@ -24,7 +24,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "replication/repl_int.h"
+#include "repl_int.h"
 
 struct repl__waiter {
     ledger_repl_op_cb cb;

@@ -38,7 +38,7 @@
 #include <string.h>
 
 #include "ledger.h"
-#include "replication/repl_int.h"
+#include "repl_int.h"
 
 #define SNAPSHOT_FORMAT 1
 #define CATCHUP_PAGE 2000        /* Events per pull request. */

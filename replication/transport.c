@@ -24,7 +24,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "replication/repl_int.h"
+#include "repl_int.h"
 
 static raft_uv_connect_cb savedConnectCb;
 

@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/internal.h"
+#include "internal.h"
 
 /* qsort comparator over an array of id strings. */
 static int compareIds(const void *a, const void *b)

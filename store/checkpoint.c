@@ -21,7 +21,7 @@
  */
 #include <sqlite3.h>
 
-#include "store/internal.h"
+#include "internal.h"
 
 static int walHook(void *arg, sqlite3 *db, const char *name, int n_frames)
 {

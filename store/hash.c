@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/hash.h"
+#include "hash.h"
 
 int hashInit(struct hash_ctx *h)
 {

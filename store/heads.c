@@ -25,7 +25,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "store/internal.h"
+#include "internal.h"
 
 static uint32_t nameHash(const char *name)
 {

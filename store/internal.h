@@ -5,7 +5,7 @@
 #include <sqlite3.h>
 #include <stdarg.h>
 
-#include "store/hash.h"
+#include "hash.h"
 #include "store/store.h"
 
 #define STORE__ERRMSG_SIZE 256 /* Bytes of the handle's error message. */

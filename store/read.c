@@ -7,7 +7,7 @@
  * the same store handle (the cached statement is still being stepped). */
 #include <string.h>
 
-#include "store/internal.h"
+#include "internal.h"
 
 /* SQLite integers are signed: clamp a u64 bound to INT64_MAX. */
 static sqlite3_int64 clampI64(uint64_t v)

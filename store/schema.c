@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/schema.h"
+#include "schema.h"
 
 /* Version 1: the initial schema. */
 static const char migration1[] =

@@ -2,7 +2,7 @@
 #ifndef LEDGER_STORE_SCHEMA_H
 #define LEDGER_STORE_SCHEMA_H
 
-#include "store/internal.h"
+#include "internal.h"
 
 /* Read the stored schema_version without writing anything (0 for a new,
  * empty file). Fails with LEDGER_STORE_ESCHEMA when it is newer than

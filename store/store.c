@@ -44,8 +44,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "store/internal.h"
-#include "store/schema.h"
+#include "internal.h"
+#include "schema.h"
 
 static const char *const stmt_sql[STMT__N] = {
     [STMT_BEGIN_WRITE] = "BEGIN IMMEDIATE",

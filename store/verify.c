@@ -21,7 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "store/internal.h"
+#include "internal.h"
 
 struct verifyState {
     uint64_t head; /* Last position seen by pass 1. */

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "node/codec.h"
+#include "codec.h"
 
 /* Decode must fail with a message containing `needle`. */
 #define ASSERT_DECODE_ERR(...) ASSERT_DECODE_ERR_(__VA_ARGS__)

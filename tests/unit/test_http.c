@@ -13,8 +13,8 @@
 #include <cmocka.h>
 #include <uv.h>
 
-#include "node/http_client.h"
-#include "node/http_server.h"
+#include "http/client.h"
+#include "http/server.h"
 
 #define DEADLINE_MS 5000 /* Upper bound for any wait in these tests. */
 #define MAX_BODY 1024    /* Server max_body in the fixture. */

@@ -27,7 +27,7 @@
  * UV_ECONNRESET (connection closed before a complete response), and any
  * connect/write/read error from libuv.
  */
-#include "node/http_client.h"
+#include "http/client.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -37,8 +37,8 @@
 
 #include <http_parser.h>
 
-#include "node/http_addr.h"
-#include "node/http_buf.h"
+#include "http/addr.h"
+#include "http/buf.h"
 
 #define HTTP_CLIENT__MAX_HEADER_BYTES (64 * 1024) /* Response header cap. */
 #define HTTP_POOL__SWEEP_MS 5000  /* How often idle connections are aged. */

@@ -33,7 +33,7 @@
  * unanswered, the sweep timer is closed, and its close callback frees the
  * server and fires the user's callback (so it never runs re-entrantly).
  */
-#include "node/http_server.h"
+#include "http/server.h"
 
 #include <assert.h>
 #include <limits.h>
@@ -45,8 +45,8 @@
 #include <http_parser.h>
 #include <jansson.h>
 
-#include "node/http_addr.h"
-#include "node/http_buf.h"
+#include "http/addr.h"
+#include "http/buf.h"
 
 #define HTTP__MAX_HEADER_BYTES (64 * 1024) /* Request line + headers cap. */
 #define HTTP__READ_CHUNK (64 * 1024)       /* Room offered to each read. */
