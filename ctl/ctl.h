@@ -91,6 +91,15 @@ void ctlPrintJson(const json_t *v);
 /* Member table shared by status, member list and cluster up. */
 void ctlPrintClusterTable(const json_t *cluster, int members_only);
 
+/* ledgerd.c: find the ledgerd binary ($LEDGERD, next to this executable,
+ * then $PATH) into out; 0, or CTL_EXIT_FAIL after printing why (`what`
+ * names the command in the message). */
+int ctlFindLedgerd(char *out, size_t outlen, const char *what);
+/* Run an offline command as `ledgerd WORD ARGV... [--json]` in place of
+ * this process (argv[0] "ledgerctl"): returns only if the exec failed,
+ * with CTL_EXIT_FAIL after printing why. */
+int ctlExecLedgerd(struct ctl *ctl, const char *word, int argc, char **argv);
+
 /* Commands: each gets the arguments after its command words. */
 int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv);
 int ctlCmdClusterDown(struct ctl *ctl, int argc, char **argv);
@@ -105,5 +114,6 @@ int ctlCmdAppend(struct ctl *ctl, int argc, char **argv);
 int ctlCmdRead(struct ctl *ctl, int argc, char **argv);
 int ctlCmdVerify(struct ctl *ctl, int argc, char **argv);
 int ctlCmdBench(struct ctl *ctl, int argc, char **argv);
+int ctlCmdRecover(struct ctl *ctl, int argc, char **argv);
 
 #endif /* LEDGER_CTL_H */

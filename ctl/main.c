@@ -42,6 +42,16 @@ void ctlPrintHelp(void)
         "        [--streams N] [--stream PREFIX] [--read] [--spread]\n"
         "        [--events N] [--msgpack] [--target ledger|etcd]\n"
         "\n"
+        "Disaster recovery (offline: run by ledgerd, found like cluster up "
+        "finds it):\n"
+        "  recover inspect DIR...         stopped nodes' data dirs: raft "
+        "index/term,\n"
+        "                                 position, head hash; which to "
+        "recover from\n"
+        "  recover DIR --members \"ID=RAFT@API,...\" [--force]\n"
+        "                                 once, on the most advanced dir: "
+        "new configuration\n"
+        "\n"
         "Global flags:\n"
         "  --endpoints A,B,C   node API addresses (env LEDGER_ENDPOINTS;\n"
         "                      default " CTL_DEFAULT_ENDPOINTS ")\n"
@@ -74,6 +84,7 @@ static const struct command commands[] = {
     {"read", NULL, ctlCmdRead},
     {"verify", NULL, ctlCmdVerify},
     {"bench", NULL, ctlCmdBench},
+    {"recover", NULL, ctlCmdRecover},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

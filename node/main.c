@@ -1,4 +1,5 @@
-/* ledgerd: one node of a ledger cluster. Exit codes: 0 clean stop, 1 failed
+/* ledgerd: one node of a ledger cluster, or (`ledgerd WORD ...`) one of the
+ * offline commands of node/offline.h. Exit codes: 0 clean stop, 1 failed
  * start or run, 2 bad usage (one line on stderr). */
 #include <errno.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include "config.h"
 #include "log.h"
 #include "node.h"
+#include "offline.h"
 #include "restart.h"
 
 int main(int argc, char **argv)
@@ -16,6 +18,9 @@ int main(int argc, char **argv)
     char err[512];
     int rv;
 
+    if (offline_is_command(argc, argv)) {
+        return offline_main(argc, argv);
+    }
     rv = ledger_config_parse(argc, argv, &cfg, err, sizeof err);
     switch (rv) {
     case CONFIG_OK:
