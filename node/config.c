@@ -168,80 +168,95 @@ static int checkAddr(const char *flag, const char *v, char *err, size_t n)
 }
 
 /* "1=HOST:RPORT@HOST:APORT,2=..." */
-static int parseBootstrap(struct ledger_config *cfg, char *err, size_t n)
+int ledger_parse_members(const char *flag, const char *list,
+                         struct ledger_repl_member *out, size_t max,
+                         size_t *count, char *err, size_t n)
 {
-    char *copy = strdup(cfg->bootstrap_str);
+    char *copy = strdup(list);
     char *save = NULL;
     char *item;
+    char what[64];
     int rv = -1;
 
     if (copy == NULL) {
         snprintf(err, n, "out of memory");
         return -1;
     }
-    cfg->n_bootstrap = 0;
+    *count = 0;
     for (item = strtok_r(copy, ",", &save); item != NULL;
          item = strtok_r(NULL, ",", &save)) {
         struct ledger_repl_member *m;
         char *eq = strchr(item, '=');
         char *at = eq ? strchr(eq, '@') : NULL;
         size_t i;
-        if (cfg->n_bootstrap == CONFIG_MAX_MEMBERS) {
-            snprintf(err, n, "--bootstrap lists more than %d members",
-                     CONFIG_MAX_MEMBERS);
+        if (*count == max) {
+            snprintf(err, n, "%s lists more than %zu members", flag, max);
             goto out;
         }
         if (eq == NULL || at == NULL) {
             snprintf(err, n,
-                     "--bootstrap item '%s' is not id=RAFT_HOST:PORT@API_HOST:"
-                     "PORT",
-                     item);
+                     "%s item '%s' is not id=RAFT_HOST:PORT@API_HOST:PORT",
+                     flag, item);
             goto out;
         }
         *eq = '\0';
         *at = '\0';
-        m = &cfg->bootstrap[cfg->n_bootstrap];
+        m = &out[*count];
+        memset(m, 0, sizeof *m);
         if (parseU64(item, 1, UINT64_MAX, &m->id) != 0) {
-            snprintf(err, n, "--bootstrap id '%s' is not a positive integer",
+            snprintf(err, n, "%s id '%s' is not a positive integer", flag,
                      item);
             goto out;
         }
-        if (checkAddr("--bootstrap raft address", eq + 1, err, n) != 0 ||
-            checkAddr("--bootstrap api address", at + 1, err, n) != 0) {
+        snprintf(what, sizeof what, "%s raft address", flag);
+        if (checkAddr(what, eq + 1, err, n) != 0) {
+            goto out;
+        }
+        snprintf(what, sizeof what, "%s api address", flag);
+        if (checkAddr(what, at + 1, err, n) != 0) {
             goto out;
         }
         if (strlen(eq + 1) >= REPL_ADDR_MAX ||
             strlen(at + 1) >= REPL_ADDR_MAX) {
-            snprintf(err, n, "--bootstrap address too long");
+            snprintf(err, n, "%s address too long", flag);
             goto out;
         }
-        for (i = 0; i < cfg->n_bootstrap; i++) {
-            if (cfg->bootstrap[i].id == m->id) {
-                snprintf(err, n, "--bootstrap lists id %llu twice",
+        for (i = 0; i < *count; i++) {
+            if (out[i].id == m->id) {
+                snprintf(err, n, "%s lists id %llu twice", flag,
                          (unsigned long long)m->id);
                 goto out;
             }
         }
         normAddr(eq + 1, m->raft_addr, sizeof m->raft_addr);
         normAddr(at + 1, m->api_addr, sizeof m->api_addr);
-        cfg->n_bootstrap++;
+        (*count)++;
     }
-    if (cfg->n_bootstrap == 0) {
-        snprintf(err, n, "--bootstrap is empty");
+    if (*count == 0) {
+        snprintf(err, n, "%s is empty", flag);
         goto out;
     }
-    for (size_t i = 0; i < cfg->n_bootstrap; i++) {
-        if (cfg->bootstrap[i].id == cfg->id) {
-            rv = 0;
-        }
-    }
-    if (rv != 0) {
-        snprintf(err, n, "--bootstrap does not list this node's --id %llu",
-                 (unsigned long long)cfg->id);
-    }
+    rv = 0;
 out:
     free(copy);
     return rv;
+}
+
+static int parseBootstrap(struct ledger_config *cfg, char *err, size_t n)
+{
+    if (ledger_parse_members("--bootstrap", cfg->bootstrap_str, cfg->bootstrap,
+                             CONFIG_MAX_MEMBERS, &cfg->n_bootstrap, err,
+                             n) != 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->n_bootstrap; i++) {
+        if (cfg->bootstrap[i].id == cfg->id) {
+            return 0;
+        }
+    }
+    snprintf(err, n, "--bootstrap does not list this node's --id %llu",
+             (unsigned long long)cfg->id);
+    return -1;
 }
 
 static int readToken(struct ledger_config *cfg, char *err, size_t n)

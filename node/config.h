@@ -46,6 +46,13 @@ int ledger_config_parse(int argc, char **argv, struct ledger_config *cfg,
                         char *err, size_t errlen);
 void ledger_config_free(struct ledger_config *cfg);
 
+/* Parse a member list "ID=RAFT_HOST:PORT@API_HOST:PORT,..." (the form of
+ * --bootstrap; `flag` names it in messages): ids positive and distinct,
+ * addresses normalised. 0, or -1 with a one-line reason in err. */
+int ledger_parse_members(const char *flag, const char *list,
+                         struct ledger_repl_member *out, size_t max,
+                         size_t *count, char *err, size_t errlen);
+
 /* Parse "HOST:PORT" (IPv4 dotted or "localhost"); 0 or -1. */
 int ledger_parse_addr(const char *s, char *host, size_t hostlen, int *port);
 

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "datadir.h"
 #include "http/client.h"
 #include "log.h"
 #include "node.h"
@@ -258,46 +259,6 @@ static int makeDir(const char *path, char *err, size_t errlen)
     return 0;
 }
 
-/* Hold an exclusive lock on DIR/LOCK for the life of the process, so two
- * ledgerd processes can never share a data directory (Raft's segments and
- * the store would be corrupted). The lock dies with the process, even on
- * kill -9. Returns the fd or -1 with err filled. */
-static int lockDataDir(const char *dir, char *err, size_t errlen)
-{
-    char path[4096];
-    char pid[32];
-    int fd;
-
-    snprintf(path, sizeof path, "%s/LOCK", dir);
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        snprintf(err, errlen, "open %.300s: %s", path, strerror(errno));
-        return -1;
-    }
-    /* A predecessor killed a moment ago may still be exiting: give it up
-     * to LOCK_WAIT_MS to release the lock. */
-    for (int i = 0; i < LOCK_WAIT_MS / 50 && flock(fd, LOCK_EX | LOCK_NB) != 0;
-         i++) {
-        struct timespec ts = {0, 50 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
-        pid[n > 0 ? n : 0] = '\0';
-        snprintf(err, errlen,
-                 "data dir %.300s is in use by another ledgerd (pid %s): stop "
-                 "it first",
-                 dir, n > 0 ? pid : "unknown");
-        close(fd);
-        return -1;
-    }
-    snprintf(pid, sizeof pid, "%ld", (long)getpid());
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, strlen(pid), 0) < 0) {
-        /* The pid is informational only. */
-    }
-    return fd;
-}
-
 /* Fail early, and clearly, if nothing can listen on `addr`: raft_start
  * would only say "I/O error". The probe socket is closed at once. */
 static int checkListenable(const char *flag, const char *addr, char *err,
@@ -335,6 +296,31 @@ static int checkListenable(const char *flag, const char *addr, char *err,
     return rv;
 }
 
+/* The dir's Raft log and vote belong to one node id (DIR/node-id, written
+ * at the first start): refuse another --id. */
+static int checkNodeId(const struct ledger_config *cfg, char *err,
+                       size_t errlen)
+{
+    uint64_t id = 0;
+    int rv = datadir_node_id(cfg->data_dir, &id, err, errlen);
+    if (rv < 0) {
+        return -1;
+    }
+    if (rv == 0) {
+        return datadir_set_node_id(cfg->data_dir, cfg->id, err, errlen);
+    }
+    if (id != cfg->id) {
+        snprintf(err, errlen,
+                 "data dir %.300s belongs to node %llu, not --id %llu: start "
+                 "it as node %llu, or give node %llu a new empty dir",
+                 cfg->data_dir, (unsigned long long)id,
+                 (unsigned long long)cfg->id, (unsigned long long)id,
+                 (unsigned long long)cfg->id);
+        return -1;
+    }
+    return 0;
+}
+
 /* A start that failed once Raft runs: close Raft (and so the loop's
  * handles) the normal way; node_run returns 1. */
 static void abortStart(struct ledger_node *n)
@@ -364,9 +350,17 @@ int node_run(struct ledger_config *cfg)
     n.loop = &loop;
     signal(SIGPIPE, SIG_IGN); /* raft writes to dead peers' sockets */
 
-    lock_fd = lockDataDir(cfg->data_dir, err, sizeof err);
+    /* Two ledgerd processes must never share a data dir (Raft's segments
+     * and the store would be corrupted); a predecessor killed a moment ago
+     * may still be exiting. */
+    lock_fd = datadir_lock(cfg->data_dir, LOCK_WAIT_MS, err, sizeof err);
     if (lock_fd < 0) {
         fprintf(stderr, "ledgerd: %s\n", err);
+        return 1;
+    }
+    if (checkNodeId(cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "ledgerd: %s\n", err);
+        close(lock_fd);
         return 1;
     }
 

@@ -219,6 +219,14 @@ int ledger_store_put_member(ledger_store *s, uint64_t id, const char *raft_addr,
                             const char *api_addr);
 int ledger_store_delete_member(ledger_store *s, uint64_t id);
 
+/* Free-text meta keys (not replicated: this node's own notes, e.g.
+ * "recovered" written by `ledgerd recover`). put needs an open write
+ * transaction and refuses the keys the store maintains (schema_version,
+ * applied_index, cluster_id). get returns a malloc'ed copy in *value
+ * (caller frees), or LEDGER_STORE_ENOTFOUND with *value NULL. */
+int ledger_store_put_meta(ledger_store *s, const char *key, const char *value);
+int ledger_store_get_meta(ledger_store *s, const char *key, char **value);
+
 /* Insert an event copied from a peer (snapshot catch-up). Its position must
  * be head+1, its prev_hash the current head hash, its seq the stream's
  * last_seq+1, and its hash must recompute; else LEDGER_STORE_ECHAIN and
