@@ -16,7 +16,8 @@
 
 #include "datadir.h"
 
-int datadir_lock(const char *dir, unsigned wait_ms, char *err, size_t errlen)
+int datadir_lock(const char *dir, unsigned wait_ms, bool write_pid, char *err,
+                 size_t errlen)
 {
     char path[4096];
     char pid[32];
@@ -42,6 +43,9 @@ int datadir_lock(const char *dir, unsigned wait_ms, char *err, size_t errlen)
                  dir, n > 0 ? pid : "unknown");
         close(fd);
         return -1;
+    }
+    if (!write_pid) {
+        return fd;
     }
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
     if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, strlen(pid), 0) < 0) {

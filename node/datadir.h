@@ -4,16 +4,19 @@
 #ifndef LEDGER_DATADIR_H
 #define LEDGER_DATADIR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 /* Take the exclusive lock on DIR/LOCK (flock), waiting up to wait_ms for a
- * predecessor that is still exiting, and write our pid into it. Returns
+ * predecessor that is still exiting, and (write_pid) write our pid into it
+ * for the message a second ledgerd prints. Returns
  * the fd (keep it open for as long as the dir is in use: the kernel
  * releases the lock when the process dies, kill -9 included), or -1 with
  * a one-line reason in err ("data dir D is in use by another ledgerd (pid
  * P): stop it first"). */
-int datadir_lock(const char *dir, unsigned wait_ms, char *err, size_t errlen);
+int datadir_lock(const char *dir, unsigned wait_ms, bool write_pid, char *err,
+                 size_t errlen);
 
 /* The node id recorded in DIR/node-id: 1 found (*id set), 0 no such file,
  * -1 unreadable or malformed (err says why). */

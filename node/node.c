@@ -353,7 +353,7 @@ int node_run(struct ledger_config *cfg)
     /* Two ledgerd processes must never share a data dir (Raft's segments
      * and the store would be corrupted); a predecessor killed a moment ago
      * may still be exiting. */
-    lock_fd = datadir_lock(cfg->data_dir, LOCK_WAIT_MS, err, sizeof err);
+    lock_fd = datadir_lock(cfg->data_dir, LOCK_WAIT_MS, true, err, sizeof err);
     if (lock_fd < 0) {
         fprintf(stderr, "ledgerd: %s\n", err);
         return 1;

@@ -102,9 +102,13 @@ static int ownRowCb(void *arg, uint64_t id, const char *ra, const char *aa)
 static int dirRead(const char *arg, struct dirInfo *d)
 {
     char path[PATH_MAX + 32];
+    char wal[PATH_MAX + 40];
+    char shm[PATH_MAX + 40];
     char err[512];
     struct stat st;
     ledger_store *s = NULL;
+    bool had_wal;
+    bool had_shm;
 
     memset(d, 0, sizeof *d);
     d->lock_fd = -1;
@@ -118,7 +122,7 @@ static int dirRead(const char *arg, struct dirInfo *d)
                      d->dir);
         return -1;
     }
-    d->lock_fd = datadir_lock(d->dir, 0, err, sizeof err);
+    d->lock_fd = datadir_lock(d->dir, 0, false, err, sizeof err);
     if (d->lock_fd < 0) {
         offline_fail(1, "recover: %s", err);
         return -1;
@@ -134,6 +138,10 @@ static int dirRead(const char *arg, struct dirInfo *d)
         snprintf(d->error, sizeof d->error, "%s", err);
     }
     snprintf(path, sizeof path, "%s/ledger.db", d->dir);
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    snprintf(shm, sizeof shm, "%s-shm", path);
+    had_wal = access(wal, F_OK) == 0;
+    had_shm = access(shm, F_OK) == 0;
     if (ledger_store_open_reader(path, &s, err, sizeof err) == 0 &&
         ledger_store_get_state(s, &d->store) == 0) {
         struct ownRow o = {d->node_id, d->api_addr, sizeof d->api_addr};
@@ -147,6 +155,16 @@ static int dirRead(const char *arg, struct dirInfo *d)
                  s != NULL ? ledger_store_errmsg(s) : err);
     }
     ledger_store_close(s);
+    /* A read-only SQLite handle on a WAL database creates an empty -wal
+     * and a -shm when there were none (after a clean stop): remove them,
+     * so that reading leaves the dir as it was. No other process has the
+     * store open: we hold the dir's lock. */
+    if (!had_wal && stat(wal, &st) == 0 && st.st_size == 0) {
+        unlink(wal);
+        if (!had_shm) {
+            unlink(shm);
+        }
+    }
     return 0;
 }
 

@@ -877,6 +877,10 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
     raft_set_snapshot_threshold(&r->raft, cfg->snapshot_threshold);
     raft_set_snapshot_trailing(&r->raft, cfg->snapshot_trailing);
 
+    /* A single voter becomes leader inside raft_start and applies its
+     * whole log there (raft's convertToLeader): the apply transaction's
+     * timer must exist by then (a recovered node, `ledgerd recover`). */
+    repl__tx_init(r);
     rv = raft_start(&r->raft);
     if (rv != 0) {
         const char *m = raft_errmsg(&r->raft);
@@ -900,7 +904,6 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
     uv_check_init(loop, &r->check);
     r->check.data = r;
     uv_check_start(&r->check, checkCb);
-    repl__tx_init(r);
     r->open_handles = 4;
     r->leader_known_at = uv_now(loop); /* "leaderless since start" */
     r->seen_state = -1;

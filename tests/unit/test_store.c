@@ -799,6 +799,34 @@ static void test_members(void **state)
     assert_string_equal(l.text, "1:h:9001@h:9101;3:h:7003@h:8003;");
 }
 
+/* Free-text meta keys: written in a transaction, kept across a reopen,
+ * absent ones ENOTFOUND; the keys the store maintains are refused. */
+static void test_meta_text(void **state)
+{
+    struct fixture *f = *state;
+    struct ledger_store_state st;
+    char *v = NULL;
+
+    assert_int_equal(ledger_store_get_meta(f->s, "recovered", &v),
+                     LEDGER_STORE_ENOTFOUND);
+    assert_null(v);
+    assert_int_equal(ledger_store_put_meta(f->s, "recovered", "x"),
+                     LEDGER_STORE_EINVAL); /* no transaction */
+    ASSERT_OK(ledger_store_begin(f->s));
+    ASSERT_OK(ledger_store_put_meta(f->s, "recovered", "{\"index\":6}"));
+    assert_int_equal(ledger_store_put_meta(f->s, "applied_index", "9"),
+                     LEDGER_STORE_EINVAL);
+    assert_int_equal(ledger_store_put_meta(f->s, "cluster_id", "c"),
+                     LEDGER_STORE_EINVAL);
+    ASSERT_OK(ledger_store_commit(f->s, 5));
+    reopen(f);
+    ASSERT_OK(ledger_store_get_meta(f->s, "recovered", &v));
+    assert_string_equal(v, "{\"index\":6}");
+    free(v);
+    ASSERT_OK(ledger_store_get_state(f->s, &st));
+    assert_int_equal(st.applied_index, 5);
+}
+
 /* ---- Reads -------------------------------------------------------------- */
 
 static void test_read_stream_paging(void **state)
@@ -1666,6 +1694,7 @@ int main(void)
         T(test_state_corrupt_meta),
         T(test_checkpoints),
         T(test_members),
+        T(test_meta_text),
         T(test_read_stream_paging),
         T(test_read_positions_paging),
         T(test_list_streams_and_heads),
