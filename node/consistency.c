@@ -33,6 +33,7 @@
 void api_unwait(struct api_req *a)
 {
     struct ledger_node *n = a->n;
+    a->through_shutdown = false; /* it held for that wait only */
     if (!a->waiting) {
         return;
     }
@@ -56,10 +57,12 @@ void api_wait(struct api_req *a, uint64_t timeout_ms, api_ready_fn ready,
     a->then = then;
     a->timed_out = false;
     if (ready(a)) {
+        a->through_shutdown = false;
         then(a);
         return;
     }
     if ((n->shutting_down && !a->through_shutdown) || timeout_ms == 0) {
+        a->through_shutdown = false;
         a->timed_out = true;
         then(a);
         return;
