@@ -47,8 +47,17 @@ void ctlPrintHelp(void)
         "                      default " CTL_DEFAULT_ENDPOINTS ")\n"
         "  --token-file FILE   bearer token for the API (env LEDGER_TOKEN)\n"
         "  --json              machine-readable JSON output\n"
-        "  --timeout-ms MS     per-request timeout (default 5000)\n"
+        "  --timeout-ms MS     per-request timeout, per endpoint (default "
+        "5000)\n"
         "  --help, --version\n"
+        "\n"
+        "Failover: a request goes to the endpoint that answered last; after a\n"
+        "connection failure it moves to the next endpoint. Requests that are\n"
+        "safe to repeat (reads, and append with --id: the cluster answers a\n"
+        "repeat with the first result) also move on when an endpoint gives no\n"
+        "answer within --timeout-ms (a frozen or cut-off node). An append\n"
+        "without --id that got no answer is reported as outcome unknown and\n"
+        "never repeated.\n"
         "\n"
         "Exit status: 0 success, 1 the operation failed, 2 bad usage.\n",
         stdout);
