@@ -7,8 +7,9 @@
  *   write.c        the leader-bound life of a request: run here on the
  *                  leader, forward, park while there is no leader, retry,
  *                  or answer outcome_unknown (its state table is there)
- *   consistency.c  read consistency (barrier / read index) and the list
- *                  of requests waiting on a condition with a deadline
+ *   consistency.c  read consistency (barrier / read index)
+ *   wait.c         the list of requests waiting on a condition with a
+ *                  deadline
  *   peer.c         calls to other members' APIs and the leader's address
  *   reply.c        every answer, and the error table (errors.h)
  *   api_events.c, api_cluster.c, api_members.c   the handlers
@@ -157,7 +158,7 @@ void api_write(struct api_req *a, api_step_fn run, bool retry_safe);
  * the request again, or answers. */
 void api_write_lost(struct api_req *a, bool maybe_applied);
 
-/* ---- Consistency and waiting (consistency.c) ----------------------------- */
+/* ---- Consistency (consistency.c) and waiting (wait.c) -------------------- */
 
 /* Reads: establish the request's consistency, then run `fn`. */
 void api_read(struct api_req *a, api_step_fn fn);
