@@ -17,5 +17,8 @@ add_test(NAME chaos.short
                  --nodes 3 --duration 80 --seed 20261128 --faults all
                  --report ${CMAKE_BINARY_DIR}/chaos-report
          WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
+if(TARGET lossyfs)
+  set(CHAOS_LOSSYFS "LOSSYFS=$<TARGET_FILE:lossyfs>;")
+endif()
 set_tests_properties(chaos.short PROPERTIES TIMEOUT 600
-  ENVIRONMENT "LEDGERD=$<TARGET_FILE:ledgerd>;LEDGERCTL=$<TARGET_FILE:ledgerctl>;ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+  ENVIRONMENT "${CHAOS_LOSSYFS}LEDGERD=$<TARGET_FILE:ledgerd>;LEDGERCTL=$<TARGET_FILE:ledgerctl>;ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")

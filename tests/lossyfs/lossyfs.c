@@ -4,13 +4,14 @@
  *
  *   lossyfs BACKING_DIR MOUNTPOINT [-o FUSE_OPTIONS]   (stays in the
  *                                                      foreground)
- *   kill -USR1 PID     arm: at unmount, drop every unsynced write
- *   umount MOUNTPOINT  unmount (then lossyfs exits; armed: after the drop)
+ *   kill -USR1 PID     drop every unsynced write now (stop the programs
+ *                      using the mount first: a power cut)
  *
  * Every operation is passed through to BACKING_DIR at once: reads see what
- * was written, the backing files hold it, and a run that is never armed is
- * a plain passthrough. What a power cut would take away is remembered
- * instead, per file (inode), from the first write after its last fsync:
+ * was written, the backing files hold it, and a run that never gets
+ * SIGUSR1 is a plain passthrough. What a power cut would take away is
+ * remembered instead, per file (inode), from the first write after its
+ * last fsync:
  * - its size at that fsync ("synced size");
  * - the content, at that fsync, of every 4 KiB block a write, truncate or
  *   fallocate has changed since, saved before the first change (blocks
@@ -21,17 +22,21 @@
  * its own range durable here: lossyfs may lose less than a real power cut,
  * never more.)
  *
- * Dropping (armed, at unmount, when the kernel has sent every write: no
- * page of an mmap'ed file is written back after it) puts back every saved
- * block and truncates each file to its synced size, so every file holds
- * what it held at its last fsync. Files created and never fsynced end up
- * empty. Not modelled: directory entries (a create, rename or unlink is
- * durable at once, as if every directory were fsynced); the order in which
- * a real disk would have written the unsynced blocks (all of them are lost,
- * the harshest case).
+ * Dropping puts back every saved block and truncates each file to its
+ * synced size, so every file holds what it held at its last fsync; files
+ * created and never fsynced end up empty. The kernel keeps no stale copy
+ * for the next user: without writeback caching every write reaches lossyfs
+ * before the writer's syscall returns, and the page cache of a FUSE file
+ * is invalidated when it is next opened (no keep_cache). Pages of a killed
+ * process's shared mmap (SQLite's -shm) may still be written back later;
+ * that file is rebuilt by SQLite when it is first opened after a crash.
+ * Not modelled: directory entries (a create, rename or unlink is durable at
+ * once, as if every directory were fsynced); the order in which a real
+ * disk would have written the unsynced blocks (all of them are lost, the
+ * harshest case).
  *
- * One line on stderr at the drop: "lossyfs: dropped unsynced writes: F
- * files, B blocks restored, T bytes cut".
+ * One line on stderr per drop: "lossyfs: dropped unsynced writes: F files,
+ * B blocks restored, T bytes cut".
  */
 #define FUSE_USE_VERSION 31
 
@@ -77,7 +82,6 @@ struct unsynced {
 static int backing = -1; /* The backing directory. */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct unsynced *files;
-static volatile sig_atomic_t armed;
 
 /* Path relative to the backing dir ("." for the root). */
 static const char *rel(const char *path)
@@ -581,22 +585,31 @@ static const struct fuse_operations OPS = {
     .fallocate = lossyFallocate,
 };
 
-static void onArm(int sig)
+/* Drops on SIGUSR1, on a thread of its own: the signal is blocked in every
+ * other thread (FUSE's workers inherit the mask). */
+static void *dropper(void *arg)
 {
-    (void)sig;
-    armed = 1;
+    sigset_t *set = arg;
+    int sig;
+    for (;;) {
+        if (sigwait(set, &sig) == 0 && sig == SIGUSR1) {
+            dropAll();
+        }
+    }
+    return NULL;
 }
 
 int main(int argc, char **argv)
 {
-    struct sigaction sa;
+    static sigset_t set;
+    pthread_t thread;
     char **fargv;
     int fargc = 0;
     int rv;
 
     if (argc < 3 || argv[1][0] == '-') {
         fprintf(stderr, "usage: lossyfs BACKING_DIR MOUNTPOINT [-o OPTIONS]\n"
-                        "  SIGUSR1: drop every unsynced write at unmount\n");
+                        "  SIGUSR1: drop every unsynced write now\n");
         return 2;
     }
     backing = open(argv[1], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -604,9 +617,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "lossyfs: %s: %s\n", argv[1], strerror(errno));
         return 1;
     }
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = onArm;
-    sigaction(SIGUSR1, &sa, NULL);
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (pthread_create(&thread, NULL, dropper, &set) != 0) {
+        fprintf(stderr, "lossyfs: cannot start a thread\n");
+        return 1;
+    }
+    pthread_detach(thread);
 
     /* fuse_main gets: prog, mountpoint, -f (foreground), the options. */
     fargv = calloc((size_t)argc + 4, sizeof *fargv);
@@ -623,9 +641,6 @@ int main(int argc, char **argv)
         fargv[fargc++] = argv[i];
     }
     rv = fuse_main(fargc, fargv, &OPS, NULL);
-    if (armed) {
-        dropAll();
-    }
     free(fargv);
     close(backing);
     return rv;
