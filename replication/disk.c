@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libiberty/libiberty.h>
 #include <raft.h>
 #include <raft/uv.h>
 
@@ -180,6 +181,16 @@ static int copyDir(const char *dir, char *tmp, char *err, size_t errlen)
 }
 
 /* ---- Configuration ----------------------------------------------------- */
+
+static bool allZero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != 0) {
+            return false;
+        }
+    }
+    return true;
+}
 
 static uint64_t getU64le(const uint8_t *p)
 {
@@ -352,6 +363,191 @@ static int loadDir(const char *dir, struct ledger_repl_disk *out, char *err,
     freeLoaded(snapshot, entries, n);
     diskIoClose(&d, true);
     return rv;
+}
+
+/* ---- Start check -------------------------------------------------------- */
+
+/* raft 0.15's segment format (src/uv_segment.c, uv_encoding.c): a u64
+ * format version (1), then batches: u32 checksum of the header, u32
+ * checksum of the data, the header (u64 entry count n, then per entry u64
+ * term, u8 type, 3 unused bytes, u32 data length), the data. Integers are
+ * little endian; the checksum is libiberty's CRC-32 (raft's byte.c is a
+ * copy of it), computed here by libiberty's xcrc32. Open segments are
+ * allocated at UV__MAX_SEGMENT_SIZE (raft's default, never changed here)
+ * and filled from the start; a torn last write leaves a bad batch followed
+ * by nothing that checks out. */
+#define DISK__SEGMENT_SIZE (8u << 20)
+#define DISK__MAX_BATCH 65536u /* Entries per batch, at most (sanity). */
+
+static uint32_t getU32le(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+static unsigned crc(const uint8_t *p, size_t len)
+{
+    unsigned c = 0;
+    /* xcrc32 takes an int length: feed it in pieces. */
+    while (len > 0) {
+        size_t k = len > (1u << 30) ? (1u << 30) : len;
+        c = xcrc32(p, (int)k, c);
+        p += k;
+        len -= k;
+    }
+    return c;
+}
+
+/* Size of the batch at off if it checks out (both checksums), else 0. */
+static size_t batchAt(const uint8_t *buf, size_t len, size_t off)
+{
+    uint64_t n;
+    size_t header;
+    size_t data = 0;
+
+    if (len - off < 16) {
+        return 0;
+    }
+    n = getU64le(buf + off + 8);
+    if (n == 0 || n > DISK__MAX_BATCH) {
+        return 0;
+    }
+    header = 8 + 16 * (size_t)n;
+    if (len - off - 8 < header) {
+        return 0;
+    }
+    if (crc(buf + off + 8, header) != getU32le(buf + off)) {
+        return 0;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        data += getU32le(buf + off + 8 + 8 + 16 * i + 12);
+    }
+    if (len - off - 8 - header < data ||
+        crc(buf + off + 8 + header, data) != getU32le(buf + off + 4)) {
+        return 0;
+    }
+    return 8 + header + data;
+}
+
+/* Scan one open segment: 0 fine (maybe a torn tail), 1 damaged. */
+static int scanOpen(const char *path, const char *name, char *err,
+                    size_t errlen)
+{
+    struct stat st;
+    uint8_t *buf;
+    size_t off = 8;
+    size_t len;
+    size_t bad;
+    int fd;
+    int rv = 0;
+
+    if (stat(path, &st) != 0) {
+        snprintf(err, errlen, "raft/%s: %s", name, strerror(errno));
+        return -1;
+    }
+    if (st.st_size == 0) {
+        return 0; /* allocated, never written: raft removes it */
+    }
+    if ((size_t)st.st_size < DISK__SEGMENT_SIZE) {
+        snprintf(err, errlen,
+                 "raft/%s holds %lld bytes where raft allocates %u: it was "
+                 "cut",
+                 name, (long long)st.st_size, DISK__SEGMENT_SIZE);
+        return 1;
+    }
+    len = (size_t)st.st_size;
+    buf = malloc(len);
+    if (buf == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, buf, len) != (ssize_t)len) {
+        snprintf(err, errlen, "read raft/%s: %s", name, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        free(buf);
+        return -1;
+    }
+    close(fd);
+    if (getU64le(buf) != 1) {
+        if (allZero(buf, len)) {
+            free(buf);
+            return 0;
+        }
+        snprintf(err, errlen, "raft/%s: unknown format %llu", name,
+                 (unsigned long long)getU64le(buf));
+        free(buf);
+        return 1;
+    }
+    for (;;) {
+        size_t k = batchAt(buf, len, off);
+        if (k == 0) {
+            break;
+        }
+        off += k;
+    }
+    bad = off;
+    if (!allZero(buf + off, len - off)) {
+        /* Not a clean end: a torn last write, unless something intact
+         * follows. Batches start at 8-byte offsets. */
+        for (off = bad + 8; off + 16 <= len; off += 8) {
+            if (batchAt(buf, len, off) > 0) {
+                snprintf(err, errlen,
+                         "raft/%s: the batch at byte %zu fails its checksum "
+                         "but the one at byte %zu checks out: a damaged "
+                         "segment, not a torn write",
+                         name, bad, off);
+                rv = 1;
+                break;
+            }
+        }
+    }
+    free(buf);
+    return rv;
+}
+
+int ledger_repl_disk_check(const char *raft_dir, uint64_t min_last_index,
+                           char *err, size_t errlen)
+{
+    struct ledger_repl_disk d;
+    struct dirent *e;
+    char path[4096];
+    DIR *dir;
+    int rv = 0;
+
+    err[0] = '\0';
+    dir = opendir(raft_dir);
+    if (dir == NULL) {
+        if (errno == ENOENT) {
+            return 0;
+        }
+        snprintf(err, errlen, "open %.300s: %s", raft_dir, strerror(errno));
+        return -1;
+    }
+    while (rv == 0 && (e = readdir(dir)) != NULL) {
+        if (strncmp(e->d_name, "open-", 5) == 0) {
+            snprintf(path, sizeof path, "%s/%s", raft_dir, e->d_name);
+            rv = scanOpen(path, e->d_name, err, errlen);
+        }
+    }
+    closedir(dir);
+    if (rv != 0) {
+        return rv;
+    }
+    if (loadDir(raft_dir, &d, err, errlen) != 0) {
+        return 1;
+    }
+    if (d.last_index < min_last_index) {
+        snprintf(err, errlen,
+                 "the raft log ends at index %llu but the store applied "
+                 "%llu: committed entries are gone from the log",
+                 (unsigned long long)d.last_index,
+                 (unsigned long long)min_last_index);
+        return 1;
+    }
+    return 0;
 }
 
 int ledger_repl_disk_read(const char *raft_dir, struct ledger_repl_disk *out,

@@ -116,6 +116,7 @@ int storeSqlErr(ledger_store *s, const char *what)
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB:
         rv = LEDGER_STORE_ECORRUPT;
+        s->corrupt_seen = true;
         break;
     default:
         rv = LEDGER_STORE_EIO;

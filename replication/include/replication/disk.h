@@ -45,6 +45,21 @@ struct ledger_repl_disk {
 int ledger_repl_disk_read(const char *raft_dir, struct ledger_repl_disk *out,
                           char *err, size_t errlen);
 
+/* Before a start: is the Raft log in raft_dir whole? (disk.c says why
+ * raft 0.15 alone cannot tell.) It is not when
+ * - an open segment is shorter than raft allocates it (it was cut), or
+ *   holds a batch that fails its checksum followed by one that passes (a
+ *   flipped bit, not a torn last write: raft would drop every entry from
+ *   the bad batch on, acknowledged ones included, without a word);
+ * - raft's loader fails on it (a closed segment or a snapshot that fails
+ *   its checksum, a gap);
+ * - it ends before min_last_index (the store's applied index: entries the
+ *   node applied, so committed, are gone).
+ * Loads in place (what raft_start does next anyway), after the scan.
+ * Returns 0 whole, 1 not whole (err says why), -1 could not tell (err). */
+int ledger_repl_disk_check(const char *raft_dir, uint64_t min_last_index,
+                           char *err, size_t errlen);
+
 /* Force `members` (all voters) as the configuration of the Raft log in
  * raft_dir: raft_recover appends it as one entry after the last one (raft
  * 0.15 writes it with term 1). Node `id` is the node that owns the dir.

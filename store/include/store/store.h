@@ -289,4 +289,24 @@ struct ledger_verify_result {
 };
 int ledger_store_verify(ledger_store *s, struct ledger_verify_result *out);
 
+/* ---- Health checks (check.c) ------------------------------------------ */
+
+/* SQLite's quick_check of the whole file (every page, B-tree structure,
+ * record formats; no index contents): LEDGER_STORE_OK, or
+ * LEDGER_STORE_ECORRUPT with the first problem in the message. Reads the
+ * whole file: about a second per GB. */
+int ledger_store_quick_check(ledger_store *s);
+
+/* The hash chain of the last `n` events: positions without gaps up to the
+ * head, each prev_hash the hash before it, each hash recomputed from its
+ * row, and the head's stream row holding it. Fills out as
+ * ledger_store_verify does (ok false with first_bad_position and reason). */
+int ledger_store_check_tail(ledger_store *s, uint64_t n,
+                            struct ledger_verify_result *out);
+
+/* True once SQLite reported this handle's file corrupt (SQLITE_CORRUPT or
+ * SQLITE_NOTADB) on any call: what failed was not the disk's room or the
+ * caller, but the file. */
+bool ledger_store_corrupt_seen(const ledger_store *s);
+
 #endif /* LEDGER_STORE_H */
