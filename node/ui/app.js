@@ -57,7 +57,8 @@
     if (v === null || v === undefined) return "–";
     if (Math.abs(v) >= 1e6) return (v / 1e6).toFixed(1) + "M";
     if (Math.abs(v) >= 1e4) return (v / 1e3).toFixed(0) + "k";
-    return String(Math.round(v * 100) / 100);
+    return String(Math.abs(v) >= 100 ? Math.round(v)
+                                     : Math.round(v * 10) / 10);
   }
 
   /* ---- API ------------------------------------------------------------- */
