@@ -98,6 +98,7 @@ void api_cluster_history(struct api_req *a)
 {
     const char *local = http_request_query_param(a->http, "local");
     const struct api_leader *l;
+    struct ledger_repl_status st;
     uint64_t since = 0;
     char path[96];
     char headers[1200];
@@ -105,8 +106,9 @@ void api_cluster_history(struct api_req *a)
     if (api_query_u64(a, "since_ms", 0, INT64_MAX, &since) != 0) {
         return;
     }
+    ledger_repl_status(a->n->repl, &st);
     l = api_leader(a->n);
-    if (l->here || a->forwarded || (local && strcmp(local, "0") != 0)) {
+    if (st.is_leader || a->forwarded || (local && strcmp(local, "0") != 0)) {
         api_reply_json(
             a, 200, history_json(a->n->history, a->n->cfg->id, (int64_t)since),
             NULL);
