@@ -10,11 +10,13 @@ browser.py) against /ui of a follower of a 3-node cluster with a token:
 the user types the token, every member's row shows, a SIGSTOPped follower
 turns unreachable and the tolerance drops to 0, SIGCONT brings both back;
 the page fits a phone-sized screen. Screenshots go to
-$LEDGER_UI_SCREENSHOTS when set (docs/img/ holds the committed ones), else
-to a temporary directory. Skipped, saying so, only when no chromium is
+$LEDGER_UI_SCREENSHOTS when set, else to a temporary directory removed at
+the end (docs/img/ holds the committed ones, made by
+scripts/console_shots.py). Skipped, saying so, only when no chromium is
 installed (scripts/deps.sh installs it).
 """
 import os
+import shutil
 import signal
 import struct
 import tempfile
@@ -206,6 +208,7 @@ class ConsoleBrowserTest(HarnessTestCase):
         self.shots = os.environ.get("LEDGER_UI_SCREENSHOTS")
         if not self.shots:
             self.shots = tempfile.mkdtemp(prefix="ledger-ui-shots-")
+            self.addCleanup(shutil.rmtree, self.shots, True)
         os.makedirs(self.shots, exist_ok=True)
 
     def state(self, b):
