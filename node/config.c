@@ -24,6 +24,7 @@ static const char USAGE[] =
     "               [--max-body BYTES] [--snapshot-threshold N] "
     "[--snapshot-trailing N]\n"
     "               [--max-queue N] [--max-queue-bytes BYTES]\n"
+    "               [--verify-interval-s 3600]\n"
     "       ledgerd recover inspect DIR...\n"
     "       ledgerd recover DIR --members \"ID=RAFT@API,...\" [--force]\n"
     "               offline commands, also run as 'ledgerctl recover ...'\n"
@@ -52,6 +53,11 @@ static const char USAGE[] =
     "  --snapshot-trailing N   entries kept after a snapshot (default 2048)\n"
     "  --max-queue N        write queue bound in requests (default 10000)\n"
     "  --max-queue-bytes B  write queue bound in bytes (default 67108864)\n"
+    "  --verify-interval-s S  check the store in the background every S "
+    "seconds\n"
+    "                       (SQLite quick_check and the whole hash chain; "
+    "0: off;\n"
+    "                       default 3600); a corrupt store is rebuilt\n"
     "  --help, --version\n";
 
 enum {
@@ -71,6 +77,7 @@ enum {
     OPT_SNAP_TRAILING,
     OPT_MAX_QUEUE,
     OPT_MAX_QUEUE_BYTES,
+    OPT_VERIFY_INTERVAL,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -92,6 +99,7 @@ static const struct option OPTIONS[] = {
     {"snapshot-trailing", required_argument, NULL, OPT_SNAP_TRAILING},
     {"max-queue", required_argument, NULL, OPT_MAX_QUEUE},
     {"max-queue-bytes", required_argument, NULL, OPT_MAX_QUEUE_BYTES},
+    {"verify-interval-s", required_argument, NULL, OPT_VERIFY_INTERVAL},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -302,6 +310,7 @@ int ledger_config_parse(int argc, char **argv, struct ledger_config *cfg,
     cfg->snapshot_trailing = 2048;
     cfg->max_queue_ops = 10000;
     cfg->max_queue_bytes = 64u << 20;
+    cfg->verify_interval_s = 3600;
 
     opterr = 0;
     optind = 1;
@@ -387,6 +396,16 @@ int ledger_config_parse(int argc, char **argv, struct ledger_config *cfg,
             }
             *(c == OPT_MAX_BODY ? &cfg->max_body : &cfg->max_queue_bytes) =
                 (size_t)v;
+            break;
+        case OPT_VERIFY_INTERVAL:
+            if (parseU64(a, 0, 10u * 365 * 86400, &v) != 0) {
+                snprintf(err, errlen,
+                         "--verify-interval-s '%s' is not a number of "
+                         "seconds (0: off)",
+                         a);
+                return CONFIG_USAGE;
+            }
+            cfg->verify_interval_s = (unsigned)v;
             break;
         case OPT_SNAP_THRESHOLD:
         case OPT_SNAP_TRAILING:

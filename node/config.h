@@ -30,6 +30,7 @@ struct ledger_config {
     unsigned snapshot_trailing;
     size_t max_queue_ops;
     size_t max_queue_bytes;
+    unsigned verify_interval_s; /* Background store check; 0: off. */
     /* Normalised addresses ("localhost" becomes 127.0.0.1: the Raft
      * transport does not resolve names); the pointers above point here. */
     char raft_addr_buf[REPL_ADDR_MAX];

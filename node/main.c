@@ -10,12 +10,14 @@
 #include "log.h"
 #include "node.h"
 #include "offline.h"
+#include "repair.h"
 #include "restart.h"
 
 int main(int argc, char **argv)
 {
     struct ledger_config cfg;
     char err[512];
+    const char *cfg_dir;
     int rv;
 
     if (offline_is_command(argc, argv)) {
@@ -35,8 +37,18 @@ int main(int argc, char **argv)
         return 1;
     }
     ledger_log_init(cfg.log_json, cfg.log_level, cfg.id);
+    cfg_dir = cfg.data_dir; /* argv's: outlives cfg */
     rv = node_run(&cfg);
     ledger_config_free(&cfg);
+    if (rv == NODE_EXIT_REPAIR) {
+        /* The store was found corrupt (node/repair.h): move it aside, then
+         * start over, which rebuilds it. */
+        if (repair_quarantine_store(cfg_dir, err, sizeof err) != 0) {
+            fprintf(stderr, "ledgerd: %s: start it again by hand\n", err);
+            return 1;
+        }
+        rv = NODE_EXIT_RESTART;
+    }
     if (rv == NODE_EXIT_RESTART) {
         /* Raft stopped on a storage error and the disk has room again
          * (node/restart.h): start over as a fresh process, same flags.

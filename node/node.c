@@ -28,6 +28,7 @@
 #include "loopwatch.h"
 #include "history.h"
 #include "members_poll.h"
+#include "repair.h"
 #include "restart.h"
 
 #define LOCK_WAIT_MS 2000 /* For a dying predecessor's data-dir lock. */
@@ -77,6 +78,7 @@ static void drainAndClose(struct ledger_node *n)
     n->loopwatch = NULL;
     restart_watch_close(n->restart);
     n->restart = NULL;
+    repair_close(n);
     api_sweep(n, true); /* answer every waiting reader now */
     http_server_close(n->http, httpClosed, n);
 }
@@ -190,22 +192,23 @@ static void joinCb(void *arg, int status,
         ledger_log(LOG_ERROR, NULL,
                    "join through %s: id %llu belongs to another member: "
                    "restart with another --id (retrying in 5 s)",
-                   n->cfg->join, (unsigned long long)n->cfg->id);
+                   n->join_addr, (unsigned long long)n->cfg->id);
         uv_timer_start(&n->join_timer, joinTimerCb, 5000, 0);
         return;
     }
     if (status == 0 && (resp->status == 201 || resp->status == 200)) {
         n->joining = false;
         ledger_log(LOG_INFO, NULL, "joined the cluster through %s",
-                   n->cfg->join);
+                   n->join_addr);
+        repair_rejoined(n);
         return;
     }
     if (status != 0) {
         ledger_log(LOG_WARN, NULL, "join through %s: %s; retrying",
-                   n->cfg->join, uv_strerror(status));
+                   n->join_addr, uv_strerror(status));
     } else {
         ledger_log(LOG_WARN, NULL, "join through %s: HTTP %d %.*s; retrying",
-                   n->cfg->join, resp->status, (int)resp->body_len, resp->body);
+                   n->join_addr, resp->status, (int)resp->body_len, resp->body);
     }
     if (!n->shutting_down) {
         uv_timer_start(&n->join_timer, joinTimerCb, 1000, 0);
@@ -239,13 +242,21 @@ static void joinTimerCb(uv_timer_t *t)
     } else {
         snprintf(path, sizeof path, "/v1/cluster/members");
     }
-    rv = api_peer_request(n, n->cfg->join, "POST", path, headers, body,
+    rv = api_peer_request(n, n->join_addr, "POST", path, headers, body,
                           strlen(body), JOIN_TIMEOUT_MS, joinCb, n);
     if (rv != 0) {
         ledger_log(LOG_WARN, NULL, "join through %s: %s; retrying",
-                   n->cfg->join, uv_strerror(rv));
+                   n->join_addr, uv_strerror(rv));
         uv_timer_start(&n->join_timer, joinTimerCb, 1000, 0);
     }
+}
+
+void node_join(struct ledger_node *n, const char *via, bool member)
+{
+    n->join_addr = via;
+    n->joining = true;
+    n->join_promote = member;
+    uv_timer_start(&n->join_timer, joinTimerCb, 0, 0);
 }
 
 static void sweepCb(uv_timer_t *t)
@@ -334,6 +345,7 @@ static void restartInPlace(void *arg)
  * handles) the normal way; node_run returns 1. */
 static void abortStart(struct ledger_node *n)
 {
+    repair_close(n);
     n->exit_code = 1;
     n->shutting_down = true;
     uv_timer_init(n->loop, &n->sweep);
@@ -392,14 +404,40 @@ int node_run(struct ledger_config *cfg)
         return 1;
     }
     uv_loop_init(&loop);
+    /* The store and the Raft log are checked before Raft replays one into
+     * the other; what is corrupt is moved aside (repair.h). */
+    n.exit_code = 1; /* until the start is done */
+    if (repair_at_start(&n, err, sizeof err) != 0) {
+        fprintf(stderr, "ledgerd: %s\n", err);
+        goto out_early;
+    }
+    rv = http_client_create(&loop, NULL, &n.peers);
+    if (rv != 0) {
+        fprintf(stderr, "ledgerd: http client: %s\n", uv_strerror(rv));
+        goto out_early;
+    }
+    if (repair_raft_rebuild(&n)) {
+        rv = repair_leave_voters(&n, err, sizeof err);
+        if (rv != 0) {
+            if (rv < 0) {
+                fprintf(stderr, "ledgerd: %s\n", err);
+            }
+            n.exit_code = rv < 0 ? 1 : 0;
+            goto out_early;
+        }
+    }
 
     memset(&rc, 0, sizeof rc);
     rc.id = cfg->id;
     rc.raft_dir = path;
     rc.raft_addr = cfg->raft_addr;
     rc.api_addr = cfg->api_addr;
-    rc.bootstrap = cfg->n_bootstrap > 0 ? cfg->bootstrap : NULL;
-    rc.n_bootstrap = cfg->n_bootstrap;
+    /* A node rebuilding its Raft log must not bootstrap a configuration
+     * of its own: it learns the cluster's from the leader. */
+    rc.bootstrap = cfg->n_bootstrap > 0 && !repair_raft_rebuild(&n)
+                       ? cfg->bootstrap
+                       : NULL;
+    rc.n_bootstrap = rc.bootstrap != NULL ? cfg->n_bootstrap : 0;
     rc.heartbeat_ms = cfg->heartbeat_ms;
     rc.election_ms = cfg->election_ms;
     rc.snapshot_threshold = cfg->snapshot_threshold;
@@ -411,16 +449,10 @@ int node_run(struct ledger_config *cfg)
                            sizeof err);
     if (rv != 0) {
         fprintf(stderr, "ledgerd: %s\n", err);
-        ledger_store_close(n.store);
-        return 1;
+        goto out_early;
     }
+    n.exit_code = 0;
     ledger_repl_on_applied(n.repl, api_on_applied, &n);
-    rv = http_client_create(&loop, NULL, &n.peers);
-    if (rv != 0) {
-        fprintf(stderr, "ledgerd: http client: %s\n", uv_strerror(rv));
-        abortStart(&n);
-        goto run;
-    }
 
     rv = http_server_start(&loop, cfg->api_addr, cfg->max_body, api_handle, &n,
                            &n.http, err, sizeof err);
@@ -448,7 +480,9 @@ int node_run(struct ledger_config *cfg)
     uv_signal_start(&n.sigint, onSignal, SIGINT);
     uv_timer_init(&loop, &n.join_timer);
     n.join_timer.data = &n;
-    if (cfg->join != NULL) {
+    n.join_addr = cfg->join;
+    repair_start(&n);
+    if (cfg->join != NULL && !repair_raft_rebuild(&n)) {
         struct ledger_store_state st;
         if (ledger_store_get_state(n.store, &st) == 0 &&
             st.cluster_id[0] != '\0') {
@@ -475,5 +509,18 @@ run:
     ledger_store_close(n.store);
     close(lock_fd);
     ledger_log(LOG_INFO, NULL, "stopped");
+    return n.exit_code;
+
+out_early:
+    /* Nothing but the loop, the store and maybe the peers' client. */
+    repair_close(&n);
+    if (n.peers != NULL) {
+        http_client_close(n.peers, NULL, NULL);
+        n.peers = NULL;
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    ledger_store_close(n.store);
+    close(lock_fd);
     return n.exit_code;
 }

@@ -828,6 +828,10 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
                  r->io.errmsg[0] ? r->io.errmsg : raft_strerror(rv));
         goto err_after_alloc;
     }
+    /* A segment that fails its checksum stops the start instead of being
+     * renamed away with the entries after it: node/repair.c checks the
+     * log before a start and rebuilds a damaged one. */
+    raft_uv_set_auto_recovery(&r->io, false);
     repl__fsm_init(r);
     rv = raft_init(&r->raft, &r->io, &r->fsm, cfg->id, r->raft_addr);
     if (rv != 0) {
