@@ -304,13 +304,15 @@ class Node:
 
 class Cluster:
     def __init__(self, n, run_dir, net, ledgerd, ledgerctl, tmpfs_mb=0,
-                 heartbeat_ms=100, election_ms=1000, lossy=None):
+                 heartbeat_ms=100, election_ms=1000, lossy=None,
+                 extra_args=()):
         self.dir = run_dir
         self.net = net
         self.ledgerd = ledgerd
         self.ledgerctl_bin = ledgerctl
         self.tmpfs_mb = tmpfs_mb
         self.lossy = lossy  # disk.Lossy: data dirs on lossyfs
+        self.extra_args = list(extra_args)
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
         self.nodes = {i: Node(self, i) for i in range(1, n + 1)}
@@ -346,7 +348,7 @@ class Cluster:
             cmd += ["--join", n.join]
         else:
             cmd += ["--bootstrap", self.bootstrap]
-        return self.net.wrap(nid, cmd)
+        return self.net.wrap(nid, cmd + self.extra_args)
 
     def start(self, nid, wait=True):
         n = self.nodes[nid]

@@ -439,6 +439,12 @@ class Runner:
         c = self.c
 
         def agree():
+            # A node that found its store corrupt (here, by this verify)
+            # rebuilds it and answers 503 store_corrupt meanwhile.
+            for nid in c.nodes:
+                h = c.health(nid, timeout=5)
+                if not h or h[0] != 200:
+                    return None
             vs = []
             for nid in c.nodes:
                 _, _, b = cl.http(c.addr(nid), "GET", "/v1/verify",
@@ -455,8 +461,10 @@ class Runner:
         for nid in c.nodes:
             addr = c.addr(nid)
             _, _, ver = cl.http(addr, "GET", "/v1/verify", timeout=120)
-            _, _, lst = cl.http(addr, "GET", "/v1/streams?consistency=any",
-                                timeout=60)
+            st, _, lst = cl.http(addr, "GET", "/v1/streams?consistency=any",
+                                 timeout=60)
+            if st != 200:
+                raise RuntimeError(f"list streams on node {nid}: {st} {lst}")
             streams = {}
             for s in lst.get("streams", []):
                 name = s["stream"]
@@ -506,7 +514,12 @@ class Runner:
                             tmpfs_mb=(a.tmpfs_mb if root and "disk-full"
                                       in faults else 0),
                             lossy=(disk.Lossy(disk.lossyfs_binary(), run_dir)
-                                   if "lose-unsynced" in faults else None))
+                                   if "lose-unsynced" in faults else None),
+                            # corrupt: damage older than the events a
+                            # start checks is found by the background check
+                            extra_args=(["--verify-interval-s",
+                                         str(disk.VERIFY_INTERVAL_S)]
+                                        if "corrupt" in faults else []))
         self.c.slow = 3.0 if sanitized else 1.0
         schedule = make_schedule(a.seed, a.nodes, a.duration, faults,
                                  short=a.duration <= 180)
@@ -576,10 +589,20 @@ class Runner:
                         120):
                     self.finding(f"node {nid} did not catch up after "
                                  "healing")
-            if not self.converge():
-                self.finding("nodes did not converge on one position and "
-                             "hash within the deadline")
-            final = self.collect()
+            final = None
+            for attempt in range(3):
+                if not self.converge():
+                    self.finding("nodes did not converge on one position and "
+                                 "hash within the deadline")
+                    break
+                try:
+                    final = self.collect()
+                    break
+                except RuntimeError as e:
+                    # A node began a repair meanwhile: converge again.
+                    log(f"collect: {e}; converging again")
+            if final is None:
+                final = self.collect()
             with open(os.path.join(a.report, "final.json"), "w") as f:
                 json.dump(final, f, separators=(",", ":"))
             verdict = checker.check(

@@ -43,7 +43,7 @@ int main(int argc, char **argv)
     if (rv == NODE_EXIT_REPAIR) {
         /* The store was found corrupt (node/repair.h): move it aside, then
          * start over, which rebuilds it. */
-        if (repair_quarantine_store(cfg_dir, err, sizeof err) != 0) {
+        if (repair_quarantine_store(cfg_dir, NULL, err, sizeof err) != 0) {
             fprintf(stderr, "ledgerd: %s: start it again by hand\n", err);
             return 1;
         }

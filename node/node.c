@@ -393,8 +393,20 @@ int node_run(struct ledger_config *cfg)
     }
 
     snprintf(path, sizeof path, "%s/ledger.db", cfg->data_dir);
-    if (ledger_store_open(path, &n.store, err, sizeof err) != 0) {
+    rv = ledger_store_open(path, &n.store, err, sizeof err);
+    if (rv == LEDGER_STORE_ECORRUPT) {
+        /* SQLite cannot even read it: move it aside and rebuild. */
+        char why[512];
+        snprintf(why, sizeof why, "%s", err);
+        ledger_log(LOG_ERROR, NULL, "store is corrupt: %s: moving it aside",
+                   why);
+        if (repair_quarantine_store(cfg->data_dir, why, err, sizeof err) == 0) {
+            rv = ledger_store_open(path, &n.store, err, sizeof err);
+        }
+    }
+    if (rv != 0) {
         fprintf(stderr, "ledgerd: %s\n", err);
+        close(lock_fd);
         return 1;
     }
     snprintf(path, sizeof path, "%s/raft", cfg->data_dir);

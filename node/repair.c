@@ -246,10 +246,15 @@ static int moveRaft(const char *dir, const char *q, char *err, size_t errlen)
     return rv;
 }
 
-int repair_quarantine_store(const char *data_dir, char *err, size_t errlen)
+int repair_quarantine_store(const char *data_dir, const char *why, char *err,
+                            size_t errlen)
 {
     char q[PATH_MAX];
     char at[32];
+
+    if (why != NULL) {
+        snprintf(exitReason, sizeof exitReason, "%s", why);
+    }
 
     if (makeQuarantine(data_dir, q, sizeof q, err, errlen) != 0 ||
         moveStore(data_dir, q, err, errlen) != 0) {

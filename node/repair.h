@@ -69,8 +69,10 @@ size_t repair_metrics(const struct ledger_node *n, char **buf, size_t len);
  * on the loop): treat it as the background check would. */
 void repair_verify_failed(struct ledger_node *n, const char *why);
 
-/* main(), after node_run returned NODE_EXIT_REPAIR: move the store aside
- * and mark it for a rebuild. 0, or -1 with err. */
-int repair_quarantine_store(const char *data_dir, char *err, size_t errlen);
+/* Move the store aside and mark it for a rebuild: main() after node_run
+ * returned NODE_EXIT_REPAIR (why NULL: the reason repair_trigger gave),
+ * and node_run when SQLite cannot even open it. 0, or -1 with err. */
+int repair_quarantine_store(const char *data_dir, const char *why, char *err,
+                            size_t errlen);
 
 #endif /* LEDGER_REPAIR_H */
