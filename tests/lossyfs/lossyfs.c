@@ -31,9 +31,10 @@
  * process's shared mmap (SQLite's -shm) may still be written back later;
  * that file is rebuilt by SQLite when it is first opened after a crash.
  * Not modelled: directory entries (a create, rename or unlink is durable at
- * once, as if every directory were fsynced); the order in which a real
- * disk would have written the unsynced blocks (all of them are lost, the
- * harshest case).
+ * once, as if every directory were fsynced: a file that loses its last
+ * name loses its record, so its blocks are freed at once); the order in
+ * which a real disk would have written the unsynced blocks (all of them
+ * are lost, the harshest case).
  *
  * One line on stderr per drop: "lossyfs: dropped unsynced writes: F files,
  * B blocks restored, T bytes cut".
@@ -142,21 +143,38 @@ static struct unsynced *recordOf(int fh)
     return u;
 }
 
-static void dropRecord(int fh)
+static void dropInode(dev_t dev, ino_t ino)
 {
-    struct stat st;
     struct unsynced **p;
-
-    if (fstat(fh, &st) != 0) {
-        return;
-    }
     for (p = &files; *p != NULL; p = &(*p)->next) {
-        if ((*p)->dev == st.st_dev && (*p)->ino == st.st_ino) {
+        if ((*p)->dev == dev && (*p)->ino == ino) {
             struct unsynced *u = *p;
             *p = u->next;
             forget(u);
             return;
         }
+    }
+}
+
+static void dropRecord(int fh)
+{
+    struct stat st;
+    if (fstat(fh, &st) == 0) {
+        dropInode(st.st_dev, st.st_ino);
+    }
+}
+
+/* Before `path` loses its name (unlink, or a rename over it): if that was
+ * its last link, forget its record, whose descriptor would keep the
+ * inode, and its blocks, alive (a full disk would stay full). */
+static void forgetName(const char *path)
+{
+    struct stat st;
+    if (fstatat(backing, rel(path), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISREG(st.st_mode) && st.st_nlink <= 1) {
+        pthread_mutex_lock(&lock);
+        dropInode(st.st_dev, st.st_ino);
+        pthread_mutex_unlock(&lock);
     }
 }
 
@@ -364,6 +382,7 @@ static int lossyMkdir(const char *path, mode_t mode)
 
 static int lossyUnlink(const char *path)
 {
+    forgetName(path);
     return unlinkat(backing, rel(path), 0) == 0 ? 0 : -errno;
 }
 
@@ -382,6 +401,7 @@ static int lossyRename(const char *from, const char *to, unsigned int flags)
     if (flags != 0) {
         return -EINVAL;
     }
+    forgetName(to);
     return renameat(backing, rel(from), backing, rel(to)) == 0 ? 0 : -errno;
 }
 
