@@ -165,7 +165,15 @@ static void applyCb(struct raft_apply *req, int status, void *result)
     int code = mapRaftStatus(status);
 
     r->inflight--;
-    handoverTick(r);
+    /* A failed entry means leadership is being lost: raft 0.15 fails the
+     * pending applies (convertClear) while its state still says leader and
+     * before it frees the leader's progress array, so a raft_transfer from
+     * here read freed memory (ASan: SEGV in raft_transfer from this
+     * callback, chaos restart-all; a "munmap_chunk(): invalid pointer" at
+     * shutdown on the plain build). The tick finishes the hand-over. */
+    if (status == 0) {
+        handoverTick(r);
+    }
     if (status != 0) {
         repl__log(r, 2, "entry %llu of %zu ops failed: %s",
                   (unsigned long long)req->index, b->n, raft_strerror(status));
