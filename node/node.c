@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "backup.h"
 #include "http/client.h"
 #include "log.h"
 #include "node.h"
@@ -377,6 +378,7 @@ int node_run(struct ledger_config *cfg)
         return 1;
     }
 
+    backup_remove_stale(cfg->data_dir);
     snprintf(path, sizeof path, "%s/ledger.db", cfg->data_dir);
     if (ledger_store_open(path, &n.store, err, sizeof err) != 0) {
         fprintf(stderr, "ledgerd: %s\n", err);
