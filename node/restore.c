@@ -86,6 +86,11 @@ static void checkBackup(const char *file, const char *expect_hex,
     char err[512];
 
     memset(k, 0, sizeof *k);
+    if (access(file, R_OK) != 0) {
+        snprintf(k->reason, sizeof k->reason, "cannot read %s: %s", file,
+                 strerror(errno));
+        return;
+    }
     if (expect_hex != NULL) {
         snprintf(want, sizeof want, "%s", expect_hex);
     } else if (readChecksumFile(file, want, k->reason, sizeof k->reason) != 0) {
