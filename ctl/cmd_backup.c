@@ -4,12 +4,13 @@
  * backup: GET /v1/backup from the leader (found through /v1/cluster) or
  * from --endpoint, streamed to FILE.partial.XXXXXX in the directory of
  * FILE (never buffered whole) while its SHA-256 is computed; then
- *   1. the checksum must equal the node's X-Ledger-Sha256 (transport),
- *   2. `ledgerd --verify-backup TMP --sha256 HEX` must find the checksum on
- *      disk, the stamps and the whole hash chain good (ledgerctl does not
- *      know the store's format: docs/architecture.md, "Backups and
- *      restore"), and its position, hash and cluster id must be the ones
- *      the node announced,
+ *   1. the checksum of the bytes written must equal the node's
+ *      X-Ledger-Sha256 (end to end: every byte arrived and was written;
+ *      hashing them as they arrive spares a second pass over the file),
+ *   2. `ledgerd --verify-backup TMP --chain-only` must find the stamps and
+ *      the whole hash chain good (ledgerctl does not know the store's
+ *      format: docs/architecture.md, "Backups and restore"), and its
+ *      position, hash and cluster id must be the ones the node announced,
  *   3. only then TMP is renamed to FILE and FILE.sha256 written (sha256sum
  *      format, via its own temporary name), and the directory fsynced.
  * Any failure removes TMP: nothing that looks like a complete backup is
@@ -33,14 +34,16 @@
 
 #include "ctl.h"
 
-#define BACKUP__STALL_MS 300000 /* Default: give up after 5 min without data.  \
-                                 */
+#define BACKUP__STALL_MS                                                       \
+    300000 /* Default: give up after 5 min without data.                       \
+            */
 
 /* ---- ledgerd --verify-backup --------------------------------------------- */
 
 int ctlVerifyBackupFile(const char *ledgerd, const char *file,
                         const char *sha256, const char *what, json_t **out)
 {
+    /* sha256 "": the caller checked the bytes itself (--chain-only). */
     char *args[6];
     char buf[8192];
     size_t len = 0;
@@ -54,7 +57,9 @@ int ctlVerifyBackupFile(const char *ledgerd, const char *file,
     args[n++] = (char *)ledgerd;
     args[n++] = "--verify-backup";
     args[n++] = (char *)file;
-    if (sha256 != NULL) {
+    if (sha256 != NULL && sha256[0] == '\0') {
+        args[n++] = "--chain-only";
+    } else if (sha256 != NULL) {
         args[n++] = "--sha256";
         args[n++] = (char *)sha256;
     }
@@ -403,7 +408,7 @@ int ctlCmdBackup(struct ctl *ctl, int argc, char **argv)
                      (unsigned long long)d.bytes, hex, addr, want_sha);
         goto out_unlink;
     }
-    if (ctlVerifyBackupFile(ledgerd, tmp, hex, "backup", &v) != 0) {
+    if (ctlVerifyBackupFile(ledgerd, tmp, "", "backup", &v) != 0) {
         rv = CTL_EXIT_FAIL;
         goto out_unlink;
     }

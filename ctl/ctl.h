@@ -108,8 +108,9 @@ int ctlCmdBackupVerify(struct ctl *ctl, int argc, char **argv);
 int ctlCmdRestore(struct ctl *ctl, int argc, char **argv);
 int ctlCmdExport(struct ctl *ctl, int argc, char **argv);
 int ctlCmdImport(struct ctl *ctl, int argc, char **argv);
-/* cmd_backup.c: run `ledgerd --verify-backup FILE [--sha256 HEX]` and
- * decode its JSON line into *out ({"ok":..., ...}, see node/restore.h).
+/* cmd_backup.c: run `ledgerd --verify-backup FILE [--sha256 HEX]` (sha256
+ * NULL: against FILE.sha256; "": --chain-only, the caller checked the
+ * bytes) and decode its JSON line into *out ({"ok":...}, node/restore.h).
  * 0 (the check ran; its verdict is out's "ok"), or CTL_EXIT_FAIL after
  * printing why it could not run (`what` names the command). */
 int ctlVerifyBackupFile(const char *ledgerd, const char *file,

@@ -26,7 +26,7 @@ static const char USAGE[] =
     "[--snapshot-trailing N]\n"
     "               [--max-queue N] [--max-queue-bytes BYTES] [--restore "
     "FILE]\n"
-    "       ledgerd --verify-backup FILE [--sha256 HEX]\n"
+    "       ledgerd --verify-backup FILE [--sha256 HEX | --chain-only]\n"
     "\n"
     "One node of a ledger cluster: a replicated, tamper-evident event log.\n"
     "  --id N               node id, a positive integer unique in the "
@@ -63,6 +63,9 @@ static const char USAGE[] =
     "  --sha256 HEX         with --verify-backup: expect this checksum "
     "instead of\n"
     "                       reading FILE.sha256\n"
+    "  --chain-only         with --verify-backup: skip the checksum (the "
+    "caller\n"
+    "                       hashed the bytes as it wrote them)\n"
     "  --help, --version\n";
 
 enum {
@@ -85,6 +88,7 @@ enum {
     OPT_RESTORE,
     OPT_VERIFY_BACKUP,
     OPT_SHA256,
+    OPT_CHAIN_ONLY,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -109,6 +113,7 @@ static const struct option OPTIONS[] = {
     {"restore", required_argument, NULL, OPT_RESTORE},
     {"verify-backup", required_argument, NULL, OPT_VERIFY_BACKUP},
     {"sha256", required_argument, NULL, OPT_SHA256},
+    {"chain-only", no_argument, NULL, OPT_CHAIN_ONLY},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -431,6 +436,9 @@ int ledger_config_parse(int argc, char **argv, struct ledger_config *cfg,
         case OPT_SHA256:
             cfg->expect_sha256 = a;
             break;
+        case OPT_CHAIN_ONLY:
+            cfg->chain_only = 1;
+            break;
         case ':':
             snprintf(err, errlen, "%s needs a value", argv[optind - 1]);
             return CONFIG_USAGE;
@@ -448,6 +456,13 @@ int ledger_config_parse(int argc, char **argv, struct ledger_config *cfg,
         snprintf(err, errlen,
                  "--sha256 takes 64 hex digits and goes with "
                  "--verify-backup FILE");
+        return CONFIG_USAGE;
+    }
+    if (cfg->chain_only &&
+        (cfg->verify_backup == NULL || cfg->expect_sha256 != NULL)) {
+        snprintf(err, errlen,
+                 "--chain-only goes with --verify-backup FILE, "
+                 "without --sha256");
         return CONFIG_USAGE;
     }
     if (cfg->verify_backup != NULL) {

@@ -36,6 +36,8 @@ struct ledger_config {
                                   offline and exit; no other flag needed. */
     const char *expect_sha256; /* --sha256 HEX (with --verify-backup): the
                                   checksum to expect instead of FILE.sha256. */
+    int chain_only;            /* --chain-only (with --verify-backup): the
+                                  caller checked the file's bytes itself. */
     /* Normalised addresses ("localhost" becomes 127.0.0.1: the Raft
      * transport does not resolve names); the pointers above point here. */
     char raft_addr_buf[REPL_ADDR_MAX];

@@ -31,7 +31,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if (cfg.verify_backup != NULL) {
-        rv = restore_verify_cli(cfg.verify_backup, cfg.expect_sha256);
+        rv = restore_verify_cli(cfg.verify_backup, cfg.expect_sha256,
+                                cfg.chain_only);
         ledger_config_free(&cfg);
         return rv;
     }
