@@ -120,8 +120,15 @@ check_contents:
     if (!k->c.ok) {
         k->first_bad = k->c.first_bad_position;
         if (k->first_bad != 0) {
+            /* "position P: why" from the chain walk: P is said once. */
+            char head[40];
+            const char *why = k->c.reason;
+            snprintf(head, sizeof head, "position %llu: ", k->first_bad);
+            if (strncmp(why, head, strlen(head)) == 0) {
+                why += strlen(head);
+            }
             snprintf(k->reason, sizeof k->reason, "first bad position %llu: %s",
-                     k->first_bad, k->c.reason);
+                     k->first_bad, why);
         } else {
             snprintf(k->reason, sizeof k->reason, "%s", k->c.reason);
         }
