@@ -37,10 +37,16 @@ void ctlPrintHelp(void)
         "stdin\n"
         "  read STREAM [--from N] [--limit N] [--follow] "
         "[--consistency strong|leader|any]\n"
+        "  streams [--after NAME] [--limit N] [--consistency C]\n"
+        "                                 every stream in name order: NAME "
+        "LAST_SEQ HEAD_HASH\n"
+        "                                 (pages of 1000, following the "
+        "server's cursor)\n"
         "  verify                         every node's chain, and agreement\n"
         "  bench [--clients 64] [--size 100] [--batch 1] [--duration 10]\n"
         "        [--streams N] [--stream PREFIX] [--read] [--spread]\n"
-        "        [--events N] [--msgpack] [--target ledger|etcd]\n"
+        "        [--events N] [--msgpack] [--new-streams] "
+        "[--target ledger|etcd]\n"
         "\n"
         "Global flags:\n"
         "  --endpoints A,B,C   node API addresses (env LEDGER_ENDPOINTS;\n"
@@ -72,6 +78,7 @@ static const struct command commands[] = {
     {"lag", NULL, ctlCmdLag},
     {"append", NULL, ctlCmdAppend},
     {"read", NULL, ctlCmdRead},
+    {"streams", NULL, ctlCmdStreams},
     {"verify", NULL, ctlCmdVerify},
     {"bench", NULL, ctlCmdBench},
 };

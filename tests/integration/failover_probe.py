@@ -239,11 +239,14 @@ def run_round(c, fault, duration=8.0, clients=4, timeout=10.0, settle=20.0,
         watch = LeaderWatch([c.addr(i) for i in fol], lid)
         if fault == "stop":
             c.signal(lid, signal.SIGSTOP)
+            t0 = time.monotonic()
         elif fault == "cut":
             c.isolate(lid)  # about 8 nft calls: t0 is when all are in
+            t0 = time.monotonic()
         else:
-            c.kill9(lid)
-        t0 = time.monotonic()
+            c.signal(lid, signal.SIGKILL)
+            t0 = time.monotonic()
+            c.kill9(lid)  # reaps it (the exit takes tens of ms)
         watch.start()
         say(f"{fault}: leader {lid} at t0; followers {fol} take the writes")
         while time.monotonic() < t0 + duration:
