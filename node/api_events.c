@@ -318,10 +318,23 @@ static json_t *eventJson(const struct ledger_event *ev, bool with_stream)
     return o;
 }
 
+int api_page_add(struct api_page *p, const struct ledger_event *ev)
+{
+    p->cost += API_PAGE_EVENT_COST + ev->data_len + strlen(ev->type) +
+               (ev->id != NULL ? strlen(ev->id) : 0);
+    return p->cost >= API_PAGE_BUDGET ? API_PAGE_FULL : 0;
+}
+
+struct eventPage {
+    json_t *arr;
+    struct api_page budget;
+};
+
 static int collectEvent(void *arg, const struct ledger_event *ev)
 {
-    json_array_append_new(arg, eventJson(ev, false));
-    return 0;
+    struct eventPage *p = arg;
+    json_array_append_new(p->arr, eventJson(ev, false));
+    return api_page_add(&p->budget, ev);
 }
 
 static bool streamHasFrom(struct api_req *a)
@@ -336,19 +349,20 @@ static bool streamHasFrom(struct api_req *a)
 
 static void readNow(struct api_req *a)
 {
-    json_t *arr = json_array();
+    struct eventPage p = {json_array(), {0}};
     uint64_t last = 0;
     uint64_t from = a->from == 0 ? 1 : a->from;
+    int rv = ledger_store_read_stream(a->n->store, a->stream, from, a->limit,
+                                      &last, collectEvent, &p);
 
-    if (ledger_store_read_stream(a->n->store, a->stream, from, a->limit, &last,
-                                 collectEvent, arr) != 0) {
-        json_decref(arr);
+    if (rv != 0 && rv != API_PAGE_FULL) {
+        json_decref(p.arr);
         api_reply_store_error(a);
         return;
     }
     api_reply_json(a, 200,
                    json_pack("{s:s, s:o, s:I}", "stream", a->stream, "events",
-                             arr, "last_seq", (json_int_t)last),
+                             p.arr, "last_seq", (json_int_t)last),
                    NULL);
 }
 

@@ -196,15 +196,41 @@ def fmt_s(x):
     return "never" if x is None else f"{x:.2f} s"
 
 
+class NodeDied(AssertionError):
+    """A node exited although nothing stopped it (a crash)."""
+
+
+def check_alive(c):
+    """Raise NodeDied when a node started by c exited on its own."""
+    for nid, n in c.nodes.items():
+        if n.proc is not None and n.proc.poll() is not None:
+            code = n.proc.returncode
+            c.kill9(nid)  # reaps it: the next round starts it again
+            raise NodeDied(f"node {nid} exited on its own with code {code} "
+                           f"(negative: killed by that signal); see "
+                           f"{n.log_path}")
+
+
 def settle_cluster(c, timeout=60):
-    """Every node running, healthy and caught up; returns the leader."""
+    """Every node running, healthy and caught up; returns the leader.
+    Raises NodeDied if a node crashed since the last round."""
+    check_alive(c)
     for nid, n in c.nodes.items():
         if not n.alive():
             c.start_node(nid)
     c.wait_healthy(timeout=timeout)
     lid = c.leader(timeout=timeout)
     for nid in c.ids():
-        c.wait_caught_up(nid)
+        def caught_up():
+            if any(n.proc is not None and n.proc.poll() is not None
+                   for n in c.nodes.values()):
+                return "a node died"  # check_alive says which
+            st, _, _ = c.get(nid, "/health?caught_up=1&timeout_ms=2000",
+                             timeout=10)
+            return st == 200
+        harness.wait_until(caught_up, timeout=120, interval=0.2,
+                           msg=f"node {nid} to catch up")
+        check_alive(c)
     return lid
 
 
@@ -280,6 +306,7 @@ def run_round(c, fault, duration=8.0, clients=4, timeout=10.0, settle=20.0,
             x.halt.set()
         for x in cl:
             x.join(timeout + 5)
+    check_alive(c)
     recs = [x.snapshot() for x in cl]
     fig = figures(recs, t0, t_end)
     fig.update({"fault": fault, "leader": lid, "followers": fol,
