@@ -26,6 +26,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import ports  # noqa: E402 - tests/integration/ports.py
 
 
 def log(msg):
@@ -249,16 +251,9 @@ class Loopback:
 
 
 def free_ports(n):
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """n ports outside the ephemeral range, free the way ledgerd binds
+    (tests/integration/ports.py: TIME_WAIT sockets cannot starve it)."""
+    return ports.free_ports(n)
 
 
 # ---------------------------------------------------------------------------

@@ -1,10 +1,14 @@
-"""Integration test harness: real ledgerd processes on 127.0.0.1.
+"""Integration test harness: real ledgerd processes on 127.0.0.1 (or in
+network namespaces).
 
 Every cluster lives in a fresh temporary directory (DIR/nN is node N's data
-dir, DIR/nodeN.log its stdout and stderr). Ports are picked by binding
-sockets to port 0. Nothing here sleeps for a fixed time to wait for
-something: conditions are polled with wait_until() under generous deadlines
-(the suite must pass on the sanitizer build, which is several times slower).
+dir, DIR/nodeN.log its stdout and stderr). Ports are picked outside the
+kernel's ephemeral range and checked the way ledgerd binds (ports.py), so
+TIME_WAIT sockets cannot starve them; with net=netns() the nodes run in
+network namespaces instead (198.18.0.0/15, chaos/cluster.py). Nothing here
+sleeps for a fixed time to wait for something: conditions are polled with
+wait_until() under generous deadlines (the suite must pass on the sanitizer
+build, which is several times slower).
 
 Environment: LEDGERD and LEDGERCTL point at the binaries (CTest sets them);
 without them the RelWithDebInfo build in ../../build is used.
@@ -25,6 +29,8 @@ import time
 import unittest
 
 import msgpack
+
+import ports
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LEDGERD = os.environ.get("LEDGERD") or os.path.join(HERE, "../../build/ledgerd")
@@ -100,21 +106,6 @@ def wait_until(fn, timeout=30, interval=0.05, msg=None):
         time.sleep(interval)
 
 
-def free_ports(n):
-    """n distinct free TCP ports on 127.0.0.1 (all held open until every
-    one is picked, so they are distinct)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((HOST, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def netns_unavailable():
     """None when network namespaces can be used (root, `ip` and `nft`),
     else the reason, for a skip message."""
@@ -134,30 +125,14 @@ def netns():
     return chaos_cluster.NetNS()
 
 
+# Port picking lives in ports.py (outside the ephemeral range, checked the
+# way ledgerd binds: TIME_WAIT sockets cannot starve it).
+free_ports = ports.free_ports
+free_port_range = ports.free_port_range
+
+
 def port_free(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind((HOST, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-def free_port_range(count, avoid=()):
-    """A base port such that base..base+count-1 are all free (and none is in
-    avoid)."""
-    for _ in range(200):
-        base = free_ports(1)[0]
-        if base + count > 65535:
-            continue
-        rng = range(base, base + count)
-        if any(p in avoid for p in rng):
-            continue
-        if all(port_free(p) for p in rng):
-            return base
-    raise RuntimeError(f"no {count} consecutive free ports found")
+    return ports.listenable(port)
 
 
 def tail(path, lines=60):
