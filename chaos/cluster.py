@@ -39,10 +39,16 @@ def binary(env, name):
     return os.environ.get(env) or os.path.join(ROOT, "build", name)
 
 
+# A sanitizer build links libasan (its name and __asan_init are in the
+# binary; the text "AddressSanitizer" is not, with a shared libasan).
+SANITIZER_BUILD_MARKERS = (b"__asan_init", b"libasan.so", b"AddressSanitizer")
+
+
 def is_sanitized(path):
     try:
         with open(path, "rb") as f:
-            return b"AddressSanitizer" in f.read()
+            data = f.read()
+        return any(m in data for m in SANITIZER_BUILD_MARKERS)
     except OSError:
         return False
 

@@ -69,10 +69,16 @@ def _kill_leftovers():
                 pass
 
 
+# A sanitizer build links libasan (its name and __asan_init are in the
+# binary; the text "AddressSanitizer" is not, with a shared libasan).
+SANITIZER_BUILD_MARKERS = (b"__asan_init", b"libasan.so", b"AddressSanitizer")
+
+
 def _is_sanitized(path):
     try:
         with open(path, "rb") as f:
-            return b"AddressSanitizer" in f.read()
+            data = f.read()
+        return any(m in data for m in SANITIZER_BUILD_MARKERS)
     except OSError:
         return False
 
