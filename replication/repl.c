@@ -607,6 +607,17 @@ bool repl__member_api(ledger_repl *r, uint64_t id, char *buf, size_t len)
     return false;
 }
 
+void ledger_repl_leader(ledger_repl *r, struct ledger_repl_leader *out)
+{
+    raft_id id = 0;
+    const char *addr = NULL;
+    raft_leader(&r->raft, &id, &addr);
+    out->id = id;
+    out->term = r->raft.current_term;
+    out->here = raft_state(&r->raft) == RAFT_LEADER && !r->store_failed &&
+                !ledger_repl_transferring(r);
+}
+
 bool ledger_repl_leader_api(ledger_repl *r, char *buf, size_t len)
 {
     raft_id id = 0;

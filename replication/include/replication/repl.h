@@ -182,7 +182,17 @@ struct ledger_repl_status {
 };
 void ledger_repl_status(ledger_repl *r, struct ledger_repl_status *out);
 
-/* API address of the current leader into buf; false if unknown. */
+/* The leader as Raft knows it now, cheaply (no store access): its id (0:
+ * none) and the current term; `here` is true when this node leads and can
+ * take writes now (its store has not failed, no transfer is pending). */
+struct ledger_repl_leader {
+    uint64_t id;
+    uint64_t term;
+    bool here;
+};
+void ledger_repl_leader(ledger_repl *r, struct ledger_repl_leader *out);
+/* API address of the current leader into buf (read from the store); false
+ * if unknown. */
 bool ledger_repl_leader_api(ledger_repl *r, char *buf, size_t len);
 
 struct ledger_repl_member_info {
