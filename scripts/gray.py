@@ -78,6 +78,8 @@ def main(argv=None):
                    help="client timeout in seconds (default 10)")
     p.add_argument("--json", metavar="FILE",
                    help="also write every round's figures as JSON")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the cluster directory (node logs) at the end")
     a = p.parse_args(argv)
     faults = [f.strip() for f in a.faults.split(",") if f.strip()]
     bad = [f for f in faults if f not in fp.FAULTS]
@@ -129,7 +131,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         rc = 1
     finally:
+        if a.keep:
+            c.failed = True  # the harness keeps the directory of a failure
         c.close()
+        if a.keep:
+            print(f"cluster directory kept: {c.dir}")
     print()
     for f in faults:
         if results[f]:
