@@ -12,7 +12,8 @@
  *                  deadline
  *   peer.c         calls to other members' APIs and the leader's address
  *   reply.c        every answer, and the error table (errors.h)
- *   api_events.c, api_cluster.c, api_members.c   the handlers
+ *   api_events.c, api_cluster.c, api_members.c, api_console.c
+ *                  the handlers
  *
  * Invariants:
  * - Every request gets exactly one response, through api_reply*(), which
@@ -218,6 +219,10 @@ void api_internal_events(struct api_req *a);
 void api_internal_hash(struct api_req *a);
 void api_internal_read_index(struct api_req *a);
 void api_internal_status(struct api_req *a);
+
+/* api_console.c */
+void api_ui(struct api_req *a);
+void api_cluster_history(struct api_req *a);
 
 /* Page budget of the event reads answered on the loop (stream reads,
  * /v1/internal/events), so that no read holds the loop much past 20 ms
