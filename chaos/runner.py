@@ -669,8 +669,8 @@ def parse(argv):
                    help="report directory (default chaos-report-SEED)")
     p.add_argument("--clients", type=int, default=6)
     p.add_argument("--client-timeout", type=float, default=None,
-                   help="seconds per HTTP request (default 5, 15 on a "
-                   "sanitizer build)")
+                   help="seconds per HTTP request before the client moves "
+                   "to the next node (default 1, 15 on a sanitizer build)")
     p.add_argument("--max-gap-s", type=float, default=gaps.LIMIT_S,
                    help="longest stretch without an acknowledged append "
                    "allowed in a single-node fault window (default 2); "
@@ -702,7 +702,12 @@ def parse(argv):
     if a.report is None:
         a.report = f"chaos-report-{a.seed}"
     if a.client_timeout is None:
-        a.client_timeout = 15.0 if cl.is_sanitized(a.ledgerd) else 5.0
+        # A client with a per-request deadline that then moves to another
+        # node (issue 11 point 4): below the 2 s a single-node fault may
+        # cost (--max-gap-s), or a frozen node holds every client that
+        # picked it for the whole pause. 15 s on a sanitizer build, whose
+        # requests are slow and whose gaps are not judged.
+        a.client_timeout = 15.0 if cl.is_sanitized(a.ledgerd) else 1.0
     if not a.check_only:
         for b in (a.ledgerd, a.ledgerctl):
             if not os.access(b, os.X_OK):
