@@ -103,6 +103,18 @@ int ctlExecLedgerd(struct ctl *ctl, const char *word, int argc, char **argv);
 /* Commands: each gets the arguments after its command words. */
 int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv);
 int ctlCmdClusterDown(struct ctl *ctl, int argc, char **argv);
+int ctlCmdBackup(struct ctl *ctl, int argc, char **argv);
+int ctlCmdBackupVerify(struct ctl *ctl, int argc, char **argv);
+int ctlCmdRestore(struct ctl *ctl, int argc, char **argv);
+int ctlCmdExport(struct ctl *ctl, int argc, char **argv);
+int ctlCmdImport(struct ctl *ctl, int argc, char **argv);
+/* cmd_backup.c: run `ledgerd --verify-backup FILE [--sha256 HEX]` (sha256
+ * NULL: against FILE.sha256; "": --chain-only, the caller checked the
+ * bytes) and decode its JSON line into *out ({"ok":...}, node/restore.h).
+ * 0 (the check ran; its verdict is out's "ok"), or CTL_EXIT_FAIL after
+ * printing why it could not run (`what` names the command). */
+int ctlVerifyBackupFile(const char *ledgerd, const char *file,
+                        const char *sha256, const char *what, json_t **out);
 int ctlCmdStatus(struct ctl *ctl, int argc, char **argv);
 int ctlCmdMemberList(struct ctl *ctl, int argc, char **argv);
 int ctlCmdMemberAdd(struct ctl *ctl, int argc, char **argv);
@@ -112,6 +124,7 @@ int ctlCmdLeaderTransfer(struct ctl *ctl, int argc, char **argv);
 int ctlCmdLag(struct ctl *ctl, int argc, char **argv);
 int ctlCmdAppend(struct ctl *ctl, int argc, char **argv);
 int ctlCmdRead(struct ctl *ctl, int argc, char **argv);
+int ctlCmdStreams(struct ctl *ctl, int argc, char **argv);
 int ctlCmdVerify(struct ctl *ctl, int argc, char **argv);
 int ctlCmdBench(struct ctl *ctl, int argc, char **argv);
 int ctlCmdRecover(struct ctl *ctl, int argc, char **argv);
