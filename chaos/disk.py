@@ -201,7 +201,8 @@ def corrupt_node(node, what, rng):
         size, new = _truncate(wal, rng, 0.05, 0.9)
         return f"cut ledger.db-wal from {size} to {new} bytes"
     if what == "raft-flip":
-        files = _raft_files(raft, {"closed", "open", "snapshot"})
+        files = [p for p in _raft_files(raft, {"closed", "open", "snapshot"})
+                 if _used_end(p) > 64]
         if not files:
             return corrupt_node(node, "store-flip", rng)
         p = rng.choice(files)
@@ -209,7 +210,10 @@ def corrupt_node(node, what, rng):
         return f"flipped {len(offs)} bit(s) of raft/{os.path.basename(p)} " \
                f"at {offs}"
     if what == "raft-truncate":
-        files = _raft_files(raft, {"closed", "open"})
+        # The newest segment holding entries (a prepared open segment holds
+        # only its format header).
+        files = [p for p in _raft_files(raft, {"closed", "open"})
+                 if _used_end(p) > 64]
         if not files:
             return corrupt_node(node, "store-truncate", rng)
         p = files[-1]
