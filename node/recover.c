@@ -485,10 +485,9 @@ static int checkInspection(const struct dirInfo *d, bool force)
         }
         offline_fail(
             1,
-            "recover: %s (node %llu, last index %llu, term %llu) is not the "
-            "dir to recover from of those inspected at %s: %s (node %lld, "
-            "last index %lld, term %lld) is; recover that one only (or "
-            "--force)",
+            "recover: %s (node %llu, last index %llu, term %llu) is not "
+            "the dir 'recover inspect' chose at %s: %s (node %lld, last "
+            "index %lld, term %lld) is; recover that one only (or --force)",
             d->dir, (unsigned long long)d->node_id,
             (unsigned long long)d->raft.last_index,
             (unsigned long long)d->raft.last_term, at ? at : "?",
