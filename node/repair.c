@@ -268,8 +268,8 @@ int repair_quarantine_store(const char *data_dir, const char *why, char *err,
                     err, errlen) != 0) {
         return -1;
     }
-    fprintf(stderr, "ledgerd: store moved aside to %s (%s): rebuilding it\n", q,
-            exitReason[0] ? exitReason : "corrupt");
+    ledger_log(LOG_WARN, NULL, "store moved aside to %s (%s): rebuilding it", q,
+               exitReason[0] ? exitReason : "corrupt");
     return 0;
 }
 
