@@ -26,6 +26,14 @@
  * - EOF or a read error while a request is pending means the peer has gone:
  *   the connection is closed at once and the request detached.
  *
+ * HTTPS (http_server_set_tls): each connection gets a TLS session
+ * (http/tls.h). Bytes read go to `raw`, are decrypted into `in` and parsed
+ * from there exactly as plain HTTP; every write (responses, error replies)
+ * is encrypted on its way out, and whatever the session has to send by
+ * itself (handshake records, alerts, close_notify) is written after each
+ * read. A session that fails (handshake, bad record) gets its alert written
+ * and the connection closed; a close_notify from the peer counts as EOF.
+ *
  * Shutdown: http_server_close() closes the listener and every connection
  * with nothing in flight. Connections with a pending request or a write in
  * flight are closed once the response is written ("Connection: close").
@@ -47,6 +55,7 @@
 
 #include "http/addr.h"
 #include "http/buf.h"
+#include "http/tls.h"
 
 #define HTTP__MAX_HEADER_BYTES (64 * 1024) /* Request line + headers cap. */
 #define HTTP__READ_CHUNK (64 * 1024)       /* Room offered to each read. */
@@ -96,7 +105,9 @@ struct http_conn {
     uv_tcp_t tcp;
     uv_shutdown_t shutdown;
     http_parser parser;
-    struct http_buf in;           /* Read, not yet parsed. */
+    http_tls_session *tls;        /* HTTPS: this connection's session. */
+    struct http_buf raw;          /* HTTPS: ciphertext just read. */
+    struct http_buf in;           /* Read (decrypted), not yet parsed. */
     size_t header_bytes;          /* Header bytes of the current request. */
     struct http_request *cur;     /* Being parsed, not yet dispatched. */
     struct http_request *pending; /* Dispatched, awaiting its response. */
@@ -126,6 +137,8 @@ struct http_server {
     uint64_t idle_ms;
     http_handler_cb handler;
     void *arg;
+    http_tls *tls; /* NULL: plain HTTP. Borrowed. */
+    int peer_auth; /* enum http_tls_peer_auth. */
     struct http_conn *conns;
     size_t n_conns;
     size_t max_conns;
@@ -554,7 +567,45 @@ static void connWriteCb(uv_write_t *wreq, int status)
     connProcess(c);
 }
 
-/* Queue `len` bytes taken from a malloc'ed http_write. On failure the
+static void connWrite(struct http_conn *c, struct http_write *w);
+
+/* HTTPS: write out the ciphertext the session has waiting. On failure the
+ * connection is closed. */
+static void connFlushTls(struct http_conn *c)
+{
+    size_t n = http_tls_session_pending(c->tls);
+    struct http_write *w;
+
+    if (n == 0 || c->closing) {
+        return;
+    }
+    w = malloc(sizeof *w + n);
+    if (w == NULL) {
+        connClose(c);
+        return;
+    }
+    w->len = http_tls_session_take(c->tls, w->data, n);
+    connWrite(c, w);
+}
+
+/* Queue `len` bytes taken from a malloc'ed http_write (plaintext: on HTTPS
+ * they are encrypted first). On failure the connection is closed. */
+static void connSend(struct http_conn *c, struct http_write *w)
+{
+    if (c->tls == NULL) {
+        connWrite(c, w);
+        return;
+    }
+    if (http_tls_session_send(c->tls, w->data, w->len) != HTTP_TLS_OK) {
+        free(w);
+        connClose(c);
+        return;
+    }
+    free(w);
+    connFlushTls(c);
+}
+
+/* Queue the bytes of a malloc'ed http_write as they are. On failure the
  * connection is closed. */
 static void connWrite(struct http_conn *c, struct http_write *w)
 {
@@ -581,7 +632,7 @@ static void connWriteRaw(struct http_conn *c, const char *data, size_t len)
     }
     memcpy(w->data, data, len);
     w->len = len;
-    connWrite(c, w);
+    connSend(c, w);
 }
 
 static void connWriteResponse(struct http_conn *c, int status,
@@ -626,7 +677,7 @@ static void connWriteResponse(struct http_conn *c, int status,
     if (!keep_alive) {
         c->close_after_write = 1;
     }
-    connWrite(c, w);
+    connSend(c, w);
 }
 
 void http_response_send(http_request *req, int status, const char *content_type,
@@ -916,13 +967,64 @@ static void connReadAllocCb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct http_conn *c = h->data;
 
+    struct http_buf *b = c->tls != NULL ? &c->raw : &c->in;
+
     (void)suggested;
-    if (http_buf_reserve(&c->in, HTTP__READ_CHUNK) != 0) {
+    if (http_buf_reserve(b, HTTP__READ_CHUNK) != 0) {
         *buf = uv_buf_init(NULL, 0); /* Read cb gets UV_ENOBUFS. */
         return;
     }
-    *buf =
-        uv_buf_init(c->in.p + c->in.len, (unsigned)(c->in.cap - c->in.len - 1));
+    *buf = uv_buf_init(b->p + b->len, (unsigned)(b->cap - b->len - 1));
+}
+
+/* EOF or a read error (or the peer's close_notify). */
+static void connReadEnd(struct http_conn *c)
+{
+    c->read_eof = 1;
+    c->reading = 0;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (c->n_writes > 0 && c->pending == NULL && !c->lingering) {
+        c->close_after_write = 1; /* Let the answer go out first. */
+        return;
+    }
+    connClose(c);
+}
+
+/* HTTPS: decrypt what was read into c->in; 0, or -1 when the connection
+ * is done with (closed, or closing once its alert is written). */
+static int connDecrypt(struct http_conn *c, size_t nread)
+{
+    int rv;
+
+    c->raw.len += nread;
+    if (c->lingering || c->failed) {
+        c->raw.len = 0;
+        return 0;
+    }
+    rv = http_tls_session_recv(c->tls, c->raw.p, c->raw.len, &c->in);
+    c->raw.len = 0;
+    connFlushTls(c);
+    if (c->closing) {
+        return -1;
+    }
+    if (rv == HTTP_TLS_CLOSED) {
+        connReadEnd(c);
+        return -1;
+    }
+    if (rv != HTTP_TLS_OK) {
+        /* The alert goes out, then the connection closes. */
+        c->failed = 1;
+        c->read_eof = 1;
+        if (c->n_writes > 0) {
+            c->close_after_write = 1;
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->reading = 0;
+        } else {
+            connClose(c);
+        }
+        return -1;
+    }
+    return 0;
 }
 
 static void connReadCb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -935,23 +1037,22 @@ static void connReadCb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread < 0) {
         /* EOF or error. libuv has stopped reading on EOF. */
-        c->read_eof = 1;
-        c->reading = 0;
-        uv_read_stop(s);
-        if (c->n_writes > 0 && c->pending == NULL && !c->lingering) {
-            c->close_after_write = 1; /* Let the answer go out first. */
-            return;
-        }
-        connClose(c);
+        connReadEnd(c);
         return;
     }
     c->last_active = uv_now(c->srv->loop);
+    if (c->tls != NULL) {
+        if (connDecrypt(c, (size_t)nread) != 0) {
+            return;
+        }
+    } else {
+        c->in.len += (size_t)nread;
+        c->in.p[c->in.len] = '\0';
+    }
     if (c->lingering || c->failed) {
         c->in.len = 0; /* Discard. */
         return;
     }
-    c->in.len += (size_t)nread;
-    c->in.p[c->in.len] = '\0';
     connProcess(c);
 }
 
@@ -987,6 +1088,13 @@ static void connStartLinger(struct http_conn *c)
     c->lingering = 1;
     c->linger_start = uv_now(c->srv->loop);
     c->in.len = 0;
+    if (c->tls != NULL) {
+        http_tls_session_shutdown(c->tls); /* close_notify, then FIN */
+        connFlushTls(c);
+        if (c->closing) {
+            return;
+        }
+    }
     c->shutdown.data = c;
     if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, connShutdownCb) !=
         0) {
@@ -1010,6 +1118,8 @@ static void connCloseCb(uv_handle_t *h)
         c->next->prev = c->prev;
     }
     http_buf_free(&c->in);
+    http_buf_free(&c->raw);
+    http_tls_session_free(c->tls);
     free(c);
     srv->n_conns--;
     srvMaybeFinishClose(srv);
@@ -1082,6 +1192,13 @@ static void srvConnectionCb(uv_stream_t *listener, int status)
         srv->n_conns > srv->max_conns) {
         connClose(c); /* over the bound: accepted and closed at once */
         return;
+    }
+    if (srv->tls != NULL) {
+        c->tls = http_tls_session_accept(srv->tls, srv->peer_auth);
+        if (c->tls == NULL) {
+            connClose(c);
+            return;
+        }
     }
     uv_tcp_nodelay(&c->tcp, 1);
     formatPeer(&c->tcp, c->peer, sizeof c->peer);
@@ -1238,6 +1355,12 @@ void http_server_close(http_server *srv, http_server_close_cb cb, void *arg)
             connClose(c); /* Idle, half-read or lingering. */
         }
     }
+}
+
+void http_server_set_tls(http_server *srv, http_tls *tls, int peer_auth)
+{
+    srv->tls = tls;
+    srv->peer_auth = peer_auth;
 }
 
 void http_server_set_limits(http_server *srv, size_t max_conns,

@@ -122,6 +122,13 @@ void metrics_loop_stall(uint64_t ms)
     }
 }
 
+static uint64_t peerRejected;
+
+void metrics_peer_rejected(void)
+{
+    peerRejected++;
+}
+
 void metrics_rejected(const char *reason)
 {
     size_t i;
@@ -287,6 +294,12 @@ char *metrics_render(const struct ledger_repl_status *st, uint64_t position,
           "since start.\n# TYPE ledger_loop_stall_max_seconds gauge\n"
           "ledger_loop_stall_max_seconds %.3f\n",
           stallMaxMs / 1000.0);
+    bputf(&b,
+          "# HELP ledger_peer_rejected_total Connections refused on the "
+          "Raft port (TLS or identity checks).\n# TYPE "
+          "ledger_peer_rejected_total counter\nledger_peer_rejected_total "
+          "%llu\n",
+          (unsigned long long)peerRejected);
     if (b.oom) {
         free(b.p);
         return NULL;

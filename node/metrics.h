@@ -16,6 +16,7 @@ void metrics_forwarded(void);
 void metrics_forward_lost(const char *reason);
 void metrics_rejected(const char *reason); /* literal */
 void metrics_loop_stall(uint64_t ms);      /* node/loopwatch.c */
+void metrics_peer_rejected(void);          /* node/raft_tls.c */
 
 /* Render everything; returns malloc'ed text (caller frees) or NULL. */
 char *metrics_render(const struct ledger_repl_status *st, uint64_t position,

@@ -822,7 +822,11 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
         snprintf(err, errlen, "raft transport: %s", raft_strerror(rv));
         goto err_after_alloc;
     }
-    rv = raft_uv_init(&r->io, loop, r->raft_dir, &r->transport.base);
+    /* The caller's transport (mutual TLS: node/raft_tls.c) if it gave one;
+     * the TCP_NODELAY one, initialised either way, is then left unused. */
+    rv = raft_uv_init(&r->io, loop, r->raft_dir,
+                      cfg->transport != NULL ? cfg->transport
+                                             : &r->transport.base);
     if (rv != 0) {
         snprintf(err, errlen, "raft storage in %s: %s", r->raft_dir,
                  r->io.errmsg[0] ? r->io.errmsg : raft_strerror(rv));
