@@ -262,6 +262,11 @@ int client__exchange(void *easy, const struct client_tls *tls, int one_shot,
              "bad address '%s': expected HOST:PORT, e.g. 127.0.0.1:8001", addr);
         return LEDGER_CLIENT_EINVAL;
     }
+    if (!https && tls != NULL &&
+        (tls->ca != NULL || tls->cert != NULL || tls->key != NULL) &&
+        strncmp(addr, "http://", 7) != 0) {
+        https = 1; /* TLS files given: HOST:PORT means https. */
+    }
     if (path[0] != '/' ||
         (size_t)snprintf(url, sizeof url, "%s://%s%s", https ? "https" : "http",
                          hostport, path) >= sizeof url) {

@@ -15,6 +15,12 @@ void ctlPrintHelp(void)
         "             [--api-port 8001] [--wait-s 30]\n"
         "                                 start local nodes, wait for a "
         "leader\n"
+        "             [--tls]            --tls: a cluster CA, node and client "
+        "certificates\n"
+        "                                 in DIR/tls/ and a token in "
+        "DIR/token; mutual\n"
+        "                                 TLS between nodes, HTTPS for "
+        "clients\n"
         "  cluster down [--dir ./ledger-data]\n"
         "                                 stop the nodes started by "
         "cluster up\n"
@@ -38,6 +44,14 @@ void ctlPrintHelp(void)
         "  read STREAM [--from N] [--limit N] [--follow] "
         "[--consistency strong|leader|any]\n"
         "  verify                         every node's chain, and agreement\n"
+        "  tls cert (--node ID --ip IP[,IP...] | --client NAME) "
+        "[--dir DIR]\n"
+        "                                 sign a node or client certificate "
+        "with the\n"
+        "                                 CA in DIR (default "
+        "./ledger-data/tls; "
+        "made if\n"
+        "                                 missing)\n"
         "  bench [--clients 64] [--size 100] [--batch 1] [--duration 10]\n"
         "        [--streams N] [--stream PREFIX] [--read] [--spread]\n"
         "        [--events N] [--msgpack] [--target ledger|etcd]\n"
@@ -48,6 +62,14 @@ void ctlPrintHelp(void)
         "  --token-file FILE   bearer token for the API (env LEDGER_TOKEN)\n"
         "  --json              machine-readable JSON output\n"
         "  --timeout-ms MS     per-request timeout (default 5000)\n"
+        "  --tls-ca FILE       CA that signs the nodes' certificates: https "
+        "to the\n"
+        "                      nodes, HOST:PORT endpoints mean "
+        "https://HOST:PORT\n"
+        "                      (env LEDGER_TLS_CA)\n"
+        "  --tls-cert FILE     client certificate for nodes that ask for one\n"
+        "  --tls-key FILE      its key (env LEDGER_TLS_CERT, "
+        "LEDGER_TLS_KEY)\n"
         "  --help, --version\n"
         "\n"
         "Exit status: 0 success, 1 the operation failed, 2 bad usage.\n",
@@ -74,6 +96,7 @@ static const struct command commands[] = {
     {"read", NULL, ctlCmdRead},
     {"verify", NULL, ctlCmdVerify},
     {"bench", NULL, ctlCmdBench},
+    {"tls", "cert", ctlCmdTlsCert},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -96,6 +119,12 @@ int main(int argc, char **argv)
     if (env != NULL && env[0] != '\0') {
         ctl.token = strdup(env);
     }
+    env = getenv("LEDGER_TLS_CA");
+    ctl.tls_ca = env != NULL && env[0] != '\0' ? env : NULL;
+    env = getenv("LEDGER_TLS_CERT");
+    ctl.tls_cert = env != NULL && env[0] != '\0' ? env : NULL;
+    env = getenv("LEDGER_TLS_KEY");
+    ctl.tls_key = env != NULL && env[0] != '\0' ? env : NULL;
 
     /* Global flags before the command word. */
     while (i < argc && argv[i][0] == '-') {
@@ -114,7 +143,8 @@ int main(int argc, char **argv)
         /* One global flag with its value, if it takes one. */
         if (strchr(a, '=') == NULL && i + 1 < argc &&
             (strcmp(a, "--endpoints") == 0 || strcmp(a, "--token-file") == 0 ||
-             strcmp(a, "--timeout-ms") == 0)) {
+             strcmp(a, "--timeout-ms") == 0 || strcmp(a, "--tls-ca") == 0 ||
+             strcmp(a, "--tls-cert") == 0 || strcmp(a, "--tls-key") == 0)) {
             i++;
         }
         i++;
@@ -164,5 +194,8 @@ out:
     ledger_client_destroy(ctl.client);
     free(ctl.token);
     free(ctl.token_file);
+    for (int k = 0; k < 3; k++) {
+        free(ctl.tls_own[k]);
+    }
     return rv;
 }

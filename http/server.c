@@ -106,6 +106,7 @@ struct http_conn {
     uv_shutdown_t shutdown;
     http_parser parser;
     http_tls_session *tls;        /* HTTPS: this connection's session. */
+    int tls_started;              /* HTTPS: some bytes arrived. */
     struct http_buf raw;          /* HTTPS: ciphertext just read. */
     struct http_buf in;           /* Read (decrypted), not yet parsed. */
     size_t header_bytes;          /* Header bytes of the current request. */
@@ -1000,6 +1001,28 @@ static int connDecrypt(struct http_conn *c, size_t nread)
     if (c->lingering || c->failed) {
         c->raw.len = 0;
         return 0;
+    }
+    if (!c->tls_started) {
+        c->tls_started = 1;
+        if (c->raw.p[0] >= 'A' && c->raw.p[0] <= 'Z') {
+            /* Plain HTTP on the HTTPS port: say so, in plain HTTP. */
+            static const char body[] =
+                "{\"error\":{\"code\":\"https_required\",\"message\":"
+                "\"this port speaks HTTPS: use https://HOST:PORT\"}}";
+            char resp[512];
+            int n = snprintf(resp, sizeof resp,
+                             "HTTP/1.1 400 Bad Request\r\nContent-Type: "
+                             "application/json\r\nContent-Length: %zu\r\n"
+                             "Connection: close\r\n\r\n%s",
+                             sizeof body - 1, body);
+            c->raw.len = 0;
+            c->failed = 1;
+            c->close_after_write = 1;
+            http_tls_session_free(c->tls);
+            c->tls = NULL; /* this one write goes out as it is */
+            connWriteRaw(c, resp, (size_t)n);
+            return -1;
+        }
     }
     rv = http_tls_session_recv(c->tls, c->raw.p, c->raw.len, &c->in);
     c->raw.len = 0;

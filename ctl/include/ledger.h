@@ -76,7 +76,10 @@ void ledger_client_set_timeout(ledger_client *c, unsigned timeout_ms);
 
 /* TLS files for https endpoints: the CA bundle that signs the nodes'
  * certificates, and a client certificate and key (each may be NULL).
- * Copied. 0 or LEDGER_CLIENT_ENOMEM. */
+ * Copied. Once any is set, an endpoint written HOST:PORT (no scheme) is
+ * https://HOST:PORT; "http://HOST:PORT" stays plain. The node's
+ * certificate must name HOST (an IP address: in its subjectAltName).
+ * 0 or LEDGER_CLIENT_ENOMEM. */
 int ledger_client_set_tls(ledger_client *c, const char *ca_file,
                           const char *cert_file, const char *key_file);
 
