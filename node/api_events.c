@@ -307,6 +307,12 @@ void api_append(struct api_req *a)
         goto out_arrays;
     }
     a->n_events = n;
+    /* Every event has an id: the store deduplicates a second delivery. */
+    a->w.safety_known = true;
+    a->w.retry_safe = true;
+    for (i = 0; i < n; i++) {
+        a->w.retry_safe = a->w.retry_safe && in[i].id != NULL;
+    }
     rv = ledger_repl_submit(a->n->repl, &op, appendCb, a);
     if (rv == LEDGER_REPL_EFULL) {
         metrics_rejected("queue_full");
