@@ -107,23 +107,27 @@ static SSL_CTX *ctxBuild(const struct http_tls *t, bool server, char *err,
     SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_default_passwd_cb(ctx, noPassword);
-    if (SSL_CTX_use_certificate_chain_file(ctx, t->cert_file) != 1) {
+    if (t->cert_file != NULL &&
+        SSL_CTX_use_certificate_chain_file(ctx, t->cert_file) != 1) {
         sslReason(why, sizeof why);
         snprintf(err, errlen, "certificate %s: %s", t->cert_file, why);
         goto err_after_ctx;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, t->key_file, SSL_FILETYPE_PEM) != 1) {
+    if (t->key_file != NULL &&
+        SSL_CTX_use_PrivateKey_file(ctx, t->key_file, SSL_FILETYPE_PEM) != 1) {
         sslReason(why, sizeof why);
         snprintf(err, errlen, "private key %s: %s", t->key_file, why);
         goto err_after_ctx;
     }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
+    if (t->cert_file != NULL && SSL_CTX_check_private_key(ctx) != 1) {
         sslReason(why, sizeof why);
         snprintf(err, errlen, "private key %s does not match certificate %s",
                  t->key_file, t->cert_file);
         goto err_after_ctx;
     }
-    if (SSL_CTX_load_verify_locations(ctx, t->ca_file, NULL) != 1) {
+    if (t->ca_file == NULL) {
+        SSL_CTX_set_default_verify_paths(ctx); /* the system's CAs */
+    } else if (SSL_CTX_load_verify_locations(ctx, t->ca_file, NULL) != 1) {
         sslReason(why, sizeof why);
         snprintf(err, errlen, "CA file %s: %s", t->ca_file, why);
         goto err_after_ctx;
@@ -131,7 +135,8 @@ static SSL_CTX *ctxBuild(const struct http_tls *t, bool server, char *err,
     if (server) {
         /* The verify mode is set per session (http_tls_session_accept);
          * the CA names go with a certificate request. */
-        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(t->ca_file);
+        STACK_OF(X509_NAME) *names =
+            t->ca_file != NULL ? SSL_load_client_CA_file(t->ca_file) : NULL;
         if (names != NULL) {
             SSL_CTX_set_client_CA_list(ctx, names);
         }
@@ -172,9 +177,8 @@ int http_tls_create(const struct http_tls_config *cfg, http_tls **out,
     struct http_tls *t;
 
     *out = NULL;
-    if (cfg->cert_file == NULL || cfg->key_file == NULL ||
-        cfg->ca_file == NULL) {
-        snprintf(err, errlen, "TLS needs a certificate, a key and a CA file");
+    if ((cfg->cert_file == NULL) != (cfg->key_file == NULL)) {
+        snprintf(err, errlen, "a certificate and its key go together");
         return -1;
     }
     t = calloc(1, sizeof *t);
@@ -182,10 +186,12 @@ int http_tls_create(const struct http_tls_config *cfg, http_tls **out,
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    t->cert_file = strdup(cfg->cert_file);
-    t->key_file = strdup(cfg->key_file);
-    t->ca_file = strdup(cfg->ca_file);
-    if (t->cert_file == NULL || t->key_file == NULL || t->ca_file == NULL) {
+    t->cert_file = cfg->cert_file != NULL ? strdup(cfg->cert_file) : NULL;
+    t->key_file = cfg->key_file != NULL ? strdup(cfg->key_file) : NULL;
+    t->ca_file = cfg->ca_file != NULL ? strdup(cfg->ca_file) : NULL;
+    if ((cfg->cert_file != NULL && t->cert_file == NULL) ||
+        (cfg->key_file != NULL && t->key_file == NULL) ||
+        (cfg->ca_file != NULL && t->ca_file == NULL)) {
         snprintf(err, errlen, "out of memory");
         http_tls_free(t);
         return -1;

@@ -39,13 +39,16 @@ enum http_tls_peer_auth {
 };
 
 struct http_tls_config {
-    const char *cert_file; /* PEM: our certificate (and chain). */
-    const char *key_file;  /* PEM: its private key. */
-    const char *ca_file;   /* PEM: the CA(s) that sign peers' certificates. */
+    const char *cert_file; /* PEM: our certificate (and chain); NULL: none
+                              (a client that is not asked for one). */
+    const char *key_file;  /* PEM: its private key (with cert_file). */
+    const char *ca_file;   /* PEM: the CA(s) that sign peers' certificates;
+                              NULL: the system's CAs. */
 };
 
-/* Build the contexts; the paths are copied. On failure returns -1 and
- * writes a one-line reason naming the file into err. */
+/* Build the contexts; the paths are copied. A server (accepting) needs a
+ * certificate and a CA file. On failure returns -1 and writes a one-line
+ * reason naming the file into err. */
 int http_tls_create(const struct http_tls_config *cfg, http_tls **out,
                     char *err, size_t errlen);
 
