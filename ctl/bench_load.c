@@ -45,9 +45,9 @@ struct bench_client {
     uv_write_t write;
     uv_timer_t retry;
     http_parser parser;
-    http_tls_session *ssl;  /* HTTPS: this connection's session. */
-    struct http_buf plain;  /* HTTPS: decrypted, not yet parsed. */
-    char host[64];          /* The server's IP (its certificate names it). */
+    http_tls_session *ssl; /* HTTPS: this connection's session. */
+    struct http_buf plain; /* HTTPS: decrypted, not yet parsed. */
+    char host[64];         /* The server's IP (its certificate names it). */
     struct http_buf body;
     int complete;
     int keep_alive;
@@ -413,8 +413,7 @@ static void connectCb(uv_connect_t *req, int status)
     uv_tcp_nodelay(&c->tcp, 1);
     if (c->b->tls != NULL) {
         c->ssl = http_tls_session_connect(c->b->tls, c->host);
-        if (c->ssl == NULL ||
-            http_tls_session_start(c->ssl) != HTTP_TLS_OK ||
+        if (c->ssl == NULL || http_tls_session_start(c->ssl) != HTTP_TLS_OK ||
             tlsFlush(c) != 0) {
             if (c->state == C_CONNECTING) {
                 clientFail(c, "TLS: cannot start a session");

@@ -476,8 +476,7 @@ int ctlCmdBench(struct ctl *ctl, int argc, char **argv)
     w.max_events = max_events;
     if (ctl->tls_ca != NULL || ctl->tls_cert != NULL ||
         strncmp(eps[0], "https://", 8) == 0) {
-        struct http_tls_config tc = {ctl->tls_cert, ctl->tls_key,
-                                     ctl->tls_ca};
+        struct http_tls_config tc = {ctl->tls_cert, ctl->tls_key, ctl->tls_ca};
         char err[512];
         if (ctlCheckTls(ctl) != 0) {
             rv = CTL_EXIT_USAGE;
