@@ -145,10 +145,10 @@ static void onSignal(uv_signal_t *s, int signum)
     beginShutdown(n);
 }
 
-/* SIGHUP: reload what can change without a restart. ONE handler for the
- * node (shared with the token reload, issue 14): each reload keeps what is
- * in use when its files do not load. */
-static void onSighup(uv_signal_t *s, int signum)
+/* SIGHUP: reload what can change without a restart. Each reload logs its
+ * outcome and keeps the old state when the new one is refused; one
+ * failing does not stop the others. */
+static void onHangup(uv_signal_t *s, int signum)
 {
     struct ledger_node *n = s->data;
 
@@ -157,8 +157,8 @@ static void onSighup(uv_signal_t *s, int signum)
         return;
     }
     ledger_log(LOG_INFO, NULL, "SIGHUP: reloading");
-    node_tls_reload(n);
-    /* The token file's reload goes here too. */
+    /* --token-file: its reload goes here (authz, auth.c). */
+    node_tls_reload(n); /* --tls-* certificates (node_tls.c) */
 }
 
 /* Leader: hand over first (bounded), then drain and close. */
@@ -169,7 +169,8 @@ static void beginShutdown(struct ledger_node *n)
     n->shutting_down = true;
     uv_signal_stop(&n->sigterm);
     uv_signal_stop(&n->sigint);
-    uv_signal_stop(&n->sighup);
+    /* SIGHUP stays caught (and ignored) while shutting down: stopping its
+     * handler would restore the default action, which kills. */
     ledger_repl_status(n->repl, &st);
     if (st.is_leader &&
         ledger_repl_transfer(n->repl, 0, transferDone, n) == 0) {
@@ -504,7 +505,7 @@ int node_run(struct ledger_config *cfg)
     uv_signal_start(&n.sigint, onSignal, SIGINT);
     uv_signal_init(&loop, &n.sighup);
     n.sighup.data = &n;
-    uv_signal_start(&n.sighup, onSighup, SIGHUP);
+    uv_signal_start(&n.sighup, onHangup, SIGHUP);
     uv_timer_init(&loop, &n.join_timer);
     n.join_timer.data = &n;
     if (cfg->join != NULL) {
@@ -542,6 +543,7 @@ int node_run(struct ledger_config *cfg)
 
 run:
     uv_run(&loop, UV_RUN_DEFAULT);
+    signal(SIGHUP, SIG_IGN); /* Its handler is closed: do not die of it. */
     rv = uv_loop_close(&loop);
     if (rv != 0) {
         ledger_log(LOG_WARN, NULL, "loop closed with handles open: %s",

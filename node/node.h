@@ -36,7 +36,7 @@ struct ledger_node {
     http_server *http;
     uv_signal_t sigterm;
     uv_signal_t sigint;
-    uv_signal_t sighup;        /* Reloads certificates and tokens. */
+    uv_signal_t sighup;        /* Reloads tokens (and certificates). */
     http_tls *tls;             /* --tls-*: the node's certificates (raft
                                   transport, HTTPS), NULL without. */
     struct raft_tls *raft_tls; /* Raft's mTLS transport; freed once Raft
