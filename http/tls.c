@@ -126,7 +126,13 @@ static SSL_CTX *ctxBuild(const struct http_tls *t, bool server, char *err,
     if (t->key_file != NULL &&
         SSL_CTX_use_PrivateKey_file(ctx, t->key_file, SSL_FILETYPE_PEM) != 1) {
         sslReason(why, sizeof why);
-        snprintf(err, errlen, "private key %s: %s", t->key_file, why);
+        if (strstr(why, "mismatch") != NULL) {
+            snprintf(err, errlen,
+                     "private key %s does not match certificate %s",
+                     t->key_file, t->cert_file);
+        } else {
+            snprintf(err, errlen, "private key %s: %s", t->key_file, why);
+        }
         goto err_after_ctx;
     }
     if (t->cert_file != NULL && SSL_CTX_check_private_key(ctx) != 1) {

@@ -343,9 +343,9 @@ class TlsClusterTest(HarnessTestCase):
 class ClientAuthTest(HarnessTestCase):
     """--tls-client-auth none|optional|require on one-node clusters."""
 
-    def start(self, mode):
+    def start(self, mode, n=1):
         extra = [] if mode is None else ["--tls-client-auth", mode]
-        c = self.track(Cluster(1, tls=True, extra_args=extra,
+        c = self.track(Cluster(n, tls=True, extra_args=extra,
                                name=f"tls-{mode}"))
         c.start()
         other = tempfile.mkdtemp(prefix="tls-other-")
@@ -383,8 +383,10 @@ class ClientAuthTest(HarnessTestCase):
         self.assertIsInstance(bad, Exception)
 
     def test_require(self):
-        """require: no certificate, no answer; the CA's: served."""
-        c, other = self.start("require")
+        """require: no certificate, no answer; the CA's: served. Nodes
+        present their own certificate to each other: a write through a
+        follower is forwarded to the leader."""
+        c, other = self.start("require", n=2)
         self.assertIsInstance(self.call(c), Exception)
         self.assertEqual(self.call(c, "ours"), 200)
         bad = self.call(c, (os.path.join(other, "client.pem"),
@@ -397,6 +399,9 @@ class ClientAuthTest(HarnessTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         r = ledgerctl("--endpoints", c.addr(1), "--tls-ca", ca, "read", "s")
         self.assertEqual(r.returncode, 1, r.stdout)
+        follower = c.followers()[0]
+        st, _, b = c.append(follower, "fwd", [{"type": "t", "data": {}}])
+        self.assertEqual(st, 201, b)
 
 
 class CtlHttpsTest(HarnessTestCase):
