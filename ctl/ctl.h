@@ -110,6 +110,7 @@ int ctlCmdLeaderTransfer(struct ctl *ctl, int argc, char **argv);
 int ctlCmdLag(struct ctl *ctl, int argc, char **argv);
 int ctlCmdAppend(struct ctl *ctl, int argc, char **argv);
 int ctlCmdRead(struct ctl *ctl, int argc, char **argv);
+int ctlCmdStreams(struct ctl *ctl, int argc, char **argv);
 int ctlCmdVerify(struct ctl *ctl, int argc, char **argv);
 int ctlCmdBench(struct ctl *ctl, int argc, char **argv);
 int ctlCmdTlsCert(struct ctl *ctl, int argc, char **argv);

@@ -23,6 +23,7 @@ static const struct command commands[] = {
     {"lag", NULL, ctlCmdLag},
     {"append", NULL, ctlCmdAppend},
     {"read", NULL, ctlCmdRead},
+    {"streams", NULL, ctlCmdStreams},
     {"verify", NULL, ctlCmdVerify},
     {"bench", NULL, ctlCmdBench},
     {"tls", "cert", ctlCmdTlsCert},

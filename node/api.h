@@ -224,4 +224,26 @@ void api_internal_status(struct api_req *a);
 void api_ui(struct api_req *a);
 void api_cluster_history(struct api_req *a);
 
+/* Page budget of the event reads answered on the loop (stream reads,
+ * /v1/internal/events), so that no read holds the loop much past 20 ms
+ * whatever its limit (issue 11: 10,000 events of 1 KiB held it 0.4 s). A
+ * page ends after the event that brings its cost to API_PAGE_BUDGET: each
+ * event costs its data, id and type bytes plus API_PAGE_EVENT_COST for the
+ * rest (hashes, numbers, building the object: measured about 9 us per
+ * event against 31 ns per data byte). A page always holds at least one
+ * event; readers continue from the last seq or position + 1, as at any
+ * page end. A page callback returns API_PAGE_FULL to end the page; it is
+ * not an error. */
+#define API_PAGE_BUDGET (512u * 1024u)
+#define API_PAGE_EVENT_COST 256u
+#define API_PAGE_FULL (-100)
+
+struct api_page {
+    size_t cost;
+};
+
+/* Count ev against the page; API_PAGE_FULL once the budget is spent, else
+ * 0. Call after adding ev to the page. */
+int api_page_add(struct api_page *p, const struct ledger_event *ev);
+
 #endif /* LEDGER_API_H */

@@ -67,6 +67,8 @@ static const char *const stmt_sql[STMT__N] = {
                         " (name, last_seq, head_hash) VALUES (?, ?, ?)",
     [STMT_STREAM_LIST] = "SELECT name, last_seq, head_hash FROM streams"
                          " ORDER BY name",
+    [STMT_STREAM_PAGE] = "SELECT name, last_seq, head_hash FROM streams"
+                         " WHERE name > ? ORDER BY name LIMIT ?",
     [STMT_EVENT_BY_ID] = "SELECT seq, position, hash FROM events"
                          " WHERE stream = ? AND id = ?",
     [STMT_EVENT_INSERT] = "INSERT INTO events (" STORE__EVENT_COLUMNS ")"

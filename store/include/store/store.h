@@ -246,6 +246,13 @@ int ledger_store_stream_head(ledger_store *s, const char *stream,
 typedef int (*ledger_stream_cb)(void *arg, const char *name, uint64_t last_seq,
                                 const uint8_t head_hash[LEDGER_HASH_LEN]);
 int ledger_store_list_streams(ledger_store *s, ledger_stream_cb cb, void *arg);
+/* One page of that order: the streams whose names sort after `after`
+ * (NULL or "": from the first), at most `limit` of them (0: none), by the
+ * primary key, so a page costs O(limit log n) however many streams there
+ * are. Names compare bytewise (SQLite's BINARY collation). */
+int ledger_store_list_streams_page(ledger_store *s, const char *after,
+                                   uint64_t limit, ledger_stream_cb cb,
+                                   void *arg);
 
 /* Checkpoint value (JSON text, malloc'ed into *value, caller frees).
  * LEDGER_STORE_ENOTFOUND when absent. */
