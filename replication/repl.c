@@ -801,10 +801,16 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
     r->raft_addr = dupStr(cfg->raft_addr);
     r->api_addr = dupStr(cfg->api_addr);
     r->token = dupStr(cfg->token);
+    r->tls_ca = dupStr(cfg->tls_ca);
+    r->tls_cert = dupStr(cfg->tls_cert);
+    r->tls_key = dupStr(cfg->tls_key);
     r->cfg.raft_dir = r->raft_dir;
     r->cfg.raft_addr = r->raft_addr;
     r->cfg.api_addr = r->api_addr;
     r->cfg.token = r->token;
+    r->cfg.tls_ca = r->tls_ca;
+    r->cfg.tls_cert = r->tls_cert;
+    r->cfg.tls_key = r->tls_key;
     if (cfg->n_bootstrap > 0) {
         r->bootstrap = calloc(cfg->n_bootstrap, sizeof *r->bootstrap);
         if (r->bootstrap == NULL) {
@@ -919,6 +925,9 @@ err_after_alloc:
     free(r->raft_addr);
     free(r->api_addr);
     free(r->token);
+    free(r->tls_ca);
+    free(r->tls_cert);
+    free(r->tls_key);
     free(r);
     return LEDGER_REPL_EUNKNOWN;
 }
@@ -937,6 +946,9 @@ static void maybeFireClose(ledger_repl *r)
     free(r->raft_addr);
     free(r->api_addr);
     free(r->token);
+    free(r->tls_ca);
+    free(r->tls_cert);
+    free(r->tls_key);
     free(r);
     if (cb != NULL) {
         cb(arg);

@@ -49,6 +49,17 @@ int ledger_http_request(const char *addr, const char *method, const char *path,
                         unsigned timeout_ms, struct ledger_http_response *out,
                         char *err, size_t errlen);
 
+/* The same with TLS files (each may be NULL): the CA that signs the
+ * server's certificate, and a client certificate and key. With any of
+ * them, an `addr` without a scheme is https://addr. */
+int ledger_http_request_tls(const char *addr, const char *method,
+                            const char *path, const char *headers,
+                            const char *body, size_t body_len,
+                            unsigned timeout_ms, const char *ca_file,
+                            const char *cert_file, const char *key_file,
+                            struct ledger_http_response *out, char *err,
+                            size_t errlen);
+
 /* Short name of a LEDGER_CLIENT_* code ("connect", "io", ...). */
 const char *ledger_client_strerror(int code);
 

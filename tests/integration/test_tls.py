@@ -340,6 +340,39 @@ class TlsClusterTest(HarnessTestCase):
                 f.write(good)
 
 
+class TlsCatchUpTest(HarnessTestCase):
+    """A follower that missed more than the leader's log keeps catches up
+    by snapshot install plus pulling events from a peer's API: over https
+    when TLS is on."""
+
+    def test_catch_up_over_https(self):
+        c = self.track(Cluster(3, token=TOKEN, tls=True, name="tls-snap",
+                               extra_args=["--snapshot-threshold", "64",
+                                           "--snapshot-trailing", "32"]))
+        c.start()
+        leader = c.leader()
+        lagger = c.followers(leader)[0]
+        s = f"snap-{os.getpid()}"
+        c.append_ok(leader, s, [{"type": "t", "id": "pre", "data": {}}])
+        c.wait_caught_up(lagger)
+        c.kill9(lagger)
+        last = None
+        for b in range(120):
+            last = c.append_ok(leader, s, [{"type": "t", "id": f"{b}-{i}",
+                                            "data": {"i": i}}
+                                           for i in range(5)])
+        wait_until(lambda: "snapshot" in c.log_text(leader), timeout=30,
+                   msg="the leader to take a snapshot")
+        c.restart(lagger)
+        c.wait_healthy()
+        c.wait_caught_up(lagger, timeout_ms=30000)
+        st, _, h = c.head(lagger, s, consistency="any")
+        self.assertEqual(st, 200, h)
+        self.assertEqual((h["last_seq"], h["head_hash"]),
+                         (last["last_seq"], last["hash"]))
+        c.wait_verify_agree()
+
+
 class ClientAuthTest(HarnessTestCase):
     """--tls-client-auth none|optional|require on one-node clusters."""
 
