@@ -124,6 +124,14 @@ struct api_req {
 
 void api_reply_raw(struct api_req *a, int status, const char *ctype,
                    const char *body, size_t len, const char *extra_headers);
+/* A streamed answer (a backup): records the metrics and log line, starts
+ * the response (http_response_start, with X-Request-Id) and frees `a`.
+ * Returns the request, which the caller writes and must finish
+ * (http_response_write/finish, http/server.h) whatever *rv says (0, or
+ * negative: the client is gone, finish at once). */
+http_request *api_reply_stream(struct api_req *a, int status, const char *ctype,
+                               uint64_t len, const char *extra_headers,
+                               int *rv);
 void api_reply_json(struct api_req *a, int status, json_t *body,
                     const char *extra_headers);
 void api_reply_error(struct api_req *a, enum api_error e, const char *fmt, ...)
@@ -209,6 +217,9 @@ void api_member_add(struct api_req *a);
 void api_member_remove(struct api_req *a);
 void api_member_role(struct api_req *a);
 void api_leader_transfer(struct api_req *a);
+
+/* backup.c */
+void api_backup(struct api_req *a);
 
 /* api_cluster.c */
 void api_cluster(struct api_req *a);

@@ -90,8 +90,10 @@ static void clusterLocal(struct api_req *a)
     static struct member_view v[REPL__MEMBERS_MAX]; /* Loop thread only. */
     struct ledger_repl_status st;
     struct ledger_repl_change_info ci;
+    struct ledger_store_state ss;
     json_t *members = json_array();
     json_t *change = json_null();
+    json_t *o;
     struct timeval tv;
     int64_t now_ms;
     size_t n;
@@ -110,19 +112,21 @@ static void clusterLocal(struct api_req *a)
                            "role", ledger_repl_role_name(ci.role), "step",
                            ci.step, "elapsed_ms", (json_int_t)ci.elapsed_ms);
     }
-    api_reply_json(a, 200,
-                   json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:o, s:o, s:o}",
-                             "cluster_id", st.cluster_id, "leader_id",
-                             (json_int_t)st.leader_id, "term",
-                             (json_int_t)st.term, "commit_index",
-                             (json_int_t)st.commit_index, "node_id",
-                             (json_int_t)a->n->cfg->id, "node_state", st.state,
-                             "fault_tolerance",
-                             n > 0 && v[0].view_known
-                                 ? json_integer(members_fault_tolerance(v, n))
+    o = json_pack(
+        "{s:s, s:I, s:I, s:I, s:I, s:s, s:o, s:o, s:o}", "cluster_id",
+        st.cluster_id, "leader_id", (json_int_t)st.leader_id, "term",
+        (json_int_t)st.term, "commit_index", (json_int_t)st.commit_index,
+        "node_id", (json_int_t)a->n->cfg->id, "node_state", st.state,
+        "fault_tolerance",
+        n > 0 && v[0].view_known ? json_integer(members_fault_tolerance(v, n))
                                  : json_null(),
-                             "membership_change", change, "members", members),
-                   NULL);
+        "membership_change", change, "members", members);
+    /* A restored cluster names the cluster its backup came from. */
+    if (o != NULL && ledger_store_get_state(a->n->store, &ss) == 0 &&
+        ss.restored_from[0] != '\0') {
+        json_object_set_new(o, "restored_from", json_string(ss.restored_from));
+    }
+    api_reply_json(a, 200, o, NULL);
 }
 
 static void clusterForwardCb(void *arg, int status,

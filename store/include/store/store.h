@@ -122,6 +122,9 @@ struct ledger_store_state {
     uint8_t head_hash[LEDGER_HASH_LEN]; /* Hash at position (zeros: 0). */
     char cluster_id[64];                /* "" until initialised. */
     int schema_version;
+    char restored_from[64]; /* Cluster id of the backup this store was
+                               seeded from (ledger_backup_seed, or a
+                               snapshot of such a cluster); "" if none. */
 };
 
 int ledger_store_get_state(ledger_store *s, struct ledger_store_state *out);
@@ -213,6 +216,12 @@ int ledger_store_put_checkpoint(ledger_store *s, const char *stream,
 
 /* Set cluster_id in meta if it is still empty (first one wins). */
 int ledger_store_init_cluster(ledger_store *s, const char *cluster_id);
+
+/* Record the cluster id of the backup this store's state descends from
+ * (meta 'restored_from'; "" clears it). Written by a snapshot install on a
+ * member of a restored cluster (replication/snapshot.c); ledger_backup_seed
+ * writes it on the seeded store itself. */
+int ledger_store_set_restored_from(ledger_store *s, const char *cluster_id);
 
 /* Insert or replace a member's addresses. */
 int ledger_store_put_member(ledger_store *s, uint64_t id, const char *raft_addr,
