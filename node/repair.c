@@ -656,6 +656,8 @@ int repair_leave_voters(struct ledger_node *n, char *err, size_t errlen)
                           n, &r->pre_http, herr, sizeof herr) != 0) {
         ledger_log(LOG_WARN, NULL, "no API while leaving the voters: %s", herr);
         r->pre_http = NULL;
+    } else if (n->tls != NULL) {
+        http_server_set_tls(r->pre_http, n->tls, n->cfg->tls_client_auth);
     }
     uv_timer_init(loop, &r->pre_timer);
     r->pre_timer.data = r;
