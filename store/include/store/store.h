@@ -310,7 +310,7 @@ int ledger_store_verify(ledger_store *s, struct ledger_verify_result *out);
 /* SQLite's quick_check of the whole file (every page, B-tree structure,
  * record formats; no index contents): LEDGER_STORE_OK, or
  * LEDGER_STORE_ECORRUPT with the first problem in the message. Reads the
- * whole file: about a second per GB. */
+ * whole file (about 4 ms per MB in the page cache). */
 int ledger_store_quick_check(ledger_store *s);
 
 /* The hash chain of the last `n` events: positions without gaps up to the
