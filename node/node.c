@@ -517,6 +517,16 @@ int node_run(struct ledger_config *cfg)
     }
     rv = ledger_repl_start(&loop, n.store, &rc, replLog, NULL, &n.repl, err,
                            sizeof err);
+    if (rv != 0 && repair_store_rebuild(&n)) {
+        /* Raft's restore of its snapshot pulls the events the store lacks
+         * from a peer, during raft_start. */
+        fprintf(stderr,
+                "ledgerd: the store is being rebuilt (%s/store-rebuild) and "
+                "no other member could supply its events (%s): start this "
+                "node again once another member runs\n",
+                cfg->data_dir, err);
+        goto out_early;
+    }
     if (rv != 0) {
         fprintf(stderr, "ledgerd: %s\n", err);
         goto out_early;

@@ -399,6 +399,11 @@ bool repair_raft_rebuild(const struct ledger_node *n)
     return n->repair != NULL && n->repair->raft_rebuild;
 }
 
+bool repair_store_rebuild(const struct ledger_node *n)
+{
+    return n->repair != NULL && n->repair->store_rebuild;
+}
+
 /* ---- Leaving the voters before Raft starts ---------------------------- */
 
 static void addPeer(struct repair *r, const char *api)
