@@ -616,12 +616,14 @@ run:
     return n.exit_code;
 
 out_early:
-    /* Nothing but the loop, the store and maybe the peers' client. */
-    repair_close(&n);
+    /* Nothing but the loop, the store and maybe the peers' client, whose
+     * calls (the rebuild's, repair.c) end before the repair state goes. */
     if (n.peers != NULL) {
         http_client_close(n.peers, NULL, NULL);
         n.peers = NULL;
     }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    repair_close(&n);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     ledger_store_close(n.store);
