@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "catchup.h"
 #include "http/client.h"
 #include "log.h"
 #include "node.h"
@@ -388,7 +389,7 @@ int node_run(struct ledger_config *cfg)
     rc.snapshot_trailing = cfg->snapshot_trailing;
     rc.max_queue_ops = cfg->max_queue_ops;
     rc.max_queue_bytes = cfg->max_queue_bytes;
-    rc.token = cfg->token;
+    node_catchup_source(&n, &rc.catchup);
     rv = ledger_repl_start(&loop, n.store, &rc, replLog, NULL, &n.repl, err,
                            sizeof err);
     if (rv != 0) {

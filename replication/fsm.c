@@ -26,8 +26,13 @@
  *   snapshot keeps only as many trailing entries as fit in
  *   REPL__TRAILING_BYTES (repl__fsm_trailing). Snapshots are cheap here
  *   (snapshot.c): they do not copy events.
- * - WAL checkpoints run on libuv's threadpool with a second store handle
- *   (store/checkpoint.c), started after a commit once the WAL holds
+ * - While a catch-up runs (catchup.c: a snapshot was installed whose
+ *   events the store still lacks), apply keeps a copy of each entry and
+ *   returns at once; catchup.c applies them here, in order, once the
+ *   store holds the snapshot's state.
+ * - WAL checkpoints run off the loop (the env's work: libuv's threadpool)
+ *   with a second store handle (store/checkpoint.c), started after a
+ *   commit once the WAL holds
  *   REPL__CHECKPOINT_FRAMES, one at a time; the loop checkpoints itself
  *   only if the WAL grows past REPL__CHECKPOINT_FORCE_FRAMES anyway. The
  *   checkpointer object outlives the replication layer while a checkpoint
@@ -37,10 +42,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "raft_peek.h"
 #include "repl_int.h"
 
 struct repl__checkpointer {
-    uv_work_t work;
+    struct ledger_repl_work work;
     ledger_repl *r;      /* NULL once closing. */
     ledger_store *store; /* Its own handle on the store's file. */
     bool running;
@@ -49,7 +55,7 @@ struct repl__checkpointer {
     char errmsg[256];
 };
 
-static void checkpointWork(uv_work_t *w)
+static void checkpointWork(struct ledger_repl_work *w)
 {
     struct repl__checkpointer *c = w->data;
     c->rv = ledger_store_checkpoint(c->store);
@@ -59,7 +65,7 @@ static void checkpointWork(uv_work_t *w)
     }
 }
 
-static void checkpointDone(uv_work_t *w, int status)
+static void checkpointDone(struct ledger_repl_work *w, int status)
 {
     struct repl__checkpointer *c = w->data;
 
@@ -71,7 +77,7 @@ static void checkpointDone(uv_work_t *w, int status)
     }
     if (status != 0 || c->rv != 0) {
         repl__log(c->r, 2, "checkpoint: %s",
-                  status != 0 ? uv_strerror(status) : c->errmsg);
+                  status != 0 ? "could not run" : c->errmsg);
     }
 }
 
@@ -84,8 +90,9 @@ void repl__fsm_committed(ledger_repl *r)
 
     if (c == NULL) {
         /* Opened at the first apply, not at start: a start that fails
-         * never has a second handle to clean up. */
-        if (!r->ckpt_tried) {
+         * never has a second handle to clean up. No env work: SQLite
+         * checkpoints by itself. */
+        if (!r->ckpt_tried && r->env->work != NULL) {
             r->ckpt_tried = true;
             checkpointerOpen(r);
         }
@@ -102,7 +109,9 @@ void repl__fsm_committed(ledger_repl *r)
         return;
     }
     c->work.data = c;
-    if (uv_queue_work(r->loop, &c->work, checkpointWork, checkpointDone) == 0) {
+    c->work.work = checkpointWork;
+    c->work.done = checkpointDone;
+    if (r->env->work(r->env, &c->work) == 0) {
         c->running = true;
     }
 }
@@ -152,21 +161,22 @@ static void fsmFreeUnclaimed(ledger_repl *r)
  * threshold right after apply returns (replicationApply). */
 static void accountEntry(ledger_repl *r, uint64_t index, size_t len)
 {
-    uint64_t since = index - r->raft.log.snapshot.last_index;
+    uint64_t since = index - peek_snapshot_index(r->raft);
 
     r->sizes[index % REPL__SIZE_RING].index = index;
     r->sizes[index % REPL__SIZE_RING].len =
         len > UINT32_MAX ? UINT32_MAX : (uint32_t)len;
     r->bytes_since_snapshot += len;
     if (r->bytes_since_snapshot >= REPL__SNAPSHOT_BYTES && since > 0 &&
-        since < r->raft.snapshot.threshold) {
-        r->raft.snapshot.threshold = (unsigned)since;
+        since < r->snapshot_threshold) {
+        r->snapshot_threshold = (unsigned)since;
+        raft_set_snapshot_threshold(r->raft, r->snapshot_threshold);
     }
 }
 
 unsigned repl__fsm_trailing(ledger_repl *r)
 {
-    uint64_t last = r->raft.last_applied;
+    uint64_t last = raft_last_applied(r->raft);
     uint64_t bytes = 0;
     unsigned n = 0;
 
@@ -188,7 +198,10 @@ unsigned repl__fsm_trailing(ledger_repl *r)
 void repl__fsm_snapshotted(ledger_repl *r)
 {
     r->bytes_since_snapshot = 0;
-    r->raft.snapshot.threshold = r->cfg.snapshot_threshold;
+    if (r->snapshot_threshold != r->cfg.snapshot_threshold) {
+        r->snapshot_threshold = r->cfg.snapshot_threshold;
+        raft_set_snapshot_threshold(r->raft, r->snapshot_threshold);
+    }
 }
 
 static int applyOp(ledger_repl *r, const struct op *op, int64_t ts,
@@ -233,28 +246,24 @@ static int applyOp(ledger_repl *r, const struct op *op, int64_t ts,
     return rv;
 }
 
-static int fsmApply(struct raft_fsm *fsm, const struct raft_buffer *buf,
-                    void **result)
+int repl__fsm_apply_entry(ledger_repl *r, uint64_t index,
+                          const struct raft_buffer *buf,
+                          struct ledger_op_result **out)
 {
-    ledger_repl *r = fsm->data;
     struct ledger_store_state st;
     struct ledger_op_result *results = NULL;
     entry_decoder *dec = NULL;
     struct op *ops = NULL;
     size_t n_ops = 0;
-    uint64_t index = r->raft.last_applied + 1;
     int64_t ts = 0;
     char err[256];
     size_t i;
     int rv;
 
-    *result = NULL;
-    fsmFreeUnclaimed(r);
+    *out = NULL;
     if (r->store_failed) {
         return RAFT_IOERR; /* The store is behind: see apply_tx.c. */
     }
-    accountEntry(r, index, buf->len);
-
     rv = ledger_store_get_state(r->store, &st);
     if (rv != 0) {
         repl__log(r, 3, "apply %llu: %s", (unsigned long long)index,
@@ -300,14 +309,13 @@ static int fsmApply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     }
     repl__tx_applied(r, index, buf->len);
     entry_decoder_free(dec);
-    r->unclaimed = results;
-    *result = results;
+    *out = results;
     return 0;
 
 err_io:
     repl__log(r, 3, "apply %llu: %s", (unsigned long long)index,
               ledger_store_errmsg(r->store));
-    if (raft_state(&r->raft) == RAFT_LEADER && !r->closing &&
+    if (raft_state(r->raft) == RAFT_LEADER && !r->closing &&
         ledger_repl_transfer(r, 0, NULL, NULL) == 0) {
         /* Raft 0.15 retries a failed apply only when the commit index
          * moves, and the writes waiting here are answered only after
@@ -326,14 +334,40 @@ err_failed:
     return RAFT_IOERR;
 }
 
+static int fsmApply(struct raft_fsm *fsm, const struct raft_buffer *buf,
+                    void **result)
+{
+    ledger_repl *r = fsm->data;
+    struct ledger_op_result *results = NULL;
+    /* raft 0.15 advances last_applied right after apply returns. */
+    uint64_t index = raft_last_applied(r->raft) + 1;
+    int rv;
+
+    *result = NULL;
+    fsmFreeUnclaimed(r);
+    accountEntry(r, index, buf->len);
+    if (repl__catchup_active(r)) {
+        /* The store lacks the events of the snapshot below this entry:
+         * keep the entry until they are in (catchup.c). */
+        return repl__catchup_defer(r, index, buf);
+    }
+    rv = repl__fsm_apply_entry(r, index, buf, &results);
+    if (rv != 0) {
+        return rv;
+    }
+    r->unclaimed = results;
+    *result = results;
+    return 0;
+}
+
 void repl__fsm_init(ledger_repl *r)
 {
-    memset(&r->fsm, 0, sizeof r->fsm);
-    r->fsm.version = 1;
-    r->fsm.data = r;
-    r->fsm.apply = fsmApply;
-    r->fsm.snapshot = repl__snapshot;
-    r->fsm.restore = repl__restore;
+    memset(r->fsm, 0, sizeof *r->fsm);
+    r->fsm->version = 1;
+    r->fsm->data = r;
+    r->fsm->apply = fsmApply;
+    r->fsm->snapshot = repl__snapshot;
+    r->fsm->restore = repl__restore;
 }
 
 void repl__fsm_close(ledger_repl *r)

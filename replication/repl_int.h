@@ -1,12 +1,20 @@
 /* Private state of the replication layer, shared by its files:
- * repl.c (lifecycle, batching, barriers), fsm.c (state machine),
- * snapshot.c (snapshot encode/restore, catch-up), lag.c (progress, lag). */
+ * repl.c (lifecycle, batching, barriers, observation), io.c (the raft_io
+ * decorator: tick, contact, draws), election.c (election timing and the
+ * leader's contact rule), fsm.c (state machine), apply_tx.c (the apply
+ * transaction), snapshot.c (snapshot encode/decode, restore), catchup.c
+ * (the asynchronous pull after a restore), membership.c, lag.c,
+ * raft_peek.c (every access to raft internals), env_uv.c (the libuv
+ * environment), transport.c (TCP_NODELAY). */
 #ifndef LEDGER_REPL_INT_H
 #define LEDGER_REPL_INT_H
 
 #include <raft.h>
 #include <raft/uv.h>
+#include <stdio.h>
+#include <string.h>
 
+#include "replication/env.h"
 #include "replication/repl.h"
 
 #define REPL__MAX_MEMBERS 64 /* Members tracked for lag. */
@@ -32,6 +40,7 @@
 #define REPL__TX_MAX_BYTES (8u << 20)
 
 struct repl__checkpointer; /* fsm.c */
+struct repl__catchup;      /* catchup.c */
 
 struct repl__pending {
     struct op_buf buf;
@@ -47,9 +56,10 @@ struct repl__barrier;
 struct repl__contact {
     uint64_t id;
     uint64_t match_index;
-    uint64_t last_contact; /* uv_now ms, 0: never */
+    uint64_t last_contact; /* Raft clock ms of its last AppendEntries
+                              result in the current term; 0: never. */
     uint64_t applied;      /* As the member last reported it... */
-    uint64_t applied_at;   /* ...at this uv_now ms (0: never). */
+    uint64_t applied_at;   /* ...at this time (0: never). */
 };
 
 /* Raft's TCP transport with TCP_NODELAY (transport.c). `base` is what raft
@@ -61,23 +71,39 @@ struct repl__transport {
     raft_uv_transport_close_cb close_cb;
 };
 
+/* The raft_io decorator (io.c). `base` is what raft uses: first member. */
+struct repl__io {
+    struct raft_io base;
+    struct raft_io *inner; /* The env's io; inner->data points here. */
+    ledger_repl *r;
+    raft_io_tick_cb raft_tick;
+    raft_io_recv_cb raft_recv;
+    raft_io_close_cb close_cb;
+    unsigned tick_ms;      /* The layer's tick. */
+    unsigned heartbeat_ms; /* raft's tick, as raft asked. */
+    uint64_t next_raft_tick;
+};
+
 struct ledger_repl {
-    uv_loop_t *loop;
+    struct ledger_repl_env *env;
+    bool owns_env;  /* Created by ledger_repl_start: closed by us. */
+    bool owns_raft; /* raft_init ran here: raft_close runs here. */
     ledger_store *store;
     struct ledger_repl_config cfg;
-    char *raft_dir;
     char *raft_addr;
     char *api_addr;
-    char *token;
     struct ledger_repl_member *bootstrap;
     size_t n_bootstrap;
     ledger_repl_log_fn log;
     void *log_arg;
+    struct ledger_repl_catchup_source catchup_source; /* Copy of cfg's. */
 
-    struct raft raft;
-    struct raft_io io;
-    struct repl__transport transport;
-    struct raft_fsm fsm;
+    struct raft *raft; /* &own_raft, or the env's instance. */
+    struct raft own_raft;
+    struct raft_fsm *fsm; /* &own_fsm, or the env's. */
+    struct raft_fsm own_fsm;
+    struct repl__io io;
+    unsigned tick_ms;
 
     /* Group commit queue (ops not yet in an entry). */
     struct repl__pending *pending;
@@ -85,7 +111,7 @@ struct ledger_repl {
     size_t cap_pending;
     size_t pending_bytes;
     unsigned inflight;
-    uv_idle_t flush_idle;
+    bool idle_on; /* env idle requested (the flush). */
 
     struct repl__barrier *barrier; /* In flight, joinable. */
 
@@ -93,22 +119,25 @@ struct ledger_repl {
      * claims them (followers never do; freed at the next apply). */
     struct ledger_op_result *unclaimed;
 
-    /* State observation. */
-    uv_timer_t tick;
-    uv_check_t check;
+    /* State observation (repl.c). */
     uint64_t seen_applied;
     uint64_t seen_leader;
     int seen_state;
     uint64_t leader_changes;
-    uint64_t leader_known_at;    /* uv_now ms a leader was last known (tick). */
+    uint64_t leader_known_at;    /* Raft clock ms a leader was last known. */
+    uint64_t leader_since;       /* When this node last became leader. */
     struct repl__change *change; /* Membership change in progress. */
     struct repl__transfer *handover; /* Transfer quiescing or running. */
-    unsigned drawn_timeout; /* Last election timeout narrowed (election.c) */
-    uint64_t last_leader;   /* Last non-zero leader seen, and its term. */
+    uint64_t last_leader; /* Last non-zero leader seen, and its term. */
     uint64_t last_leader_term;
     bool init_proposed;
     void (*applied_cb)(void *arg);
     void *applied_arg;
+    ledger_repl_leader_cb leader_cb;
+    void *leader_arg;
+    struct ledger_repl_leader reported; /* Last value given to leader_cb. */
+    bool reported_once;
+    bool stepped_down; /* election.c forced a step-down this tick. */
 
     /* Lag bookkeeping (leader). */
     struct repl__contact contact[REPL__MAX_MEMBERS];
@@ -124,13 +153,13 @@ struct ledger_repl {
         uint32_t len;
     } sizes[REPL__SIZE_RING];
     uint64_t bytes_since_snapshot;
+    unsigned snapshot_threshold; /* As last set on raft. */
 
-    /* WAL checkpoints on the threadpool (fsm.c); NULL: SQLite's own. */
+    /* WAL checkpoints off the loop (fsm.c); NULL: SQLite's own. */
     struct repl__checkpointer *ckpt;
     bool ckpt_tried;
 
     /* The apply transaction (apply_tx.c). */
-    uv_timer_t tx_timer;
     bool tx_open;
     bool tx_due;       /* Commit in this loop turn's check phase. */
     bool store_failed; /* Store behind Raft until restart. */
@@ -138,15 +167,39 @@ struct ledger_repl {
     uint32_t tx_entries;
     size_t tx_bytes;
 
+    /* Catch-up after a restore (catchup.c); NULL: none. */
+    struct repl__catchup *cu;
+
     /* Shutdown. */
     bool closing;
-    int open_handles;
     void (*close_cb)(void *arg);
     void *close_arg;
 };
 
 void repl__log(ledger_repl *r, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* io.c: the decorator; now is Raft's clock (ms). */
+void repl__io_init(struct repl__io *x, ledger_repl *r, struct raft_io *inner,
+                   unsigned tick_ms);
+uint64_t repl__now(ledger_repl *r);
+
+/* repl.c: the tick around raft's (pre returns true when raft's tick must
+ * run now), the observation of leader/term/applied changes (after every
+ * raft event), and the idle request of the group-commit flush. */
+bool repl__tick_pre(ledger_repl *r);
+void repl__tick_post(ledger_repl *r);
+void repl__observe(ledger_repl *r);
+void repl__want_idle(ledger_repl *r);
+/* The index the store reflects: raft's last applied, or less while a
+ * catch-up runs (catchup.c). */
+uint64_t repl__applied(ledger_repl *r);
+
+/* election.c */
+int repl__election_draw(ledger_repl *r, int min, int max, int drawn);
+/* Follower: forget a silent leader. Leader: true if the contact rule
+ * wants raft to step down now (raft's tick must run). */
+bool repl__election_tick(ledger_repl *r);
 
 /* fsm.c */
 void repl__fsm_init(ledger_repl *r);
@@ -159,31 +212,61 @@ unsigned repl__fsm_trailing(ledger_repl *r);
 void repl__fsm_snapshotted(ledger_repl *r);
 /* The apply transaction committed: start a WAL checkpoint if due. */
 void repl__fsm_committed(ledger_repl *r);
+/* Apply one command entry to the store inside the apply transaction.
+ * *results (n ops) on success. 0, RAFT_IOERR (the store failed: see
+ * apply_tx.c) or RAFT_NOMEM. */
+int repl__fsm_apply_entry(ledger_repl *r, uint64_t index,
+                          const struct raft_buffer *buf,
+                          struct ledger_op_result **results);
 
 /* apply_tx.c: the store transaction that applied entries share. open
  * begins one unless open; applied records an entry applied in it; flush
  * commits it (0, or -1 once the store failed); failed rolls it back and
  * stops the node serving until restart. */
-void repl__tx_init(ledger_repl *r);
 int repl__tx_open(ledger_repl *r);
 void repl__tx_applied(ledger_repl *r, uint64_t index, size_t bytes);
 int repl__tx_flush(ledger_repl *r);
 void repl__tx_failed(ledger_repl *r, const char *why);
-void repl__tx_close(ledger_repl *r);
-
-/* repl.c: close callback of the layer's uv handles. */
-void repl__handle_closed(uv_handle_t *h);
+void repl__tx_timer(ledger_repl *r); /* The env timer fired. */
 
 /* snapshot.c */
 int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
                    unsigned *n_bufs);
 int repl__restore(struct raft_fsm *fsm, struct raft_buffer *buf);
 
+/* catchup.c: a restore whose events the store lacks. begin takes `buf`
+ * (the snapshot, raft_malloc'ed) and the decoded fields pointing into it;
+ * from then on apply defers entries (defer) until the pulled events and
+ * the snapshot's state are in the store, then applies them in order
+ * (idle). active: a catch-up or its deferred entries are pending. */
+struct repl__snap {
+    uint64_t index;
+    uint64_t position;
+    uint8_t head_hash[LEDGER_HASH_LEN];
+    char cluster_id[64];
+    const void *members; /* msgpack_object array, into the buffer */
+    uint32_t n_members;
+    const void *checkpoints;
+    uint32_t n_checkpoints;
+};
+int repl__catchup_begin(ledger_repl *r, struct raft_buffer *buf,
+                        const struct repl__snap *s, void *unpacked);
+bool repl__catchup_active(ledger_repl *r);
+int repl__catchup_defer(ledger_repl *r, uint64_t index,
+                        const struct raft_buffer *buf);
+/* From the idle hook: start a pull, install, or apply deferred entries;
+ * true if it has more to do in the next loop turn. */
+bool repl__catchup_idle(ledger_repl *r);
+void repl__catchup_tick(ledger_repl *r); /* A retry falls due. */
+/* Store position and the position being caught up to (0, 0: none). */
+void repl__catchup_status(ledger_repl *r, uint64_t *position, uint64_t *target);
+void repl__catchup_close(ledger_repl *r);
+/* snapshot.c: install a snapshot's state (cluster id, members,
+ * checkpoints) inside an open store transaction. */
+int repl__snap_install(ledger_repl *r, const struct repl__snap *s);
+
 /* repl.c: API address of member `id` (store, else --bootstrap). */
 bool repl__member_api(ledger_repl *r, uint64_t id, char *buf, size_t len);
-
-/* election.c: forget a silent leader after one election timeout. */
-void repl__election_tick(ledger_repl *r);
 
 /* membership.c */
 void repl__membership_tick(ledger_repl *r);
@@ -196,5 +279,7 @@ void repl__transport_close(struct repl__transport *x);
 /* lag.c */
 void repl__lag_tick(ledger_repl *r);
 void repl__lag_record(ledger_repl *r, uint64_t index);
+struct repl__contact *repl__contact_for(ledger_repl *r, uint64_t id);
+void repl__contact_heard(ledger_repl *r, uint64_t id, uint64_t now);
 
 #endif /* LEDGER_REPL_INT_H */

@@ -1,0 +1,236 @@
+/* The libuv environment of the replication layer (replication/env.h): what
+ * ledgerd runs it on.
+ *
+ * - io: raft_uv, Raft's segmented log and snapshots in cfg->raft_dir, over
+ *   the TCP transport with TCP_NODELAY (transport.c); its clock is
+ *   uv_now(loop).
+ * - wall clock: CLOCK_REALTIME; randomness: getrandom(2) (/dev/urandom
+ *   semantics), falling back to the clock only if it fails.
+ * - idle, check, timer: one uv_idle_t, uv_check_t, uv_timer_t on the loop;
+ *   work: uv_queue_work on libuv's threadpool.
+ *
+ * Close (after raft_close, whose callback closed raft_uv's own handles):
+ * raft_uv_close and the transport's close release their memory, the three
+ * handles close, and the env frees itself in the last close callback, then
+ * calls the layer back. Work items outlive the env: each has its own
+ * uv_work_t, freed after its done callback.
+ */
+#include <stdlib.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "repl_int.h"
+
+struct envUv {
+    struct ledger_repl_env env; /* First member. */
+    uv_loop_t *loop;
+    struct raft_io io;
+    struct repl__transport transport;
+    struct ledger_repl_env_hooks hooks;
+    uv_idle_t idle;
+    uv_check_t check;
+    uv_timer_t timer;
+    int open_handles;
+    void (*close_cb)(void *arg);
+    void *close_arg;
+};
+
+struct workUv {
+    uv_work_t req;
+    struct ledger_repl_work *w;
+};
+
+static int64_t wallMs(struct ledger_repl_env *env)
+{
+    struct timespec ts;
+    (void)env;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void randomBytes(struct ledger_repl_env *env, void *buf, size_t len)
+{
+    unsigned char *p = buf;
+    ssize_t got = getrandom(buf, len, 0);
+    size_t i;
+    (void)env;
+    for (i = got > 0 ? (size_t)got : 0; i < len; i++) {
+        p[i] = (unsigned char)(wallMs(env) >> (i % 8));
+    }
+}
+
+static void idleCb(uv_idle_t *h)
+{
+    struct envUv *e = h->data;
+    e->hooks.idle(e->hooks.arg);
+}
+
+static void checkCb(uv_check_t *h)
+{
+    struct envUv *e = h->data;
+    e->hooks.check(e->hooks.arg);
+}
+
+static void timerCb(uv_timer_t *h)
+{
+    struct envUv *e = h->data;
+    e->hooks.timer(e->hooks.arg);
+}
+
+static void envStart(struct ledger_repl_env *env,
+                     const struct ledger_repl_env_hooks *hooks)
+{
+    struct envUv *e = (struct envUv *)env;
+    e->hooks = *hooks;
+    uv_check_start(&e->check, checkCb);
+}
+
+static void envIdle(struct ledger_repl_env *env, bool on)
+{
+    struct envUv *e = (struct envUv *)env;
+    if (on) {
+        uv_idle_start(&e->idle, idleCb);
+    } else {
+        uv_idle_stop(&e->idle);
+    }
+}
+
+static void envTimer(struct ledger_repl_env *env, uint64_t ms)
+{
+    struct envUv *e = (struct envUv *)env;
+    if (ms == LEDGER_REPL_TIMER_STOP) {
+        uv_timer_stop(&e->timer);
+    } else {
+        uv_timer_start(&e->timer, timerCb, ms, 0);
+    }
+}
+
+static void workRun(uv_work_t *req)
+{
+    struct workUv *wu = req->data;
+    wu->w->work(wu->w);
+}
+
+static void workDone(uv_work_t *req, int status)
+{
+    struct workUv *wu = req->data;
+    struct ledger_repl_work *w = wu->w;
+    free(wu);
+    w->done(w, status);
+}
+
+static int envWork(struct ledger_repl_env *env, struct ledger_repl_work *w)
+{
+    struct envUv *e = (struct envUv *)env;
+    struct workUv *wu = calloc(1, sizeof *wu);
+    if (wu == NULL) {
+        return -1;
+    }
+    wu->w = w;
+    wu->req.data = wu;
+    if (uv_queue_work(e->loop, &wu->req, workRun, workDone) != 0) {
+        free(wu);
+        return -1;
+    }
+    return 0;
+}
+
+static void handleClosed(uv_handle_t *h)
+{
+    struct envUv *e = h->data;
+    void (*cb)(void *);
+    void *arg;
+    if (--e->open_handles > 0) {
+        return;
+    }
+    cb = e->close_cb;
+    arg = e->close_arg;
+    free(e);
+    if (cb != NULL) {
+        cb(arg);
+    }
+}
+
+static void envClose(struct ledger_repl_env *env, void (*cb)(void *arg),
+                     void *arg)
+{
+    struct envUv *e = (struct envUv *)env;
+    e->close_cb = cb;
+    e->close_arg = arg;
+    raft_uv_close(&e->io);
+    repl__transport_close(&e->transport);
+    e->open_handles = 3;
+    uv_close((uv_handle_t *)&e->idle, handleClosed);
+    uv_close((uv_handle_t *)&e->check, handleClosed);
+    uv_close((uv_handle_t *)&e->timer, handleClosed);
+}
+
+/* Create the libuv env; on error nothing is left to release. */
+static int envUvCreate(uv_loop_t *loop, const char *raft_dir,
+                       struct envUv **out, char *err, size_t errlen)
+{
+    struct envUv *e = calloc(1, sizeof *e);
+    int rv;
+
+    if (e == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return LEDGER_REPL_ENOMEM;
+    }
+    e->loop = loop;
+    rv = repl__transport_init(&e->transport, loop);
+    if (rv != 0) {
+        snprintf(err, errlen, "raft transport: %s", raft_strerror(rv));
+        free(e);
+        return LEDGER_REPL_EUNKNOWN;
+    }
+    rv = raft_uv_init(&e->io, loop, raft_dir, &e->transport.base);
+    if (rv != 0) {
+        snprintf(err, errlen, "raft storage in %s: %s", raft_dir,
+                 e->io.errmsg[0] ? e->io.errmsg : raft_strerror(rv));
+        /* raft_uv_tcp handles are not started: freeing is safe at start-up,
+         * where the caller exits after reporting. */
+        free(e);
+        return LEDGER_REPL_EUNKNOWN;
+    }
+    uv_idle_init(loop, &e->idle);
+    e->idle.data = e;
+    uv_check_init(loop, &e->check);
+    e->check.data = e;
+    uv_timer_init(loop, &e->timer);
+    e->timer.data = e;
+    e->env.impl = e;
+    e->env.io = &e->io;
+    e->env.wall_ms = wallMs;
+    e->env.random = randomBytes;
+    e->env.start = envStart;
+    e->env.idle = envIdle;
+    e->env.timer = envTimer;
+    e->env.work = envWork;
+    e->env.close = envClose;
+    *out = e;
+    return 0;
+}
+
+int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
+                      const struct ledger_repl_config *cfg,
+                      ledger_repl_log_fn log, void *log_arg, ledger_repl **out,
+                      char *err, size_t errlen)
+{
+    struct envUv *e;
+    int rv;
+
+    *out = NULL;
+    rv = envUvCreate(loop, cfg->raft_dir, &e, err, errlen);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = ledger_repl_start_env(&e->env, store, cfg, log, log_arg, out, err,
+                               errlen);
+    if (rv != 0) {
+        /* As before: a failed start leaves its handles to the exiting
+         * process (see ledger_repl_start_env). */
+        return rv;
+    }
+    (*out)->owns_env = true;
+    return 0;
+}

@@ -1,0 +1,257 @@
+/* Raft's I/O as the replication layer sees it: a decorator over the
+ * caller's raft_io (raft_uv in ledgerd, raft_fixture's in the tests).
+ *
+ * Every method is forwarded unchanged, except three, which give the layer
+ * its clock, its tick and its view of the network without reading raft's
+ * internals or owning a timer:
+ *
+ * - start: raft asks for a tick every heartbeat; the inner io is asked for
+ *   one every `tick_ms` (<= heartbeat) instead. Each of those runs the
+ *   layer's tick (repl__tick_pre: election.c's rules; then raft's own tick
+ *   when a heartbeat has passed since the last one, or at once when the
+ *   contact rule needs it; then repl__tick_post: observation, membership,
+ *   lag). raft's tick keeps its heartbeat cadence: a tick is due
+ *   `heartbeat` ms after the previous due time (or after now, when a
+ *   stall made it late), as a repeating uv timer would fire.
+ * - recv: before raft sees a message, an AppendEntries result in the
+ *   current term records the time the sender was last heard (lag.c,
+ *   election.c); after raft handled it, the layer checks whether the
+ *   leader or term changed (repl.c) so the node hears of it in the same
+ *   loop turn.
+ * - random: raft draws its randomised election timeout from [T, 2T); the
+ *   draw is mapped onto [T, 1.5T) (election.c explains why). raft 0.15
+ *   calls io->random for nothing else (election.c electionResetTimer).
+ *
+ * Invariants:
+ * - `base` is the first member: raft hands back &base, callbacks from the
+ *   inner io carry the inner pointer, whose `data` points here.
+ * - Time is the inner io's: repl__now() is inner->time(inner), the same
+ *   clock raft reads (uv_now for raft_uv, the fixture's fake time).
+ * - Async work (raft's snapshot_async) is not used: the fsm is version 1,
+ *   so async_work is never called; it is forwarded with a NULL check.
+ */
+#include <assert.h>
+
+#include "raft_peek.h"
+#include "repl_int.h"
+
+static struct repl__io *outerOf(struct raft_io *inner)
+{
+    return inner->data;
+}
+
+static struct raft_io *innerOf(struct raft_io *io)
+{
+    return ((struct repl__io *)io)->inner;
+}
+
+static void keepErrmsg(struct raft_io *io, int rv)
+{
+    if (rv != 0) {
+        snprintf(io->errmsg, sizeof io->errmsg, "%s", innerOf(io)->errmsg);
+    }
+}
+
+static int ioInit(struct raft_io *io, raft_id id, const char *address)
+{
+    int rv = innerOf(io)->init(innerOf(io), id, address);
+    keepErrmsg(io, rv);
+    return rv;
+}
+
+static void innerClosed(struct raft_io *inner)
+{
+    struct repl__io *x = outerOf(inner);
+    if (x->close_cb != NULL) {
+        x->close_cb(&x->base);
+    }
+}
+
+static void ioClose(struct raft_io *io, raft_io_close_cb cb)
+{
+    struct repl__io *x = (struct repl__io *)io;
+    x->close_cb = cb;
+    x->inner->close(x->inner, innerClosed);
+}
+
+static int ioLoad(struct raft_io *io, raft_term *term, raft_id *voted_for,
+                  struct raft_snapshot **snapshot, raft_index *start_index,
+                  struct raft_entry *entries[], size_t *n_entries)
+{
+    int rv = innerOf(io)->load(innerOf(io), term, voted_for, snapshot,
+                               start_index, entries, n_entries);
+    keepErrmsg(io, rv);
+    return rv;
+}
+
+/* One tick of the inner io: the layer's rules, and raft's tick when due. */
+static void tickCb(struct raft_io *inner)
+{
+    struct repl__io *x = outerOf(inner);
+    uint64_t now = inner->time(inner);
+    bool due = now >= x->next_raft_tick;
+
+    if (repl__tick_pre(x->r)) {
+        due = true; /* The contact rule wants raft's verdict now. */
+    }
+    if (due && x->raft_tick != NULL) {
+        x->next_raft_tick += x->heartbeat_ms;
+        if (x->next_raft_tick <= now) {
+            x->next_raft_tick = now + x->heartbeat_ms;
+        }
+        x->raft_tick(&x->base);
+    }
+    repl__tick_post(x->r);
+}
+
+static void recvCb(struct raft_io *inner, struct raft_message *m)
+{
+    struct repl__io *x = outerOf(inner);
+
+    if (m->type == RAFT_IO_APPEND_ENTRIES_RESULT &&
+        m->append_entries_result.term == peek_term(x->r->raft)) {
+        repl__contact_heard(x->r, m->server_id, inner->time(inner));
+    }
+    x->raft_recv(&x->base, m); /* raft owns m from here */
+    repl__observe(x->r);
+}
+
+static int ioStart(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                   raft_io_recv_cb recv)
+{
+    struct repl__io *x = (struct repl__io *)io;
+    unsigned every = x->tick_ms < msecs ? x->tick_ms : msecs;
+    int rv;
+
+    x->heartbeat_ms = msecs;
+    x->raft_tick = tick;
+    x->raft_recv = recv;
+    x->next_raft_tick = x->inner->time(x->inner) + msecs;
+    rv = x->inner->start(x->inner, every, tickCb, recvCb);
+    keepErrmsg(io, rv);
+    return rv;
+}
+
+static int ioBootstrap(struct raft_io *io, const struct raft_configuration *c)
+{
+    int rv = innerOf(io)->bootstrap(innerOf(io), c);
+    keepErrmsg(io, rv);
+    return rv;
+}
+
+static int ioRecover(struct raft_io *io, const struct raft_configuration *c)
+{
+    int rv = innerOf(io)->recover(innerOf(io), c);
+    keepErrmsg(io, rv);
+    return rv;
+}
+
+static int ioSetTerm(struct raft_io *io, raft_term term)
+{
+    int rv = innerOf(io)->set_term(innerOf(io), term);
+    keepErrmsg(io, rv);
+    return rv;
+}
+
+static int ioSetVote(struct raft_io *io, raft_id id)
+{
+    int rv = innerOf(io)->set_vote(innerOf(io), id);
+    keepErrmsg(io, rv);
+    return rv;
+}
+
+static int ioSend(struct raft_io *io, struct raft_io_send *req,
+                  const struct raft_message *m, raft_io_send_cb cb)
+{
+    int rv = innerOf(io)->send(innerOf(io), req, m, cb);
+    keepErrmsg(io, rv);
+    return rv;
+}
+
+static int ioAppend(struct raft_io *io, struct raft_io_append *req,
+                    const struct raft_entry entries[], unsigned n,
+                    raft_io_append_cb cb)
+{
+    int rv = innerOf(io)->append(innerOf(io), req, entries, n, cb);
+    keepErrmsg(io, rv);
+    return rv;
+}
+
+static int ioTruncate(struct raft_io *io, raft_index index)
+{
+    int rv = innerOf(io)->truncate(innerOf(io), index);
+    keepErrmsg(io, rv);
+    return rv;
+}
+
+static int ioSnapshotPut(struct raft_io *io, unsigned trailing,
+                         struct raft_io_snapshot_put *req,
+                         const struct raft_snapshot *s,
+                         raft_io_snapshot_put_cb cb)
+{
+    int rv = innerOf(io)->snapshot_put(innerOf(io), trailing, req, s, cb);
+    keepErrmsg(io, rv);
+    return rv;
+}
+
+static int ioSnapshotGet(struct raft_io *io, struct raft_io_snapshot_get *req,
+                         raft_io_snapshot_get_cb cb)
+{
+    int rv = innerOf(io)->snapshot_get(innerOf(io), req, cb);
+    keepErrmsg(io, rv);
+    return rv;
+}
+
+static raft_time ioTime(struct raft_io *io)
+{
+    return innerOf(io)->time(innerOf(io));
+}
+
+static int ioRandom(struct raft_io *io, int min, int max)
+{
+    struct repl__io *x = (struct repl__io *)io;
+    int drawn = x->inner->random(x->inner, min, max);
+    return repl__election_draw(x->r, min, max, drawn);
+}
+
+static int ioAsyncWork(struct raft_io *io, struct raft_io_async_work *req,
+                       raft_io_async_work_cb cb)
+{
+    struct raft_io *inner = innerOf(io);
+    if (inner->version < 2 || inner->async_work == NULL) {
+        return RAFT_INVALID;
+    }
+    return inner->async_work(inner, req, cb);
+}
+
+void repl__io_init(struct repl__io *x, ledger_repl *r, struct raft_io *inner,
+                   unsigned tick_ms)
+{
+    memset(x, 0, sizeof *x);
+    x->inner = inner;
+    x->r = r;
+    x->tick_ms = tick_ms;
+    inner->data = x;
+    x->base.version = inner->version;
+    x->base.init = ioInit;
+    x->base.close = ioClose;
+    x->base.load = ioLoad;
+    x->base.start = ioStart;
+    x->base.bootstrap = ioBootstrap;
+    x->base.recover = ioRecover;
+    x->base.set_term = ioSetTerm;
+    x->base.set_vote = ioSetVote;
+    x->base.send = ioSend;
+    x->base.append = ioAppend;
+    x->base.truncate = ioTruncate;
+    x->base.snapshot_put = ioSnapshotPut;
+    x->base.snapshot_get = ioSnapshotGet;
+    x->base.time = ioTime;
+    x->base.random = ioRandom;
+    x->base.async_work = ioAsyncWork;
+}
+
+uint64_t repl__now(ledger_repl *r)
+{
+    return r->io.inner->time(r->io.inner);
+}
