@@ -174,6 +174,9 @@ def main():
         print(f"node 4: every event after {pulled_s:.1f} s, ready (joined, "
               f"{role}) after {joined_s:.1f} s, caught_up health {st}",
               flush=True)
+        for line in c.log_text(4).splitlines():
+            if any(k in line for k in ("catch-up", "restore", "stalled")):
+                print("node 4 log: " + line.strip())
         v = c.verify(4)
         print(f"node 4 verify: ok={v['ok']} position "
               f"{v['applied_position']}")
