@@ -448,7 +448,8 @@ static uint64_t bestTransferTarget(ledger_repl *r)
  * applied, and only then raft_transfer runs. Raft fails the callbacks of
  * entries still in flight when leadership moves (RAFT_LEADERSHIPLOST, an
  * unknown outcome for the client); after the quiesce there are none. The
- * quiesce lasts at most one election timeout. */
+ * quiesce lasts at most one election timeout, and none at all when this
+ * node's store cannot apply (failed, or catching up). */
 static void handoverTick(ledger_repl *r)
 {
     struct repl__transfer *t = r->handover;
@@ -468,7 +469,10 @@ static void handoverTick(ledger_repl *r)
         free(t);
         return;
     }
-    if ((r->inflight > 0 || r->n_pending > 0) && repl__now(r) < t->deadline) {
+    /* A store that failed or is still catching up applies nothing: there
+     * is nothing to wait for. */
+    if ((r->inflight > 0 || r->n_pending > 0) && repl__now(r) < t->deadline &&
+        !r->store_failed && !repl__catchup_active(r)) {
         return;
     }
     t->started = true;

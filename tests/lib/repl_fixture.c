@@ -451,12 +451,8 @@ static bool clusterReady(struct fx *f, void *arg)
     if (l == FX_NONE) {
         return false;
     }
-    for (i = 0; i < f->n; i++) {
-        struct ledger_repl_status st;
-        if (!f->nodes[i].started) {
-            continue;
-        }
-        st = fx_status(f, i);
+    for (i = 0; i < f->opt.voters; i++) {
+        struct ledger_repl_status st = fx_status(f, i);
         if (st.cluster_id[0] == '\0') {
             return false;
         }
@@ -579,8 +575,9 @@ static void drawStep(struct fx *f)
     unsigned j;
     unsigned t = f->opt.election_ms;
     for (i = 0; i < f->n; i++) {
+        unsigned d = t + (unsigned)(fx_rand(f) % t);
         raft_fixture_set_randomized_election_timeout(
-            &f->rf, i, t + (unsigned)(fx_rand(f) % t));
+            &f->rf, i, f->draw[i] != 0 ? f->draw[i] : d);
         if (f->jitter) {
             raft_fixture_set_network_latency(&f->rf, i,
                                              5 + (unsigned)(fx_rand(f) % 21));

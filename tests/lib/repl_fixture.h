@@ -128,8 +128,10 @@ struct fx {
     const char *test;
     uint64_t seed;
     uint64_t rng;
-    unsigned loss_pct; /* Messages dropped per link, per step (%). */
-    bool jitter;       /* Draw network latency per step (5..25 ms). */
+    unsigned loss_pct;           /* Messages dropped per link, per step (%). */
+    unsigned draw[FX_MAX_NODES]; /* Non-zero: node i's election timeout
+                                    draws (else random in [T, 2T)). */
+    bool jitter;                 /* Draw network latency per step (5..25 ms). */
     struct fx_pull pulls[FX_MAX_PULLS];
 };
 
