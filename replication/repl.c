@@ -1037,6 +1037,16 @@ void ledger_repl_close(ledger_repl *r, void (*cb)(void *arg), void *arg)
     failPending(r, r->n_pending, LEDGER_REPL_ESHUTDOWN);
     repl__membership_close(r);
     repl__catchup_close(r);
+    if (r->handover != NULL && !r->handover->started) {
+        /* Still quiescing: end it here (a started one ends in raft_close,
+         * through transferCb). */
+        struct repl__transfer *t = r->handover;
+        r->handover = NULL;
+        if (t->cb != NULL) {
+            t->cb(t->arg, 0);
+        }
+        free(t);
+    }
     if (r->idle_on) {
         r->idle_on = false;
         r->env->idle(r->env, false);
