@@ -1,37 +1,35 @@
-/* One blocking HTTP/1.1 exchange over a TCP socket, parsed by http-parser.
+/* One blocking HTTP exchange with libcurl's easy interface (see ledger.h).
  *
- * A request opens one connection (non-blocking connect, then poll() for
- * every send and receive against a single monotonic deadline), sends the
- * whole request with "Connection: close", and feeds every byte it reads to
- * http_parser in HTTP_RESPONSE mode until on_message_complete fires. A
- * response without Content-Length or chunked framing ends at EOF, which is
- * reported to the parser as a zero-length read. Nothing survives the call.
+ * A call sets up an easy handle (the caller's, so a ledger_client keeps its
+ * connections alive between calls, or a fresh one for the one-shot
+ * ledger_http_request), runs curl_easy_perform, and turns libcurl's result
+ * into a LEDGER_CLIENT_* code and a one-line reason. Connecting is bounded
+ * by min(timeout, LEDGER_CLIENT_CONNECT_MS), the whole exchange by the
+ * timeout. Whether any byte of the request left (CURLINFO_REQUEST_SIZE)
+ * tells a connect failure (ECONNECT: nothing was delivered, any endpoint
+ * may be tried) from a failure after sending (EIO: the outcome is unknown).
  */
-#include <assert.h>
 #include <errno.h>
-#include <netdb.h>
-#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
-#include <unistd.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
 
-#include <http_parser.h>
+#include <curl/curl.h>
 
-#include "ledger.h"
+#include "client_int.h"
 
-#define CLIENT__READ_CHUNK 16384      /* Bytes read from the socket per recv. */
 #define CLIENT__MAX_BODY (256u << 20) /* Refuse responses above 256 MiB. */
 
-/* Growable byte buffer, always NUL-terminated when non-empty. */
+static pthread_once_t clientOnce = PTHREAD_ONCE_INIT;
+static void clientGlobalInit(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* Growable byte buffer, always NUL-terminated once allocated. */
 struct buf {
     char *data;
     size_t len;
@@ -61,19 +59,10 @@ static int bufAppend(struct buf *b, const char *p, size_t n)
     return 0;
 }
 
-/* Parser state for one response. */
-struct parse {
-    struct buf field; /* Header name being read (may arrive split). */
-    struct buf value; /* Header value being read. */
-    int in_value;     /* Last callback was on_header_value. */
+struct exchange {
     struct buf body;
-    char *content_type;
-    char *retry_after;
-    int duplicate; /* X-Ledger-Duplicate seen */
-    int head;      /* Request was HEAD: no body follows. */
-    int complete;  /* on_message_complete fired. */
-    int nomem;     /* An allocation failed inside a callback. */
-    int too_big;   /* Body over CLIENT__MAX_BODY. */
+    struct buf headers;
+    int too_big;
 };
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
@@ -87,6 +76,154 @@ static void errf(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
+void ledger_http_response_free(struct ledger_http_response *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    free(r->content_type);
+    free(r->retry_after);
+    free(r->body);
+    memset(r, 0, sizeof *r);
+}
+
+static size_t writeFn(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct exchange *x = userdata;
+    size_t n = size * nmemb;
+    if (x->body.len + n > CLIENT__MAX_BODY) {
+        x->too_big = 1;
+        return 0;
+    }
+    return bufAppend(&x->body, ptr, n) == 0 ? n : 0;
+}
+
+static size_t headerFn(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct exchange *x = userdata;
+    size_t n = size * nmemb;
+    if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) {
+        x->headers.len = 0; /* a new response (after 100 Continue) */
+        return n;
+    }
+    return bufAppend(&x->headers, ptr, n) == 0 ? n : 0;
+}
+
+/* Copy of header `name`'s value, or NULL (also when absent). */
+static char *headerDup(const char *raw, const char *name, int *found)
+{
+    size_t nl = strlen(name);
+    const char *p = raw;
+
+    while (p != NULL && *p != '\0') {
+        const char *eol = strstr(p, "\r\n");
+        size_t ll = eol != NULL ? (size_t)(eol - p) : strlen(p);
+        if (ll > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
+            const char *v = p + nl + 1;
+            size_t vl = ll - nl - 1;
+            char *out;
+            while (vl > 0 && (*v == ' ' || *v == '\t')) {
+                v++;
+                vl--;
+            }
+            while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) {
+                vl--;
+            }
+            if (found != NULL) {
+                *found = 1;
+            }
+            out = malloc(vl + 1);
+            if (out != NULL) {
+                memcpy(out, v, vl);
+                out[vl] = '\0';
+            }
+            return out;
+        }
+        p = eol != NULL ? eol + 2 : NULL;
+    }
+    return NULL;
+}
+
+/* "HOST:PORT", "http://HOST:PORT" or "https://HOST:PORT" with a numeric
+ * port: 0, else -1. *https tells the scheme. */
+int client__parse_endpoint(const char *addr, const char **hostport, int *https)
+{
+    const char *colon;
+    const char *p;
+
+    *https = 0;
+    if (strncmp(addr, "https://", 8) == 0) {
+        *https = 1;
+        addr += 8;
+    } else if (strncmp(addr, "http://", 7) == 0) {
+        addr += 7;
+    }
+    colon = strrchr(addr, ':');
+    if (colon == NULL || colon == addr || colon[1] == '\0' ||
+        strlen(colon + 1) > 5) {
+        return -1;
+    }
+    for (p = colon + 1; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9') {
+            return -1;
+        }
+    }
+    *hostport = addr;
+    return 0;
+}
+
+/* Header lines "Name: value\r\n" into a curl_slist; NULL on OOM. */
+static struct curl_slist *headerList(const char *headers, int one_shot,
+                                     int *oom)
+{
+    struct curl_slist *l = NULL;
+    struct curl_slist *t;
+    const char *p = headers;
+    char line[4096];
+
+    *oom = 0;
+    t = curl_slist_append(l, "Expect:");
+    if (t == NULL) {
+        goto out_oom;
+    }
+    l = t;
+    if (one_shot) {
+        t = curl_slist_append(l, "Connection: close");
+        if (t == NULL) {
+            goto out_oom;
+        }
+        l = t;
+    }
+    if (headers == NULL || strcasestr(headers, "Content-Type:") == NULL) {
+        /* No form content type made up by libcurl for a POST. */
+        t = curl_slist_append(l, "Content-Type:");
+        if (t == NULL) {
+            goto out_oom;
+        }
+        l = t;
+    }
+    while (p != NULL && *p != '\0') {
+        const char *eol = strstr(p, "\r\n");
+        size_t ll = eol != NULL ? (size_t)(eol - p) : strlen(p);
+        if (ll > 0 && ll < sizeof line) {
+            memcpy(line, p, ll);
+            line[ll] = '\0';
+            t = curl_slist_append(l, line);
+            if (t == NULL) {
+                goto out_oom;
+            }
+            l = t;
+        }
+        p = eol != NULL ? eol + 2 : NULL;
+    }
+    return l;
+
+out_oom:
+    curl_slist_free_all(l);
+    *oom = 1;
+    return NULL;
+}
+
 /* strerror() with a lower-case first letter, to read well after a colon. */
 static const char *errnoText(int e, char *buf, size_t len)
 {
@@ -97,327 +234,196 @@ static const char *errnoText(int e, char *buf, size_t len)
     return buf;
 }
 
-/* Store the finished header if it is one we keep. */
-static int parseFlushHeader(struct parse *p)
+int client__exchange(void *easy, const struct client_tls *tls, int one_shot,
+                     const char *addr, const char *method, const char *path,
+                     const char *headers, const char *body, size_t body_len,
+                     unsigned timeout_ms, struct ledger_http_response *out,
+                     char *err, size_t errlen)
 {
-    char **slot = NULL;
-    if (p->field.len == 0) {
-        return 0;
-    }
-    if (strcasecmp(p->field.data, "Content-Type") == 0) {
-        slot = &p->content_type;
-    } else if (strcasecmp(p->field.data, "Retry-After") == 0) {
-        slot = &p->retry_after;
-    } else if (strcasecmp(p->field.data, "X-Ledger-Duplicate") == 0) {
-        p->duplicate = 1;
-    }
-    if (slot != NULL) {
-        free(*slot);
-        *slot = strdup(p->value.data != NULL ? p->value.data : "");
-        if (*slot == NULL) {
-            p->nomem = 1;
-            return -1;
-        }
-    }
-    p->field.len = 0;
-    p->value.len = 0;
-    if (p->field.data != NULL) {
-        p->field.data[0] = '\0';
-    }
-    if (p->value.data != NULL) {
-        p->value.data[0] = '\0';
-    }
-    return 0;
-}
+    CURL *e = easy;
+    const char *hostport;
+    int https;
+    char url[2304];
+    struct exchange x;
+    struct curl_slist *hl;
+    unsigned connect_ms;
+    CURLcode rc;
+    long code = 0;
+    long sent = 0;
+    long os_errno = 0;
+    int oom;
+    int rv;
+    char ebuf[96];
 
-static int onHeaderField(http_parser *hp, const char *at, size_t len)
-{
-    struct parse *p = hp->data;
-    if (p->in_value) {
-        if (parseFlushHeader(p) != 0) {
-            return -1;
-        }
-        p->in_value = 0;
+    memset(out, 0, sizeof *out);
+    memset(&x, 0, sizeof x);
+    if (client__parse_endpoint(addr, &hostport, &https) != 0) {
+        errf(err, errlen,
+             "bad address '%s': expected HOST:PORT, e.g. 127.0.0.1:8001", addr);
+        return LEDGER_CLIENT_EINVAL;
     }
-    if (bufAppend(&p->field, at, len) != 0) {
-        p->nomem = 1;
-        return -1;
+    if (path[0] != '/' ||
+        (size_t)snprintf(url, sizeof url, "%s://%s%s", https ? "https" : "http",
+                         hostport, path) >= sizeof url) {
+        errf(err, errlen, "bad path '%.64s'", path);
+        return LEDGER_CLIENT_EINVAL;
     }
-    return 0;
-}
-
-static int onHeaderValue(http_parser *hp, const char *at, size_t len)
-{
-    struct parse *p = hp->data;
-    p->in_value = 1;
-    if (bufAppend(&p->value, at, len) != 0) {
-        p->nomem = 1;
-        return -1;
+    hl = headerList(headers, one_shot, &oom);
+    if (oom) {
+        errf(err, errlen, "out of memory");
+        return LEDGER_CLIENT_ENOMEM;
     }
-    return 0;
-}
-
-static int onHeadersComplete(http_parser *hp)
-{
-    struct parse *p = hp->data;
-    if (p->in_value && parseFlushHeader(p) != 0) {
-        return -1;
-    }
-    p->in_value = 0;
-    /* 1: tell the parser no body follows (HEAD responses). */
-    return p->head ? 1 : 0;
-}
-
-static int onBody(http_parser *hp, const char *at, size_t len)
-{
-    struct parse *p = hp->data;
-    if (p->body.len + len > CLIENT__MAX_BODY) {
-        p->too_big = 1;
-        return -1;
-    }
-    if (bufAppend(&p->body, at, len) != 0) {
-        p->nomem = 1;
-        return -1;
-    }
-    return 0;
-}
-
-static int onMessageComplete(http_parser *hp)
-{
-    struct parse *p = hp->data;
-    p->complete = 1;
-    /* Stop here: anything after the first response is ignored. */
-    http_parser_pause(hp, 1);
-    return 0;
-}
-
-static void parseClose(struct parse *p)
-{
-    free(p->field.data);
-    free(p->value.data);
-    free(p->body.data);
-    free(p->content_type);
-    free(p->retry_after);
-}
-
-static int64_t nowMs(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Wait until fd is ready for `events` or the deadline passes. Returns 0
- * when ready, ETIMEDOUT, or an errno. */
-static int waitFd(int fd, short events, int64_t deadline)
-{
-    for (;;) {
-        struct pollfd pfd = {.fd = fd, .events = events};
-        int64_t left = deadline - nowMs();
-        int rv;
-        if (left <= 0) {
-            return ETIMEDOUT;
-        }
-        rv = poll(&pfd, 1, left > INT32_MAX ? INT32_MAX : (int)left);
-        if (rv > 0) {
-            return 0;
-        }
-        if (rv == 0) {
-            return ETIMEDOUT;
-        }
-        if (errno != EINTR) {
-            return errno;
-        }
-    }
-}
-
-/* Split "HOST:PORT" (or "[V6]:PORT") into host and port. */
-static int splitAddr(const char *addr, char *host, size_t hostlen, char *port,
-                     size_t portlen)
-{
-    const char *colon;
-    const char *h = addr;
-    size_t hl;
-    if (addr[0] == '[') {
-        const char *close = strchr(addr, ']');
-        if (close == NULL || close[1] != ':') {
-            return -1;
-        }
-        h = addr + 1;
-        hl = (size_t)(close - h);
-        colon = close + 1;
+    connect_ms = timeout_ms < LEDGER_CLIENT_CONNECT_MS
+                     ? timeout_ms
+                     : LEDGER_CLIENT_CONNECT_MS;
+    curl_easy_reset(e);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, writeFn);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &x);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, headerFn);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, &x);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
+    if (strcmp(method, "GET") == 0) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(method, "HEAD") == 0) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     } else {
-        colon = strrchr(addr, ':');
-        if (colon == NULL) {
-            return -1;
-        }
-        hl = (size_t)(colon - addr);
-    }
-    if (hl == 0 || hl >= hostlen || colon[1] == '\0' ||
-        strlen(colon + 1) >= portlen) {
-        return -1;
-    }
-    for (const char *q = colon + 1; *q != '\0'; q++) {
-        if (*q < '0' || *q > '9') {
-            return -1;
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body != NULL ? body : "");
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        if (strcmp(method, "POST") != 0) {
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
         }
     }
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    strcpy(port, colon + 1);
-    return 0;
-}
+    if (tls != NULL) {
+        if (tls->ca != NULL) {
+            curl_easy_setopt(e, CURLOPT_CAINFO, tls->ca);
+        }
+        if (tls->cert != NULL) {
+            curl_easy_setopt(e, CURLOPT_SSLCERT, tls->cert);
+        }
+        if (tls->key != NULL) {
+            curl_easy_setopt(e, CURLOPT_SSLKEY, tls->key);
+        }
+    }
 
-/* Connect to addr before the deadline. Returns a connected non-blocking
- * socket, or -1 with *rv and err set. */
-static int connectAddr(const char *addr, int64_t deadline, unsigned timeout_ms,
-                       int *rv, char *err, size_t errlen)
-{
-    char host[256];
-    char port[16];
-    char ebuf[128];
-    struct addrinfo hints;
-    struct addrinfo *res = NULL;
-    int last_errno = 0;
-    int gai;
-    int fd = -1;
+    rc = curl_easy_perform(e);
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_getinfo(e, CURLINFO_REQUEST_SIZE, &sent);
+    curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno);
+    curl_slist_free_all(hl);
 
-    if (splitAddr(addr, host, sizeof host, port, sizeof port) != 0) {
-        *rv = LEDGER_CLIENT_EINVAL;
-        errf(err, errlen, "bad address '%s': expected HOST:PORT", addr);
-        return -1;
-    }
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    gai = getaddrinfo(host, port, &hints, &res);
-    if (gai != 0) {
-        *rv = LEDGER_CLIENT_ECONNECT;
-        errf(err, errlen, "connect %s: resolve %s: %s", addr, host,
-             gai_strerror(gai));
-        return -1;
-    }
-    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-        socklen_t sl = sizeof last_errno;
-        int so_error = 0;
-        int w;
-        fd = socket(ai->ai_family,
-                    ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
-        if (fd < 0) {
-            last_errno = errno;
-            continue;
-        }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-            break;
-        }
-        if (errno != EINPROGRESS) {
-            last_errno = errno;
-            goto out_close;
-        }
-        w = waitFd(fd, POLLOUT, deadline);
-        if (w != 0) {
-            last_errno = w;
-            goto out_close;
-        }
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &sl) != 0) {
-            so_error = errno;
-        }
-        if (so_error == 0) {
-            break;
-        }
-        last_errno = so_error;
-    out_close:
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    if (fd < 0) {
-        *rv = LEDGER_CLIENT_ECONNECT;
-        if (last_errno == ETIMEDOUT) {
-            errf(err, errlen, "connect %s: timed out after %u ms", addr,
-                 timeout_ms);
+    switch (rc) {
+    case CURLE_OK:
+        rv = LEDGER_CLIENT_OK;
+        break;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+        errf(err, errlen, "connect %s: %s", addr,
+             os_errno != 0 ? errnoText((int)os_errno, ebuf, sizeof ebuf)
+                           : curl_easy_strerror(rc));
+        rv = LEDGER_CLIENT_ECONNECT;
+        goto out_fail;
+    case CURLE_OPERATION_TIMEDOUT:
+        if (sent == 0) {
+            errf(err, errlen, "connect %s: no connection after %u ms", addr,
+                 connect_ms);
+            rv = LEDGER_CLIENT_ECONNECT;
         } else {
-            errf(err, errlen, "connect %s: %s", addr,
-                 errnoText(last_errno, ebuf, sizeof ebuf));
+            errf(err, errlen, "%s %s on %s: no answer after %u ms", method,
+                 path, addr, timeout_ms);
+            rv = LEDGER_CLIENT_EIO;
         }
-        return -1;
+        goto out_fail;
+    case CURLE_OUT_OF_MEMORY:
+        errf(err, errlen, "out of memory");
+        rv = LEDGER_CLIENT_ENOMEM;
+        goto out_fail;
+    case CURLE_WRITE_ERROR:
+        errf(err, errlen, "%s %s on %s: %s", method, path, addr,
+             x.too_big ? "response body over 256 MiB" : "out of memory");
+        rv = x.too_big ? LEDGER_CLIENT_EPROTO : LEDGER_CLIENT_ENOMEM;
+        goto out_fail;
+    case CURLE_GOT_NOTHING:
+        errf(err, errlen, "%s %s on %s: connection closed without a response",
+             method, path, addr);
+        rv = LEDGER_CLIENT_EPROTO;
+        goto out_fail;
+    case CURLE_PARTIAL_FILE:
+        errf(err, errlen,
+             "%s %s on %s: connection closed in the middle of the response",
+             method, path, addr);
+        rv = LEDGER_CLIENT_EPROTO;
+        goto out_fail;
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        errf(err, errlen, "%s %s on %s: malformed HTTP response", method, path,
+             addr);
+        rv = LEDGER_CLIENT_EPROTO;
+        goto out_fail;
+    default:
+        errf(err, errlen, "%s %s on %s: %s", method, path, addr,
+             curl_easy_strerror(rc));
+        rv = sent == 0 ? LEDGER_CLIENT_ECONNECT : LEDGER_CLIENT_EIO;
+        goto out_fail;
     }
-    {
-        int one = 1;
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+
+    out->status = (int)code;
+    if (x.headers.data != NULL) {
+        out->content_type = headerDup(x.headers.data, "Content-Type", NULL);
+        out->retry_after = headerDup(x.headers.data, "Retry-After", NULL);
+        free(headerDup(x.headers.data, "X-Ledger-Duplicate", &out->duplicate));
     }
-    return fd;
+    if (x.body.data == NULL && bufAppend(&x.body, "", 0) != 0) {
+        ledger_http_response_free(out);
+        free(x.headers.data);
+        errf(err, errlen, "out of memory");
+        return LEDGER_CLIENT_ENOMEM;
+    }
+    out->body = x.body.data;
+    out->body_len = x.body.len;
+    free(x.headers.data);
+    return LEDGER_CLIENT_OK;
+
+out_fail:
+    free(x.body.data);
+    free(x.headers.data);
+    return rv;
 }
 
-static int sendAll(int fd, const char *p, size_t n, int64_t deadline)
+void *client__easy_new(void)
 {
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w > 0) {
-            p += w;
-            n -= (size_t)w;
-            continue;
-        }
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int rv = waitFd(fd, POLLOUT, deadline);
-            if (rv != 0) {
-                return rv;
-            }
-            continue;
-        }
-        return errno != 0 ? errno : EIO;
-    }
-    return 0;
+    pthread_once(&clientOnce, clientGlobalInit);
+    return curl_easy_init();
 }
 
-static int buildRequest(struct buf *req, const char *addr, const char *method,
-                        const char *path, const char *headers, const char *body,
-                        size_t body_len)
+void client__easy_free(void *easy)
 {
-    char line[128];
-    int need_length = body != NULL || (strcmp(method, "GET") != 0 &&
-                                       strcmp(method, "HEAD") != 0);
-    if (bufAppend(req, method, strlen(method)) != 0 ||
-        bufAppend(req, " ", 1) != 0 ||
-        bufAppend(req, path, strlen(path)) != 0 ||
-        bufAppend(req, " HTTP/1.1\r\nHost: ", 17) != 0 ||
-        bufAppend(req, addr, strlen(addr)) != 0 ||
-        bufAppend(req, "\r\nConnection: close\r\n", 21) != 0) {
-        return -1;
-    }
-    if (need_length) {
-        int n = snprintf(line, sizeof line, "Content-Length: %zu\r\n",
-                         body != NULL ? body_len : 0);
-        if (bufAppend(req, line, (size_t)n) != 0) {
-            return -1;
-        }
-    }
-    if (headers != NULL && bufAppend(req, headers, strlen(headers)) != 0) {
-        return -1;
-    }
-    if (bufAppend(req, "\r\n", 2) != 0) {
-        return -1;
-    }
-    if (body != NULL && body_len > 0 && bufAppend(req, body, body_len) != 0) {
-        return -1;
-    }
-    return 0;
+    curl_easy_cleanup(easy);
 }
 
-void ledger_http_response_free(struct ledger_http_response *r)
+int ledger_http_request(const char *addr, const char *method, const char *path,
+                        const char *headers, const char *body, size_t body_len,
+                        unsigned timeout_ms, struct ledger_http_response *out,
+                        char *err, size_t errlen)
 {
-    if (r == NULL) {
-        return;
+    void *e = client__easy_new();
+    int rv;
+
+    if (e == NULL) {
+        memset(out, 0, sizeof *out);
+        errf(err, errlen, "out of memory");
+        return LEDGER_CLIENT_ENOMEM;
     }
-    free(r->content_type);
-    free(r->retry_after);
-    free(r->body);
-    memset(r, 0, sizeof *r);
+    rv = client__exchange(e, NULL, 1, addr, method, path, headers, body,
+                          body_len, timeout_ms, out, err, errlen);
+    client__easy_free(e);
+    return rv;
 }
 
 const char *ledger_client_strerror(int code)
@@ -440,174 +446,4 @@ const char *ledger_client_strerror(int code)
     default:
         return "unknown";
     }
-}
-
-/* Read and parse until the response is complete. */
-static int readResponse(int fd, http_parser *hp, struct parse *p,
-                        int64_t deadline, const char *what, unsigned timeout_ms,
-                        char *err, size_t errlen)
-{
-    static const http_parser_settings settings = {
-        .on_header_field = onHeaderField,
-        .on_header_value = onHeaderValue,
-        .on_headers_complete = onHeadersComplete,
-        .on_body = onBody,
-        .on_message_complete = onMessageComplete,
-    };
-    char *chunk = malloc(CLIENT__READ_CHUNK);
-    char ebuf[128];
-    int rv = LEDGER_CLIENT_OK;
-    size_t total = 0;
-
-    if (chunk == NULL) {
-        errf(err, errlen, "%s: out of memory", what);
-        return LEDGER_CLIENT_ENOMEM;
-    }
-    while (!p->complete) {
-        ssize_t n = recv(fd, chunk, CLIENT__READ_CHUNK, 0);
-        size_t used;
-        enum http_errno he;
-        if (n < 0) {
-            int w;
-            if (errno == EINTR) {
-                continue;
-            }
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                rv = LEDGER_CLIENT_EIO;
-                errf(err, errlen, "%s: receive: %s", what,
-                     errnoText(errno, ebuf, sizeof ebuf));
-                break;
-            }
-            w = waitFd(fd, POLLIN, deadline);
-            if (w == ETIMEDOUT) {
-                rv = LEDGER_CLIENT_EIO;
-                errf(err, errlen, "%s: no complete response after %u ms", what,
-                     timeout_ms);
-                break;
-            }
-            if (w != 0) {
-                rv = LEDGER_CLIENT_EIO;
-                errf(err, errlen, "%s: receive: %s", what,
-                     errnoText(w, ebuf, sizeof ebuf));
-                break;
-            }
-            continue;
-        }
-        total += (size_t)n;
-        used = http_parser_execute(hp, &settings, chunk, (size_t)n);
-        he = HTTP_PARSER_ERRNO(hp);
-        if (p->complete) {
-            break;
-        }
-        if (p->nomem) {
-            rv = LEDGER_CLIENT_ENOMEM;
-            errf(err, errlen, "%s: out of memory", what);
-            break;
-        }
-        if (p->too_big) {
-            rv = LEDGER_CLIENT_EPROTO;
-            errf(err, errlen, "%s: response body over %u bytes", what,
-                 CLIENT__MAX_BODY);
-            break;
-        }
-        if (n == 0) {
-            /* EOF reported to the parser did not complete the message. */
-            rv = LEDGER_CLIENT_EPROTO;
-            errf(err, errlen,
-                 total == 0 ? "%s: connection closed without a response"
-                            : "%s: connection closed in the middle of the "
-                              "response",
-                 what);
-            break;
-        }
-        if (he != HPE_OK || used != (size_t)n) {
-            rv = LEDGER_CLIENT_EPROTO;
-            errf(err, errlen, "%s: malformed HTTP response: %s", what,
-                 http_errno_description(he));
-            break;
-        }
-    }
-    free(chunk);
-    return rv;
-}
-
-int ledger_http_request(const char *addr, const char *method, const char *path,
-                        const char *headers, const char *body, size_t body_len,
-                        unsigned timeout_ms, struct ledger_http_response *out,
-                        char *err, size_t errlen)
-{
-    int64_t deadline = nowMs() + (int64_t)timeout_ms;
-    struct buf req = {0};
-    struct parse p = {0};
-    http_parser hp;
-    char what[256];
-    char ebuf[128];
-    int rv = LEDGER_CLIENT_OK;
-    int fd;
-    int s;
-
-    if (err != NULL && errlen > 0) {
-        err[0] = '\0';
-    }
-    if (addr == NULL || method == NULL || path == NULL || out == NULL) {
-        errf(err, errlen,
-             "bad argument: addr, method, path and out are "
-             "required");
-        return LEDGER_CLIENT_EINVAL;
-    }
-    memset(out, 0, sizeof *out);
-    snprintf(what, sizeof what, "%s %s on %s", method, path, addr);
-
-    if (buildRequest(&req, addr, method, path, headers, body, body_len) != 0) {
-        errf(err, errlen, "%s: out of memory", what);
-        rv = LEDGER_CLIENT_ENOMEM;
-        goto out_free_req;
-    }
-    fd = connectAddr(addr, deadline, timeout_ms, &rv, err, errlen);
-    if (fd < 0) {
-        goto out_free_req;
-    }
-    s = sendAll(fd, req.data, req.len, deadline);
-    if (s != 0) {
-        rv = LEDGER_CLIENT_EIO;
-        if (s == ETIMEDOUT) {
-            errf(err, errlen, "%s: send timed out after %u ms", what,
-                 timeout_ms);
-        } else {
-            errf(err, errlen, "%s: send: %s", what,
-                 errnoText(s, ebuf, sizeof ebuf));
-        }
-        goto out_close_fd;
-    }
-
-    http_parser_init(&hp, HTTP_RESPONSE);
-    hp.data = &p;
-    p.head = strcmp(method, "HEAD") == 0;
-    rv = readResponse(fd, &hp, &p, deadline, what, timeout_ms, err, errlen);
-    if (rv != LEDGER_CLIENT_OK) {
-        goto out_free_parse;
-    }
-
-    if (p.body.data == NULL && bufAppend(&p.body, "", 0) != 0) {
-        errf(err, errlen, "%s: out of memory", what);
-        rv = LEDGER_CLIENT_ENOMEM;
-        goto out_free_parse;
-    }
-    out->status = (int)hp.status_code;
-    out->content_type = p.content_type;
-    out->retry_after = p.retry_after;
-    out->duplicate = p.duplicate;
-    out->body = p.body.data;
-    out->body_len = p.body.len;
-    p.content_type = NULL;
-    p.retry_after = NULL;
-    p.body.data = NULL;
-
-out_free_parse:
-    parseClose(&p);
-out_close_fd:
-    close(fd);
-out_free_req:
-    free(req.data);
-    return rv;
 }

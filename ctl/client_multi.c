@@ -1,15 +1,18 @@
 /* Multi-endpoint client: fail-over across node API addresses, bearer token.
  *
  * Endpoint choice: a call starts at the endpoint that answered last (the
- * "sticky" one) and walks the list once. A connect failure always moves on;
- * a failed or timed-out exchange moves on only for GET, because a POST that
- * was sent may have been applied. Any HTTP status is an answer.
+ * "sticky" one) and walks the list once. A connect failure always moves on
+ * (nothing was sent); a failed or timed-out exchange moves on only for a
+ * call that is safe to repeat (GET, HEAD, or LEDGER_CALL_RETRY_SAFE),
+ * because an unsafe one that was sent may have been applied. Any HTTP
+ * status is an answer. One libcurl easy handle per client keeps the
+ * connections alive between calls.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ledger.h"
+#include "client_int.h"
 
 #define CLIENT__ERRMSG_SIZE 1024 /* Room for one reason per endpoint. */
 
@@ -22,6 +25,8 @@ struct ledger_client {
     char *headers;      /* Authorization and Accept lines. */
     char *headers_body; /* The same plus Content-Type. */
     unsigned timeout_ms;
+    void *easy; /* libcurl easy handle, with its connection cache. */
+    struct client_tls tls;
     char errmsg[CLIENT__ERRMSG_SIZE];
 };
 
@@ -48,6 +53,8 @@ int ledger_client_create(const char *endpoints_csv, const char *token,
 {
     struct ledger_client *c;
     const char *p;
+    const char *hostport;
+    int https;
     size_t n = 1;
     size_t hlen;
 
@@ -76,7 +83,7 @@ int ledger_client_create(const char *endpoints_csv, const char *token,
         }
         if (ep[0] == '\0') {
             free(ep);
-        } else if (strchr(ep, ':') == NULL || ep[strlen(ep) - 1] == ':') {
+        } else if (client__parse_endpoint(ep, &hostport, &https) != 0) {
             snprintf(err, errlen,
                      "bad endpoint '%s': expected HOST:PORT, e.g. "
                      "127.0.0.1:8001",
@@ -113,6 +120,10 @@ int ledger_client_create(const char *endpoints_csv, const char *token,
     snprintf(c->headers_body, hlen + 64, "%sContent-Type: application/json\r\n",
              c->headers);
     c->timeout_ms = LEDGER_CLIENT_TIMEOUT_MS;
+    c->easy = client__easy_new();
+    if (c->easy == NULL) {
+        goto err_after_alloc;
+    }
     *out = c;
     return LEDGER_CLIENT_OK;
 
@@ -134,7 +145,40 @@ void ledger_client_destroy(ledger_client *c)
     free(c->endpoints);
     free(c->headers);
     free(c->headers_body);
+    free(c->tls.ca);
+    free(c->tls.cert);
+    free(c->tls.key);
+    if (c->easy != NULL) {
+        client__easy_free(c->easy);
+    }
     free(c);
+}
+
+static int dupOpt(const char *s, char **out)
+{
+    *out = NULL;
+    if (s == NULL || s[0] == '\0') {
+        return 0;
+    }
+    *out = strdup(s);
+    return *out == NULL ? -1 : 0;
+}
+
+int ledger_client_set_tls(ledger_client *c, const char *ca_file,
+                          const char *cert_file, const char *key_file)
+{
+    struct client_tls t = {NULL, NULL, NULL};
+    if (dupOpt(ca_file, &t.ca) != 0 || dupOpt(cert_file, &t.cert) != 0 ||
+        dupOpt(key_file, &t.key) != 0) {
+        free(t.ca);
+        free(t.cert);
+        return LEDGER_CLIENT_ENOMEM;
+    }
+    free(c->tls.ca);
+    free(c->tls.cert);
+    free(c->tls.key);
+    c->tls = t;
+    return 0;
 }
 
 void ledger_client_set_timeout(ledger_client *c, unsigned timeout_ms)
@@ -177,10 +221,10 @@ int ledger_client_call_one(ledger_client *c, size_t i, const char *method,
         return LEDGER_CLIENT_EINVAL;
     }
     c->errmsg[0] = '\0';
-    rv = ledger_http_request(c->endpoints[i], method, path,
-                             body != NULL ? c->headers_body : c->headers, body,
-                             body_len, c->timeout_ms, out, c->errmsg,
-                             sizeof c->errmsg);
+    rv = client__exchange(c->easy, &c->tls, 0, c->endpoints[i], method, path,
+                          body != NULL ? c->headers_body : c->headers, body,
+                          body_len, c->timeout_ms, out, c->errmsg,
+                          sizeof c->errmsg);
     if (rv == LEDGER_CLIENT_OK) {
         c->sticky = i;
         c->last = i;
@@ -193,10 +237,20 @@ int ledger_client_call(ledger_client *c, const char *method, const char *path,
                        const char *body, size_t body_len,
                        struct ledger_http_response *out)
 {
+    return ledger_client_call_flags(c, method, path, body, body_len, 0, out);
+}
+
+int ledger_client_call_flags(ledger_client *c, const char *method,
+                             const char *path, const char *body,
+                             size_t body_len, unsigned flags,
+                             struct ledger_http_response *out)
+{
     char reasons[CLIENT__ERRMSG_SIZE - 32];
     size_t used = 0;
     size_t start = c->sticky;
-    int idempotent = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    int idempotent = strcmp(method, "GET") == 0 ||
+                     strcmp(method, "HEAD") == 0 ||
+                     (flags & LEDGER_CALL_RETRY_SAFE) != 0;
 
     reasons[0] = '\0';
     for (size_t k = 0; k < c->n_endpoints; k++) {

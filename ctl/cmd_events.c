@@ -173,7 +173,11 @@ int ctlCmdAppend(struct ctl *ctl, int argc, char **argv)
         json_t *answer;
         int duplicate;
         char desc[512];
-        rv = ledger_client_call(c, "POST", path, text, strlen(text), &r);
+        /* With an id the append is safe to send twice: a node that does
+         * not answer in time is left for the next one at once. */
+        rv = ledger_client_call_flags(c, "POST", path, text, strlen(text),
+                                      key != NULL ? LEDGER_CALL_RETRY_SAFE : 0,
+                                      &r);
         if (rv == LEDGER_CLIENT_ENOENDPOINT ||
             (rv == LEDGER_CLIENT_EIO && key != NULL)) {
             if (nowMs() <

@@ -1,764 +1,719 @@
-/* Asynchronous HTTP/1.1 client on a libuv loop: one-shot requests and a
- * pool of keep-alive connections (see http_client.h).
+/* Asynchronous HTTP client: libcurl's multi interface on a libuv loop (see
+ * client.h), the way curl's docs/examples/multi-uv.c does it:
+ * CURLMOPT_SOCKETFUNCTION starts and stops one uv_poll_t per socket,
+ * CURLMOPT_TIMERFUNCTION arms one uv_timer_t, each event runs
+ * curl_multi_socket_action, and curl_multi_info_read reports finished
+ * transfers.
  *
- * Two heap objects:
- * - struct http_conn owns a TCP handle, its connect and write requests and
- *   its read buffer. It lives until its handle is closed, so cancelled
- *   connect/write callbacks always find it; they look at conn->req, which is
- *   NULL once the exchange is over.
- * - struct http_client_req owns one exchange: a timer, the serialized
- *   request and the response being parsed. Phases: connect (or reuse) ->
- *   write + read -> done.
+ * Objects:
+ * - struct http_client: the multi handle, its timer, a free list of easy
+ *   handles (curl_easy_reset keeps their connection-independent caches),
+ *   and the calls in flight.
+ * - struct http_call: one transfer: its easy handle, header list, copied
+ *   body, and the response being collected.
+ * - struct client_sock: one uv_poll_t per socket curl asks us to watch,
+ *   attached to the socket with curl_multi_assign and freed in its close
+ *   callback.
  *
  * Invariants:
- * - clientFinish() runs at most once (guarded by `done`) and only from libuv
- *   callbacks, so the user's callback never runs inside a request call. It
- *   fires the callback, then releases the connection (back to the pool
- *   after a complete keep-alive answer, else closed) and closes the timer;
- *   the request is freed in the timer's close callback.
- * - A connection is in at most one of: in use by exactly one request, idle
- *   in its pool's list, or closing. Idle connections keep reading: any
- *   byte, EOF or error closes them.
- * - A one-shot request says "Connection: close"; a response without a
- *   length is therefore delimited by EOF. A pooled request does not.
- * - A pool is freed only after http_pool_close() and once its sweep timer
- *   and every connection it opened are closed.
- * Errors reported: UV_ETIMEDOUT (timer), UV_EPROTO (malformed response),
- * UV_ECONNRESET (connection closed before a complete response), and any
- * connect/write/read error from libuv.
+ * - User callbacks run only from finishDone(), which is called from a uv
+ *   callback after curl_multi_socket_action returned: never inside a curl
+ *   callback, never inside http_client_request or http_call_cancel. It
+ *   first takes every finished transfer out of the multi handle, then calls
+ *   back one by one; a call cancelled meanwhile (by an earlier callback) is
+ *   skipped.
+ * - A call is in exactly one of: running (in the multi handle), finishing
+ *   (taken out, callback pending), or freed.
+ * - The client is freed once http_client_close ran, every call is freed
+ *   and the timer and every poll handle are closed.
  */
 #include "http/client.h"
 
 #include <assert.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include <http_parser.h>
+#include <curl/curl.h>
 
-#include "http/addr.h"
 #include "http/buf.h"
 
-#define HTTP_CLIENT__MAX_HEADER_BYTES (64 * 1024) /* Response header cap. */
-#define HTTP_POOL__SWEEP_MS 5000  /* How often idle connections are aged. */
-#define HTTP_CLIENT__ADDR_MAX 128 /* "host:port" + NUL. */
-#define CLIENT__APPEND_LIT(b, lit)                                             \
-    http_buf_append((b), (lit), sizeof(lit) - 1) /* String literal only. */
+#define CLIENT__MAX_IDLE 64                  /* Default idle connections. */
+#define CLIENT__MAX_BODY (64u * 1024 * 1024) /* Default response cap. */
+#define CLIENT__MAX_HEADERS (64 * 1024)      /* Response header cap. */
+#define CLIENT__FREE_EASY 32                 /* Easy handles kept for reuse. */
 
-/* Header of the response the client remembers. */
-enum { CLIENT__H_NONE, CLIENT__H_CONTENT_TYPE, CLIENT__H_RETRY_AFTER };
-
-struct http_client_req;
-
-struct http_conn {
-    uv_tcp_t tcp;
-    uv_connect_t connect;
-    uv_write_t write;
-    http_pool *pool;             /* NULL: one-shot. */
-    struct http_client_req *req; /* Exchange in progress, or NULL. */
-    char addr[HTTP_CLIENT__ADDR_MAX];
-    int closing;
-    int writing; /* A write is queued: the connection is not reusable. */
-    struct http_conn *next_idle; /* In pool->idle when idle. */
-    struct http_conn *prev_idle;
-    int idle;
-    uint64_t idle_since; /* uv_now() when it became idle. */
-    char inbuf[16384];
-};
-
-struct http_pool {
-    uv_loop_t *loop;
-    uv_timer_t sweep;
-    struct http_conn *idle; /* Most recently used first. */
-    size_t n_idle;
-    size_t max_idle;
-    size_t n_conns; /* Opened by the pool, not yet closed. */
-    size_t n_reqs;  /* Requests started on the pool, not yet freed. */
-    int closing;
-    int sweep_closed;
-};
-
-struct http_client_req {
-    uv_loop_t *loop;
-    http_pool *pool;
-    struct http_conn *conn;
-    struct sockaddr_in sin;
-    char addr[HTTP_CLIENT__ADDR_MAX];
-    uv_timer_t timer;
-    int done;     /* clientFinish() has run. */
-    int reused;   /* conn came from the pool. */
-    int got_data; /* Some byte of the answer arrived. */
-    int retried;  /* Sent again after a stale pooled connection. */
-    int is_head;
+struct http_call {
+    http_client *c;
+    CURL *easy;
+    struct curl_slist *hdrs;
+    char *body; /* Copy of the request body (curl does not copy it). */
     http_client_cb cb;
     void *arg;
-    struct http_buf out; /* Serialized request. */
-    http_parser parser;
-    size_t header_bytes;
-    int cur_header; /* CLIENT__H_* for the header being parsed. */
-    int last_was_value;
-    struct http_buf field;
-    struct http_buf content_type;
-    struct http_buf retry_after;
-    int have_content_type;
-    int have_retry_after;
-    int duplicate; /* X-Ledger-Duplicate seen */
-    struct http_buf body;
-    int complete;
+    struct http_buf resp_body;
+    struct http_buf resp_headers;
+    bool too_big;
+    bool finishing;
+    bool cancelled;
+    CURLcode result;
+    struct http_call *next; /* In c->calls, or the finishing list. */
+    struct http_call *prev;
 };
 
-static void poolMaybeFree(http_pool *p);
+struct client_sock {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    http_client *c;
+};
 
-/* ---- Connections -------------------------------------------------------- */
+struct http_client {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer;
+    struct http_call *calls; /* Running. */
+    size_t n_calls;          /* Running and finishing. */
+    CURL *free_easy[CLIENT__FREE_EASY];
+    size_t n_free_easy;
+    size_t max_body;
+    char *ca_file;
+    char *cert_file;
+    char *key_file;
+    size_t n_socks; /* Poll handles not yet closed. */
+    bool closing;
+    bool timer_closed;
+    void (*close_cb)(void *arg);
+    void *close_arg;
+};
 
-static void idleUnlink(struct http_conn *c)
+static pthread_once_t clientOnce = PTHREAD_ONCE_INIT;
+static void clientGlobalInit(void)
 {
-    http_pool *p = c->pool;
-    if (!c->idle) {
-        return;
-    }
-    if (c->prev_idle != NULL) {
-        c->prev_idle->next_idle = c->next_idle;
-    } else {
-        p->idle = c->next_idle;
-    }
-    if (c->next_idle != NULL) {
-        c->next_idle->prev_idle = c->prev_idle;
-    }
-    c->next_idle = c->prev_idle = NULL;
-    c->idle = 0;
-    p->n_idle--;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-static void connClosedCb(uv_handle_t *h)
-{
-    struct http_conn *c = h->data;
-    http_pool *p = c->pool;
+/* ---- Errors ---------------------------------------------------------- */
 
+static int uvError(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_OK:
+        return 0;
+    case CURLE_COULDNT_CONNECT:
+        return UV_ECONNREFUSED;
+    case CURLE_COULDNT_RESOLVE_HOST:
+        return UV_EAI_NONAME;
+    case CURLE_OPERATION_TIMEDOUT:
+        return UV_ETIMEDOUT;
+    case CURLE_OUT_OF_MEMORY:
+        return UV_ENOMEM;
+    case CURLE_WRITE_ERROR:
+    case CURLE_FILESIZE_EXCEEDED:
+        return UV_E2BIG;
+    case CURLE_SEND_ERROR:
+        return UV_EPIPE;
+    case CURLE_GOT_NOTHING:
+    case CURLE_RECV_ERROR:
+    case CURLE_PARTIAL_FILE:
+        return UV_ECONNRESET;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+        return UV_ECONNABORTED;
+    case CURLE_URL_MALFORMAT:
+        return UV_EINVAL;
+    default:
+        return UV_EPROTO;
+    }
+}
+
+/* ---- Client lifecycle ------------------------------------------------ */
+
+static void clientMaybeFree(http_client *c)
+{
+    if (!c->closing || !c->timer_closed || c->n_socks > 0 || c->n_calls > 0) {
+        return;
+    }
+    void (*cb)(void *) = c->close_cb;
+    void *arg = c->close_arg;
+    free(c->ca_file);
+    free(c->cert_file);
+    free(c->key_file);
     free(c);
-    if (p != NULL) {
-        p->n_conns--;
-        poolMaybeFree(p);
+    if (cb != NULL) {
+        cb(arg);
     }
 }
 
-static void connClose(struct http_conn *c)
+static void timerClosedCb(uv_handle_t *h)
 {
-    if (c->closing) {
-        return;
-    }
-    if (c->pool != NULL) {
-        idleUnlink(c);
-    }
-    c->closing = 1;
-    c->req = NULL;
-    uv_close((uv_handle_t *)&c->tcp, connClosedCb);
+    http_client *c = h->data;
+    c->timer_closed = true;
+    clientMaybeFree(c);
 }
 
-static struct http_conn *connNew(uv_loop_t *loop, http_pool *p,
-                                 const char *addr, int *rv)
+static void sockClosedCb(uv_handle_t *h)
 {
-    struct http_conn *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        *rv = UV_ENOMEM;
-        return NULL;
-    }
-    *rv = uv_tcp_init(loop, &c->tcp);
-    if (*rv != 0) {
-        free(c);
-        return NULL;
-    }
-    c->tcp.data = c;
-    c->connect.data = c;
-    c->write.data = c;
-    c->pool = p;
-    snprintf(c->addr, sizeof c->addr, "%s", addr);
-    if (p != NULL) {
-        p->n_conns++;
-    }
-    return c;
+    struct client_sock *s = h->data;
+    http_client *c = s->c;
+    free(s);
+    c->n_socks--;
+    clientMaybeFree(c);
 }
 
-/* An idle pooled connection to addr, unlinked from the idle list. */
-static struct http_conn *poolTake(http_pool *p, const char *addr)
+/* ---- Finishing transfers --------------------------------------------- */
+
+static void callFree(struct http_call *call)
 {
-    struct http_conn *c;
-    for (c = p->idle; c != NULL; c = c->next_idle) {
-        if (strcmp(c->addr, addr) == 0) {
-            idleUnlink(c);
-            return c;
+    http_client *c = call->c;
+    if (call->easy != NULL) {
+        if (c->n_free_easy < CLIENT__FREE_EASY && !c->closing) {
+            curl_easy_reset(call->easy);
+            c->free_easy[c->n_free_easy++] = call->easy;
+        } else {
+            curl_easy_cleanup(call->easy);
         }
+    }
+    curl_slist_free_all(call->hdrs);
+    free(call->body);
+    http_buf_free(&call->resp_body);
+    http_buf_free(&call->resp_headers);
+    free(call);
+    c->n_calls--;
+}
+
+static void unlinkCall(struct http_call *call)
+{
+    http_client *c = call->c;
+    if (call->prev != NULL) {
+        call->prev->next = call->next;
+    } else {
+        c->calls = call->next;
+    }
+    if (call->next != NULL) {
+        call->next->prev = call->prev;
+    }
+    call->next = call->prev = NULL;
+}
+
+static const char *headerIn(const char *raw, const char *name, char *buf,
+                            size_t len)
+{
+    size_t nl = strlen(name);
+    const char *p = raw;
+
+    while (p != NULL && *p != '\0') {
+        const char *eol = strstr(p, "\r\n");
+        size_t ll = eol != NULL ? (size_t)(eol - p) : strlen(p);
+        if (ll > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
+            const char *v = p + nl + 1;
+            size_t vl = ll - nl - 1;
+            while (vl > 0 && (*v == ' ' || *v == '\t')) {
+                v++;
+                vl--;
+            }
+            while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) {
+                vl--;
+            }
+            if (vl >= len) {
+                vl = len - 1;
+            }
+            memcpy(buf, v, vl);
+            buf[vl] = '\0';
+            return buf;
+        }
+        p = eol != NULL ? eol + 2 : NULL;
     }
     return NULL;
 }
 
-/* The exchange on c ended: pool c if the answer allows it, else close. */
-static void connRelease(struct http_conn *c, int reusable)
+const char *http_client_response_header(const struct http_client_response *r,
+                                        const char *name, char *buf, size_t len)
 {
-    http_pool *p = c->pool;
-
-    c->req = NULL;
-    if (c->closing) {
-        return;
-    }
-    if (p == NULL || p->closing || !reusable || c->writing ||
-        p->n_idle >= p->max_idle) {
-        connClose(c);
-        return;
-    }
-    c->idle = 1;
-    c->idle_since = uv_now(p->loop);
-    c->prev_idle = NULL;
-    c->next_idle = p->idle;
-    if (p->idle != NULL) {
-        p->idle->prev_idle = c;
-    }
-    p->idle = c;
-    p->n_idle++;
-}
-
-/* ---- Requests ----------------------------------------------------------- */
-
-static void clientTimerClosedCb(uv_handle_t *h)
-{
-    struct http_client_req *r = h->data;
-    http_pool *p = r->pool;
-
-    http_buf_free(&r->out);
-    http_buf_free(&r->field);
-    http_buf_free(&r->content_type);
-    http_buf_free(&r->retry_after);
-    http_buf_free(&r->body);
-    free(r);
-    if (p != NULL) {
-        p->n_reqs--;
-        poolMaybeFree(p);
-    }
-}
-
-static void clientFinish(struct http_client_req *r, int status)
-{
-    struct http_client_response resp;
-    struct http_conn *c = r->conn;
-    int reusable;
-
-    if (r->done) {
-        return;
-    }
-    r->done = 1;
-    uv_timer_stop(&r->timer);
-    reusable = status == 0 && r->complete &&
-               http_should_keep_alive(&r->parser) && !r->is_head;
-    if (status == 0) {
-        memset(&resp, 0, sizeof resp);
-        resp.status = r->parser.status_code;
-        resp.content_type =
-            r->have_content_type ? http_buf_str(&r->content_type) : NULL;
-        resp.retry_after =
-            r->have_retry_after ? http_buf_str(&r->retry_after) : NULL;
-        resp.body = http_buf_str(&r->body);
-        resp.body_len = r->body.len;
-        resp.duplicate = r->duplicate;
-        r->cb(r->arg, 0, &resp);
-    } else {
-        r->cb(r->arg, status, NULL);
-    }
-    r->conn = NULL;
-    if (c != NULL) {
-        connRelease(c, reusable);
-    }
-    uv_close((uv_handle_t *)&r->timer, clientTimerClosedCb);
-}
-
-/* Response parser callbacks. */
-
-static int clientHeaderBytes(struct http_client_req *r, size_t len)
-{
-    r->header_bytes += len;
-    return r->header_bytes > HTTP_CLIENT__MAX_HEADER_BYTES ? -1 : 0;
-}
-
-static int onMessageBegin(http_parser *p)
-{
-    struct http_client_req *r = p->data;
-
-    /* Also reached again after a 1xx interim response: start over. */
-    r->header_bytes = 0;
-    r->cur_header = CLIENT__H_NONE;
-    r->last_was_value = 0;
-    r->field.len = 0;
-    r->content_type.len = 0;
-    r->retry_after.len = 0;
-    r->have_content_type = 0;
-    r->have_retry_after = 0;
-    r->body.len = 0;
-    return 0;
-}
-
-static int onStatus(http_parser *p, const char *at, size_t len)
-{
-    (void)at;
-    return clientHeaderBytes(p->data, len);
-}
-
-static int onHeaderField(http_parser *p, const char *at, size_t len)
-{
-    struct http_client_req *r = p->data;
-
-    if (clientHeaderBytes(r, len) != 0) {
-        return -1;
-    }
-    if (r->last_was_value) {
-        r->field.len = 0;
-        r->last_was_value = 0;
-    }
-    return http_buf_append(&r->field, at, len);
-}
-
-static int onHeaderValue(http_parser *p, const char *at, size_t len)
-{
-    struct http_client_req *r = p->data;
-    struct http_buf *dst = NULL;
-
-    if (clientHeaderBytes(r, len) != 0) {
-        return -1;
-    }
-    if (!r->last_was_value) {
-        /* First fragment of this value: classify its header. */
-        const char *name = http_buf_str(&r->field);
-        r->last_was_value = 1;
-        r->cur_header = CLIENT__H_NONE;
-        if (strcasecmp(name, "Content-Type") == 0 && !r->have_content_type) {
-            r->cur_header = CLIENT__H_CONTENT_TYPE;
-            r->have_content_type = 1;
-        } else if (strcasecmp(name, "Retry-After") == 0 &&
-                   !r->have_retry_after) {
-            r->cur_header = CLIENT__H_RETRY_AFTER;
-            r->have_retry_after = 1;
-        } else if (strcasecmp(name, "X-Ledger-Duplicate") == 0) {
-            r->duplicate = 1;
-        }
-    }
-    if (r->cur_header == CLIENT__H_CONTENT_TYPE) {
-        dst = &r->content_type;
-    } else if (r->cur_header == CLIENT__H_RETRY_AFTER) {
-        dst = &r->retry_after;
-    }
-    return dst != NULL ? http_buf_append(dst, at, len) : 0;
-}
-
-static int onHeadersComplete(http_parser *p)
-{
-    struct http_client_req *r = p->data;
-
-    return r->is_head ? 1 : 0; /* 1: no body follows. */
-}
-
-static int onBody(http_parser *p, const char *at, size_t len)
-{
-    struct http_client_req *r = p->data;
-
-    return http_buf_append(&r->body, at, len);
-}
-
-static int onMessageComplete(http_parser *p)
-{
-    struct http_client_req *r = p->data;
-
-    if (p->status_code >= 100 && p->status_code < 200) {
-        return 0; /* Interim response; the real one follows. */
-    }
-    r->complete = 1;
-    http_parser_pause(p, 1);
-    return 0;
-}
-
-static const http_parser_settings clientSettings = {
-    .on_message_begin = onMessageBegin,
-    .on_status = onStatus,
-    .on_header_field = onHeaderField,
-    .on_header_value = onHeaderValue,
-    .on_headers_complete = onHeadersComplete,
-    .on_body = onBody,
-    .on_message_complete = onMessageComplete,
-};
-
-/* I/O callbacks. */
-
-static int clientSend(struct http_client_req *r);
-static int clientConnect(struct http_client_req *r);
-
-/* The reused connection died before any byte of the answer: the peer
- * never read the request (it closed an idle connection). Send it once more
- * on a fresh connection. True if that was started. */
-static int clientRetryFresh(struct http_client_req *r)
-{
-    struct http_conn *c = r->conn;
-
-    if (!r->reused || r->got_data || r->retried || r->done) {
-        return 0;
-    }
-    r->retried = 1;
-    r->reused = 0;
-    r->conn = NULL;
-    connClose(c);
-    return clientConnect(r) == 0;
-}
-
-static void clientAllocCb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    struct http_conn *c = h->data;
-
-    (void)suggested;
-    *buf = uv_buf_init(c->inbuf, sizeof c->inbuf);
-}
-
-static void clientReadCb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    struct http_conn *c = s->data;
-    struct http_client_req *r = c->req;
-    enum http_errno e;
-
-    if (nread == 0 || c->closing) {
-        return;
-    }
-    if (r == NULL) {
-        connClose(c); /* Idle: the peer closed it or said something odd. */
-        return;
-    }
-    if (nread > 0) {
-        r->got_data = 1;
-        http_parser_execute(&r->parser, &clientSettings, buf->base,
-                            (size_t)nread);
-    } else if (nread == UV_EOF) {
-        if (clientRetryFresh(r)) {
-            return;
-        }
-        /* Tell the parser: completes bodies delimited by EOF. */
-        http_parser_execute(&r->parser, &clientSettings, NULL, 0);
-    } else if (clientRetryFresh(r)) {
-        return;
-    }
-    if (r->complete) {
-        clientFinish(r, 0);
-        return;
-    }
-    e = HTTP_PARSER_ERRNO(&r->parser);
-    if (e != HPE_OK && e != HPE_INVALID_EOF_STATE) {
-        clientFinish(r, UV_EPROTO);
-        return;
-    }
-    if (nread == UV_EOF) {
-        clientFinish(r, UV_ECONNRESET);
-    } else if (nread < 0) {
-        clientFinish(r, (int)nread);
-    }
-}
-
-static void clientWriteCb(uv_write_t *req, int status)
-{
-    struct http_conn *c = req->data;
-    struct http_client_req *r = c->req;
-
-    c->writing = 0;
-    if (r == NULL || r->done || status >= 0) {
-        return;
-    }
-    if (!clientRetryFresh(r)) {
-        clientFinish(r, status);
-    }
-}
-
-/* Write the request on r->conn (connected) and start reading. */
-static int clientSend(struct http_client_req *r)
-{
-    struct http_conn *c = r->conn;
-    uv_buf_t buf;
-    int rv;
-
-    if (!r->reused) {
-        rv = uv_read_start((uv_stream_t *)&c->tcp, clientAllocCb, clientReadCb);
-        if (rv != 0) {
-            return rv;
-        }
-    }
-    buf = uv_buf_init(r->out.p, (unsigned)r->out.len);
-    rv = uv_write(&c->write, (uv_stream_t *)&c->tcp, &buf, 1, clientWriteCb);
-    c->writing = rv == 0;
-    return rv;
-}
-
-static void clientConnectCb(uv_connect_t *req, int status)
-{
-    struct http_conn *c = req->data;
-    struct http_client_req *r = c->req;
-    int rv;
-
-    if (r == NULL || r->done) {
-        return;
-    }
-    if (status < 0) {
-        clientFinish(r, status);
-        return;
-    }
-    uv_tcp_nodelay(&c->tcp, 1);
-    rv = clientSend(r);
-    if (rv != 0) {
-        clientFinish(r, rv);
-    }
-}
-
-/* Open a fresh connection for r. 0, or a libuv error (nothing to undo). */
-static int clientConnect(struct http_client_req *r)
-{
-    struct http_conn *c;
-    int rv;
-
-    c = connNew(r->loop, r->pool, r->addr, &rv);
-    if (c == NULL) {
-        return rv;
-    }
-    rv = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&r->sin,
-                        clientConnectCb);
-    if (rv != 0) {
-        connClose(c);
-        return rv;
-    }
-    c->req = r;
-    r->conn = c;
-    return 0;
-}
-
-/* Send on an idle pooled connection to the same address, if any. */
-static int clientReuse(struct http_client_req *r)
-{
-    struct http_conn *c = poolTake(r->pool, r->addr);
-    int rv;
-
-    if (c == NULL) {
-        return UV_ENOENT;
-    }
-    c->req = r;
-    r->conn = c;
-    r->reused = 1;
-    rv = clientSend(r);
-    if (rv != 0) {
-        /* The connection is unusable: close it, try a fresh one. */
-        r->conn = NULL;
-        r->reused = 0;
-        connClose(c);
-        return UV_ENOENT;
-    }
-    return 0;
-}
-
-static void clientTimerCb(uv_timer_t *t)
-{
-    clientFinish(t->data, UV_ETIMEDOUT);
-}
-
-/* True if s has no byte that could split or end a request line. */
-static int isToken(const char *s)
-{
-    if (s == NULL || *s == '\0') {
-        return 0;
-    }
-    for (; *s != '\0'; s++) {
-        if ((unsigned char)*s <= ' ' || *s == 0x7f) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* Header lines must be "Name: value\r\n" and carry no bare CR or LF. */
-static int headersValid(const char *h)
-{
-    size_t len;
-    size_t i;
-
-    if (h == NULL || *h == '\0') {
-        return 1;
-    }
-    len = strlen(h);
-    if (len < 2 || h[len - 2] != '\r' || h[len - 1] != '\n') {
-        return 0;
-    }
-    for (i = 0; i < len; i++) {
-        if (h[i] == '\r' && (i + 1 >= len || h[i + 1] != '\n')) {
-            return 0;
-        }
-        if (h[i] == '\n' && (i == 0 || h[i - 1] != '\r')) {
-            return 0;
-        }
-        if (h[i] == '\n' && i + 1 < len && h[i + 1] == '\r') {
-            return 0; /* Empty line would end the header block early. */
-        }
-    }
-    return 1;
-}
-
-static int requestStart(uv_loop_t *loop, http_pool *pool, const char *addr,
-                        const char *method, const char *path,
-                        const char *headers, const char *body, size_t body_len,
-                        unsigned timeout_ms, http_client_cb cb, void *arg)
-{
-    struct http_client_req *r;
-    char line[256];
-    int rv;
-
-    assert(loop != NULL && cb != NULL);
-    if (addr == NULL || strlen(addr) >= HTTP_CLIENT__ADDR_MAX ||
-        !isToken(method) || !isToken(path) || !headersValid(headers) ||
-        (body == NULL && body_len > 0)) {
-        return UV_EINVAL;
-    }
-    r = calloc(1, sizeof *r);
-    if (r == NULL) {
-        return UV_ENOMEM;
-    }
-    if (http_addr_parse(addr, &r->sin) != 0) {
-        free(r);
-        return UV_EINVAL;
-    }
-    snprintf(r->addr, sizeof r->addr, "%s", addr);
-    r->loop = loop;
-    r->pool = pool;
-    r->cb = cb;
-    r->arg = arg;
-    r->is_head = strcmp(method, "HEAD") == 0;
-    snprintf(line, sizeof line, "Content-Length: %zu\r\n", body_len);
-    if (http_buf_append(&r->out, method, strlen(method)) ||
-        CLIENT__APPEND_LIT(&r->out, " ") ||
-        http_buf_append(&r->out, path, strlen(path)) ||
-        CLIENT__APPEND_LIT(&r->out, " HTTP/1.1\r\nHost: ") ||
-        http_buf_append(&r->out, addr, strlen(addr)) ||
-        CLIENT__APPEND_LIT(&r->out, "\r\n") ||
-        (pool == NULL &&
-         CLIENT__APPEND_LIT(&r->out, "Connection: close\r\n")) ||
-        http_buf_append(&r->out, line, strlen(line)) ||
-        (headers != NULL &&
-         http_buf_append(&r->out, headers, strlen(headers))) ||
-        CLIENT__APPEND_LIT(&r->out, "\r\n") ||
-        http_buf_append(&r->out, body, body_len)) {
-        rv = UV_ENOMEM;
-        goto err_after_alloc;
-    }
-    http_parser_init(&r->parser, HTTP_RESPONSE);
-    r->parser.data = r;
-
-    rv = uv_timer_init(loop, &r->timer);
-    if (rv != 0) {
-        goto err_after_alloc;
-    }
-    r->timer.data = r;
-    if (pool == NULL || clientReuse(r) != 0) {
-        rv = clientConnect(r);
-        if (rv != 0) {
-            goto err_after_timer_init;
-        }
-    }
-    if (pool != NULL) {
-        pool->n_reqs++;
-    }
-    rv = uv_timer_start(&r->timer, clientTimerCb, timeout_ms, 0);
-    assert(rv == 0); /* Only fails for a closing handle or NULL cb. */
-    return 0;
-
-err_after_timer_init:
-    /* No callback fires; the loop frees r once the timer is closed. */
-    r->done = 1;
-    r->pool = NULL;
-    uv_close((uv_handle_t *)&r->timer, clientTimerClosedCb);
-    return rv;
-err_after_alloc:
-    http_buf_free(&r->out);
-    free(r);
-    return rv;
-}
-
-int http_client_request(uv_loop_t *loop, const char *addr, const char *method,
-                        const char *path, const char *headers, const char *body,
-                        size_t body_len, unsigned timeout_ms, http_client_cb cb,
-                        void *arg)
-{
-    return requestStart(loop, NULL, addr, method, path, headers, body, body_len,
-                        timeout_ms, cb, arg);
-}
-
-/* ---- Pool --------------------------------------------------------------- */
-
-static void poolMaybeFree(http_pool *p)
-{
-    if (p->closing && p->sweep_closed && p->n_conns == 0 && p->n_reqs == 0) {
-        free(p);
-    }
-}
-
-static void poolSweepCb(uv_timer_t *t)
-{
-    http_pool *p = t->data;
-    uint64_t now = uv_now(p->loop);
-    struct http_conn *c = p->idle;
-
-    while (c != NULL) {
-        struct http_conn *next = c->next_idle;
-        if (now - c->idle_since >= HTTP_POOL_IDLE_MS) {
-            connClose(c);
-        }
-        c = next;
-    }
-}
-
-static void poolSweepClosedCb(uv_handle_t *h)
-{
-    http_pool *p = h->data;
-    p->sweep_closed = 1;
-    poolMaybeFree(p);
-}
-
-http_pool *http_pool_create(uv_loop_t *loop, size_t max_idle)
-{
-    http_pool *p = calloc(1, sizeof *p);
-    if (p == NULL) {
+    if (r == NULL || r->headers_raw == NULL || len == 0) {
         return NULL;
     }
-    p->loop = loop;
-    p->max_idle = max_idle;
-    uv_timer_init(loop, &p->sweep);
-    p->sweep.data = p;
-    uv_timer_start(&p->sweep, poolSweepCb, HTTP_POOL__SWEEP_MS,
-                   HTTP_POOL__SWEEP_MS);
-    uv_unref((uv_handle_t *)&p->sweep); /* Never keeps the loop alive. */
-    return p;
+    return headerIn(r->headers_raw, name, buf, len);
 }
 
-void http_pool_close(http_pool *p)
+static void callBack(struct http_call *call)
 {
-    if (p == NULL || p->closing) {
-        return;
-    }
-    p->closing = 1;
-    while (p->idle != NULL) {
-        connClose(p->idle);
-    }
-    uv_close((uv_handle_t *)&p->sweep, poolSweepClosedCb);
+    struct http_client_response resp;
+    char ctype[128];
+    char retry[32];
+    long code = 0;
+    long sent = 0;
+    int status;
+
+    memset(&resp, 0, sizeof resp);
+    curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_getinfo(call->easy, CURLINFO_REQUEST_SIZE, &sent);
+    status = call->too_big ? UV_E2BIG : uvError(call->result);
+    resp.status = (int)code;
+    resp.sent = sent > 0;
+    resp.body = http_buf_str(&call->resp_body);
+    resp.body_len = call->resp_body.len;
+    resp.headers_raw = http_buf_str(&call->resp_headers);
+    resp.content_type =
+        headerIn(resp.headers_raw, "Content-Type", ctype, sizeof ctype);
+    resp.retry_after =
+        headerIn(resp.headers_raw, "Retry-After", retry, sizeof retry);
+    call->cb(call->arg, status, &resp);
 }
 
-int http_pool_request(http_pool *p, const char *addr, const char *method,
-                      const char *path, const char *headers, const char *body,
-                      size_t body_len, unsigned timeout_ms, http_client_cb cb,
-                      void *arg)
+/* Take every finished transfer out of the multi handle, then call back. */
+static void finishDone(http_client *c)
 {
-    if (p->closing) {
+    struct http_call *done = NULL;
+    struct http_call **tail = &done;
+    CURLMsg *msg;
+    int left;
+
+    while ((msg = curl_multi_info_read(c->multi, &left)) != NULL) {
+        struct http_call *call = NULL;
+        if (msg->msg != CURLMSG_DONE) {
+            continue;
+        }
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&call);
+        call->result = msg->data.result;
+        curl_multi_remove_handle(c->multi, call->easy);
+        unlinkCall(call);
+        call->finishing = true;
+        *tail = call;
+        tail = &call->next;
+    }
+    while (done != NULL) {
+        struct http_call *call = done;
+        done = call->next;
+        call->next = NULL;
+        if (!call->cancelled) {
+            callBack(call);
+        }
+        callFree(call);
+    }
+    clientMaybeFree(c);
+}
+
+/* ---- libcurl <-> libuv ------------------------------------------------ */
+
+static void pollCb(uv_poll_t *p, int status, int events)
+{
+    struct client_sock *s = p->data;
+    http_client *c = s->c;
+    int flags = 0;
+    int running;
+
+    if (status < 0) {
+        flags = CURL_CSELECT_ERR;
+    }
+    if (events & UV_READABLE) {
+        flags |= CURL_CSELECT_IN;
+    }
+    if (events & UV_WRITABLE) {
+        flags |= CURL_CSELECT_OUT;
+    }
+    curl_multi_socket_action(c->multi, s->fd, flags, &running);
+    finishDone(c);
+}
+
+static void timerCb(uv_timer_t *t)
+{
+    http_client *c = t->data;
+    int running;
+    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    finishDone(c);
+}
+
+static int socketCb(CURL *easy, curl_socket_t fd, int action, void *userp,
+                    void *socketp)
+{
+    http_client *c = userp;
+    struct client_sock *s = socketp;
+    int events = 0;
+    (void)easy;
+
+    if (action == CURL_POLL_REMOVE) {
+        if (s != NULL) {
+            uv_poll_stop(&s->poll);
+            uv_close((uv_handle_t *)&s->poll, sockClosedCb);
+            curl_multi_assign(c->multi, fd, NULL);
+        }
+        return 0;
+    }
+    if (s == NULL) {
+        s = calloc(1, sizeof *s);
+        if (s == NULL) {
+            return -1;
+        }
+        if (uv_poll_init_socket(c->loop, &s->poll, fd) != 0) {
+            free(s);
+            return -1;
+        }
+        s->fd = fd;
+        s->c = c;
+        s->poll.data = s;
+        c->n_socks++;
+        curl_multi_assign(c->multi, fd, s);
+    }
+    if (action != CURL_POLL_OUT) {
+        events |= UV_READABLE;
+    }
+    if (action != CURL_POLL_IN) {
+        events |= UV_WRITABLE;
+    }
+    uv_poll_start(&s->poll, events, pollCb);
+    return 0;
+}
+
+static int timerFn(CURLM *multi, long timeout_ms, void *userp)
+{
+    http_client *c = userp;
+    (void)multi;
+    if (c->closing) {
+        return 0; /* the timer belongs to closeTimerCb now */
+    }
+    if (timeout_ms < 0) {
+        uv_timer_stop(&c->timer);
+    } else {
+        uv_timer_start(&c->timer, timerCb, (uint64_t)timeout_ms, 0);
+    }
+    return 0;
+}
+
+/* ---- Transfers -------------------------------------------------------- */
+
+static size_t writeFn(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct http_call *call = userdata;
+    size_t n = size * nmemb;
+    if (call->resp_body.len + n > call->c->max_body) {
+        call->too_big = true;
+        return 0; /* CURLE_WRITE_ERROR */
+    }
+    if (http_buf_append(&call->resp_body, ptr, n) != 0) {
+        return 0;
+    }
+    return n;
+}
+
+static size_t headerFn(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct http_call *call = userdata;
+    size_t n = size * nmemb;
+
+    if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) {
+        /* A new response (after a 100 Continue, say): forget the last. */
+        call->resp_headers.len = 0;
+        return n;
+    }
+    if (call->resp_headers.len + n > CLIENT__MAX_HEADERS) {
+        call->too_big = true;
+        return 0;
+    }
+    if (http_buf_append(&call->resp_headers, ptr, n) != 0) {
+        return 0;
+    }
+    return n;
+}
+
+/* Copy "Name: value\r\n" lines into a curl_slist. */
+static int headerList(struct http_call *call, const char *headers)
+{
+    const char *p = headers;
+    char line[2048];
+    struct curl_slist *l;
+
+    /* No "Expect: 100-continue" round trip for bodies over 1 KiB. */
+    l = curl_slist_append(call->hdrs, "Expect:");
+    if (l == NULL) {
+        return UV_ENOMEM;
+    }
+    call->hdrs = l;
+    if (headers == NULL || strcasestr(headers, "Content-Type:") == NULL) {
+        /* No form content type made up by libcurl for a POST. */
+        l = curl_slist_append(call->hdrs, "Content-Type:");
+        if (l == NULL) {
+            return UV_ENOMEM;
+        }
+        call->hdrs = l;
+    }
+    while (p != NULL && *p != '\0') {
+        const char *eol = strstr(p, "\r\n");
+        size_t ll = eol != NULL ? (size_t)(eol - p) : strlen(p);
+        if (ll >= sizeof line) {
+            return UV_EINVAL;
+        }
+        if (ll > 0) {
+            memcpy(line, p, ll);
+            line[ll] = '\0';
+            l = curl_slist_append(call->hdrs, line);
+            if (l == NULL) {
+                return UV_ENOMEM;
+            }
+            call->hdrs = l;
+        }
+        p = eol != NULL ? eol + 2 : NULL;
+    }
+    return 0;
+}
+
+static int setupEasy(struct http_call *call, const struct http_call_spec *s)
+{
+    http_client *c = call->c;
+    CURL *e = call->easy;
+    char url[2304];
+    bool https = strncmp(s->addr, "https://", 8) == 0;
+    const char *host =
+        https ? s->addr + 8
+              : (strncmp(s->addr, "http://", 7) == 0 ? s->addr + 7 : s->addr);
+    int n;
+
+    n = snprintf(url, sizeof url, "%s://%s%s", https ? "https" : "http", host,
+                 s->path);
+    if (n < 0 || (size_t)n >= sizeof url) {
+        return UV_EINVAL;
+    }
+    if (curl_easy_setopt(e, CURLOPT_URL, url) != CURLE_OK) {
+        return UV_EINVAL;
+    }
+    curl_easy_setopt(e, CURLOPT_PRIVATE, call);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, writeFn);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, headerFn);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, call);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->hdrs);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)s->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)(s->connect_timeout_ms != 0 ? s->connect_timeout_ms
+                                                       : s->timeout_ms));
+    if (strcmp(s->method, "GET") == 0) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(s->method, "HEAD") == 0) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else {
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS,
+                         call->body != NULL ? call->body : "");
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t)s->body_len);
+        if (strcmp(s->method, "POST") != 0) {
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, s->method);
+        }
+    }
+    if (https) {
+        if (c->ca_file != NULL) {
+            curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+        }
+        if (c->cert_file != NULL) {
+            curl_easy_setopt(e, CURLOPT_SSLCERT, c->cert_file);
+        }
+        if (c->key_file != NULL) {
+            curl_easy_setopt(e, CURLOPT_SSLKEY, c->key_file);
+        }
+    }
+    return 0;
+}
+
+int http_client_request(http_client *c, const struct http_call_spec *spec,
+                        http_client_cb cb, void *arg, http_call **out)
+{
+    struct http_call *call;
+    int rv;
+
+    if (c == NULL || c->closing) {
         return UV_ECANCELED;
     }
-    return requestStart(p->loop, p, addr, method, path, headers, body, body_len,
-                        timeout_ms, cb, arg);
+    if (spec->addr == NULL || spec->method == NULL || spec->path == NULL ||
+        spec->path[0] != '/') {
+        return UV_EINVAL;
+    }
+    call = calloc(1, sizeof *call);
+    if (call == NULL) {
+        return UV_ENOMEM;
+    }
+    call->c = c;
+    call->cb = cb;
+    call->arg = arg;
+    c->n_calls++;
+    if (spec->body_len > 0) {
+        call->body = malloc(spec->body_len);
+        if (call->body == NULL) {
+            rv = UV_ENOMEM;
+            goto err_after_call;
+        }
+        memcpy(call->body, spec->body, spec->body_len);
+    }
+    rv = headerList(call, spec->headers);
+    if (rv != 0) {
+        goto err_after_call;
+    }
+    call->easy =
+        c->n_free_easy > 0 ? c->free_easy[--c->n_free_easy] : curl_easy_init();
+    if (call->easy == NULL) {
+        rv = UV_ENOMEM;
+        goto err_after_call;
+    }
+    rv = setupEasy(call, spec);
+    if (rv != 0) {
+        goto err_after_call;
+    }
+    if (curl_multi_add_handle(c->multi, call->easy) != CURLM_OK) {
+        rv = UV_ENOMEM;
+        goto err_after_call;
+    }
+    call->next = c->calls;
+    if (c->calls != NULL) {
+        c->calls->prev = call;
+    }
+    c->calls = call;
+    if (out != NULL) {
+        *out = call;
+    }
+    return 0;
+
+err_after_call:
+    callFree(call);
+    return rv;
 }
 
-size_t http_pool_connections(const http_pool *p)
+void http_call_cancel(http_call *call)
 {
-    return p->n_conns;
+    if (call->finishing) {
+        call->cancelled = true; /* finishDone skips and frees it */
+        return;
+    }
+    curl_multi_remove_handle(call->c->multi, call->easy);
+    unlinkCall(call);
+    /* A connection cut mid-request cannot be reused. */
+    curl_easy_cleanup(call->easy);
+    call->easy = NULL;
+    callFree(call);
+}
+
+int http_client_create(uv_loop_t *loop, const struct http_client_options *opts,
+                       http_client **out)
+{
+    http_client *c;
+
+    pthread_once(&clientOnce, clientGlobalInit);
+    c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return UV_ENOMEM;
+    }
+    c->loop = loop;
+    c->max_body =
+        opts != NULL && opts->max_body != 0 ? opts->max_body : CLIENT__MAX_BODY;
+    c->multi = curl_multi_init();
+    if (c->multi == NULL) {
+        free(c);
+        return UV_ENOMEM;
+    }
+    if (opts != NULL && http_client_set_tls(c, opts->ca_file, opts->cert_file,
+                                            opts->key_file) != 0) {
+        curl_multi_cleanup(c->multi);
+        free(c);
+        return UV_ENOMEM;
+    }
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socketCb);
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timerFn);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS,
+                      (long)(opts != NULL && opts->max_idle != 0
+                                 ? opts->max_idle
+                                 : CLIENT__MAX_IDLE));
+    uv_timer_init(loop, &c->timer);
+    c->timer.data = c;
+    *out = c;
+    return 0;
+}
+
+static char *dupOrNull(const char *s, bool *oom)
+{
+    char *d;
+    if (s == NULL) {
+        return NULL;
+    }
+    d = strdup(s);
+    if (d == NULL) {
+        *oom = true;
+    }
+    return d;
+}
+
+int http_client_set_tls(http_client *c, const char *ca_file,
+                        const char *cert_file, const char *key_file)
+{
+    bool oom = false;
+    char *ca = dupOrNull(ca_file, &oom);
+    char *cert = dupOrNull(cert_file, &oom);
+    char *key = dupOrNull(key_file, &oom);
+
+    if (oom) {
+        free(ca);
+        free(cert);
+        free(key);
+        return UV_ENOMEM;
+    }
+    free(c->ca_file);
+    free(c->cert_file);
+    free(c->key_file);
+    c->ca_file = ca;
+    c->cert_file = cert;
+    c->key_file = key;
+    return 0;
+}
+
+size_t http_client_calls(const http_client *c)
+{
+    return c != NULL ? c->n_calls : 0;
+}
+
+/* Cancelled calls call back from the loop, not from inside close. */
+static void closeTimerCb(uv_timer_t *t)
+{
+    http_client *c = t->data;
+    struct http_call *call;
+
+    while ((call = c->calls) != NULL) {
+        struct http_client_response resp;
+        long sent = 0;
+        curl_multi_remove_handle(c->multi, call->easy);
+        unlinkCall(call);
+        curl_easy_getinfo(call->easy, CURLINFO_REQUEST_SIZE, &sent);
+        memset(&resp, 0, sizeof resp);
+        resp.sent = sent > 0;
+        resp.body = "";
+        resp.headers_raw = "";
+        call->cb(call->arg, UV_ECANCELED, &resp);
+        callFree(call);
+    }
+    while (c->n_free_easy > 0) {
+        curl_easy_cleanup(c->free_easy[--c->n_free_easy]);
+    }
+    /* Closes every cached connection (CURL_POLL_REMOVE for each socket). */
+    curl_multi_cleanup(c->multi);
+    c->multi = NULL;
+    uv_close((uv_handle_t *)&c->timer, timerClosedCb);
+}
+
+void http_client_close(http_client *c, void (*cb)(void *arg), void *arg)
+{
+    if (c == NULL) {
+        if (cb != NULL) {
+            cb(arg);
+        }
+        return;
+    }
+    assert(!c->closing);
+    c->closing = true;
+    c->close_cb = cb;
+    c->close_arg = arg;
+    uv_timer_start(&c->timer, closeTimerCb, 0, 0);
 }

@@ -1,17 +1,28 @@
 /* HTTP API of a node (../shared/CONTRACT.md, docs/api.md): the request
- * context shared by the routing core (api.c) and the handlers
- * (api_events.c, api_cluster.c).
+ * context every part of the API shares, and the functions they call.
+ *
+ * Files, in the order a request meets them:
+ *   routes.c       the route table; api_handle() matches, authenticates
+ *                  (auth.c) and calls the route's handler
+ *   write.c        the leader-bound life of a request: run here on the
+ *                  leader, forward, park while there is no leader, retry,
+ *                  or answer outcome_unknown (its state table is there)
+ *   consistency.c  read consistency (barrier / read index)
+ *   wait.c         the list of requests waiting on a condition with a
+ *                  deadline
+ *   peer.c         calls to other members' APIs and the leader's address
+ *   reply.c        every answer, and the error table (errors.h)
+ *   api_events.c, api_cluster.c, api_members.c   the handlers
  *
  * Invariants:
  * - Every request gets exactly one response, through api_reply*(), which
  *   also records metrics and frees the context.
  * - Bad input is refused before anything is proposed or changed.
- * - Writes are proposed only on the leader; a follower forwards them (once:
- *   a forwarded request that does not reach a leader gets 503).
- * - A request waiting on the applied index (strong read on a follower,
- *   long poll, caught-up health) sits in node->waiters with a deadline; it
- *   is re-checked whenever the applied index moves and answered at the
- *   deadline at the latest.
+ * - Writes are proposed only on the leader (write.c).
+ * - A request waiting for something (a leader, the applied index, a
+ *   forwarded answer) sits in node->waiters with a deadline; it is
+ *   re-checked whenever the applied index moves and every
+ *   API_SWEEP_MS, and answered at the deadline at the latest.
  */
 #ifndef LEDGER_API_H
 #define LEDGER_API_H
@@ -21,51 +32,80 @@
 #include <stdint.h>
 
 #include "codec.h"
+#include "errors.h"
 #include "http/client.h"
 #include "node.h"
+
+#define API_SWEEP_MS 20 /* How often waiting requests are re-checked. */
 
 enum { CONSISTENCY_STRONG = 0, CONSISTENCY_LEADER, CONSISTENCY_ANY };
 
 struct api_req;
+struct api_route;
 typedef void (*api_step_fn)(struct api_req *a);
-/* Resume after waiting; timed_out true when the deadline passed. */
+/* A waiting request's condition: true when it holds. */
 typedef bool (*api_ready_fn)(struct api_req *a);
+
+/* States of a request's leader-bound life (write.c has the table). */
+enum api_write_state {
+    WRITE_NONE = 0,  /* Not leader-bound (a local read, say). */
+    WRITE_RUNNING,   /* Running here, on the leader. */
+    WRITE_PARKED,    /* Waiting for a leader to be known. */
+    WRITE_FORWARDED, /* Sent to the leader; its answer is awaited. */
+};
+
+/* The leader-bound part of a request (write.c). */
+struct api_write {
+    enum api_write_state state;
+    api_step_fn run;    /* What the leader runs. */
+    bool retry_safe;    /* Sending it again cannot apply it twice (every
+                           event has an id; a checkpoint; a read). */
+    bool safety_known;  /* retry_safe is final (the route's retry_safe
+                           function ran, or the handler decided). */
+    bool maybe_applied; /* An earlier attempt may have been applied: a
+                           later 503/429 answers outcome_unknown. */
+    bool handed_off;    /* We handed leadership over for it: it may be
+                           forwarded although it was forwarded to us. */
+    unsigned tries;     /* Attempts (runs and forwards). */
+    uint64_t avoid_id;  /* Leader not to forward to again (refused the
+                           connection or never answered); 0: none. */
+    uint64_t leader_id; /* WRITE_FORWARDED: the leader and term it was */
+    uint64_t term;      /* sent to. */
+    http_call *call;    /* WRITE_FORWARDED: the call in flight. */
+};
 
 struct api_req {
     struct ledger_node *n;
     http_request *http;
-    const char *route; /* literal, for metrics */
+    const struct api_route *rt; /* Matched route, or NULL. */
+    const char *route;          /* Route name, for metrics and logs. */
     const char *method;
     char rid[48];
     uint64_t start_ns;
     enum codec_format out_fmt;
-    bool forwarded;        /* Came from another node. */
-    bool handed_off;       /* We handed leadership over for this request and
-                              may forward it although it was forwarded. */
-    bool idempotent;       /* Every event carries an id: a retry is safe. */
-    bool maybe_appended;   /* Retrying after an outcome_unknown: a 503 or
-                              429 now answers outcome_unknown too. */
-    bool through_shutdown; /* Keeps waiting while the node shuts down
-                              (for the hand-over). */
-    unsigned hops;        /* X-Ledger-Forwarded: how many nodes passed it on. */
-    unsigned tries;       /* Dispatches of a write (re-run or re-forward). */
-    api_step_fn write_fn; /* The write to run if we become its leader. */
-    char refused[64];     /* Leader API that refused a connection: not again
-                             until the leader changes. */
+    bool forwarded; /* Came from another node. */
+    unsigned hops;  /* X-Ledger-Forwarded: how many nodes passed it on. */
+    struct api_write w;
 
+    /* Path and query parameters. */
     char stream[LEDGER_STREAM_MAX + 1];
     char name[LEDGER_STREAM_MAX + 1];
+    uint64_t id; /* {id} in the path (members). */
     uint64_t from;
     uint64_t limit;
     uint64_t wait_ms;
     int consistency;
     size_t n_events;
 
-    /* Waiting. */
-    api_ready_fn ready; /* Condition; true when it holds. */
-    api_step_fn then;   /* Run when ready or at the deadline. */
-    api_step_fn after;  /* Read to run once consistency is established. */
+    /* Waiting (consistency.c). */
+    api_ready_fn ready;    /* Condition; true when it holds. */
+    api_step_fn then;      /* Run when ready or at the deadline. */
+    api_step_fn after;     /* Read to run once consistency is established. */
+    api_step_fn caught_up; /* api_catch_up's continuation. */
     bool timed_out;
+    bool through_shutdown; /* The next wait goes on while the node shuts
+                              down (set just before api_wait; cleared when
+                              that wait ends). */
     uint64_t wait_index;
     uint64_t wait_timeout;
     uint64_t deadline; /* uv_now ms */
@@ -79,67 +119,97 @@ struct api_req {
     110000u /* Catch-up deadline, at most (below                               \
               the membership forward timeout). */
 
-/* Replies (each frees `a`). */
+/* ---- Replies (reply.c); each frees `a` ----------------------------------- */
+
 void api_reply_raw(struct api_req *a, int status, const char *ctype,
-                   const char *body, size_t len);
+                   const char *body, size_t len, const char *extra_headers);
 void api_reply_json(struct api_req *a, int status, json_t *body,
                     const char *extra_headers);
-void api_reply_error(struct api_req *a, int status, const char *code,
-                     const char *fmt, ...)
+void api_reply_error(struct api_req *a, enum api_error e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The same, with extra fields inside "error" (takes the reference). */
+void api_reply_error_obj(struct api_req *a, enum api_error e, json_t *extra,
+                         const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* 500 store_error with the store's message. */
 void api_reply_store_error(struct api_req *a);
-/* 409-style error carrying extra fields inside "error". */
-void api_reply_error_obj(struct api_req *a, int status, const char *code,
-                         json_t *extra, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
 /* 405 with an Allow header. */
 void api_method_not_allowed(struct api_req *a, const char *allow);
+
+/* ---- Input helpers (reply.c) --------------------------------------------- */
 
 /* Decode the request body per Content-Type; on failure replies 400 and
  * returns NULL. */
 json_t *api_body(struct api_req *a);
-
 /* Query parameter as a non-negative integer; replies 400 and returns -1 on
- * a bad value; `def` when absent. */
+ * a bad value; `def` when absent, clipped to `max`. */
 int api_query_u64(struct api_req *a, const char *name, uint64_t def,
                   uint64_t max, uint64_t *out);
 
+/* ---- The leader-bound life of a request (write.c) ------------------------ */
+
+/* Run `run` on the leader: here when this node leads, else forwarded to
+ * the leader (or parked until one is known). retry_safe: sending the
+ * request again cannot apply it twice (when false, the route's retry_safe
+ * function decides, only if it comes to that). */
+void api_write(struct api_req *a, api_step_fn run, bool retry_safe);
+/* The attempt running here could not finish: leadership moved away.
+ * maybe_applied: it may still be applied (raft's LEADERSHIPLOST). Routes
+ * the request again, or answers. */
+void api_write_lost(struct api_req *a, bool maybe_applied);
+
+/* ---- Consistency (consistency.c) and waiting (wait.c) -------------------- */
+
+/* Reads: establish the request's consistency, then run `fn`. */
+void api_read(struct api_req *a, api_step_fn fn);
+/* Read index from the leader (follower) or a barrier (leader), then wait
+ * until applied; `then` runs with a->timed_out set on failure. */
+void api_catch_up(struct api_req *a, uint64_t timeout_ms, api_step_fn then);
+/* Park `a` until ready(a) or the deadline; then run `then`. */
+void api_wait(struct api_req *a, uint64_t timeout_ms, api_ready_fn ready,
+              api_step_fn then);
+/* Take `a` off the waiting list (its condition no longer matters). */
+void api_unwait(struct api_req *a);
+
+/* ---- Peers (peer.c) ------------------------------------------------------ */
+
+/* The leader as this node sees it now (struct api_leader, node.h),
+ * refreshed from replication; its API address is read from the store only
+ * when the leader changes. */
+const struct api_leader *api_leader(struct ledger_node *n);
 /* Headers for a node-to-node call made on behalf of `a`: marked as
  * forwarded, with its request id and the client's Authorization (else the
  * node's own token, if it has one). */
 void api_peer_headers(struct api_req *a, char *buf, size_t len);
-
-/* A request to a peer's API over the node's keep-alive pool (one-shot
- * connections once shutdown began); as http_client_request. */
+/* A request to a peer's API over the node's client (keep-alive
+ * connections); connecting takes at most the election timeout. As
+ * http_client_request; `call` may be NULL. */
 int api_peer_request(struct ledger_node *n, const char *addr,
                      const char *method, const char *path, const char *headers,
                      const char *body, size_t len, unsigned timeout_ms,
                      http_client_cb cb, void *arg);
-/* Forward the request to the leader and relay its answer. */
-void api_forward(struct api_req *a);
-/* Writes: run `fn` on the leader, else forward (or 503). */
-void api_write(struct api_req *a, api_step_fn fn);
-/* Reads: establish the request's consistency, then run `fn`. */
-void api_read(struct api_req *a, api_step_fn fn);
+int api_peer_call(struct ledger_node *n, const struct http_call_spec *spec,
+                  http_client_cb cb, void *arg, http_call **call);
 
-/* Park `a` until ready(a) or the deadline; then run `then`. */
-void api_wait(struct api_req *a, uint64_t timeout_ms, api_ready_fn ready,
-              api_step_fn then);
+/* ---- Handlers ------------------------------------------------------------ */
 
-/* Handlers (api_events.c). */
+/* api_events.c */
 void api_append(struct api_req *a);
+/* True when every event of the append body carries an id. */
+bool api_append_retry_safe(struct api_req *a);
 void api_read_events(struct api_req *a);
 void api_stream_head(struct api_req *a);
 void api_list_streams(struct api_req *a);
 void api_put_checkpoint(struct api_req *a);
 void api_get_checkpoint(struct api_req *a);
 
-/* Membership routes under /v1/cluster/ (api_members.c). */
-void api_members(struct api_req *a, char **segs, size_t ns);
+/* api_members.c */
+void api_member_add(struct api_req *a);
+void api_member_remove(struct api_req *a);
+void api_member_role(struct api_req *a);
+void api_leader_transfer(struct api_req *a);
 
-/* Handlers (api_cluster.c). */
+/* api_cluster.c */
 void api_cluster(struct api_req *a);
 void api_health(struct api_req *a);
 void api_metrics(struct api_req *a);
@@ -148,9 +218,5 @@ void api_internal_events(struct api_req *a);
 void api_internal_hash(struct api_req *a);
 void api_internal_read_index(struct api_req *a);
 void api_internal_status(struct api_req *a);
-
-/* Read index from the leader (follower) or a barrier (leader), then wait
- * until applied; `then` runs with a->timed_out set on failure. */
-void api_catch_up(struct api_req *a, uint64_t timeout_ms, api_step_fn then);
 
 #endif /* LEDGER_API_H */

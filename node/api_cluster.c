@@ -230,11 +230,11 @@ void api_metrics(struct api_req *a)
         free(more);
     }
     if (text == NULL) {
-        api_reply_error(a, 500, "internal", "out of memory");
+        api_reply_error(a, API_E_INTERNAL, "out of memory");
         return;
     }
     http_request_set_data(a->http, NULL);
-    api_reply_raw(a, 200, "text/plain; version=0.0.4", text, len);
+    api_reply_raw(a, 200, "text/plain; version=0.0.4", text, len, NULL);
     free(text);
 }
 
@@ -277,7 +277,7 @@ static void verifyDone(uv_work_t *w, int status)
     json_t *o;
 
     if (status != 0 || vw->rv != 0) {
-        api_reply_error(a, 500, "store_error", "verify: %s",
+        api_reply_error(a, API_E_STORE_ERROR, "verify: %s",
                         status != 0 ? uv_strerror(status) : vw->err);
         free(vw);
         return;
@@ -298,7 +298,7 @@ void api_verify(struct api_req *a)
 {
     struct verifyWork *vw = calloc(1, sizeof *vw);
     if (vw == NULL) {
-        api_reply_error(a, 503, "out_of_memory", "out of memory");
+        api_reply_error(a, API_E_OUT_OF_MEMORY, "out of memory");
         return;
     }
     vw->a = a;
@@ -308,7 +308,7 @@ void api_verify(struct api_req *a)
     snprintf(vw->path, sizeof vw->path, "%s/ledger.db", a->n->cfg->data_dir);
     if (uv_queue_work(a->n->loop, &vw->work, verifyRun, verifyDone) != 0) {
         free(vw);
-        api_reply_error(a, 503, "unavailable", "cannot start verify");
+        api_reply_error(a, API_E_UNAVAILABLE, "cannot start verify");
     }
 }
 
@@ -332,7 +332,7 @@ static void internalEventsPacked(struct api_req *a, uint64_t from,
                                      events_page_enc_add, &enc);
     if (rv == -1) {
         events_page_enc_destroy(&enc);
-        api_reply_error(a, 503, "out_of_memory", "out of memory");
+        api_reply_error(a, API_E_OUT_OF_MEMORY, "out of memory");
         return;
     }
     if (rv != 0) {
@@ -340,7 +340,8 @@ static void internalEventsPacked(struct api_req *a, uint64_t from,
         api_reply_store_error(a);
         return;
     }
-    api_reply_raw(a, 200, EVENTS_PAGE_COMPACT, enc.sb.data, enc.sb.size);
+    api_reply_raw(a, 200, EVENTS_PAGE_COMPACT, enc.sb.data, enc.sb.size,
+                  NULL);
     events_page_enc_destroy(&enc);
 }
 
@@ -379,7 +380,7 @@ void api_internal_hash(struct api_req *a)
     }
     rv = ledger_store_hash_at(a->n->store, pos, h);
     if (rv == LEDGER_STORE_ENOTFOUND) {
-        api_reply_error(a, 404, "position_not_found",
+        api_reply_error(a, API_E_POSITION_NOT_FOUND,
                         "no event at position %llu", (unsigned long long)pos);
         return;
     }
@@ -396,7 +397,7 @@ void api_internal_hash(struct api_req *a)
 static void readIndexDone(struct api_req *a)
 {
     if (a->timed_out) {
-        api_reply_error(a, 503, "not_leader",
+        api_reply_error(a, API_E_NOT_LEADER,
                         "could not confirm leadership: retry");
         return;
     }
@@ -409,7 +410,7 @@ void api_internal_read_index(struct api_req *a)
     struct ledger_repl_status st;
     ledger_repl_status(a->n->repl, &st);
     if (!st.is_leader) {
-        api_reply_error(a, 503, "not_leader", "this node is not the leader");
+        api_reply_error(a, API_E_NOT_LEADER, "this node is not the leader");
         return;
     }
     api_catch_up(a, 0, readIndexDone);

@@ -44,24 +44,20 @@ static void appendCb(void *arg, int status, const struct ledger_op_result *res)
 {
     struct api_req *a = arg;
 
-    if (status == LEDGER_REPL_ENOTLEADER ||
-        (status == LEDGER_REPL_EUNKNOWN && a->idempotent)) {
+    if (status == LEDGER_REPL_ENOTLEADER || status == LEDGER_REPL_EUNKNOWN) {
         /* Leadership moved. With an id on every event, a retry through
          * the new leader is safe: it finds what did commit (the original
-         * result) or appends it now. */
-        a->maybe_appended = a->maybe_appended || status == LEDGER_REPL_EUNKNOWN;
-        api_forward(a);
+         * result) or appends it now (write.c decides). */
+        api_write_lost(a, status == LEDGER_REPL_EUNKNOWN);
         return;
     }
     if (status != 0) {
-        api_reply_error(
-            a, 503,
-            status == LEDGER_REPL_EUNKNOWN ? "outcome_unknown" : "unavailable",
-            "append not confirmed: %s", ledger_repl_strerror(status));
+        api_reply_error(a, API_E_UNAVAILABLE, "append not confirmed: %s",
+                        ledger_repl_strerror(status));
         return;
     }
     if (res->error != 0) {
-        api_reply_error(a, 400, "rejected", "the store refused the append");
+        api_reply_error(a, API_E_REJECTED, "the store refused the append");
         return;
     }
     switch (res->append.outcome) {
@@ -77,7 +73,7 @@ static void appendCb(void *arg, int status, const struct ledger_op_result *res)
         return;
     case LEDGER_APPEND_CONFLICT:
         api_reply_error_obj(
-            a, 409, "version_conflict",
+            a, API_E_VERSION_CONFLICT,
             json_pack("{s:I, s:s}", "last_seq",
                       (json_int_t)res->append.last_seq, "stream", a->stream),
             "expected_version does not match: stream %s is at last_seq "
@@ -85,12 +81,53 @@ static void appendCb(void *arg, int status, const struct ledger_op_result *res)
             a->stream, (unsigned long long)res->append.last_seq);
         return;
     default:
-        api_reply_error(a, 409, "duplicate_id_conflict",
+        api_reply_error(a, API_E_DUPLICATE_ID_CONFLICT,
                         "some event ids of this batch are already in "
                         "stream %s and some are not: nothing appended",
                         a->stream);
         return;
     }
+}
+
+/* Whether a second delivery of this append is harmless: every event has
+ * an id, so the store returns the original result instead of appending
+ * again. Decided from the body alone, on whichever node holds the request;
+ * a body that does not decode is not safe (the leader will refuse it). */
+static bool hasId(json_t *e)
+{
+    json_t *id = json_object_get(e, "id");
+    return json_is_string(id) && json_string_length(id) > 0;
+}
+
+bool api_append_retry_safe(struct api_req *a)
+{
+    size_t len = 0;
+    const char *body = http_request_body(a->http, &len);
+    const char *ctype = http_request_header(a->http, "Content-Type");
+    char err[64];
+    json_t *v;
+    json_t *events;
+    bool safe = false;
+
+    if (len == 0) {
+        return false;
+    }
+    v = codec_decode(codec_format_from_header(ctype), body, len, err,
+                     sizeof err);
+    events = json_object_get(v, "events");
+    if (json_is_array(events) && json_array_size(events) > 0) {
+        size_t i;
+        json_t *e;
+        safe = true;
+        json_array_foreach(events, i, e)
+        {
+            safe = safe && hasId(e);
+        }
+    } else if (events == NULL && json_is_object(v)) {
+        safe = hasId(v);
+    }
+    json_decref(v);
+    return safe;
 }
 
 /* Validate one event object into `in`; the data text is malloc'ed into
@@ -103,13 +140,13 @@ static int parseEvent(struct api_req *a, json_t *e, size_t i,
     json_t *data = json_object_get(e, "data");
 
     if (!json_is_object(e)) {
-        api_reply_error(a, 400, "bad_event", "events[%zu] is not an object", i);
+        api_reply_error(a, API_E_BAD_EVENT, "events[%zu] is not an object", i);
         return -1;
     }
     if (!json_is_string(type) || json_string_length(type) == 0 ||
         json_string_length(type) > MAX_FIELD ||
         strlen(json_string_value(type)) != json_string_length(type)) {
-        api_reply_error(a, 400, "bad_event",
+        api_reply_error(a, API_E_BAD_EVENT,
                         "events[%zu].type must be a non-empty string of at "
                         "most %d bytes",
                         i, MAX_FIELD);
@@ -119,7 +156,7 @@ static int parseEvent(struct api_req *a, json_t *e, size_t i,
         (!json_is_string(id) || json_string_length(id) == 0 ||
          json_string_length(id) > MAX_FIELD ||
          strlen(json_string_value(id)) != json_string_length(id))) {
-        api_reply_error(a, 400, "bad_event",
+        api_reply_error(a, API_E_BAD_EVENT,
                         "events[%zu].id must be a non-empty string of at "
                         "most %d bytes",
                         i, MAX_FIELD);
@@ -128,8 +165,7 @@ static int parseEvent(struct api_req *a, json_t *e, size_t i,
     *text = json_dumps(data != NULL ? data : json_null(),
                        JSON_COMPACT | JSON_ENCODE_ANY);
     if (*text == NULL) {
-        api_reply_error(a, 500, "internal", "cannot encode events[%zu].data",
-                        i);
+        api_reply_error(a, API_E_INTERNAL, "cannot encode events[%zu].data", i);
         return -1;
     }
     in->type = json_string_value(type);
@@ -210,7 +246,7 @@ void api_append(struct api_req *a)
         return;
     }
     if (!json_is_object(body)) {
-        api_reply_error(a, 400, "bad_body",
+        api_reply_error(a, API_E_BAD_BODY,
                         "body must be an object: {\"events\":[...]} or one "
                         "event");
         goto out;
@@ -219,7 +255,7 @@ void api_append(struct api_req *a)
     if (events == NULL && json_object_get(body, "type") != NULL) {
         events = json_pack("[O]", body); /* a single event object */
     } else if (!json_is_array(events)) {
-        api_reply_error(a, 400, "bad_body",
+        api_reply_error(a, API_E_BAD_BODY,
                         "\"events\" must be an array of event objects");
         goto out;
     } else {
@@ -227,7 +263,7 @@ void api_append(struct api_req *a)
     }
     n = json_array_size(events);
     if (n == 0 || n > MAX_BATCH_EVENTS) {
-        api_reply_error(a, 400, "bad_body",
+        api_reply_error(a, API_E_BAD_BODY,
                         "\"events\" must hold 1 to %d events (got %zu)",
                         MAX_BATCH_EVENTS, n);
         goto out_events;
@@ -235,7 +271,7 @@ void api_append(struct api_req *a)
     expected = json_object_get(body, "expected_version");
     if (expected != NULL && !json_is_null(expected)) {
         if (!json_is_integer(expected) || json_integer_value(expected) < 0) {
-            api_reply_error(a, 400, "bad_body",
+            api_reply_error(a, API_E_BAD_BODY,
                             "\"expected_version\" must be a non-negative "
                             "integer");
             goto out_events;
@@ -245,7 +281,7 @@ void api_append(struct api_req *a)
     in = calloc(n, sizeof *in);
     texts = calloc(n, sizeof *texts);
     if (in == NULL || texts == NULL) {
-        api_reply_error(a, 503, "out_of_memory", "out of memory");
+        api_reply_error(a, API_E_OUT_OF_MEMORY, "out of memory");
         goto out_arrays;
     }
     for (i = 0; i < n; i++) {
@@ -257,9 +293,9 @@ void api_append(struct api_req *a)
     rv = findRepeatedId(in, n, &i, &j);
     if (rv != 0) {
         if (rv < 0) {
-            api_reply_error(a, 503, "out_of_memory", "out of memory");
+            api_reply_error(a, API_E_OUT_OF_MEMORY, "out of memory");
         } else {
-            api_reply_error(a, 400, "bad_event",
+            api_reply_error(a, API_E_BAD_EVENT,
                             "events[%zu].id '%s' repeats events[%zu].id", i,
                             in[i].id, j);
         }
@@ -267,23 +303,25 @@ void api_append(struct api_req *a)
     }
     if (op_encode_append(a->stream, expected != NULL && !json_is_null(expected),
                          exp, in, n, &op) != 0) {
-        api_reply_error(a, 503, "out_of_memory", "out of memory");
+        api_reply_error(a, API_E_OUT_OF_MEMORY, "out of memory");
         goto out_arrays;
     }
     a->n_events = n;
-    a->idempotent = true;
+    /* Every event has an id: the store deduplicates a second delivery. */
+    a->w.safety_known = true;
+    a->w.retry_safe = true;
     for (i = 0; i < n; i++) {
-        a->idempotent = a->idempotent && in[i].id != NULL;
+        a->w.retry_safe = a->w.retry_safe && in[i].id != NULL;
     }
     rv = ledger_repl_submit(a->n->repl, &op, appendCb, a);
     if (rv == LEDGER_REPL_EFULL) {
         metrics_rejected("queue_full");
-        api_reply_error(a, 429, "queue_full",
+        api_reply_error(a, API_E_QUEUE_FULL,
                         "the write queue is full: retry after a moment");
     } else if (rv == LEDGER_REPL_ENOTLEADER) {
-        api_forward(a);
+        api_write_lost(a, false);
     } else if (rv != 0) {
-        api_reply_error(a, 503, "unavailable", "append refused: %s",
+        api_reply_error(a, API_E_UNAVAILABLE, "append refused: %s",
                         ledger_repl_strerror(rv));
     }
 
@@ -384,7 +422,7 @@ static void headNow(struct api_req *a)
     uint8_t h[LEDGER_HASH_LEN];
     int rv = ledger_store_stream_head(a->n->store, a->stream, &last, h);
     if (rv == LEDGER_STORE_ENOTFOUND) {
-        api_reply_error(a, 404, "stream_not_found", "stream %s has no events",
+        api_reply_error(a, API_E_STREAM_NOT_FOUND, "stream %s has no events",
                         a->stream);
         return;
     }
@@ -437,10 +475,11 @@ static void checkpointCb(void *arg, int status,
     json_t *kept = http_request_get_data(a->http); /* {"value": V} */
 
     http_request_set_data(a->http, NULL);
-    if (status == LEDGER_REPL_ENOTLEADER) {
-        api_forward(a);
+    if (status == LEDGER_REPL_ENOTLEADER || status == LEDGER_REPL_EUNKNOWN) {
+        /* A checkpoint PUT is safe to send again (write.c). */
+        api_write_lost(a, status == LEDGER_REPL_EUNKNOWN);
     } else if (status != 0 || res->error != 0) {
-        api_reply_error(a, 503, "unavailable", "checkpoint not confirmed: %s",
+        api_reply_error(a, API_E_UNAVAILABLE, "checkpoint not confirmed: %s",
                         status ? ledger_repl_strerror(status)
                                : "store refused");
     } else {
@@ -474,7 +513,7 @@ void api_put_checkpoint(struct api_req *a)
                                              strlen(text), &op) != 0) {
         free(text);
         json_decref(body);
-        api_reply_error(a, 503, "out_of_memory", "out of memory");
+        api_reply_error(a, API_E_OUT_OF_MEMORY, "out of memory");
         return;
     }
     free(text);
@@ -486,11 +525,11 @@ void api_put_checkpoint(struct api_req *a)
         json_decref(http_request_get_data(a->http));
         http_request_set_data(a->http, NULL);
         if (rv == LEDGER_REPL_ENOTLEADER) {
-            api_forward(a);
+            api_write_lost(a, false);
         } else {
-            api_reply_error(a, rv == LEDGER_REPL_EFULL ? 429 : 503,
-                            rv == LEDGER_REPL_EFULL ? "queue_full"
-                                                    : "unavailable",
+            api_reply_error(a,
+                            rv == LEDGER_REPL_EFULL ? API_E_QUEUE_FULL
+                                                    : API_E_UNAVAILABLE,
                             "checkpoint refused: %s", ledger_repl_strerror(rv));
         }
     }
@@ -504,7 +543,7 @@ static void checkpointNow(struct api_req *a)
     int rv = ledger_store_get_checkpoint(a->n->store, a->stream, a->name,
                                          &value, &len);
     if (rv == LEDGER_STORE_ENOTFOUND) {
-        api_reply_error(a, 404, "checkpoint_not_found",
+        api_reply_error(a, API_E_CHECKPOINT_NOT_FOUND,
                         "stream %s has no checkpoint named %s", a->stream,
                         a->name);
         return;

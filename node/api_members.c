@@ -42,39 +42,30 @@ static int parseRole(const char *s)
     return -1;
 }
 
-static int raftStatusHttp(int rv, const char **code)
+static enum api_error raftStatusError(int rv)
 {
     switch (rv) {
     case RAFT_NOTLEADER:
     case RAFT_LEADERSHIPLOST:
-        *code = "not_leader";
-        return 503;
+        return API_E_NOT_LEADER;
     case RAFT_CANTCHANGE:
-        *code = "change_in_progress";
-        return 409;
+        return API_E_CHANGE_IN_PROGRESS;
     case RAFT_DUPLICATEID:
     case RAFT_DUPLICATEADDRESS:
-        *code = "member_exists";
-        return 409;
+        return API_E_MEMBER_EXISTS;
     case RAFT_BADID:
     case RAFT_NOTFOUND:
-        *code = "member_not_found";
-        return 404;
+        return API_E_MEMBER_NOT_FOUND;
     case RAFT_BADROLE:
-        *code = "bad_role";
-        return 409;
+        return API_E_BAD_ROLE;
     case RAFT_NOCONNECTION:
-        *code = "catch_up_failed";
-        return 503;
+        return API_E_CATCH_UP_FAILED;
     case RAFT_CANCELED:
-        *code = "cancelled";
-        return 409;
+        return API_E_CANCELLED;
     case RAFT_SHUTDOWN:
-        *code = "shutting_down";
-        return 503;
+        return API_E_SHUTTING_DOWN;
     default:
-        *code = "membership_failed";
-        return 500;
+        return API_E_MEMBERSHIP_FAILED;
     }
 }
 
@@ -84,7 +75,7 @@ static void replyMember(struct api_req *a, int status, const char *detail)
     size_t n = ledger_repl_members(a->n->repl, m, REPL__MEMBERS_MAX);
     size_t i;
     for (i = 0; i < n && i < REPL__MEMBERS_MAX; i++) {
-        if (m[i].id == a->from) {
+        if (m[i].id == a->id) {
             json_t *o = json_pack("{s:I, s:s, s:s, s:s}", "id",
                                   (json_int_t)m[i].id, "raft_addr",
                                   m[i].raft_addr, "api_addr", m[i].api_addr,
@@ -98,17 +89,15 @@ static void replyMember(struct api_req *a, int status, const char *detail)
     }
     api_reply_json(
         a, status,
-        json_pack("{s:I, s:b}", "id", (json_int_t)a->from, "removed", 1), NULL);
+        json_pack("{s:I, s:b}", "id", (json_int_t)a->id, "removed", 1), NULL);
 }
 
 static void changeDone(void *arg, int status, const char *msg)
 {
     struct api_req *a = arg;
-    const char *code;
-    int http;
     if (status == 0) {
         ledger_log(LOG_INFO, a->rid, "membership: %s %s of member %llu done",
-                   a->method, a->route, (unsigned long long)a->from);
+                   a->method, a->route, (unsigned long long)a->id);
         replyMember(a,
                     strcmp(a->method, "POST") == 0 &&
                             strcmp(a->route, "members") == 0
@@ -117,20 +106,18 @@ static void changeDone(void *arg, int status, const char *msg)
                     msg);
         return;
     }
-    http = raftStatusHttp(status, &code);
     ledger_log(LOG_WARN, a->rid, "membership: %s %s of member %llu failed: %s",
-               a->method, a->route, (unsigned long long)a->from, msg);
-    api_reply_error(a, http, code, "membership change of %llu failed: %s",
-                    (unsigned long long)a->from, msg);
+               a->method, a->route, (unsigned long long)a->id, msg);
+    api_reply_error(a, raftStatusError(status),
+                    "membership change of %llu failed: %s",
+                    (unsigned long long)a->id, msg);
 }
 
 static void startFailed(struct api_req *a, int rv)
 {
-    const char *code;
-    int http = raftStatusHttp(rv, &code);
-    api_reply_error(a, http, code, "membership change of %llu refused: %s",
-                    (unsigned long long)a->from,
-                    ledger_repl_errmsg(a->n->repl));
+    api_reply_error(a, raftStatusError(rv),
+                    "membership change of %llu refused: %s",
+                    (unsigned long long)a->id, ledger_repl_errmsg(a->n->repl));
 }
 
 /* ---- Add -------------------------------------------------------------- */
@@ -159,7 +146,7 @@ static bool refuseIfBusy(struct api_req *a)
     if (!ledger_repl_change_busy(a->n->repl)) {
         return false;
     }
-    api_reply_error(a, 409, "change_in_progress",
+    api_reply_error(a, API_E_CHANGE_IN_PROGRESS,
                     "another membership change is in progress: retry when "
                     "it is done");
     return true;
@@ -175,7 +162,7 @@ static bool bodyTimeout(struct api_req *a, json_t *body, unsigned *out)
     }
     if (!json_is_integer(t) || json_integer_value(t) < 1 ||
         json_integer_value(t) > MEMBERSHIP_MAX_WAIT_MS) {
-        api_reply_error(a, 400, "bad_body",
+        api_reply_error(a, API_E_BAD_BODY,
                         "\"timeout_ms\" must be an integer from 1 to %u",
                         MEMBERSHIP_MAX_WAIT_MS);
         return false;
@@ -201,7 +188,7 @@ static void addAfterPut(void *arg, int status,
     http_request_set_data(a->http, NULL);
     if (status != 0) {
         free(c);
-        api_reply_error(a, 503, "unavailable",
+        api_reply_error(a, API_E_UNAVAILABLE,
                         "could not record the member's address: %s",
                         ledger_repl_strerror(status));
         return;
@@ -214,7 +201,7 @@ static void addAfterPut(void *arg, int status,
     }
 }
 
-static void addMember(struct api_req *a)
+void api_member_add(struct api_req *a)
 {
     json_t *body = api_body(a);
     json_t *id;
@@ -243,20 +230,19 @@ static void addMember(struct api_req *a)
     aa = json_string_value(json_object_get(body, "api_addr"));
     role = json_string_value(json_object_get(body, "role"));
     if (!json_is_integer(id) || json_integer_value(id) <= 0) {
-        api_reply_error(a, 400, "bad_body",
-                        "\"id\" must be a positive integer");
+        api_reply_error(a, API_E_BAD_BODY, "\"id\" must be a positive integer");
         goto out;
     }
     if (ra == NULL || ledger_parse_addr(ra, host, sizeof host, &port) != 0 ||
         strlen(ra) >= REPL_ADDR_MAX || aa == NULL ||
         ledger_parse_addr(aa, host, sizeof host, &port) != 0 ||
         strlen(aa) >= REPL_ADDR_MAX) {
-        api_reply_error(a, 400, "bad_body",
+        api_reply_error(a, API_E_BAD_BODY,
                         "\"raft_addr\" and \"api_addr\" must be HOST:PORT");
         goto out;
     }
     if (role != NULL && parseRole(role) < 0) {
-        api_reply_error(a, 400, "bad_body",
+        api_reply_error(a, API_E_BAD_BODY,
                         "\"role\" must be voter, standby or spare");
         goto out;
     }
@@ -269,25 +255,25 @@ static void addMember(struct api_req *a)
     ra = ra_norm;
     aa = aa_norm;
     if (strcmp(ra, aa) == 0) {
-        api_reply_error(a, 400, "bad_body",
+        api_reply_error(a, API_E_BAD_BODY,
                         "\"raft_addr\" and \"api_addr\" are both %s: give "
                         "each its own port",
                         ra);
         goto out;
     }
-    a->from = (uint64_t)json_integer_value(id);
-    if (ledger_repl_member_role(a->n->repl, a->from) >= 0) {
+    a->id = (uint64_t)json_integer_value(id);
+    if (ledger_repl_member_role(a->n->repl, a->id) >= 0) {
         /* Same id: "member_exists" when it is the same node (a retried
          * join), "id_in_use" when another address holds the id. */
-        if (addressInUse(a, ra, a->from, false)) {
-            api_reply_error(a, 409, "member_exists",
+        if (addressInUse(a, ra, a->id, false)) {
+            api_reply_error(a, API_E_MEMBER_EXISTS,
                             "member %llu already exists",
-                            (unsigned long long)a->from);
+                            (unsigned long long)a->id);
         } else {
-            api_reply_error(a, 409, "id_in_use",
+            api_reply_error(a, API_E_ID_IN_USE,
                             "member id %llu is used by another raft_addr: "
                             "pick another id",
-                            (unsigned long long)a->from);
+                            (unsigned long long)a->id);
         }
         goto out;
     }
@@ -295,7 +281,7 @@ static void addMember(struct api_req *a)
            : addressInUse(a, aa, 0, true) ? aa
                                           : NULL;
     if (used != NULL) {
-        api_reply_error(a, 409, "address_in_use",
+        api_reply_error(a, API_E_ADDRESS_IN_USE,
                         "%s is already used by another member: pick another "
                         "address",
                         used);
@@ -306,10 +292,10 @@ static void addMember(struct api_req *a)
     }
     c = calloc(1, sizeof *c);
     if (c == NULL) {
-        api_reply_error(a, 503, "out_of_memory", "out of memory");
+        api_reply_error(a, API_E_OUT_OF_MEMORY, "out of memory");
         goto out;
     }
-    c->m.id = a->from;
+    c->m.id = a->id;
     snprintf(c->m.raft_addr, sizeof c->m.raft_addr, "%s", ra);
     snprintf(c->m.api_addr, sizeof c->m.api_addr, "%s", aa);
     c->role = role != NULL ? parseRole(role) : REPL_ROLE_VOTER;
@@ -319,7 +305,7 @@ static void addMember(struct api_req *a)
     om.api_addr = c->m.api_addr;
     if (op_encode_member_put(&om, &op) != 0) {
         free(c);
-        api_reply_error(a, 503, "out_of_memory", "out of memory");
+        api_reply_error(a, API_E_OUT_OF_MEMORY, "out of memory");
         goto out;
     }
     http_request_set_data(a->http, c);
@@ -327,7 +313,7 @@ static void addMember(struct api_req *a)
     if (rv != 0) {
         http_request_set_data(a->http, NULL);
         free(c);
-        api_reply_error(a, 503, "unavailable", "cannot add member: %s",
+        api_reply_error(a, API_E_UNAVAILABLE, "cannot add member: %s",
                         ledger_repl_strerror(rv));
     }
 out:
@@ -343,18 +329,18 @@ static void handedOver(void *arg, uint64_t leader)
 {
     struct api_req *a = arg;
     if (leader == 0 || leader == a->n->cfg->id) {
-        api_reply_error(a, 503, "transfer_failed",
+        api_reply_error(a, API_E_TRANSFER_FAILED,
                         "member %llu is the leader and could not hand "
                         "leadership over first: retry",
-                        (unsigned long long)a->from);
+                        (unsigned long long)a->id);
         return;
     }
     ledger_log(LOG_INFO, a->rid,
                "membership: handed leadership to %llu before %s %s of %llu",
                (unsigned long long)leader, a->method, a->route,
-               (unsigned long long)a->from);
-    a->handed_off = true;
-    api_forward(a);
+               (unsigned long long)a->id);
+    a->w.handed_off = true;
+    api_write_lost(a, false);
 }
 
 /* Refuse taking the last voter away; for the leader, hand over first.
@@ -362,17 +348,17 @@ static void handedOver(void *arg, uint64_t leader)
 static bool leavingVoters(struct api_req *a)
 {
     int rv;
-    if (ledger_repl_member_role(a->n->repl, a->from) != REPL_ROLE_VOTER) {
+    if (ledger_repl_member_role(a->n->repl, a->id) != REPL_ROLE_VOTER) {
         return false;
     }
     if (ledger_repl_voters(a->n->repl) <= 1) {
-        api_reply_error(a, 409, "last_voter",
+        api_reply_error(a, API_E_LAST_VOTER,
                         "member %llu is the last voter: add and promote "
                         "another voter first",
-                        (unsigned long long)a->from);
+                        (unsigned long long)a->id);
         return true;
     }
-    if (a->from != a->n->cfg->id) {
+    if (a->id != a->n->cfg->id) {
         return false;
     }
     if (refuseIfBusy(a)) {
@@ -380,15 +366,15 @@ static bool leavingVoters(struct api_req *a)
     }
     rv = ledger_repl_transfer(a->n->repl, 0, handedOver, a);
     if (rv != 0) {
-        api_reply_error(a, 503, "transfer_failed",
+        api_reply_error(a, API_E_TRANSFER_FAILED,
                         "member %llu is the leader and cannot hand "
                         "leadership over: %s",
-                        (unsigned long long)a->from, ledger_repl_strerror(rv));
+                        (unsigned long long)a->id, ledger_repl_strerror(rv));
     }
     return true;
 }
 
-static void setRole(struct api_req *a)
+void api_member_role(struct api_req *a)
 {
     json_t *body = api_body(a);
     unsigned timeout_ms;
@@ -405,16 +391,16 @@ static void setRole(struct api_req *a)
     }
     json_decref(body);
     if (role < 0) {
-        api_reply_error(a, 400, "bad_body",
+        api_reply_error(a, API_E_BAD_BODY,
                         "\"role\" must be voter, standby or spare");
         return;
     }
-    if (ledger_repl_member_role(a->n->repl, a->from) < 0) {
-        api_reply_error(a, 404, "member_not_found", "no member %llu",
-                        (unsigned long long)a->from);
+    if (ledger_repl_member_role(a->n->repl, a->id) < 0) {
+        api_reply_error(a, API_E_MEMBER_NOT_FOUND, "no member %llu",
+                        (unsigned long long)a->id);
         return;
     }
-    if (ledger_repl_member_role(a->n->repl, a->from) == role) {
+    if (ledger_repl_member_role(a->n->repl, a->id) == role) {
         replyMember(a, 200, "already so"); /* nothing to do */
         return;
     }
@@ -424,8 +410,7 @@ static void setRole(struct api_req *a)
     if (refuseIfBusy(a)) {
         return;
     }
-    rv = ledger_repl_assign(a->n->repl, a->from, role, timeout_ms, changeDone,
-                            a);
+    rv = ledger_repl_assign(a->n->repl, a->id, role, timeout_ms, changeDone, a);
     if (rv != 0) {
         startFailed(a, rv);
     }
@@ -441,26 +426,26 @@ static void removeDone(void *arg, int status, const char *msg)
 {
     struct api_req *a = arg;
     struct op_buf op;
-    if (status == 0 && op_encode_member_del(a->from, &op) == 0) {
+    if (status == 0 && op_encode_member_del(a->id, &op) == 0) {
         /* Best effort: a stale address of a removed member is harmless. */
         ledger_repl_submit(a->n->repl, &op, ignoreResult, NULL);
     }
     changeDone(arg, status, status == 0 ? "removed" : msg);
 }
 
-static void removeMember(struct api_req *a)
+void api_member_remove(struct api_req *a)
 {
     int rv;
-    if (ledger_repl_member_role(a->n->repl, a->from) < 0) {
-        api_reply_error(a, 404, "member_not_found", "no member %llu",
-                        (unsigned long long)a->from);
+    if (ledger_repl_member_role(a->n->repl, a->id) < 0) {
+        api_reply_error(a, API_E_MEMBER_NOT_FOUND, "no member %llu",
+                        (unsigned long long)a->id);
         return;
     }
     if (leavingVoters(a)) {
         return;
     }
     /* A promotion of this very member is cancelled by the removal. */
-    rv = ledger_repl_remove(a->n->repl, a->from, removeDone, a);
+    rv = ledger_repl_remove(a->n->repl, a->id, removeDone, a);
     if (rv != 0) {
         startFailed(a, rv);
     }
@@ -472,8 +457,8 @@ static void transferred(void *arg, uint64_t leader)
 {
     struct api_req *a = arg;
     if (leader == 0 || leader == a->n->cfg->id ||
-        (a->from != 0 && leader != a->from)) {
-        api_reply_error(a, 503, "transfer_failed",
+        (a->id != 0 && leader != a->id)) {
+        api_reply_error(a, API_E_TRANSFER_FAILED,
                         "leadership did not move (leader now %llu): retry",
                         (unsigned long long)leader);
         return;
@@ -482,7 +467,7 @@ static void transferred(void *arg, uint64_t leader)
                    NULL);
 }
 
-static void transferLeader(struct api_req *a)
+void api_leader_transfer(struct api_req *a)
 {
     size_t len = 0;
     json_t *body = NULL;
@@ -497,113 +482,44 @@ static void transferLeader(struct api_req *a)
     if (id != NULL && !json_is_null(id) &&
         (!json_is_integer(id) || json_integer_value(id) < 0)) {
         json_decref(body);
-        api_reply_error(a, 400, "bad_body",
+        api_reply_error(a, API_E_BAD_BODY,
                         "\"id\" must be a member id, or 0 for the best one");
         return;
     }
-    a->from = json_is_integer(id) ? (uint64_t)json_integer_value(id) : 0;
+    a->id = json_is_integer(id) ? (uint64_t)json_integer_value(id) : 0;
     json_decref(body);
-    if (a->from == a->n->cfg->id) {
+    if (a->id == a->n->cfg->id) {
         api_reply_json(
-            a, 200, json_pack("{s:I}", "leader_id", (json_int_t)a->from), NULL);
+            a, 200, json_pack("{s:I}", "leader_id", (json_int_t)a->id), NULL);
         return;
     }
-    if (a->from != 0 && ledger_repl_member_role(a->n->repl, a->from) < 0) {
-        api_reply_error(a, 404, "member_not_found", "no member %llu",
-                        (unsigned long long)a->from);
+    if (a->id != 0 && ledger_repl_member_role(a->n->repl, a->id) < 0) {
+        api_reply_error(a, API_E_MEMBER_NOT_FOUND, "no member %llu",
+                        (unsigned long long)a->id);
         return;
     }
-    if (a->from != 0 &&
-        ledger_repl_member_role(a->n->repl, a->from) != REPL_ROLE_VOTER) {
-        api_reply_error(a, 409, "not_a_voter",
+    if (a->id != 0 &&
+        ledger_repl_member_role(a->n->repl, a->id) != REPL_ROLE_VOTER) {
+        api_reply_error(a, API_E_NOT_A_VOTER,
                         "member %llu is not a voter: leadership can only go "
                         "to a voter",
-                        (unsigned long long)a->from);
+                        (unsigned long long)a->id);
         return;
     }
-    rv = ledger_repl_transfer(a->n->repl, a->from, transferred, a);
+    rv = ledger_repl_transfer(a->n->repl, a->id, transferred, a);
     if (rv == LEDGER_REPL_EBUSY) {
-        api_reply_error(a, 409, "change_in_progress",
+        api_reply_error(a, API_E_CHANGE_IN_PROGRESS,
                         "a leadership transfer is already in progress: retry "
                         "when it is done");
         return;
     }
     if (rv != 0) {
-        api_reply_error(a, rv == LEDGER_REPL_ENOTLEADER ? 409 : 503,
-                        "transfer_failed", "cannot transfer leadership: %s",
+        api_reply_error(a,
+                        rv == LEDGER_REPL_ENOTLEADER ? API_E_NO_OTHER_VOTER
+                                                     : API_E_TRANSFER_FAILED,
+                        "cannot transfer leadership: %s",
                         rv == LEDGER_REPL_ENOTLEADER
                             ? "no other voter to take it"
                             : ledger_repl_strerror(rv));
     }
-}
-
-/* ---- Routing ----------------------------------------------------------- */
-
-static bool parseId(struct api_req *a, const char *s)
-{
-    char *end;
-    unsigned long long v;
-    if (s[0] < '1' || s[0] > '9' || strlen(s) > 19) {
-        goto bad;
-    }
-    v = strtoull(s, &end, 10);
-    if (*end != '\0') {
-        goto bad;
-    }
-    a->from = v;
-    return true;
-bad:
-    api_reply_error(a, 400, "bad_id",
-                    "member id '%.40s' is not a positive "
-                    "integer",
-                    s);
-    return false;
-}
-
-void api_members(struct api_req *a, char **segs, size_t ns)
-{
-    bool post = strcmp(a->method, "POST") == 0;
-    bool del = strcmp(a->method, "DELETE") == 0;
-
-    if (ns == 3 && strcmp(segs[2], "leader") == 0) {
-        a->route = "leader";
-        if (!post) {
-            api_method_not_allowed(a, "POST");
-            return;
-        }
-        api_write(a, transferLeader);
-        return;
-    }
-    if (ns == 3) {
-        a->route = "members";
-        if (strcmp(a->method, "GET") == 0) {
-            api_cluster(a);
-        } else if (!post) {
-            api_method_not_allowed(a, "GET, POST");
-        } else {
-            api_write(a, addMember);
-        }
-        return;
-    }
-    if (ns == 4) {
-        a->route = "member";
-        if (!del) {
-            api_method_not_allowed(a, "DELETE");
-        } else if (parseId(a, segs[3])) {
-            api_write(a, removeMember);
-        }
-        return;
-    }
-    if (ns == 5 && strcmp(segs[4], "role") == 0) {
-        a->route = "member_role";
-        if (!post) {
-            api_method_not_allowed(a, "POST");
-        } else if (parseId(a, segs[3])) {
-            api_write(a, setRole);
-        }
-        return;
-    }
-    a->route = "not_found";
-    api_reply_error(a, 404, "not_found", "no route for %s %s", a->method,
-                    http_request_path(a->http));
 }

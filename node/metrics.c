@@ -26,6 +26,9 @@ static double latencySum;
 static uint64_t latencyCount;
 static uint64_t eventsAppended;
 static uint64_t forwarded;
+static uint64_t forwardLostTimeout; /* Forwards the leader left unanswered. */
+static uint64_t
+    forwardLostLeaderChange; /* Forwards overtaken by a new leader. */
 static struct {
     const char *reason;
     uint64_t count;
@@ -90,6 +93,15 @@ void metrics_append_latency(double seconds, size_t events)
 void metrics_forwarded(void)
 {
     forwarded++;
+}
+
+void metrics_forward_lost(const char *reason)
+{
+    if (strcmp(reason, "timeout") == 0) {
+        forwardLostTimeout++;
+    } else {
+        forwardLostLeaderChange++;
+    }
 }
 
 static const unsigned STALL_BUCKETS_MS[] = {50, 100, 250, 500, 1000};
@@ -204,6 +216,15 @@ char *metrics_render(const struct ledger_repl_status *st, uint64_t position,
           "# TYPE ledger_forwarded_total counter\nledger_forwarded_total "
           "%llu\n",
           (unsigned long long)forwarded);
+    bputf(&b,
+          "# HELP ledger_forward_abandoned_total Forwarded requests given up "
+          "on before the leader answered (then sent again when safe, else "
+          "answered outcome_unknown).\n"
+          "# TYPE ledger_forward_abandoned_total counter\n"
+          "ledger_forward_abandoned_total{reason=\"leader_change\"} %llu\n"
+          "ledger_forward_abandoned_total{reason=\"timeout\"} %llu\n",
+          (unsigned long long)forwardLostLeaderChange,
+          (unsigned long long)forwardLostTimeout);
     bputf(&b, "# HELP ledger_rejected_total Requests refused by "
               "backpressure or state.\n# TYPE ledger_rejected_total "
               "counter\n");

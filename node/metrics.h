@@ -12,6 +12,8 @@
 void metrics_request(const char *route, const char *method, int status);
 void metrics_append_latency(double seconds, size_t events);
 void metrics_forwarded(void);
+/* A forwarded request abandoned: reason "timeout" or "leader_change". */
+void metrics_forward_lost(const char *reason);
 void metrics_rejected(const char *reason); /* literal */
 void metrics_loop_stall(uint64_t ms);      /* node/loopwatch.c */
 

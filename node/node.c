@@ -29,7 +29,6 @@
 #include "members_poll.h"
 #include "restart.h"
 
-#define SWEEP_INTERVAL_MS 20
 #define LOCK_WAIT_MS 2000 /* For a dying predecessor's data-dir lock. */
 
 static void replLog(void *arg, int level, const char *msg)
@@ -47,6 +46,8 @@ static void replClosed(void *arg)
 {
     struct ledger_node *n = arg;
     n->repl = NULL;
+    http_client_close(n->peers, NULL, NULL);
+    n->peers = NULL;
     uv_close((uv_handle_t *)&n->sweep, handleClosed);
     uv_close((uv_handle_t *)&n->shutdown_timer, handleClosed);
     uv_close((uv_handle_t *)&n->sigterm, handleClosed);
@@ -235,8 +236,8 @@ static void joinTimerCb(uv_timer_t *t)
     } else {
         snprintf(path, sizeof path, "/v1/cluster/members");
     }
-    rv = http_client_request(n->loop, n->cfg->join, "POST", path, headers, body,
-                             strlen(body), JOIN_TIMEOUT_MS, joinCb, n);
+    rv = api_peer_request(n, n->cfg->join, "POST", path, headers, body,
+                          strlen(body), JOIN_TIMEOUT_MS, joinCb, n);
     if (rv != 0) {
         ledger_log(LOG_WARN, NULL, "join through %s: %s; retrying",
                    n->cfg->join, uv_strerror(rv));
@@ -335,6 +336,26 @@ static int checkListenable(const char *flag, const char *addr, char *err,
     return rv;
 }
 
+/* The store failed and the data dir has room again (restart.h). */
+static void restartInPlace(void *arg)
+{
+    node_stop(arg, NODE_EXIT_RESTART);
+}
+
+/* A start that failed once Raft runs: close Raft (and so the loop's
+ * handles) the normal way; node_run returns 1. */
+static void abortStart(struct ledger_node *n)
+{
+    n->exit_code = 1;
+    n->shutting_down = true;
+    uv_timer_init(n->loop, &n->sweep);
+    uv_timer_init(n->loop, &n->shutdown_timer);
+    uv_signal_init(n->loop, &n->sigterm);
+    uv_signal_init(n->loop, &n->sigint);
+    uv_timer_init(n->loop, &n->join_timer);
+    ledger_repl_close(n->repl, replClosed, n);
+}
+
 int node_run(struct ledger_config *cfg)
 {
     struct ledger_node n;
@@ -398,28 +419,28 @@ int node_run(struct ledger_config *cfg)
         return 1;
     }
     ledger_repl_on_applied(n.repl, api_on_applied, &n);
+    rv = http_client_create(&loop, NULL, &n.peers);
+    if (rv != 0) {
+        fprintf(stderr, "ledgerd: http client: %s\n", uv_strerror(rv));
+        abortStart(&n);
+        goto run;
+    }
 
     rv = http_server_start(&loop, cfg->api_addr, cfg->max_body, api_handle, &n,
                            &n.http, err, sizeof err);
     if (rv != 0) {
         fprintf(stderr, "ledgerd: %s\n", err);
-        n.exit_code = 1;
-        n.shutting_down = true;
-        uv_timer_init(&loop, &n.sweep);
-        uv_timer_init(&loop, &n.shutdown_timer);
-        uv_signal_init(&loop, &n.sigterm);
-        uv_signal_init(&loop, &n.sigint);
-        uv_timer_init(&loop, &n.join_timer);
-        ledger_repl_close(n.repl, replClosed, &n);
+        abortStart(&n);
         goto run;
     }
 
     uv_timer_init(&loop, &n.sweep);
     n.sweep.data = &n;
-    uv_timer_start(&n.sweep, sweepCb, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
+    uv_timer_start(&n.sweep, sweepCb, API_SWEEP_MS, API_SWEEP_MS);
     n.applied_poll = members_poll_start(&n);
     n.loopwatch = loopwatch_start(&loop, cfg->election_ms / 2);
-    n.restart = restart_watch_start(&n);
+    n.restart =
+        restart_watch_start(&loop, n.repl, cfg->data_dir, restartInPlace, &n);
     uv_timer_init(&loop, &n.shutdown_timer);
     n.shutdown_timer.data = &n;
     uv_signal_init(&loop, &n.sigterm);

@@ -16,8 +16,17 @@
 #include "replication/repl.h"
 #include "store/store.h"
 
+#include "http/client.h"
+
 struct api_req;
-struct http_pool;
+
+/* The leader as this node sees it (peer.c, api_leader()). */
+struct api_leader {
+    uint64_t id; /* 0: none known. */
+    uint64_t term;
+    bool here;               /* This node leads and takes writes now. */
+    char api[REPL_ADDR_MAX]; /* Its API address; empty while unknown. */
+};
 
 struct ledger_node {
     uv_loop_t *loop;
@@ -37,8 +46,9 @@ struct ledger_node {
         *applied_poll;             /* Leader: polls members' applied index. */
     struct loopwatch *loopwatch;   /* Logs and counts event-loop stalls. */
     struct restart_watch *restart; /* Restarts after a storage error. */
-    struct http_pool *peers;       /* Keep-alive connections to peers' APIs
-                                      (api.c; closed by api_sweep at shutdown). */
+    http_client *peers;            /* Calls to peers' APIs (peer.c); closed
+                                      once Raft has closed. */
+    struct api_leader leader;      /* Cache of api_leader(). */
     uint64_t next_rid;
     bool shutting_down;
     int exit_code;
@@ -51,7 +61,7 @@ int node_run(struct ledger_config *cfg);
 /* Shut down cleanly (as on SIGTERM) and make node_run return exit_code. */
 void node_stop(struct ledger_node *n, int exit_code);
 
-/* api.c */
+/* routes.c, wait.c */
 void api_handle(void *arg, http_request *req);
 void api_on_applied(void *arg);
 void api_sweep(struct ledger_node *n, bool flush_all);

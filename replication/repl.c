@@ -645,7 +645,7 @@ void ledger_repl_on_applied(ledger_repl *r, void (*cb)(void *arg), void *arg)
 
 /* ---- Observation: leader changes, cluster init, applied notifications -- */
 
-static void leaderNow(ledger_repl *r, struct ledger_repl_leader *out)
+void ledger_repl_leader(ledger_repl *r, struct ledger_repl_leader *out)
 {
     raft_id id = 0;
     const char *addr = NULL;
@@ -654,15 +654,8 @@ static void leaderNow(ledger_repl *r, struct ledger_repl_leader *out)
     out->id = id;
     out->term = peek_term(r->raft);
     out->is_self = raft_state(r->raft) == RAFT_LEADER;
-}
-
-void ledger_repl_leader(ledger_repl *r, struct ledger_repl_leader *out)
-{
-    leaderNow(r, out);
-    if (out->id != 0 &&
-        !repl__member_api(r, out->id, out->api_addr, sizeof out->api_addr)) {
-        out->api_addr[0] = '\0';
-    }
+    out->here = out->is_self && !r->store_failed &&
+                !ledger_repl_transferring(r) && !repl__catchup_active(r);
 }
 
 void ledger_repl_on_leader(ledger_repl *r, ledger_repl_leader_cb cb, void *arg)
@@ -679,12 +672,15 @@ static void notifyLeader(ledger_repl *r)
     if (r->leader_cb == NULL || r->closing) {
         return;
     }
-    leaderNow(r, &now);
+    ledger_repl_leader(r, &now);
     if (now.id == r->reported.id && now.term == r->reported.term &&
-        now.is_self == r->reported.is_self) {
+        now.is_self == r->reported.is_self && now.here == r->reported.here) {
         return;
     }
-    ledger_repl_leader(r, &now);
+    if (now.id != 0 &&
+        !repl__member_api(r, now.id, now.api_addr, sizeof now.api_addr)) {
+        now.api_addr[0] = '\0';
+    }
     r->reported = now;
     r->leader_cb(r->leader_arg, &now);
 }

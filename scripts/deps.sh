@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libraft-dev libuv1-dev libsqlite3-dev
       libmsgpack-dev libhttp-parser-dev libjansson-dev libssl-dev
-      libcmocka-dev python3 python3-msgpack sqlite3 curl
+      libcurl4-openssl-dev libcmocka-dev python3 python3-msgpack sqlite3 curl
       iproute2 nftables python3-matplotlib)
 missing=()
 for p in "${PKGS[@]}"; do

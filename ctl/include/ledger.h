@@ -1,8 +1,8 @@
-/* ledger client library: blocking HTTP/1.1 calls to ledgerd nodes.
+/* ledger client library: blocking HTTP calls to ledgerd nodes, made with
+ * libcurl's easy interface (keep-alive, timeouts, TLS).
  *
- * Used by ledgerctl and by ledgerd itself (snapshot catch-up pulls events
- * from a peer). Responses are parsed with http-parser; no state is shared
- * between calls, so every function is safe to call from any one thread.
+ * Used by ledgerctl. A ledger_client is used by one thread at a time;
+ * ledger_http_request shares nothing and may be called from any thread.
  *
  * Ownership: every string argument is borrowed for the duration of the
  * call; every buffer returned through an out-parameter is malloc'ed and
@@ -35,10 +35,15 @@ struct ledger_http_response {
 
 void ledger_http_response_free(struct ledger_http_response *r);
 
-/* One request to `addr` ("HOST:PORT"). `headers` is NULL or
- * "Name: value\r\n" lines; Host, Content-Length and Connection: close are
- * added. timeout_ms bounds connect and the whole exchange. On error returns a
- * LEDGER_CLIENT_* code and writes a one-line reason into err. */
+/* One request to `addr` ("HOST:PORT", "http://HOST:PORT" or
+ * "https://HOST:PORT"). `headers` is NULL or "Name: value\r\n" lines; Host,
+ * Content-Length and Connection: close are added. timeout_ms bounds the
+ * whole exchange, connecting at most min(timeout_ms,
+ * LEDGER_CLIENT_CONNECT_MS). On error returns a LEDGER_CLIENT_* code and
+ * writes a one-line reason into err: ECONNECT when nothing was sent (the
+ * request reached no server), EIO when it failed or timed out after sending
+ * (the outcome is unknown), EPROTO for a malformed or cut response. */
+#define LEDGER_CLIENT_CONNECT_MS 1000 /* Bound on connecting. */
 int ledger_http_request(const char *addr, const char *method, const char *path,
                         const char *headers, const char *body, size_t body_len,
                         unsigned timeout_ms, struct ledger_http_response *out,
@@ -48,9 +53,11 @@ int ledger_http_request(const char *addr, const char *method, const char *path,
 const char *ledger_client_strerror(int code);
 
 /* Multi-endpoint client: a list of node API addresses and an optional bearer
- * token. Calls go to the first endpoint that accepts a connection; a dead
- * endpoint (connect failure) is skipped, and the endpoint that answered last
- * is tried first next time. */
+ * token. Calls go to the first endpoint that answers; a dead endpoint
+ * (connect failure) is skipped, and so is one that does not answer in time
+ * when the call is safe to repeat (LEDGER_CALL_RETRY_SAFE); the endpoint
+ * that answered last is tried first next time. Connections are kept alive
+ * between calls. */
 typedef struct ledger_client ledger_client;
 
 #define LEDGER_CLIENT_TIMEOUT_MS 5000 /* Default per-request timeout. */
@@ -63,9 +70,15 @@ int ledger_client_create(const char *endpoints_csv, const char *token,
                          ledger_client **out, char *err, size_t errlen);
 void ledger_client_destroy(ledger_client *c);
 
-/* Per-request timeout (connect plus the whole exchange); 0 restores the
- * default. */
+/* Per-request timeout (connect plus the whole exchange, per endpoint
+ * tried); 0 restores the default. */
 void ledger_client_set_timeout(ledger_client *c, unsigned timeout_ms);
+
+/* TLS files for https endpoints: the CA bundle that signs the nodes'
+ * certificates, and a client certificate and key (each may be NULL).
+ * Copied. 0 or LEDGER_CLIENT_ENOMEM. */
+int ledger_client_set_tls(ledger_client *c, const char *ca_file,
+                          const char *cert_file, const char *key_file);
 
 size_t ledger_client_endpoint_count(const ledger_client *c);
 /* Endpoint i (borrowed, valid until destroy). */
@@ -74,15 +87,23 @@ const char *ledger_client_endpoint(const ledger_client *c, size_t i);
 /* Send one request, adding "Authorization: Bearer TOKEN" (when a token is
  * set), "Accept: application/json" and, with a body, "Content-Type:
  * application/json". Endpoints are tried in order starting with the last
- * one that answered; an endpoint is skipped when the connection fails, and
- * for GET also when the exchange fails or times out (it is idempotent). Any
- * HTTP status counts as an answer: check out->status. Returns 0, or
- * LEDGER_CLIENT_ENOENDPOINT when no endpoint answered, or another code for a
- * failure that must not be retried blindly (EIO after a POST was sent: the
- * outcome is unknown). The reason is in ledger_client_errmsg(). */
+ * one that answered; an endpoint is skipped when the connection fails, and,
+ * for a call that is safe to repeat, also when the exchange fails or gets
+ * no answer within the timeout. GET and HEAD are safe; other calls are safe
+ * with LEDGER_CALL_RETRY_SAFE (an append whose events all carry ids: the
+ * node returns the first result to a repeat; a checkpoint PUT). Any HTTP
+ * status counts as an answer: check out->status. Returns 0, or
+ * LEDGER_CLIENT_ENOENDPOINT when no endpoint answered, or another code for
+ * a failure that must not be retried blindly (EIO after an unsafe call was
+ * sent: the outcome is unknown). The reason is in ledger_client_errmsg(). */
+#define LEDGER_CALL_RETRY_SAFE 0x1 /* Delivering it twice is harmless. */
 int ledger_client_call(ledger_client *c, const char *method, const char *path,
                        const char *body, size_t body_len,
                        struct ledger_http_response *out);
+int ledger_client_call_flags(ledger_client *c, const char *method,
+                             const char *path, const char *body,
+                             size_t body_len, unsigned flags,
+                             struct ledger_http_response *out);
 
 /* Like ledger_client_call, but only to endpoint i (no fail-over). */
 int ledger_client_call_one(ledger_client *c, size_t i, const char *method,

@@ -1,7 +1,7 @@
-/* Unit tests for node/http_server.c and node/http_client.c: a real server on
- * 127.0.0.1 (port 0) on a libuv loop, driven by the async client and by raw
- * libuv TCP connections for byte-exact scenarios. No sleeps: the loop runs
- * until a condition holds or a deadline passes. */
+/* Unit tests for http/server.c and http/client.c (libcurl on libuv): a real
+ * server on 127.0.0.1 (port 0) on a libuv loop, driven by the async client
+ * and by raw libuv TCP connections for byte-exact scenarios. No sleeps: the
+ * loop runs until a condition holds or a deadline passes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/socket.h>
 
 #include <cmocka.h>
 #include <uv.h>
@@ -26,6 +28,7 @@
 struct fixture {
     uv_loop_t loop;
     http_server *srv;
+    http_client *cli;
     char addr[64];
     int port;
     int srv_closed;
@@ -45,6 +48,21 @@ struct fixture {
     http_request *deferred[8];
     int n_deferred;
 };
+
+/* One client call; 0 or the error of http_client_request. */
+static int call(struct fixture *f, const char *addr, const char *method,
+                const char *path, const char *headers, const char *body,
+                size_t len, unsigned timeout_ms, http_client_cb cb, void *arg)
+{
+    struct http_call_spec s = {.addr = addr,
+                               .method = method,
+                               .path = path,
+                               .headers = headers,
+                               .body = body,
+                               .body_len = len,
+                               .timeout_ms = timeout_ms};
+    return http_client_request(f->cli, &s, cb, arg, NULL);
+}
 
 /* Copy a possibly NULL string into a fixed buffer. */
 static void copyStr(char *dst, size_t n, const char *src)
@@ -158,6 +176,7 @@ static int setUp(void **state)
     f->port = http_server_port(f->srv);
     assert_true(f->port > 0);
     snprintf(f->addr, sizeof f->addr, "127.0.0.1:%d", f->port);
+    assert_int_equal(http_client_create(&f->loop, NULL, &f->cli), 0);
     *state = f;
     return 0;
 }
@@ -183,6 +202,7 @@ static int tearDown(void **state)
     if (!f->srv_closed) {
         closeServer(f);
     }
+    http_client_close(f->cli, NULL, NULL);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&f->loop), 0);
     free(f);
@@ -196,6 +216,7 @@ static int tearDown(void **state)
 struct result {
     int fired;
     int status;
+    int sent;
     int http_status;
     char content_type[128];
     int has_content_type;
@@ -213,8 +234,8 @@ static void clientCb(void *arg, int status,
     assert_int_equal(r->fired, 0); /* Exactly once. */
     r->fired = 1;
     r->status = status;
+    r->sent = resp->sent;
     if (status != 0) {
-        assert_null(resp);
         return;
     }
     r->http_status = resp->status;
@@ -235,8 +256,8 @@ static void request(struct fixture *f, const char *method, const char *path,
     int rv;
 
     memset(r, 0, sizeof *r);
-    rv = http_client_request(&f->loop, f->addr, method, path, headers, body,
-                             len, DEADLINE_MS, clientCb, r);
+    rv = call(f, f->addr, method, path, headers, body, len, DEADLINE_MS,
+              clientCb, r);
     assert_int_equal(rv, 0);
     assert_int_equal(r->fired, 0); /* Never from inside the call. */
 }
@@ -822,9 +843,8 @@ static void test_close_waits_for_inflight(void **state)
 
     /* New connections are refused. */
     memset(&r, 0, sizeof r);
-    assert_int_equal(http_client_request(&f->loop, f->addr, "GET", "/", NULL,
-                                         NULL, 0, 1000, clientCb, &r),
-                     0);
+    assert_int_equal(
+        call(f, f->addr, "GET", "/", NULL, NULL, 0, 1000, clientCb, &r), 0);
     runUntil(f, &r.fired);
     assert_int_equal(r.status, UV_ECONNREFUSED);
 
@@ -907,7 +927,8 @@ static void test_start_errors(void **state)
 }
 
 /* Client: bad arguments fail synchronously without the callback; refused
- * connections and timeouts are reported through it. */
+ * connections and timeouts are reported through it, with `sent` telling
+ * whether the request left. */
 static void test_client_errors(void **state)
 {
     struct fixture *f = *state;
@@ -916,29 +937,18 @@ static void test_client_errors(void **state)
     char addr[64];
 
     memset(&r, 0, sizeof r);
-    rv = http_client_request(&f->loop, "bad", "GET", "/", NULL, NULL, 0, 100,
-                             clientCb, &r);
-    assert_int_equal(rv, UV_EINVAL);
-    rv = http_client_request(&f->loop, f->addr, "GET", "/a b", NULL, NULL, 0,
-                             100, clientCb, &r);
-    assert_int_equal(rv, UV_EINVAL);
-    rv =
-        http_client_request(&f->loop, f->addr, "GET", "/",
-                            "X: 1\r\n\r\nY: 2\r\n", NULL, 0, 100, clientCb, &r);
-    assert_int_equal(rv, UV_EINVAL);
-    rv = http_client_request(&f->loop, f->addr, "GET", "/", "X: 1", NULL, 0,
-                             100, clientCb, &r);
+    rv = call(f, f->addr, "GET", "no-slash", NULL, NULL, 0, 100, clientCb, &r);
     assert_int_equal(rv, UV_EINVAL);
     runFor(f, 10);
     assert_int_equal(r.fired, 0);
 
-    /* Timeout: the server holds the request. */
+    /* Timeout: the server holds the request, which was sent. */
     memset(&r, 0, sizeof r);
-    rv = http_client_request(&f->loop, f->addr, "GET", "/defer", NULL, NULL, 0,
-                             50, clientCb, &r);
+    rv = call(f, f->addr, "GET", "/defer", NULL, NULL, 0, 50, clientCb, &r);
     assert_int_equal(rv, 0);
     runUntil(f, &r.fired);
     assert_int_equal(r.status, UV_ETIMEDOUT);
+    assert_true(r.sent);
     http_response_send(f->deferred[0], 200, NULL, NULL, 0, NULL);
     f->deferred[0] = NULL;
 
@@ -946,12 +956,82 @@ static void test_client_errors(void **state)
     snprintf(addr, sizeof addr, "%s", f->addr);
     closeServer(f);
     memset(&r, 0, sizeof r);
-    rv = http_client_request(&f->loop, addr, "GET", "/", NULL, NULL, 0, 1000,
-                             clientCb, &r);
+    rv = call(f, addr, "GET", "/", NULL, NULL, 0, 1000, clientCb, &r);
     assert_int_equal(rv, 0);
     assert_int_equal(r.fired, 0);
     runUntil(f, &r.fired);
     assert_int_equal(r.status, UV_ECONNREFUSED);
+    assert_false(r.sent);
+}
+
+/* A cancelled call never calls back, and the client stays usable. */
+static void test_client_cancel(void **state)
+{
+    struct fixture *f = *state;
+    struct result r;
+    struct result r2;
+    http_call *c = NULL;
+    struct http_call_spec s = {.addr = f->addr,
+                               .method = "GET",
+                               .path = "/defer",
+                               .timeout_ms = DEADLINE_MS};
+
+    memset(&r, 0, sizeof r);
+    assert_int_equal(http_client_request(f->cli, &s, clientCb, &r, &c), 0);
+    runUntil(f, &f->n_deferred);
+    http_call_cancel(c);
+    assert_int_equal(http_client_calls(f->cli), 0);
+    request(f, "GET", "/after", NULL, NULL, 0, &r2);
+    runUntil(f, &r2.fired);
+    assert_int_equal(r2.http_status, 200);
+    runFor(f, 20);
+    assert_int_equal(r.fired, 0);
+}
+
+/* Connecting is bounded by connect_timeout_ms: a listener that never
+ * accepts, with the smallest backlog, takes one connection and then drops
+ * SYNs, so the later connects never finish and fail with nothing sent. */
+static void test_client_connect_timeout(void **state)
+{
+    struct fixture *f = *state;
+    uv_tcp_t l;
+    struct sockaddr_in sin;
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char addr[64];
+    struct result r[4];
+    int timeouts = 0;
+    uv_os_fd_t fd;
+
+    uv_ip4_addr("127.0.0.1", 0, &sin);
+    uv_tcp_init(&f->loop, &l);
+    assert_int_equal(uv_tcp_bind(&l, (struct sockaddr *)&sin, 0), 0);
+    /* Listening without accepting: the kernel completes handshakes up to
+     * the backlog, then drops SYNs, so later connects never finish. */
+    assert_int_equal(uv_fileno((uv_handle_t *)&l, &fd), 0);
+    assert_int_equal(listen(fd, 0), 0);
+    uv_tcp_getsockname(&l, (struct sockaddr *)&ss, &len);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d",
+             ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    for (int i = 0; i < 4; i++) {
+        struct http_call_spec s = {.addr = addr,
+                                   .method = "GET",
+                                   .path = "/",
+                                   .timeout_ms = 3000,
+                                   .connect_timeout_ms = 200};
+        memset(&r[i], 0, sizeof r[i]);
+        assert_int_equal(http_client_request(f->cli, &s, clientCb, &r[i], NULL),
+                         0);
+    }
+    for (int i = 0; i < 4; i++) {
+        runUntil(f, &r[i].fired);
+        if (r[i].status == UV_ETIMEDOUT && !r[i].sent) {
+            timeouts++;
+        }
+    }
+    assert_true(timeouts >= 1);
+    uv_close((uv_handle_t *)&l, NULL);
+    runFor(f, 10);
 }
 
 /* Client: a response delimited by EOF (no Content-Length) and a malformed
@@ -1024,9 +1104,8 @@ static void scripted(struct fixture *f, const char *reply, struct result *r)
     snprintf(addr, sizeof addr, "127.0.0.1:%d",
              ntohs(((struct sockaddr_in *)&ss)->sin_port));
     memset(r, 0, sizeof *r);
-    assert_int_equal(http_client_request(&f->loop, addr, "GET", "/", NULL, NULL,
-                                         0, DEADLINE_MS, clientCb, r),
-                     0);
+    assert_int_equal(
+        call(f, addr, "GET", "/", NULL, NULL, 0, DEADLINE_MS, clientCb, r), 0);
     runUntil(f, &r->fired);
     uv_close((uv_handle_t *)&s.listener, NULL);
     if (!uv_is_closing((uv_handle_t *)&s.conn)) {
@@ -1064,16 +1143,15 @@ static void test_client_scripted(void **state)
 }
 
 /* -------------------------------------------------------------------------
- * Tests: the keep-alive pool
+ * Tests: keep-alive (libcurl's connection cache)
  * ---------------------------------------------------------------------- */
 
-static void poolRequest(struct fixture *f, http_pool *p, const char *path,
-                        struct result *r)
+static void seqRequest(struct fixture *f, const char *addr, const char *path,
+                       struct result *r)
 {
     memset(r, 0, sizeof *r);
-    assert_int_equal(http_pool_request(p, f->addr, "POST", path, NULL, "b", 1,
-                                       DEADLINE_MS, clientCb, r),
-                     0);
+    assert_int_equal(
+        call(f, addr, "POST", path, NULL, "b", 1, DEADLINE_MS, clientCb, r), 0);
     assert_int_equal(r->fired, 0); /* Never from inside the call. */
     runUntil(f, &r->fired);
     assert_int_equal(r->status, 0);
@@ -1082,34 +1160,23 @@ static void poolRequest(struct fixture *f, http_pool *p, const char *path,
 
 /* Sequential requests to one address share one connection; a connection the
  * server closed while idle is dropped and the next request opens another;
- * closing the pool closes everything (tearDown checks the loop is empty). */
-static void test_pool_reuse(void **state)
+ * closing the client closes everything (tearDown checks the loop is empty). */
+static void test_keepalive_client(void **state)
 {
     struct fixture *f = *state;
-    http_pool *p = http_pool_create(&f->loop, 4);
     struct result r;
 
-    assert_non_null(p);
-    poolRequest(f, p, "/a", &r);
-    poolRequest(f, p, "/b", &r);
-    poolRequest(f, p, "/c", &r);
+    seqRequest(f, f->addr, "/a", &r);
+    seqRequest(f, f->addr, "/b", &r);
+    seqRequest(f, f->addr, "/c", &r);
     assert_int_equal(f->n_requests, 3);
     assert_string_equal(f->peers[0], f->peers[1]);
     assert_string_equal(f->peers[1], f->peers[2]);
-    assert_int_equal(http_pool_connections(p), 1);
 
     http_server_set_idle_timeout(f->srv, 50);
     runFor(f, 300); /* The server closes the idle connection. */
-    assert_int_equal(http_pool_connections(p), 0);
-    poolRequest(f, p, "/d", &r);
+    seqRequest(f, f->addr, "/d", &r);
     assert_string_not_equal(f->peers[2], f->peers[3]);
-    assert_int_equal(http_pool_connections(p), 1);
-
-    http_pool_close(p);
-    assert_int_equal(http_pool_request(p, f->addr, "GET", "/", NULL, NULL, 0,
-                                       DEADLINE_MS, clientCb, &r),
-                     UV_ECANCELED);
-    runFor(f, 10);
 }
 
 /* A server that answers the first request of each connection with
@@ -1166,9 +1233,10 @@ static void staleConnCb(uv_stream_t *l, int status)
     uv_read_start((uv_stream_t *)&c->tcp, scriptAllocCb, staleReadCb);
 }
 
-/* A reused connection closed before any byte of the answer: the request is
- * sent once more on a fresh connection, and the caller sees one answer. */
-static void test_pool_stale_retry(void **state)
+/* A reused connection closed before any byte of the answer: libcurl sends
+ * the request once more on a fresh connection, and the caller sees one
+ * answer. */
+static void test_client_stale_retry(void **state)
 {
     struct fixture *f = *state;
     struct stale_srv s;
@@ -1176,10 +1244,8 @@ static void test_pool_stale_retry(void **state)
     struct sockaddr_storage ss;
     int len = sizeof ss;
     char addr[64];
-    http_pool *p = http_pool_create(&f->loop, 4);
     struct result r;
 
-    assert_non_null(p);
     memset(&s, 0, sizeof s);
     uv_ip4_addr("127.0.0.1", 0, &sin);
     uv_tcp_init(&f->loop, &s.listener);
@@ -1192,9 +1258,9 @@ static void test_pool_stale_retry(void **state)
 
     for (int i = 0; i < 2; i++) {
         memset(&r, 0, sizeof r);
-        assert_int_equal(http_pool_request(p, addr, "GET", "/", NULL, NULL, 0,
-                                           DEADLINE_MS, clientCb, &r),
-                         0);
+        assert_int_equal(
+            call(f, addr, "GET", "/", NULL, NULL, 0, DEADLINE_MS, clientCb, &r),
+            0);
         runUntil(f, &r.fired);
         assert_int_equal(r.status, 0);
         assert_int_equal(r.http_status, 200);
@@ -1204,7 +1270,6 @@ static void test_pool_stale_retry(void **state)
     assert_int_equal(s.conns[0].n_requests, 2);
     assert_int_equal(s.conns[1].n_requests, 1);
 
-    http_pool_close(p);
     uv_close((uv_handle_t *)&s.listener, NULL);
     for (int i = 0; i < s.n_conns; i++) {
         if (!uv_is_closing((uv_handle_t *)&s.conns[i].tcp)) {
@@ -1214,29 +1279,35 @@ static void test_pool_stale_retry(void **state)
     runFor(f, 10);
 }
 
-/* Concurrent requests open one connection each; at most max_idle stay. */
-static void test_pool_concurrent(void **state)
+/* Concurrent requests all get their answers; closing the client with a
+ * call in flight calls it back with UV_ECANCELED, from the loop. */
+static void test_client_concurrent_and_close(void **state)
 {
     struct fixture *f = *state;
-    http_pool *p = http_pool_create(&f->loop, 2);
     struct result r[4];
+    struct result held;
     int i;
 
-    assert_non_null(p);
     for (i = 0; i < 4; i++) {
         memset(&r[i], 0, sizeof r[i]);
-        assert_int_equal(http_pool_request(p, f->addr, "GET", "/x", NULL, NULL,
-                                           0, DEADLINE_MS, clientCb, &r[i]),
+        assert_int_equal(call(f, f->addr, "GET", "/x", NULL, NULL, 0,
+                              DEADLINE_MS, clientCb, &r[i]),
                          0);
     }
     for (i = 0; i < 4; i++) {
         runUntil(f, &r[i].fired);
         assert_int_equal(r[i].http_status, 200);
     }
-    runFor(f, 10);
-    assert_int_equal(http_pool_connections(p), 2);
-    http_pool_close(p);
-    runFor(f, 10);
+    memset(&held, 0, sizeof held);
+    assert_int_equal(call(f, f->addr, "GET", "/defer", NULL, NULL, 0,
+                          DEADLINE_MS, clientCb, &held),
+                     0);
+    runUntil(f, &f->n_deferred);
+    http_client_close(f->cli, NULL, NULL);
+    f->cli = NULL;
+    assert_int_equal(held.fired, 0);
+    runUntil(f, &held.fired);
+    assert_int_equal(held.status, UV_ECANCELED);
 }
 
 int main(void)
@@ -1266,10 +1337,12 @@ int main(void)
         T(test_close_waits_for_detached),
         T(test_start_errors),
         T(test_client_errors),
+        T(test_client_cancel),
+        T(test_client_connect_timeout),
         T(test_client_scripted),
-        T(test_pool_reuse),
-        T(test_pool_concurrent),
-        T(test_pool_stale_retry),
+        T(test_keepalive_client),
+        T(test_client_concurrent_and_close),
+        T(test_client_stale_retry),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,13 +1,20 @@
-/* Asynchronous HTTP/1.1 client on a libuv loop, used to forward writes and
- * read-index queries to the leader: one-shot (one TCP connection per
- * request, "Connection: close") or through a pool of keep-alive connections
- * per peer address (http_pool_*).
+/* Asynchronous HTTP client on a libuv loop: libcurl's multi interface
+ * driven by the loop (curl's docs/examples/multi-uv.c), so keep-alive
+ * connection reuse, timeouts and TLS come from libcurl.
  *
- * Invariants: the callback fires exactly once per successful
- * http_client_request() call, from the loop (never re-entrantly from inside
- * http_client_request), with status 0 and the parsed response, or a negative
- * libuv error code (connect refused, timeout, malformed response). The
- * response pointers are valid only during the callback.
+ * One http_client per loop owns one curl multi handle (and its cache of
+ * keep-alive connections). Each request is an http_call.
+ *
+ * Invariants:
+ * - The callback of a call fires exactly once, from a loop callback (never
+ *   from inside http_client_request or http_call_cancel), unless the call
+ *   was cancelled first: a cancelled call never calls back.
+ * - On failure `status` is a negative libuv error code and `resp` still
+ *   says whether any byte of the request was sent (`resp->sent`): a call
+ *   that failed with sent == 0 never reached the peer (connection refused
+ *   or not established in time), so it can be retried anywhere safely.
+ * - The response pointers are valid only during the callback.
+ * - Not thread-safe: one loop, one thread.
  */
 #ifndef LEDGER_HTTP_CLIENT_H
 #define LEDGER_HTTP_CLIENT_H
@@ -15,59 +22,74 @@
 #include <stddef.h>
 #include <uv.h>
 
+typedef struct http_client http_client;
+typedef struct http_call http_call;
+
 struct http_client_response {
-    int status;               /* HTTP status code. */
+    int status;               /* HTTP status code; 0 when none arrived. */
+    int sent;                 /* Some byte of the request was sent. */
     const char *content_type; /* NULL if absent. */
     const char *retry_after;  /* NULL if absent. */
-    int duplicate;            /* X-Ledger-Duplicate was present. */
     const char *body;
     size_t body_len;
+    const char *headers_raw; /* Every header line, "\r\n"-terminated. */
 };
+
+/* Value of response header `name` (case-insensitive), copied into buf;
+ * NULL if absent. */
+const char *http_client_response_header(const struct http_client_response *r,
+                                        const char *name, char *buf,
+                                        size_t len);
 
 typedef void (*http_client_cb)(void *arg, int status,
                                const struct http_client_response *resp);
 
-/* Send `method path` to addr ("HOST:PORT") with the given body. `headers` is
- * NULL or "Name: value\r\n" lines (Content-Length and Host are added).
- * timeout_ms bounds the whole exchange. Returns 0 (callback will fire) or a
- * negative libuv error code (callback will not fire). All arguments are
- * copied. */
-int http_client_request(uv_loop_t *loop, const char *addr, const char *method,
-                        const char *path, const char *headers, const char *body,
-                        size_t body_len, unsigned timeout_ms, http_client_cb cb,
-                        void *arg);
+struct http_client_options {
+    size_t max_idle;       /* Idle keep-alive connections kept (default 64). */
+    size_t max_body;       /* Largest response body accepted (default 64 MiB;
+                              larger: UV_E2BIG). */
+    const char *ca_file;   /* PEM CA bundle to verify https peers, or NULL. */
+    const char *cert_file; /* Client certificate (PEM) for https, or NULL. */
+    const char *key_file;  /* Its key (PEM), or NULL. */
+};
 
-/* A pool of keep-alive connections, reused across requests to the same
- * address. A request takes an idle connection to its address or opens a new
- * one (there is no bound on connections in use: the callers' requests are
- * bounded by the HTTP server); after a complete keep-alive response the
- * connection goes back to the pool if fewer than max_idle are idle, else it
- * is closed. Idle connections are closed after HTTP_POOL_IDLE_MS, or as
- * soon as the peer closes them or sends anything. A request whose reused
- * connection turns out to be closed before any byte of the answer arrived
- * is sent once more on a fresh connection (the peer never read it: our
- * server answers every request it reads before closing).
- *
- * Not thread-safe; one loop. http_pool_close() must be called before the
- * loop is closed: it closes the idle connections at once, lets requests in
- * flight finish (their connections are then closed, not pooled) and frees
- * the pool once every handle is closed. Requests after close fail with
- * UV_ECANCELED (the callback does not fire). */
-#define HTTP_POOL_IDLE_MS 30000 /* Idle connections live this long. */
+/* Create a client on `loop`; `opts` may be NULL (defaults). The strings in
+ * opts are copied. Returns 0 or a negative libuv error code. */
+int http_client_create(uv_loop_t *loop, const struct http_client_options *opts,
+                       http_client **out);
 
-typedef struct http_pool http_pool;
+/* Replace the TLS files of the client (certificate reload); later calls
+ * use them. Returns 0 or UV_ENOMEM. */
+int http_client_set_tls(http_client *c, const char *ca_file,
+                        const char *cert_file, const char *key_file);
 
-/* NULL when out of memory. */
-http_pool *http_pool_create(uv_loop_t *loop, size_t max_idle);
-void http_pool_close(http_pool *p);
+/* Cancel every call in flight (their callbacks fire with UV_ECANCELED from
+ * the loop), close every connection and free the client once its handles
+ * are closed; `cb` (may be NULL) runs then. No request may be made after. */
+void http_client_close(http_client *c, void (*cb)(void *arg), void *arg);
 
-/* As http_client_request, on a pooled connection. */
-int http_pool_request(http_pool *p, const char *addr, const char *method,
-                      const char *path, const char *headers, const char *body,
-                      size_t body_len, unsigned timeout_ms, http_client_cb cb,
-                      void *arg);
+/* Calls in flight, and open connections (metrics and tests). */
+size_t http_client_calls(const http_client *c);
 
-/* Open connections of the pool (in use or idle), for metrics and tests. */
-size_t http_pool_connections(const http_pool *p);
+struct http_call_spec {
+    const char *addr;    /* "HOST:PORT", or "https://HOST:PORT". */
+    const char *method;  /* "GET", "POST", ... */
+    const char *path;    /* "/v1/...", query included. */
+    const char *headers; /* NULL or "Name: value\r\n" lines. */
+    const char *body;    /* May be NULL when body_len is 0. */
+    size_t body_len;
+    unsigned timeout_ms;         /* The whole exchange (0: no bound). */
+    unsigned connect_timeout_ms; /* Connecting (0: timeout_ms). */
+};
+
+/* Start a call. Every argument is copied. Returns 0 (the callback will
+ * fire, or the call is cancelled) and sets *call when `call` is not NULL,
+ * or a negative libuv error code (no callback). */
+int http_client_request(http_client *c, const struct http_call_spec *spec,
+                        http_client_cb cb, void *arg, http_call **call);
+
+/* Abandon a call in flight: its connection is closed and its callback
+ * never fires. `call` must be one whose callback has not fired yet. */
+void http_call_cancel(http_call *call);
 
 #endif /* LEDGER_HTTP_CLIENT_H */

@@ -238,7 +238,8 @@ struct ledger_repl_status {
 };
 void ledger_repl_status(ledger_repl *r, struct ledger_repl_status *out);
 
-/* API address of the current leader into buf; false if unknown. */
+/* API address of the current leader into buf (read from the store); false
+ * if unknown. */
 bool ledger_repl_leader_api(ledger_repl *r, char *buf, size_t len);
 
 struct ledger_repl_member_info {
@@ -282,20 +283,26 @@ struct ledger_repl_leader {
                       the leader was silent for an election timeout and
                       this node forgot it: election.c). */
     uint64_t term; /* This node's current term. */
-    bool is_self;  /* This node is the Raft leader. */
-    char api_addr[REPL_ADDR_MAX]; /* Leader's API address; "" if id is 0
-                                     or unknown. Looked up once per change,
-                                     not per request. */
+    bool is_self;  /* This node is the Raft leader... */
+    bool here;     /* ...and can take writes now: its store has not
+                      failed, is not catching up, and no leadership
+                      transfer is pending. */
+    char api_addr[REPL_ADDR_MAX]; /* Leader's API address, in the
+                                     callback's value only (one store read
+                                     per change); "" if id is 0, unknown,
+                                     or from ledger_repl_leader. */
 };
 typedef void (*ledger_repl_leader_cb)(void *arg,
                                       const struct ledger_repl_leader *now);
 /* cb fires on the loop, never from inside a ledger_repl_* call, each time
- * (id, term, is_self) differs from what it last reported (the first call
- * reports the state at registration if it differs from "no leader, term
- * 0"). Checked right after every Raft message received and every tick, so
- * in the loop turn in which Raft learned of the change. */
-void ledger_repl_on_leader(ledger_repl *r, ledger_repl_leader_cb cb, void *arg);
-/* The same value, now. */
+ * (id, term, is_self, here) differs from what it last reported (the first
+ * call reports the state at registration if it differs from "no leader,
+ * term 0"). Checked right after every Raft message received and every
+ * tick, and once per loop turn, so in the loop turn in which Raft learned
+ * of the change. */
+void ledger_repl_on_leader(ledger_repl *r, ledger_repl_leader_cb cb,
+                           void *arg);
+/* The same value now, cheaply (no store access; api_addr is ""). */
 void ledger_repl_leader(ledger_repl *r, struct ledger_repl_leader *out);
 
 #endif /* LEDGER_REPL_H */

@@ -1,0 +1,78 @@
+/* Calls to other members' APIs, and the leader as this node sees it.
+ *
+ * - One http_client (libcurl multi on the node's loop) carries every
+ *   node-to-node call: forwarded requests, read-index queries, the leader's
+ *   status polls, catch-up pulls. It keeps connections alive between calls
+ *   and is closed last at shutdown (node.c).
+ * - Connecting to a peer takes at most the election timeout: a peer that
+ *   does not accept a connection within it is treated as gone (issue 11).
+ * - The leader's API address is kept in n->leader and read from the store
+ *   only when the leader changes (or while it is still unknown), not per
+ *   request.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "api.h"
+#include "log.h"
+
+const struct api_leader *api_leader(struct ledger_node *n)
+{
+    struct ledger_repl_leader l;
+    struct api_leader *c = &n->leader;
+
+    ledger_repl_leader(n->repl, &l);
+    if (l.id != c->id || (l.id != 0 && c->api[0] == '\0')) {
+        c->api[0] = '\0';
+        if (l.id != 0 &&
+            !ledger_repl_leader_api(n->repl, c->api, sizeof c->api)) {
+            c->api[0] = '\0';
+        }
+    }
+    c->id = l.id;
+    c->term = l.term;
+    c->here = l.here;
+    return c;
+}
+
+void api_peer_headers(struct api_req *a, char *buf, size_t len)
+{
+    const char *auth = http_request_header(a->http, "Authorization");
+    const char *token = a->n->cfg->token;
+    snprintf(buf, len, "X-Ledger-Forwarded: 1\r\nX-Request-Id: %s\r\n%s%s%s%s",
+             a->rid, auth || token ? "Authorization: " : "",
+             auth ? auth : (token ? "Bearer " : ""),
+             auth ? "" : (token ? token : ""), auth || token ? "\r\n" : "");
+}
+
+int api_peer_call(struct ledger_node *n, const struct http_call_spec *spec,
+                  http_client_cb cb, void *arg, http_call **call)
+{
+    struct http_call_spec s = *spec;
+
+    if (n->peers == NULL) {
+        return UV_ECANCELED; /* closed at shutdown */
+    }
+    if (s.connect_timeout_ms == 0 ||
+        s.connect_timeout_ms > n->cfg->election_ms) {
+        s.connect_timeout_ms = n->cfg->election_ms;
+    }
+    return http_client_request(n->peers, &s, cb, arg, call);
+}
+
+int api_peer_request(struct ledger_node *n, const char *addr,
+                     const char *method, const char *path, const char *headers,
+                     const char *body, size_t len, unsigned timeout_ms,
+                     http_client_cb cb, void *arg)
+{
+    struct http_call_spec s = {
+        .addr = addr,
+        .method = method,
+        .path = path,
+        .headers = headers,
+        .body = body,
+        .body_len = len,
+        .timeout_ms = timeout_ms,
+    };
+    return api_peer_call(n, &s, cb, arg, NULL);
+}
