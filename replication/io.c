@@ -21,6 +21,20 @@
  * - random: raft draws its randomised election timeout from [T, 2T); the
  *   draw is mapped onto [T, 1.5T) (election.c explains why). raft 0.15
  *   calls io->random for nothing else (election.c electionResetTimer).
+ * - snapshot_put of an installed snapshot (trailing 0): raft 0.15's
+ *   callback (replication.c installSnapshotCb) restores it and then
+ *   answers the leader through r->follower_state.current_leader without
+ *   checking that this node is still a follower. If its election timer
+ *   fired while the write was on disk (a loop stall longer than the
+ *   election timeout), the node is a candidate, that union member holds
+ *   candidate_state (votes pointer, in_pre_vote), and raft dereferences
+ *   "address" 0x100: a segfault seen in ledgerd. So the write's completion
+ *   is handed to raft only while this node is a follower (or closing, when
+ *   raft discards it); otherwise it is parked until the next message or
+ *   tick that finds it following again (a candidate becomes follower at
+ *   the leader's next heartbeat; a leader holding one hands leadership
+ *   over, repl.c). raft sees a slow disk write meanwhile, which it handles:
+ *   it refuses another InstallSnapshot and commits nothing until then.
  *
  * Invariants:
  * - `base` is the first member: raft hands back &base, callbacks from the
@@ -71,6 +85,7 @@ static void ioClose(struct raft_io *io, raft_io_close_cb cb)
 {
     struct repl__io *x = (struct repl__io *)io;
     x->close_cb = cb;
+    repl__io_release_put(x); /* raft is unavailable now: it discards it */
     x->inner->close(x->inner, innerClosed);
 }
 
@@ -184,12 +199,85 @@ static int ioTruncate(struct raft_io *io, raft_index index)
     return rv;
 }
 
+/* Decorators with an install in flight (a handful at most: one per
+ * layer in this process), to find ours from the request in putCb. */
+static struct repl__io *liveInstalls;
+
+static void unlinkInstall(struct repl__io *x)
+{
+    struct repl__io **p = &liveInstalls;
+    while (*p != NULL && *p != x) {
+        p = &(*p)->next_live;
+    }
+    if (*p == x) {
+        *p = x->next_live;
+    }
+    x->next_live = NULL;
+}
+
+bool repl__io_release_put(struct repl__io *x)
+{
+    int state;
+    struct raft_io_snapshot_put *req = x->put_req;
+    raft_io_snapshot_put_cb cb = x->put_cb;
+
+    if (!x->put_parked) {
+        return false;
+    }
+    state = raft_state(x->r->raft);
+    if (state != RAFT_FOLLOWER && state != RAFT_UNAVAILABLE) {
+        return true;
+    }
+    x->put_parked = false;
+    x->put_req = NULL;
+    x->put_cb = NULL;
+    unlinkInstall(x);
+    cb(req, x->put_status);
+    return false;
+}
+
+static void putCb(struct raft_io_snapshot_put *req, int status)
+{
+    struct repl__io *x = liveInstalls;
+    while (x != NULL && x->put_req != req) {
+        x = x->next_live;
+    }
+    assert(x != NULL);
+    x->put_parked = true;
+    x->put_status = status;
+    if (repl__io_release_put(x)) {
+        repl__log(x->r, 2,
+                  "snapshot written while this node is a %s: answering it "
+                  "once it follows a leader again",
+                  raft_state(x->r->raft) == RAFT_LEADER ? "leader"
+                                                        : "candidate");
+    }
+}
+
 static int ioSnapshotPut(struct raft_io *io, unsigned trailing,
                          struct raft_io_snapshot_put *req,
                          const struct raft_snapshot *s,
                          raft_io_snapshot_put_cb cb)
 {
-    int rv = innerOf(io)->snapshot_put(innerOf(io), trailing, req, s, cb);
+    struct repl__io *x = (struct repl__io *)io;
+    int rv;
+
+    if (trailing != 0) { /* Our own snapshot: raft checks its state. */
+        rv = x->inner->snapshot_put(x->inner, trailing, req, s, cb);
+        keepErrmsg(io, rv);
+        return rv;
+    }
+    assert(x->put_req == NULL); /* raft installs one at a time */
+    x->put_req = req;
+    x->put_cb = cb;
+    x->next_live = liveInstalls;
+    liveInstalls = x;
+    rv = x->inner->snapshot_put(x->inner, trailing, req, s, putCb);
+    if (rv != 0) {
+        x->put_req = NULL;
+        x->put_cb = NULL;
+        unlinkInstall(x);
+    }
     keepErrmsg(io, rv);
     return rv;
 }

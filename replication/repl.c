@@ -689,9 +689,12 @@ void repl__observe(ledger_repl *r)
 {
     raft_id leader = 0;
     const char *addr = NULL;
-    int state = raft_state(r->raft);
+    int state;
     uint64_t term = peek_term(r->raft);
     uint64_t now = repl__now(r);
+
+    repl__io_release_put(&r->io); /* Following again: answer it now. */
+    state = raft_state(r->raft);
 
     raft_leader(r->raft, &leader, &addr);
     if (leader != 0) {
@@ -782,18 +785,21 @@ static void maybeProposeInit(ledger_repl *r)
     free(m);
 }
 
-/* A leader whose store is still catching up (catchup.c) can take no
- * writes: hand leadership to a voter that has the state. */
+/* A leader whose store is still catching up (catchup.c), or that won an
+ * election while a snapshot it received was still being written (io.c),
+ * can take no writes: hand leadership to a voter that has the state. */
 static void maybeHandOverCatchingUp(ledger_repl *r)
 {
-    if (raft_state(r->raft) != RAFT_LEADER || !repl__catchup_active(r) ||
-        r->handover != NULL || peek_transfer_pending(r->raft) || r->closing) {
+    bool parked = r->io.put_parked;
+    if (raft_state(r->raft) != RAFT_LEADER ||
+        !(repl__catchup_active(r) || parked) || r->handover != NULL ||
+        peek_transfer_pending(r->raft) || r->closing) {
         return;
     }
     if (ledger_repl_transfer(r, 0, NULL, NULL) == 0) {
-        repl__log(r, 2,
-                  "leader while still catching up: handing leadership to "
-                  "another voter");
+        repl__log(r, 2, "leader while %s: handing leadership to another voter",
+                  parked ? "a received snapshot is not installed yet"
+                         : "still catching up");
     }
 }
 

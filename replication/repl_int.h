@@ -82,6 +82,13 @@ struct repl__io {
     unsigned tick_ms;      /* The layer's tick. */
     unsigned heartbeat_ms; /* raft's tick, as raft asked. */
     uint64_t next_raft_tick;
+    /* An installed snapshot's write (snapshot_put, trailing 0): raft's
+     * callback, and the result parked until this node follows (io.c). */
+    struct raft_io_snapshot_put *put_req;
+    raft_io_snapshot_put_cb put_cb;
+    bool put_parked;
+    int put_status;
+    struct repl__io *next_live; /* Decorators with an install in flight. */
 };
 
 struct ledger_repl {
@@ -183,6 +190,9 @@ void repl__log(ledger_repl *r, int level, const char *fmt, ...)
 void repl__io_init(struct repl__io *x, ledger_repl *r, struct raft_io *inner,
                    unsigned tick_ms);
 uint64_t repl__now(ledger_repl *r);
+/* Hand a parked snapshot write to raft once this node follows (or is
+ * closing); true while one stays parked. */
+bool repl__io_release_put(struct repl__io *x);
 
 /* repl.c: the tick around raft's (pre returns true when raft's tick must
  * run now), the observation of leader/term/applied changes (after every

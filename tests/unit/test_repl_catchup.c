@@ -290,6 +290,41 @@ static void test_long_outage_keeps_raft_healthy(void **state)
     sameHead(&f->fx, k, l);
 }
 
+static bool snapshotArrived(struct fx *x, void *arg)
+{
+    unsigned k = *(unsigned *)arg;
+    return raft_fixture_n_recv(&x->rf, k, RAFT_IO_INSTALL_SNAPSHOT) > 0;
+}
+
+/* A follower whose election timer fires while a received snapshot is
+ * still being written becomes a candidate; the write's completion waits
+ * until it follows again (raft 0.15 would answer the leader through the
+ * candidate's state: a segfault in ledgerd), then the snapshot installs
+ * and the catch-up runs. */
+static void test_snapshot_written_while_candidate(void **state)
+{
+    struct fixture *f = *state;
+    unsigned l = start(f, __func__, 3);
+    unsigned k = (l + 1) % 3;
+
+    fx_isolate(&f->fx, k);
+    load(&f->fx, 12, "behind");
+    raft_fixture_set_disk_latency(&f->fx.rf, k, 3 * T); /* a stalled disk */
+    fx_rejoin(&f->fx, k);
+    FX_CHECK(&f->fx, fx_step_until(&f->fx, snapshotArrived, &k, 3 * T));
+    fx_cut(&f->fx, l, k); /* no more heartbeats: its timer fires */
+    fx_step_for(&f->fx, 2 * T + T / 2);
+    FX_CHECK(&f->fx, strcmp(fx_status(&f->fx, k).state, "candidate") == 0);
+    fx_step_for(&f->fx, T); /* the write completed meanwhile: parked */
+    FX_CHECK(&f->fx, strcmp(fx_status(&f->fx, k).state, "candidate") == 0);
+    FX_CHECK_EQ(&f->fx, fx_position(&f->fx, k), 0); /* not restored */
+    FX_CHECK(&f->fx, !fx_status(&f->fx, k).catching_up);
+    raft_fixture_set_disk_latency(&f->fx.rf, k, 10);
+    fx_heal(&f->fx, l, k);
+    FX_CHECK(&f->fx, fx_step_until(&f->fx, caughtUp, &k, 10 * T));
+    sameHead(&f->fx, k, l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -308,6 +343,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_catching_up_leader_hands_over,
                                         setUp, tearDown),
         cmocka_unit_test_setup_teardown(test_long_outage_keeps_raft_healthy,
+                                        setUp, tearDown),
+        cmocka_unit_test_setup_teardown(test_snapshot_written_while_candidate,
                                         setUp, tearDown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
