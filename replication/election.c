@@ -54,6 +54,33 @@
  * pending applies end with RAFT_LEADERSHIPLOST (EUNKNOWN to callers), its
  * barriers too, and a promotion in progress fails.
  *
+ * 4. Tie-break between simultaneous candidates (pre-vote phase).
+ * When a leader freezes, its followers lose it at the same moment; two
+ * whose draws fall close together stand within a message delay of each
+ * other. Each grants the other's pre-vote (raft 0.15 grants pre-votes to
+ * any up-to-date log, candidate or not), both go on to the real vote, each
+ * votes for itself, and with two survivors of three neither can win: a
+ * second round, 1-1.5 T later (gray's SIGSTOP runs: 1 in ~6). io.c now
+ * runs raft's tick at the timer's expiry (10 ms resolution instead of a
+ * heartbeat), which makes such near-ties rarer; for the rest,
+ * repl__election_filter breaks the tie by id: a pre-candidate that saw a
+ * pre-vote request for the same term from a voter with a lower id, whose
+ * log is at least as up to date as its own, during its round or at most
+ * REPL__TIE_WINDOW (T/10) before it started, yields this round. It still
+ * grants that pre-vote (raft does), but ignores the pre-vote answers to
+ * its own requests, so it never raises its term; the other wins, and its
+ * RequestVote converts this node to follower. The yield lasts one round:
+ * if the other cannot win, this node stands again at its next timeout, as
+ * after a split vote; the short window keeps a lower id that keeps asking
+ * and cannot win (it can send but not receive) from holding this node
+ * back more than a round in ten.
+ * And a candidate that already stands in term t (it passed its pre-vote
+ * and voted for itself) leaves pre-vote requests for terms up to t
+ * unanswered: raft 0.15 would grant them, and the late-comer would pass
+ * its pre-vote and stand in the same term as well (measured on the
+ * fixture: most of the split votes left after the tick change). The
+ * late-comer gets our RequestVote instead and follows.
+ *
  * Invariants:
  * - Safety is unaffected: vote granting still checks term and log
  *   up-to-dateness; stickiness and step-down are liveness rules only.
@@ -63,6 +90,60 @@
  */
 #include "raft_peek.h"
 #include "repl_int.h"
+
+/* How long before our round a lower id's pre-vote request still counts as
+ * a tie (ms). */
+#define REPL__TIE_WINDOW(r) ((uint64_t)(r)->cfg.election_ms / 10)
+
+bool repl__election_filter(ledger_repl *r, const struct raft_message *m)
+{
+    struct raft *raft = r->raft;
+    uint64_t now = repl__now(r);
+    uint64_t round;
+
+    if (m->type != RAFT_IO_REQUEST_VOTE &&
+        m->type != RAFT_IO_REQUEST_VOTE_RESULT) {
+        return false;
+    }
+    if (raft_state(raft) == RAFT_CANDIDATE && !peek_in_pre_vote(raft) &&
+        m->type == RAFT_IO_REQUEST_VOTE && m->request_vote.pre_vote &&
+        m->request_vote.term <= peek_term(raft)) {
+        /* We stand for this term already (voted for ourselves): a pre-vote
+         * granted now would only start a rival election in the same term.
+         * Unanswered, the other waits for our RequestVote. */
+        return true;
+    }
+    if (m->type == RAFT_IO_REQUEST_VOTE && m->request_vote.pre_vote &&
+        m->server_id < r->cfg.id &&
+        (m->request_vote.last_log_term > peek_last_log_term(raft) ||
+         (m->request_vote.last_log_term == peek_last_log_term(raft) &&
+          m->request_vote.last_log_index >= raft_last_index(raft)))) {
+        /* A lower id would take this term: remember when (raft answers). */
+        r->tie_term = m->request_vote.term;
+        r->tie_at = now;
+        r->tie_id = m->server_id;
+        return false;
+    }
+    if (m->type != RAFT_IO_REQUEST_VOTE_RESULT || !peek_in_pre_vote(raft) ||
+        m->request_vote_result.pre_vote != raft_tribool_true) {
+        return false;
+    }
+    /* An answer to our pre-vote: yield if that lower id asked for the same
+     * term during this round or just before it. */
+    round = peek_election_timer_start(raft);
+    if (r->tie_term == peek_term(raft) + 1 &&
+        r->tie_at + REPL__TIE_WINDOW(r) >= round) {
+        if (r->tie_logged != round) {
+            r->tie_logged = round;
+            repl__log(r, 1,
+                      "pre-vote tie with %llu (lower id, log as recent): "
+                      "yielding this round",
+                      (unsigned long long)r->tie_id);
+        }
+        return true;
+    }
+    return false;
+}
 
 int repl__election_draw(ledger_repl *r, int min, int max, int drawn)
 {

@@ -6,18 +6,27 @@
  * internals or owning a timer:
  *
  * - start: raft asks for a tick every heartbeat; the inner io is asked for
- *   one every `tick_ms` (<= heartbeat) instead. Each of those runs the
- *   layer's tick (repl__tick_pre: election.c's rules; then raft's own tick
- *   when a heartbeat has passed since the last one, or at once when the
- *   contact rule needs it; then repl__tick_post: observation, membership,
- *   lag). raft's tick keeps its heartbeat cadence: a tick is due
- *   `heartbeat` ms after the previous due time (or after now, when a
- *   stall made it late), as a repeating uv timer would fire.
+ *   one every REPL__IO_TICK_MS (10 ms, or less when tick_ms or the
+ *   heartbeat is shorter). Every `tick_ms` one of them runs the layer's
+ *   tick (repl__tick_pre: election.c's rules; repl__tick_post:
+ *   observation, membership, lag); raft's own tick runs every heartbeat,
+ *   at once when the contact rule needs it, and also as soon as a
+ *   follower's or candidate's election timer has expired. raft alone
+ *   notices an expired timer only at its next heartbeat tick: two
+ *   followers that lost the same leader at the same moment (a frozen
+ *   leader) and drew timeouts less than a heartbeat apart then stood at
+ *   the same moment, both voted for themselves, and the election took a
+ *   second round (gray's SIGSTOP runs: first ack 2.7 s instead of 1.5 s,
+ *   about 1 in 6). With 10 ms resolution they stand about as far apart as
+ *   their draws. raft's heartbeat cadence is kept: its tick is due
+ *   `heartbeat` ms after the previous due time (or after now, when a stall
+ *   made it late), as a repeating uv timer would fire.
  * - recv: before raft sees a message, an AppendEntries result in the
  *   current term records the time the sender was last heard (lag.c,
- *   election.c); after raft handled it, the layer checks whether the
- *   leader or term changed (repl.c) so the node hears of it in the same
- *   loop turn.
+ *   election.c), and election.c may hold back a pre-vote answer (its
+ *   tie-break between simultaneous candidates); after raft handled it, the
+ * layer checks whether the leader or term changed (repl.c) so the node hears of
+ * it in the same loop turn.
  * - random: raft draws its randomised election timeout from [T, 2T); the
  *   draw is mapped onto [T, 1.5T) (election.c explains why). raft 0.15
  *   calls io->random for nothing else (election.c electionResetTimer).
@@ -99,24 +108,40 @@ static int ioLoad(struct raft_io *io, raft_term *term, raft_id *voted_for,
     return rv;
 }
 
-/* One tick of the inner io: the layer's rules, and raft's tick when due. */
+/* One tick of the inner io (every REPL__IO_TICK_MS at most): the layer's
+ * rules every tick_ms, raft's tick every heartbeat, and raft's tick at
+ * once when a follower's or candidate's election timer has expired. */
 static void tickCb(struct raft_io *inner)
 {
     struct repl__io *x = outerOf(inner);
     uint64_t now = inner->time(inner);
+    bool layer = now >= x->next_layer_tick;
     bool due = now >= x->next_raft_tick;
+    bool timer = now >= peek_election_deadline(x->r->raft);
 
-    if (repl__tick_pre(x->r)) {
-        due = true; /* The contact rule wants raft's verdict now. */
+    if (layer) {
+        x->next_layer_tick += x->tick_ms;
+        if (x->next_layer_tick <= now) {
+            x->next_layer_tick = now + x->tick_ms;
+        }
+        if (repl__tick_pre(x->r)) {
+            due = true; /* The contact rule wants raft's verdict now. */
+        }
     }
-    if (due && x->raft_tick != NULL) {
+    if (due) {
         x->next_raft_tick += x->heartbeat_ms;
         if (x->next_raft_tick <= now) {
             x->next_raft_tick = now + x->heartbeat_ms;
         }
+    }
+    if ((due || timer) && x->raft_tick != NULL) {
         x->raft_tick(&x->base);
     }
-    repl__tick_post(x->r);
+    if (layer) {
+        repl__tick_post(x->r);
+    } else if (timer) {
+        repl__observe(x->r);
+    }
 }
 
 static void recvCb(struct raft_io *inner, struct raft_message *m)
@@ -126,6 +151,9 @@ static void recvCb(struct raft_io *inner, struct raft_message *m)
     if (m->type == RAFT_IO_APPEND_ENTRIES_RESULT &&
         m->append_entries_result.term == peek_term(x->r->raft)) {
         repl__contact_heard(x->r, m->server_id, inner->time(inner));
+    }
+    if (repl__election_filter(x->r, m)) {
+        return; /* A vote result owns no memory: dropping frees nothing. */
     }
     x->raft_recv(&x->base, m); /* raft owns m from here */
     repl__observe(x->r);
@@ -138,10 +166,14 @@ static int ioStart(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
     unsigned every = x->tick_ms < msecs ? x->tick_ms : msecs;
     int rv;
 
+    if (every > REPL__IO_TICK_MS) {
+        every = REPL__IO_TICK_MS;
+    }
     x->heartbeat_ms = msecs;
     x->raft_tick = tick;
     x->raft_recv = recv;
     x->next_raft_tick = x->inner->time(x->inner) + msecs;
+    x->next_layer_tick = x->inner->time(x->inner) + x->tick_ms;
     rv = x->inner->start(x->inner, every, tickCb, recvCb);
     keepErrmsg(io, rv);
     return rv;

@@ -58,6 +58,51 @@ uint64_t peek_election_timer_start(const struct raft *r)
     return r->election_timer_start;
 }
 
+/* r->election_timer_start plus follower_state/candidate_state
+ * .randomized_election_timeout: tickFollower and tickCandidate stand for
+ * election once `now - election_timer_start >= randomized_election_timeout`
+ * (election.c electionTimerExpired), but only when raft's tick runs, every
+ * heartbeat. io.c runs raft's tick at this deadline instead, so that two
+ * followers whose draws differ by less than a heartbeat do not stand at the
+ * same tick and split the vote. Read-only. */
+uint64_t peek_election_deadline(const struct raft *r)
+{
+    if (r->state == RAFT_FOLLOWER) {
+        return r->election_timer_start +
+               r->follower_state.randomized_election_timeout;
+    }
+    if (r->state == RAFT_CANDIDATE) {
+        return r->election_timer_start +
+               r->candidate_state.randomized_election_timeout;
+    }
+    return UINT64_MAX;
+}
+
+/* r->candidate_state.in_pre_vote: true while a candidate collects
+ * pre-votes (recv_request_vote_result.c clears it when a majority
+ * granted them and the real election starts). election.c's tie-break
+ * acts only in that phase. Read-only. */
+bool peek_in_pre_vote(const struct raft *r)
+{
+    return r->state == RAFT_CANDIDATE && r->candidate_state.in_pre_vote;
+}
+
+/* r->log (struct raft_log: a circular buffer of entries [front, back) of
+ * `size` slots, plus the last snapshot's index and term): the term of the
+ * last entry, as log.c logLastTerm computes it, for election.c to compare
+ * a candidate's log with ours the way electionVote does. Read-only.
+ * Upgrade note: the log is private and a pointer in 0.16+. */
+uint64_t peek_last_log_term(const struct raft *r)
+{
+    const struct raft_log *l = &r->log;
+    size_t n =
+        l->front <= l->back ? l->back - l->front : l->size - l->front + l->back;
+    if (n == 0) {
+        return l->snapshot.last_term;
+    }
+    return l->entries[(l->front + n - 1) % l->size].term;
+}
+
 /* r->leader_state.progress[i]: the leader's replication state for
  * r->configuration.servers[i] (progress.c). Valid only while leader: the
  * array is freed on stepping down and rebuilt on every configuration

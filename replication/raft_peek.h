@@ -31,6 +31,16 @@ bool peek_transfer_pending(const struct raft *r);
 /* Follower: when the election timer last restarted (its last contact with
  * a leader or a vote granted), in raft's clock. */
 uint64_t peek_election_timer_start(const struct raft *r);
+/* Follower or candidate: when its randomised election timer expires, in
+ * raft's clock (UINT64_MAX in any other state). */
+uint64_t peek_election_deadline(const struct raft *r);
+
+/* Candidate: true while it asks for pre-votes (it has not raised its
+ * term yet). */
+bool peek_in_pre_vote(const struct raft *r);
+/* Term of the last entry in the log (the snapshot's if the log is
+ * empty), as raft compares logs for votes. */
+uint64_t peek_last_log_term(const struct raft *r);
 
 /* The leader's view of member i of peek_configuration() (leader only). */
 struct peek_progress {

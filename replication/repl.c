@@ -421,18 +421,27 @@ static void transferCb(struct raft_transfer *req)
     free(t);
 }
 
-/* The voter (not us) with the highest match index, or 0. */
+/* The voter (not us) with the highest match index among those that
+ * answered within the last election timeout (and since this node leads),
+ * or 0. A voter that does not answer cannot take leadership over. */
 static uint64_t bestTransferTarget(ledger_repl *r)
 {
     const struct raft_configuration *c = peek_configuration(r->raft);
+    uint64_t now = repl__now(r);
     struct peek_progress p;
     uint64_t best = 0;
     raft_index best_match = 0;
     unsigned i;
 
     for (i = 0; i < c->n; i++) {
+        struct repl__contact *k;
         if (c->servers[i].id == r->cfg.id || c->servers[i].role != RAFT_VOTER ||
             !peek_progress(r->raft, i, &p)) {
+            continue;
+        }
+        k = repl__contact_for(r, c->servers[i].id);
+        if (k == NULL || k->last_contact < r->leader_since ||
+            now - k->last_contact >= r->cfg.election_ms) {
             continue;
         }
         if (best == 0 || p.match_index > best_match) {

@@ -18,6 +18,7 @@
 #include "replication/repl.h"
 
 #define REPL__MAX_MEMBERS 64 /* Members tracked for lag. */
+#define REPL__IO_TICK_MS 10  /* Resolution of the election timers (io.c). */
 #define REPL__TIME_RING 4096 /* Append times remembered for lag_ms. */
 #define REPL__INSTALL_SNAPSHOT_TIMEOUT_MS 3000 /* Resend a lost snapshot. */
 #define REPL__SIZE_RING 4096 /* Sizes of the last applied entries (fsm.c). */
@@ -82,6 +83,7 @@ struct repl__io {
     unsigned tick_ms;      /* The layer's tick. */
     unsigned heartbeat_ms; /* raft's tick, as raft asked. */
     uint64_t next_raft_tick;
+    uint64_t next_layer_tick;
     /* An installed snapshot's write (snapshot_put, trailing 0): raft's
      * callback, and the result parked until this node follows (io.c). */
     struct raft_io_snapshot_put *put_req;
@@ -144,7 +146,11 @@ struct ledger_repl {
     void *leader_arg;
     struct ledger_repl_leader reported; /* Last value given to leader_cb. */
     bool reported_once;
-    bool stepped_down; /* election.c forced a step-down this tick. */
+    bool stepped_down;   /* election.c forced a step-down this tick. */
+    uint64_t tie_term;   /* election.c: the last pre-vote request from a */
+    uint64_t tie_at;     /* lower id with a log as recent: its term, */
+    uint64_t tie_id;     /* when, who; */
+    uint64_t tie_logged; /* and the round whose yield was logged. */
 
     /* Lag bookkeeping (leader). */
     struct repl__contact contact[REPL__MAX_MEMBERS];
@@ -207,6 +213,9 @@ uint64_t repl__applied(ledger_repl *r);
 
 /* election.c */
 int repl__election_draw(ledger_repl *r, int min, int max, int drawn);
+/* A message about to reach raft: true to drop it (election.c's pre-vote
+ * tie-break). */
+bool repl__election_filter(ledger_repl *r, const struct raft_message *m);
 /* Follower: forget a silent leader. Leader: true if the contact rule
  * wants raft to step down now (raft's tick must run). */
 bool repl__election_tick(ledger_repl *r);

@@ -385,6 +385,9 @@ void fx_init(struct fx *f, const char *test, const struct fx_options *opt)
     if (f->opt.max_queue_ops == 0) {
         f->opt.max_queue_ops = 10000;
     }
+    for (i = 0; i < FX_MAX_NODES; i++) {
+        f->draw[i] = f->opt.draws[i] != 0 ? f->opt.draws[i] : f->opt.draw;
+    }
     if (tmpdirCreate(f->dir, sizeof f->dir) != 0) {
         fail_msg("tmpdir: %s", strerror(errno));
     }
@@ -435,6 +438,12 @@ void fx_start(struct fx *f, unsigned i, bool bootstrap)
     cfg.catchup.data = f;
     cfg.catchup.pull = sourcePull;
     cfg.catchup.cancel = sourceCancel;
+    /* raft draws its first timeout in raft_start, before any step. */
+    raft_fixture_set_randomized_election_timeout(
+        &f->rf, i,
+        f->draw[i] != 0
+            ? f->draw[i]
+            : f->opt.election_ms + (unsigned)(fx_rand(f) % f->opt.election_ms));
     if (ledger_repl_start_env(&nd->env, nd->store, &cfg, logCb, nd, &nd->repl,
                               err, sizeof err) != 0) {
         fx_fail(f, __FILE__, __LINE__, "start node %u: %s", i + 1, err);

@@ -110,13 +110,16 @@ struct fx_node {
 };
 
 struct fx_options {
-    unsigned n;                  /* Nodes created (fixture servers). */
-    unsigned voters;             /* The first `voters` bootstrap (0: all). */
-    unsigned heartbeat_ms;       /* 0: 100 */
-    unsigned election_ms;        /* 0: 1000 */
-    unsigned snapshot_threshold; /* 0: 1024 */
-    unsigned snapshot_trailing;  /* 0: 64 */
-    size_t max_queue_ops;        /* 0: 10000 */
+    unsigned n;                   /* Nodes created (fixture servers). */
+    unsigned voters;              /* The first `voters` bootstrap (0: all). */
+    unsigned heartbeat_ms;        /* 0: 100 */
+    unsigned election_ms;         /* 0: 1000 */
+    unsigned snapshot_threshold;  /* 0: 1024 */
+    unsigned snapshot_trailing;   /* 0: 64 */
+    size_t max_queue_ops;         /* 0: 10000 */
+    unsigned draw;                /* Non-zero: every election timeout draw
+                                     of every node (else random)... */
+    unsigned draws[FX_MAX_NODES]; /* ...or of node i, when non-zero. */
 };
 
 struct fx {

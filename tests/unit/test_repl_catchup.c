@@ -237,21 +237,25 @@ static void test_newer_snapshot_retargets_the_pull(void **state)
 static void test_catching_up_leader_hands_over(void **state)
 {
     struct fixture *f = *state;
-    unsigned l = start(f, __func__, 3);
-    unsigned k = (l + 1) % 3;
-    unsigned o = (l + 2) % 3;
+    /* Node 1 leads first; node 2 stands next (smaller draw than node 3). */
+    struct fx_options o3 = {.n = 3,
+                            .snapshot_threshold = 8,
+                            .snapshot_trailing = 4,
+                            .draws = {T, T + 100, 2 * T - 1}};
+    unsigned l;
+    unsigned k = 1;
+    unsigned o = 2;
     struct fx_op op;
     unsigned n;
 
+    fx_start_cluster(&f->fx, __func__, &o3);
+    l = fx_leader(&f->fx);
+    FX_CHECK_EQ(&f->fx, l, 0);
     f->fx.nodes[l].pull_fails = true;
     f->fx.nodes[o].pull_fails = true;
     fallBehind(&f->fx, k, 12);
     FX_CHECK(&f->fx, fx_step_until(&f->fx, catchingUp, &k, 3 * T));
     fx_step_for(&f->fx, 3 * HB);
-    /* k stands first: smallest draw; o last. */
-    f->fx.draw[k] = T;
-    f->fx.draw[o] = 2 * T - 1;
-    f->fx.draw[l] = 2 * T - 1;
     fx_freeze(&f->fx, l);
     n = fx_wait_leader(&f->fx, 10 * T);
     FX_CHECK_EQ(&f->fx, n, k);

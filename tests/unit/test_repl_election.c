@@ -237,6 +237,36 @@ static void test_new_leader_after_leader_freezes(void **state)
     FX_CHECK(&f->fx, n != FX_NONE && n != l);
 }
 
+/* Every node draws the same election timeout, so the followers stand at
+ * the same moment, at start and again after the leader freezes: the tie
+ * is broken (a pre-candidate yields its round to a lower id that asked
+ * for the same term; a real candidate leaves late pre-votes unanswered)
+ * and each election takes one round. Without the tie-break raft 0.15
+ * splits the vote every round and never elects. */
+static void test_identical_timers_elect_in_one_round(void **state)
+{
+    struct fixture *f = *state;
+    struct fx_options o = {.n = 3, .draw = T + 300};
+    unsigned l;
+    unsigned n;
+    uint64_t term;
+    uint64_t frozen;
+
+    fx_start_cluster(&f->fx, __func__, &o);
+    l = fx_leader(&f->fx);
+    FX_CHECK_EQ(&f->fx, fx_status(&f->fx, l).term, 2); /* one round */
+    fx_step_for(&f->fx, 3 * HB);
+    term = fx_status(&f->fx, l).term;
+    fx_freeze(&f->fx, l);
+    frozen = fx_now(&f->fx);
+    n = fx_wait_leader(&f->fx, 10 * T);
+    FX_CHECK(&f->fx, n != FX_NONE && n != l);
+    FX_CHECK_EQ(&f->fx, fx_status(&f->fx, n).term, term + 1);
+    FX_CHECK_MSG(&f->fx, fx_now(&f->fx) - frozen <= T + T / 2 + HB,
+                 "leader after %llu ms",
+                 (unsigned long long)(fx_now(&f->fx) - frozen));
+}
+
 /* Forgetting a silent leader and hearing from it again in the same term
  * counts no leader change. */
 static void test_forget_and_hear_again_is_not_a_change(void **state)
@@ -537,6 +567,8 @@ int main(void)
             test_election_timeout_drawn_in_T_to_1_5T, setUp, tearDown),
         cmocka_unit_test_setup_teardown(test_new_leader_after_leader_freezes,
                                         setUp, tearDown),
+        cmocka_unit_test_setup_teardown(
+            test_identical_timers_elect_in_one_round, setUp, tearDown),
         cmocka_unit_test_setup_teardown(
             test_forget_and_hear_again_is_not_a_change, setUp, tearDown),
         cmocka_unit_test_setup_teardown(test_leader_callback_reports_leader,
