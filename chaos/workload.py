@@ -18,6 +18,8 @@ uncertain attempt is retried with the same ids on another node.
 """
 import http.client
 import json
+
+import cluster as cl
 import random
 import socket
 import threading
@@ -73,8 +75,7 @@ class Conn:
         c = self.conns.get(nid)
         if c is None:
             host, port = self.addr_of(nid).rsplit(":", 1)
-            c = http.client.HTTPConnection(host, int(port),
-                                           timeout=self.timeout)
+            c = cl.SEC.connection(host, int(port), self.timeout)
             try:
                 c.connect()
             except OSError:
@@ -82,7 +83,8 @@ class Conn:
                 raise
             self.conns[nid] = c
         data = json.dumps(body).encode() if body is not None else None
-        hdrs = {"Content-Type": "application/json"} if data else {}
+        hdrs = cl.SEC.headers({"Content-Type": "application/json"}
+                              if data else {})
         try:
             c.request(method, path, body=data, headers=hdrs)
             r = c.getresponse()
@@ -175,7 +177,11 @@ def append_op(hist, conn, client, nid_order, stream, ids, expected=None,
         if k + 1 < attempts:
             # A refused connection: the next node soon (not at once, or a
             # cluster that is all down burns every attempt in a moment).
-            time.sleep(pause if tried[-1][1] != "refused" else pause / 3)
+            # After a timeout the next node at once: the client has waited
+            # its deadline already.
+            last = tried[-1][1]
+            time.sleep(0 if last == "timeout" else
+                       pause / 3 if last == "refused" else pause)
     typ = "info" if uncertain else "fail"
     hist.write({"type": typ, "op": op, "client": client,
                 "node": tried[-1][0] if tried else None, "error": last_err,

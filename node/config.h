@@ -23,6 +23,13 @@ struct ledger_config {
     unsigned election_ms;
     const char *token_file;
     char *token; /* Read from token_file (malloc'ed), NULL without. */
+    /* TLS (docs/security.md): all three files or none. */
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_ca;
+    int tls_client_auth; /* enum http_tls_peer_auth (API clients). */
+    int insecure;        /* --insecure: allow a non-loopback address
+                            without TLS and a token file. */
     int log_json;
     int log_level; /* 0 debug, 1 info, 2 warn, 3 error */
     size_t max_body;
@@ -30,6 +37,14 @@ struct ledger_config {
     unsigned snapshot_trailing;
     size_t max_queue_ops;
     size_t max_queue_bytes;
+    const char *restore;       /* --restore FILE: seed the empty data dir
+                                  from a backup, then start (node/restore.c). */
+    const char *verify_backup; /* --verify-backup FILE: check a backup
+                                  offline and exit; no other flag needed. */
+    const char *expect_sha256; /* --sha256 HEX (with --verify-backup): the
+                                  checksum to expect instead of FILE.sha256. */
+    int chain_only;            /* --chain-only (with --verify-backup): the
+                                  caller checked the file's bytes itself. */
     /* Normalised addresses ("localhost" becomes 127.0.0.1: the Raft
      * transport does not resolve names); the pointers above point here. */
     char raft_addr_buf[REPL_ADDR_MAX];

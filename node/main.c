@@ -9,6 +9,7 @@
 #include "log.h"
 #include "node.h"
 #include "restart.h"
+#include "restore.h"
 
 int main(int argc, char **argv)
 {
@@ -24,10 +25,18 @@ int main(int argc, char **argv)
         return 0;
     case CONFIG_USAGE:
         fprintf(stderr, "ledgerd: %s (see ledgerd --help)\n", err);
+        ledger_config_free(&cfg);
         return 2;
     default:
         fprintf(stderr, "ledgerd: %s\n", err);
+        ledger_config_free(&cfg);
         return 1;
+    }
+    if (cfg.verify_backup != NULL) {
+        rv = restore_verify_cli(cfg.verify_backup, cfg.expect_sha256,
+                                cfg.chain_only);
+        ledger_config_free(&cfg);
+        return rv;
     }
     ledger_log_init(cfg.log_json, cfg.log_level, cfg.id);
     rv = node_run(&cfg);

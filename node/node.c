@@ -21,13 +21,18 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "backup.h"
 #include "catchup.h"
 #include "http/client.h"
 #include "log.h"
 #include "node.h"
 #include "loopwatch.h"
+#include "history.h"
 #include "members_poll.h"
+#include "node_tls.h"
+#include "raft_tls.h"
 #include "restart.h"
+#include "restore.h"
 
 #define LOCK_WAIT_MS 2000 /* For a dying predecessor's data-dir lock. */
 
@@ -46,12 +51,15 @@ static void replClosed(void *arg)
 {
     struct ledger_node *n = arg;
     n->repl = NULL;
+    raft_tls_free(n->raft_tls); /* Raft closed it. */
+    n->raft_tls = NULL;
     http_client_close(n->peers, NULL, NULL);
     n->peers = NULL;
     uv_close((uv_handle_t *)&n->sweep, handleClosed);
     uv_close((uv_handle_t *)&n->shutdown_timer, handleClosed);
     uv_close((uv_handle_t *)&n->sigterm, handleClosed);
     uv_close((uv_handle_t *)&n->sigint, handleClosed);
+    uv_close((uv_handle_t *)&n->sighup, handleClosed);
     uv_close((uv_handle_t *)&n->join_timer, handleClosed);
     ledger_log(LOG_INFO, NULL, "raft closed");
 }
@@ -70,6 +78,8 @@ static void drainAndClose(struct ledger_node *n)
     uv_timer_stop(&n->join_timer);
     members_poll_close(n->applied_poll);
     n->applied_poll = NULL;
+    history_close(n->history);
+    n->history = NULL;
     loopwatch_close(n->loopwatch);
     n->loopwatch = NULL;
     restart_watch_close(n->restart);
@@ -138,6 +148,22 @@ static void onSignal(uv_signal_t *s, int signum)
     beginShutdown(n);
 }
 
+/* SIGHUP: reload what can change without a restart. Each reload logs its
+ * outcome and keeps the old state when the new one is refused; one
+ * failing does not stop the others. */
+static void onHangup(uv_signal_t *s, int signum)
+{
+    struct ledger_node *n = s->data;
+
+    (void)signum;
+    if (n->shutting_down) {
+        return;
+    }
+    ledger_log(LOG_INFO, NULL, "SIGHUP: reloading");
+    /* --token-file: its reload goes here (authz, auth.c). */
+    node_tls_reload(n); /* --tls-* certificates (node_tls.c) */
+}
+
 /* Leader: hand over first (bounded), then drain and close. */
 static void beginShutdown(struct ledger_node *n)
 {
@@ -146,6 +172,8 @@ static void beginShutdown(struct ledger_node *n)
     n->shutting_down = true;
     uv_signal_stop(&n->sigterm);
     uv_signal_stop(&n->sigint);
+    /* SIGHUP stays caught (and ignored) while shutting down: stopping its
+     * handler would restore the default action, which kills. */
     ledger_repl_status(n->repl, &st);
     if (st.is_leader &&
         ledger_repl_transfer(n->repl, 0, transferDone, n) == 0) {
@@ -352,6 +380,7 @@ static void abortStart(struct ledger_node *n)
     uv_timer_init(n->loop, &n->shutdown_timer);
     uv_signal_init(n->loop, &n->sigterm);
     uv_signal_init(n->loop, &n->sigint);
+    uv_signal_init(n->loop, &n->sighup);
     uv_timer_init(n->loop, &n->join_timer);
     ledger_repl_close(n->repl, replClosed, n);
 }
@@ -360,6 +389,7 @@ int node_run(struct ledger_config *cfg)
 {
     struct ledger_node n;
     struct ledger_repl_config rc;
+    struct http_client_options peer_opts;
     uv_loop_t loop;
     char path[4096];
     char err[512];
@@ -383,10 +413,23 @@ int node_run(struct ledger_config *cfg)
         close(lock_fd);
         return 1;
     }
+    if (cfg->tls_cert != NULL &&
+        node_tls_load(cfg, &n.tls, err, sizeof err) != 0) {
+        fprintf(stderr, "ledgerd: %s\n", err);
+        close(lock_fd);
+        return 1;
+    }
 
+    backup_remove_stale(cfg->data_dir);
+    if (cfg->restore != NULL && restore_seed(cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "ledgerd: %s\n", err);
+        close(lock_fd);
+        return 1;
+    }
     snprintf(path, sizeof path, "%s/ledger.db", cfg->data_dir);
     if (ledger_store_open(path, &n.store, err, sizeof err) != 0) {
         fprintf(stderr, "ledgerd: %s\n", err);
+        http_tls_free(n.tls);
         return 1;
     }
     snprintf(path, sizeof path, "%s/raft", cfg->data_dir);
@@ -410,7 +453,15 @@ int node_run(struct ledger_config *cfg)
     rc.snapshot_trailing = cfg->snapshot_trailing;
     rc.max_queue_ops = cfg->max_queue_ops;
     rc.max_queue_bytes = cfg->max_queue_bytes;
-    node_catchup_source(&n, &rc.catchup);
+    node_catchup_source(&n, &rc.catchup); /* pulls as the node: https */
+    if (n.tls != NULL) {
+        if (raft_tls_create(&loop, n.tls, &n.raft_tls) != 0) {
+            fprintf(stderr, "ledgerd: raft TLS transport: out of memory\n");
+            ledger_store_close(n.store);
+            return 1;
+        }
+        rc.transport = raft_tls_transport(n.raft_tls);
+    }
     rv = ledger_repl_start(&loop, n.store, &rc, replLog, NULL, &n.repl, err,
                            sizeof err);
     if (rv != 0) {
@@ -419,7 +470,15 @@ int node_run(struct ledger_config *cfg)
         return 1;
     }
     ledger_repl_on_applied(n.repl, api_on_applied, &n);
-    rv = http_client_create(&loop, NULL, &n.peers);
+    memset(&peer_opts, 0, sizeof peer_opts);
+    if (n.tls != NULL) {
+        /* Every node-to-node call is https and verifies the peer. */
+        peer_opts.ca_file = cfg->tls_ca;
+        peer_opts.cert_file = cfg->tls_cert;
+        peer_opts.key_file = cfg->tls_key;
+        peer_opts.https = 1;
+    }
+    rv = http_client_create(&loop, &peer_opts, &n.peers);
     if (rv != 0) {
         fprintf(stderr, "ledgerd: http client: %s\n", uv_strerror(rv));
         abortStart(&n);
@@ -433,11 +492,15 @@ int node_run(struct ledger_config *cfg)
         abortStart(&n);
         goto run;
     }
+    if (n.tls != NULL) {
+        http_server_set_tls(n.http, n.tls, cfg->tls_client_auth);
+    }
 
     uv_timer_init(&loop, &n.sweep);
     n.sweep.data = &n;
     uv_timer_start(&n.sweep, sweepCb, API_SWEEP_MS, API_SWEEP_MS);
     n.applied_poll = members_poll_start(&n);
+    n.history = history_start(&n);
     n.loopwatch = loopwatch_start(&loop, cfg->election_ms / 2);
     n.restart =
         restart_watch_start(&loop, n.repl, cfg->data_dir, restartInPlace, &n);
@@ -449,6 +512,9 @@ int node_run(struct ledger_config *cfg)
     uv_signal_init(&loop, &n.sigint);
     n.sigint.data = &n;
     uv_signal_start(&n.sigint, onSignal, SIGINT);
+    uv_signal_init(&loop, &n.sighup);
+    n.sighup.data = &n;
+    uv_signal_start(&n.sighup, onHangup, SIGHUP);
     uv_timer_init(&loop, &n.join_timer);
     n.join_timer.data = &n;
     if (cfg->join != NULL) {
@@ -467,15 +533,33 @@ int node_run(struct ledger_config *cfg)
     ledger_log(LOG_INFO, NULL, "ledgerd %s node %llu: raft %s, api %s, data %s",
                LEDGER_VERSION, (unsigned long long)cfg->id, cfg->raft_addr,
                cfg->api_addr, cfg->data_dir);
+    if (n.tls != NULL) {
+        char what[256];
+        http_tls_describe(n.tls, what, sizeof what);
+        ledger_log(LOG_INFO, NULL,
+                   "TLS on: mutual TLS on raft %s, HTTPS on %s (client "
+                   "certificates: %s); %s",
+                   cfg->raft_addr, cfg->api_addr,
+                   cfg->tls_client_auth == HTTP_TLS_PEER_REQUIRE ? "required"
+                   : cfg->tls_client_auth == HTTP_TLS_PEER_OPTIONAL
+                       ? "optional"
+                       : "not asked",
+                   what);
+    } else if (cfg->insecure) {
+        ledger_log(LOG_WARN, NULL, "--insecure: no TLS on raft %s and api %s",
+                   cfg->raft_addr, cfg->api_addr);
+    }
 
 run:
     uv_run(&loop, UV_RUN_DEFAULT);
+    signal(SIGHUP, SIG_IGN); /* Its handler is closed: do not die of it. */
     rv = uv_loop_close(&loop);
     if (rv != 0) {
         ledger_log(LOG_WARN, NULL, "loop closed with handles open: %s",
                    uv_strerror(rv));
     }
     ledger_store_close(n.store);
+    http_tls_free(n.tls);
     close(lock_fd);
     ledger_log(LOG_INFO, NULL, "stopped");
     return n.exit_code;

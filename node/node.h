@@ -36,6 +36,11 @@ struct ledger_node {
     http_server *http;
     uv_signal_t sigterm;
     uv_signal_t sigint;
+    uv_signal_t sighup;        /* Reloads tokens (and certificates). */
+    http_tls *tls;             /* --tls-*: the node's certificates (raft
+                                  transport, HTTPS), NULL without. */
+    struct raft_tls *raft_tls; /* Raft's mTLS transport; freed once Raft
+                                  has closed. */
     uv_timer_t sweep;          /* Deadlines of waiting requests. */
     uv_timer_t shutdown_timer; /* Bounds the leadership hand-over. */
     uv_timer_t join_timer;     /* --join: retries the add request. */
@@ -43,7 +48,8 @@ struct ledger_node {
     bool join_promote;         /* --join: member already; ask for voter. */
     struct api_req *waiters;   /* Requests waiting on the applied index. */
     struct members_poll
-        *applied_poll;             /* Leader: polls members' applied index. */
+        *applied_poll; /* Leader: polls members' status (members_poll.h). */
+    struct history *history;       /* Leader: per-second samples. */
     struct loopwatch *loopwatch;   /* Logs and counts event-loop stalls. */
     struct restart_watch *restart; /* Restarts after a storage error. */
     http_client *peers;            /* Calls to peers' APIs (peer.c); closed

@@ -2,7 +2,8 @@
  * ledgerd runs it on.
  *
  * - io: raft_uv, Raft's segmented log and snapshots in cfg->raft_dir, over
- *   the TCP transport with TCP_NODELAY (transport.c); its clock is
+ *   the TCP transport with TCP_NODELAY (transport.c), or the caller's
+ *   (cfg->transport: node/raft_tls.c's mutual TLS); its clock is
  *   uv_now(loop).
  * - wall clock: CLOCK_REALTIME; randomness: getrandom(2) (/dev/urandom
  *   semantics), falling back to the clock only if it fails.
@@ -165,8 +166,10 @@ static void envClose(struct ledger_repl_env *env, void (*cb)(void *arg),
     uv_close((uv_handle_t *)&e->timer, handleClosed);
 }
 
-/* Create the libuv env; on error nothing is left to release. */
+/* Create the libuv env; on error nothing is left to release. transport:
+ * the caller's (mutual TLS: node/raft_tls.c), or NULL for ours. */
 static int envUvCreate(uv_loop_t *loop, const char *raft_dir,
+                       struct raft_uv_transport *transport,
                        struct envUv **out, char *err, size_t errlen)
 {
     struct envUv *e = calloc(1, sizeof *e);
@@ -183,7 +186,10 @@ static int envUvCreate(uv_loop_t *loop, const char *raft_dir,
         free(e);
         return LEDGER_REPL_EUNKNOWN;
     }
-    rv = raft_uv_init(&e->io, loop, raft_dir, &e->transport.base);
+    /* With the caller's transport, ours (initialised either way) is left
+     * unused and closed with the env. */
+    rv = raft_uv_init(&e->io, loop, raft_dir,
+                      transport != NULL ? transport : &e->transport.base);
     if (rv != 0) {
         snprintf(err, errlen, "raft storage in %s: %s", raft_dir,
                  e->io.errmsg[0] ? e->io.errmsg : raft_strerror(rv));
@@ -220,7 +226,7 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
     int rv;
 
     *out = NULL;
-    rv = envUvCreate(loop, cfg->raft_dir, &e, err, errlen);
+    rv = envUvCreate(loop, cfg->raft_dir, cfg->transport, &e, err, errlen);
     if (rv != 0) {
         return rv;
     }

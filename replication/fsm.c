@@ -30,6 +30,14 @@
  *   events the store still lacks), apply keeps a copy of each entry and
  *   returns at once; catchup.c applies them here, in order, once the
  *   store holds the snapshot's state.
+ * - A store seeded from a backup (store/backup.h) holds events the Raft
+ *   log does not: its state at index 0 is the backup, not an empty store.
+ *   A new member that replayed the log from index 1 onto its empty store
+ *   would diverge. So until Raft holds a snapshot, such a node takes one
+ *   right after the next entry it applies (base_pending), and membership
+ *   changes are refused (membership.c); a new member then gets that
+ *   snapshot and pulls the events (catchup.c), since raft 0.15 sends the
+ *   snapshot to any follower that needs index 1 once one exists.
  * - WAL checkpoints run off the loop (the env's work: libuv's threadpool)
  *   with a second store handle (store/checkpoint.c), started after a
  *   commit once the WAL holds
@@ -195,6 +203,16 @@ unsigned repl__fsm_trailing(ledger_repl *r)
     return n > 0 ? n : 1;
 }
 
+bool repl__base_pending(ledger_repl *r)
+{
+    if (r->base_pending && peek_snapshot_index(r->raft) > 0) {
+        r->base_pending = false;
+        repl__log(r, 1, "restored cluster: first snapshot taken at index %llu",
+                  (unsigned long long)peek_snapshot_index(r->raft));
+    }
+    return r->base_pending;
+}
+
 void repl__fsm_snapshotted(ledger_repl *r)
 {
     r->bytes_since_snapshot = 0;
@@ -346,6 +364,12 @@ static int fsmApply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     *result = NULL;
     fsmFreeUnclaimed(r);
     accountEntry(r, index, buf->len);
+    if (repl__base_pending(r)) {
+        /* A snapshot right after this entry (raft checks the threshold
+         * once apply returns): since the last one, `index` entries. */
+        r->snapshot_threshold = (unsigned)index;
+        raft_set_snapshot_threshold(r->raft, r->snapshot_threshold);
+    }
     if (repl__catchup_active(r)) {
         /* The store lacks the events of the snapshot below this entry:
          * keep the entry until they are in (catchup.c). */
@@ -362,6 +386,11 @@ static int fsmApply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 
 void repl__fsm_init(ledger_repl *r)
 {
+    struct ledger_store_state st;
+
+    /* Before raft_start, which may apply entries. */
+    r->base_pending = ledger_store_get_state(r->store, &st) == 0 &&
+                      st.restored_from[0] != '\0';
     memset(r->fsm, 0, sizeof *r->fsm);
     r->fsm->version = 1;
     r->fsm->data = r;

@@ -31,9 +31,15 @@ struct ledger_http_response {
     int duplicate;      /* The X-Ledger-Duplicate header was present. */
     char *body;         /* NUL-terminated (body_len excludes the NUL). */
     size_t body_len;
+    char *headers; /* Every header line of the answer, "Name: value\r\n". */
 };
 
 void ledger_http_response_free(struct ledger_http_response *r);
+
+/* Value of header `name` of the answer (case-insensitive), malloc'ed
+ * (free it); NULL when absent or out of memory. */
+char *ledger_http_response_header(const struct ledger_http_response *r,
+                                  const char *name);
 
 /* One request to `addr` ("HOST:PORT", "http://HOST:PORT" or
  * "https://HOST:PORT"). `headers` is NULL or "Name: value\r\n" lines; Host,
@@ -48,6 +54,17 @@ int ledger_http_request(const char *addr, const char *method, const char *path,
                         const char *headers, const char *body, size_t body_len,
                         unsigned timeout_ms, struct ledger_http_response *out,
                         char *err, size_t errlen);
+
+/* The same with TLS files (each may be NULL): the CA that signs the
+ * server's certificate, and a client certificate and key. With any of
+ * them, an `addr` without a scheme is https://addr. */
+int ledger_http_request_tls(const char *addr, const char *method,
+                            const char *path, const char *headers,
+                            const char *body, size_t body_len,
+                            unsigned timeout_ms, const char *ca_file,
+                            const char *cert_file, const char *key_file,
+                            struct ledger_http_response *out, char *err,
+                            size_t errlen);
 
 /* Short name of a LEDGER_CLIENT_* code ("connect", "io", ...). */
 const char *ledger_client_strerror(int code);
@@ -76,7 +93,10 @@ void ledger_client_set_timeout(ledger_client *c, unsigned timeout_ms);
 
 /* TLS files for https endpoints: the CA bundle that signs the nodes'
  * certificates, and a client certificate and key (each may be NULL).
- * Copied. 0 or LEDGER_CLIENT_ENOMEM. */
+ * Copied. Once any is set, an endpoint written HOST:PORT (no scheme) is
+ * https://HOST:PORT; "http://HOST:PORT" stays plain. The node's
+ * certificate must name HOST (an IP address: in its subjectAltName).
+ * 0 or LEDGER_CLIENT_ENOMEM. */
 int ledger_client_set_tls(ledger_client *c, const char *ca_file,
                           const char *cert_file, const char *key_file);
 
@@ -113,6 +133,21 @@ int ledger_client_call_one(ledger_client *c, size_t i, const char *method,
 /* Start the next call at the endpoint after the one that answered last
  * (e.g. it said 503: no leader in view). */
 void ledger_client_rotate(ledger_client *c);
+
+/* A streamed download: GET `path` from `addr` (any node, with this
+ * client's token and TLS files; no fail-over), the body of a 2xx answer
+ * handed to sink piece by piece as it arrives, never held whole (an
+ * answer of another status is kept in out->body, as for a call: an error
+ * is small). sink returns 0 to go on, anything else to stop (the call then
+ * fails with LEDGER_CLIENT_EIO). There is no bound on the whole transfer;
+ * it fails when no byte arrives for stall_ms (0: 300000), e.g. while the
+ * node prepares a large body before its first byte. A body cut short
+ * fails with LEDGER_CLIENT_EPROTO. out gets the status and the headers
+ * (ledger_http_response_header). Reason in ledger_client_errmsg(). */
+typedef int (*ledger_sink_fn)(void *arg, const char *data, size_t len);
+int ledger_client_download(ledger_client *c, const char *addr, const char *path,
+                           unsigned stall_ms, ledger_sink_fn sink, void *arg,
+                           struct ledger_http_response *out);
 
 /* Endpoint that answered the last successful call (borrowed), or NULL. */
 const char *ledger_client_last_endpoint(const ledger_client *c);

@@ -1,10 +1,14 @@
-"""Integration test harness: real ledgerd processes on 127.0.0.1.
+"""Integration test harness: real ledgerd processes on 127.0.0.1 (or in
+network namespaces).
 
 Every cluster lives in a fresh temporary directory (DIR/nN is node N's data
-dir, DIR/nodeN.log its stdout and stderr). Ports are picked by binding
-sockets to port 0. Nothing here sleeps for a fixed time to wait for
-something: conditions are polled with wait_until() under generous deadlines
-(the suite must pass on the sanitizer build, which is several times slower).
+dir, DIR/nodeN.log its stdout and stderr). Ports are picked outside the
+kernel's ephemeral range and checked the way ledgerd binds (ports.py), so
+TIME_WAIT sockets cannot starve them; with net=netns() the nodes run in
+network namespaces instead (198.18.0.0/15, chaos/cluster.py). Nothing here
+sleeps for a fixed time to wait for something: conditions are polled with
+wait_until() under generous deadlines (the suite must pass on the sanitizer
+build, which is several times slower).
 
 Environment: LEDGERD and LEDGERCTL point at the binaries (CTest sets them);
 without them the RelWithDebInfo build in ../../build is used.
@@ -17,6 +21,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -25,6 +30,8 @@ import time
 import unittest
 
 import msgpack
+
+import ports
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LEDGERD = os.environ.get("LEDGERD") or os.path.join(HERE, "../../build/ledgerd")
@@ -63,10 +70,16 @@ def _kill_leftovers():
                 pass
 
 
+# A sanitizer build links libasan (its name and __asan_init are in the
+# binary; the text "AddressSanitizer" is not, with a shared libasan).
+SANITIZER_BUILD_MARKERS = (b"__asan_init", b"libasan.so", b"AddressSanitizer")
+
+
 def _is_sanitized(path):
     try:
         with open(path, "rb") as f:
-            return b"AddressSanitizer" in f.read()
+            data = f.read()
+        return any(m in data for m in SANITIZER_BUILD_MARKERS)
     except OSError:
         return False
 
@@ -100,45 +113,33 @@ def wait_until(fn, timeout=30, interval=0.05, msg=None):
         time.sleep(interval)
 
 
-def free_ports(n):
-    """n distinct free TCP ports on 127.0.0.1 (all held open until every
-    one is picked, so they are distinct)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((HOST, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+def netns_unavailable():
+    """None when network namespaces can be used (root, `ip` and `nft`),
+    else the reason, for a skip message."""
+    if os.geteuid() != 0:
+        return "needs root (network namespaces and nftables)"
+    for tool in ("ip", "nft"):
+        if shutil.which(tool) is None:
+            return f"needs the `{tool}` tool (iproute2 / nftables)"
+    return None
+
+
+def netns():
+    """A fresh chaos/cluster.py NetNS (namespaces, bridge and nftables in
+    198.18.0.0/15) for Cluster(net=...); see netns_unavailable()."""
+    sys.path.insert(0, os.path.join(HERE, "..", "..", "chaos"))
+    import cluster as chaos_cluster  # noqa: E402 - chaos/cluster.py
+    return chaos_cluster.NetNS()
+
+
+# Port picking lives in ports.py (outside the ephemeral range, checked the
+# way ledgerd binds: TIME_WAIT sockets cannot starve it).
+free_ports = ports.free_ports
+free_port_range = ports.free_port_range
 
 
 def port_free(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind((HOST, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-def free_port_range(count, avoid=()):
-    """A base port such that base..base+count-1 are all free (and none is in
-    avoid)."""
-    for _ in range(200):
-        base = free_ports(1)[0]
-        if base + count > 65535:
-            continue
-        rng = range(base, base + count)
-        if any(p in avoid for p in rng):
-            continue
-        if all(port_free(p) for p in rng):
-            return base
-    raise RuntimeError(f"no {count} consecutive free ports found")
+    return ports.listenable(port)
 
 
 def tail(path, lines=60):
@@ -172,12 +173,23 @@ def sanitizer_report(path):
 # HTTP
 # ---------------------------------------------------------------------------
 
+def tls_context(ca, cert=None, key=None):
+    """A client context trusting only `ca` (a node certificate names its
+    IP, which is checked), presenting cert/key if given."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(ca)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
 def http_request(addr, method, path, body=None, headers=None, raw=None,
-                 timeout=30):
+                 timeout=30, tls=None):
     """One request on a fresh connection. body: a Python value sent as JSON;
-    raw: bytes sent as they are. Returns (status, headers with lower-case
-    names, parsed body): JSON or MessagePack decoded by Content-Type, else
-    bytes. Connection errors raise OSError (ConnectionError etc.)."""
+    raw: bytes sent as they are; tls: an ssl.SSLContext for HTTPS. Returns
+    (status, headers with lower-case names, parsed body): JSON or
+    MessagePack decoded by Content-Type, else bytes. Connection errors
+    raise OSError (ConnectionError, ssl.SSLError etc.)."""
     host, port = addr.rsplit(":", 1)
     hdrs = dict(headers or {})
     payload = None
@@ -186,7 +198,13 @@ def http_request(addr, method, path, body=None, headers=None, raw=None,
     elif body is not None:
         payload = json.dumps(body).encode()
         hdrs.setdefault("Content-Type", "application/json")
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout * SLOW)
+    if tls is not None:
+        conn = http.client.HTTPSConnection(host, int(port),
+                                           timeout=timeout * SLOW,
+                                           context=tls)
+    else:
+        conn = http.client.HTTPConnection(host, int(port),
+                                          timeout=timeout * SLOW)
     try:
         conn.request(method, path, body=payload, headers=hdrs)
         resp = conn.getresponse()
@@ -209,9 +227,10 @@ def http_request(addr, method, path, body=None, headers=None, raw=None,
 # ---------------------------------------------------------------------------
 
 class Node:
-    def __init__(self, cluster, nid, raft_port, api_port):
+    def __init__(self, cluster, nid, raft_port, api_port, host=HOST):
         self.cluster = cluster
         self.id = nid
+        self.host = host
         self.raft_port = raft_port
         self.api_port = api_port
         self.proc = None
@@ -219,11 +238,11 @@ class Node:
 
     @property
     def raft_addr(self):
-        return f"{HOST}:{self.raft_port}"
+        return f"{self.host}:{self.raft_port}"
 
     @property
     def api_addr(self):
-        return f"{HOST}:{self.api_port}"
+        return f"{self.host}:{self.api_port}"
 
     @property
     def data_dir(self):
@@ -251,10 +270,21 @@ class Cluster:
     extra_args: more ledgerd flags for every node (e.g. snapshot settings).
     token: when set, a token file is written and passed as --token-file, and
     http() sends the bearer token unless told otherwise (auth=False).
+    tls: when true, `ledgerctl tls cert` makes a CA and a certificate for
+    every node (and a client certificate) in DIR/tls; nodes run with
+    --tls-cert/--tls-key/--tls-ca and http() speaks HTTPS (self.tls_ctx,
+    with the client certificate).
+    net: None (every node on 127.0.0.1), or netns() (root only): node i runs
+    in its own network namespace at 198.18.X.i (chaos/cluster.py's NetNS),
+    so that isolate() can cut it off from its peers with nftables while
+    this process still reaches every node. Those addresses are not
+    loopback: without tls the nodes run with --insecure (the namespaces'
+    network is the test's own).
     """
 
     def __init__(self, n=3, extra_args=(), token=None, name="ledger",
-                 heartbeat_ms=100, election_ms=1000):
+                 heartbeat_ms=100, election_ms=1000, net=None, tls=False):
+        self.net = net
         self.n = n
         self.extra_args = list(extra_args)
         self.token = token
@@ -262,6 +292,8 @@ class Cluster:
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
         self.dir = None
+        self.tls = tls
+        self.tls_ctx = None
         self.nodes = {}
         self.failed = False
         self.exit_codes = {}
@@ -292,14 +324,33 @@ class Cluster:
         self.dir = tempfile.mkdtemp(prefix=f"{self.name}-")
         ports = free_ports(2 * self.n)
         self.nodes = {}
+        if self.net is not None:
+            self.net.setup(list(range(1, self.n + 1)))
         for i in range(1, self.n + 1):
+            host = self.net.addr(i) if self.net is not None else HOST
             self.nodes[i] = Node(self, i, ports[2 * (i - 1)],
-                                 ports[2 * (i - 1) + 1])
+                                 ports[2 * (i - 1) + 1], host)
             os.makedirs(self.nodes[i].data_dir)
         if self.token is not None:
             self.token_file = os.path.join(self.dir, "token")
             with open(self.token_file, "w") as f:
                 f.write(self.token + "\n")
+        if self.tls:
+            self.tls_dir = os.path.join(self.dir, "tls")
+            for nid in self.nodes:
+                self.make_node_cert(nid)
+            make_cert(self.tls_dir, client="client")
+            self.tls_ctx = tls_context(*self.tls_files("client"))
+
+    def tls_files(self, name):
+        """(ca, cert, key) paths; name: "client" or "node<ID>"."""
+        return (os.path.join(self.tls_dir, "ca.pem"),
+                os.path.join(self.tls_dir, f"{name}.pem"),
+                os.path.join(self.tls_dir, f"{name}.key"))
+
+    def make_node_cert(self, nid, replace=False):
+        make_cert(self.tls_dir, node=nid, ip=self.nodes[nid].host,
+                  replace=replace)
 
     @property
     def bootstrap(self):
@@ -312,10 +363,16 @@ class Cluster:
         --join JOIN instead of --bootstrap; start it with start_node."""
         assert nid not in self.nodes
         raft_port, api_port = free_ports(2)
-        n = Node(self, nid, raft_port, api_port)
+        host = HOST
+        if self.net is not None:
+            self.net.add(nid)
+            host = self.net.addr(nid)
+        n = Node(self, nid, raft_port, api_port, host)
         n.join = join
         os.makedirs(n.data_dir)
         self.nodes[nid] = n
+        if self.tls:
+            self.make_node_cert(nid)
         return n
 
     def command(self, nid, bootstrap=True):
@@ -330,7 +387,13 @@ class Cluster:
                "--election-ms", str(self.election_ms)]
         if self.token is not None:
             cmd += ["--token-file", self.token_file]
-        return cmd + self.extra_args
+        if self.tls:
+            ca, cert, key = self.tls_files(f"node{nid}")
+            cmd += ["--tls-cert", cert, "--tls-key", key, "--tls-ca", ca]
+        elif self.net is not None:
+            cmd += ["--insecure"]
+        cmd += self.extra_args
+        return self.net.wrap(nid, cmd) if self.net is not None else cmd
 
     def start_node(self, nid, bootstrap=True):
         """Start node nid (first start or restart: same command; a restart
@@ -351,7 +414,7 @@ class Cluster:
             if n.proc.poll() is not None:
                 return "exited"
             try:
-                with socket.create_connection((HOST, n.api_port), 0.5):
+                with socket.create_connection((n.host, n.api_port), 0.5):
                     return "up"
             except OSError:
                 return None
@@ -401,6 +464,19 @@ class Cluster:
         self._reap(n)
         return code
 
+    def isolate(self, nid):
+        """Cut node nid off from every other node, both ways (nftables in
+        the namespaces; net=netns() only). Clients still reach it."""
+        for o in self.nodes:
+            if o != nid:
+                self.net.drop(nid, o)
+                self.net.drop(o, nid)
+
+    def heal(self):
+        """Drop every rule isolate() added."""
+        if self.net is not None:
+            self.net.heal()
+
     def kill9(self, nid):
         n = self.nodes[nid]
         if n.proc is not None and n.proc.poll() is None:
@@ -427,6 +503,8 @@ class Cluster:
                 self.stop(nid)
             except Exception as e:  # noqa: BLE001 - cleanup must go on
                 sys.stderr.write(f"[harness] stopping node {nid}: {e}\n")
+        if self.net is not None:
+            self.net.teardown()
         reports = self.sanitizer_reports()
         if self.dir is None:
             return reports
@@ -476,7 +554,8 @@ class Cluster:
         if self.token is not None and auth and "Authorization" not in hdrs:
             hdrs["Authorization"] = f"Bearer {self.token}"
         return http_request(self.addr(nid), method, path, body=body,
-                            headers=hdrs, raw=raw, timeout=timeout)
+                            headers=hdrs, raw=raw, timeout=timeout,
+                            tls=self.tls_ctx)
 
     def get(self, nid, path, **kw):
         return self.http("GET", nid, path, **kw)
@@ -638,6 +717,21 @@ def ledgerctl(*args, env=None, input=None, timeout=120):
     return subprocess.run([LEDGERCTL, *args], env=e, input=input,
                           capture_output=True, text=True,
                           timeout=timeout * SLOW)
+
+
+def make_cert(tls_dir, node=None, ip=None, client=None, replace=False):
+    """`ledgerctl tls cert`: the CA in tls_dir (made if missing) signs
+    node<node>.pem/.key (naming ip) or <client>.pem/.key."""
+    args = ["tls", "cert", "--dir", tls_dir]
+    if node is not None:
+        args += ["--node", str(node), "--ip", ip]
+    else:
+        args += ["--client", client]
+    if replace:
+        args.append("--replace")
+    r = ledgerctl(*args)
+    if r.returncode != 0:
+        raise AssertionError(f"ledgerctl {' '.join(args)}: {r.stderr}")
 
 
 def file_sha256(path):

@@ -55,6 +55,7 @@ enum {
 const char *ledger_repl_strerror(int code);
 
 typedef struct ledger_repl ledger_repl;
+struct raft_uv_transport; /* raft/uv.h */
 
 struct ledger_repl_member {
     uint64_t id;
@@ -108,8 +109,14 @@ struct ledger_repl_config {
     size_t max_queue_ops;
     size_t max_queue_bytes;
     /* Where the events a snapshot lacks come from (copied); pull NULL: a
-     * restore that lacks events waits (logged) until restart. */
+     * restore that lacks events waits (logged) until restart. The source
+     * carries the node's token and TLS (node/catchup.c). */
     struct ledger_repl_catchup_source catchup;
+    /* ledger_repl_start only: Raft's network transport, or NULL for
+     * raft_uv_tcp with TCP_NODELAY (transport.c). The caller's must stay
+     * valid until the close callback of ledger_repl_close (Raft closes
+     * it). */
+    struct raft_uv_transport *transport;
 };
 
 /* Log sink: level 0 debug, 1 info, 2 warn, 3 error. */
