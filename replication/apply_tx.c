@@ -85,8 +85,8 @@ void repl__tx_failed(ledger_repl *r, const char *why)
               "store: %s: the store is now behind Raft; this node serves "
               "nothing until it restarts (Raft replays what it lacks)",
               why);
-    if (raft_state(r->raft) == RAFT_LEADER && !r->closing &&
-        ledger_repl_transfer(r, 0, NULL, NULL) == 0) {
+    if (raft_state(r->raft) == RAFT_LEADER && !r->closing) {
+        r->handover_wanted = true; /* At the next tick (repl.c). */
         repl__log(r, 3,
                   "store failed on the leader: handing leadership to "
                   "another voter");
@@ -111,7 +111,7 @@ int repl__tx_flush(ledger_repl *r)
         repl__tx_failed(r, why);
         return -1;
     }
-    repl__fsm_committed(r);
+    repl__ckpt_committed(r);
     return 0;
 }
 

@@ -314,7 +314,7 @@ static void install(struct repl__catchup *cu)
         repl__tx_failed(r, why);
         return;
     }
-    repl__fsm_snapshotted(r);
+    repl__bound_snapshotted(r);
     cu->installed = true;
     cu->applied = cu->snap.index;
     repl__log(r, 1,
@@ -377,7 +377,7 @@ static int insertPage(struct repl__catchup *cu, const struct ledger_event *ev,
         return -1;
     }
     cu->pulled += n;
-    repl__fsm_committed(r);
+    repl__ckpt_committed(r);
     return 0;
 
 err_after_begin:
@@ -481,7 +481,7 @@ bool repl__catchup_idle(ledger_repl *r)
     }
     while (cu->q_len > 0 && (bytes == 0 || bytes < REPL__CATCHUP_DRAIN_BYTES)) {
         struct repl__deferred *d = &cu->q[cu->q_head];
-        int rv = repl__fsm_apply_entry(r, d->index, &d->buf, &results);
+        int rv = repl__apply_entry(r, d->index, &d->buf, &results);
         if (rv != 0) {
             return false; /* The store failed (apply_tx.c), or NOMEM. */
         }

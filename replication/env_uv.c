@@ -169,8 +169,8 @@ static void envClose(struct ledger_repl_env *env, void (*cb)(void *arg),
 /* Create the libuv env; on error nothing is left to release. transport:
  * the caller's (mutual TLS: node/raft_tls.c), or NULL for ours. */
 static int envUvCreate(uv_loop_t *loop, const char *raft_dir,
-                       struct raft_uv_transport *transport,
-                       struct envUv **out, char *err, size_t errlen)
+                       struct raft_uv_transport *transport, struct envUv **out,
+                       char *err, size_t errlen)
 {
     struct envUv *e = calloc(1, sizeof *e);
     int rv;

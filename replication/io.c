@@ -45,6 +45,10 @@
  *   over, repl.c). raft sees a slow disk write meanwhile, which it handles:
  *   it refuses another InstallSnapshot and commits nothing until then.
  *
+ * The layer's rules are reached through the hooks given at init (repl.c
+ * fills them), so this file calls into no other file of the layer but the
+ * log and raft_peek.c.
+ *
  * Invariants:
  * - `base` is the first member: raft hands back &base, callbacks from the
  *   inner io carry the inner pointer, whose `data` points here.
@@ -124,7 +128,7 @@ static void tickCb(struct raft_io *inner)
         if (x->next_layer_tick <= now) {
             x->next_layer_tick = now + x->tick_ms;
         }
-        if (repl__tick_pre(x->r)) {
+        if (x->hooks->tick_pre(x->r)) {
             due = true; /* The contact rule wants raft's verdict now. */
         }
     }
@@ -138,9 +142,9 @@ static void tickCb(struct raft_io *inner)
         x->raft_tick(&x->base);
     }
     if (layer) {
-        repl__tick_post(x->r);
+        x->hooks->tick_post(x->r);
     } else if (timer) {
-        repl__observe(x->r);
+        x->hooks->observe(x->r);
     }
 }
 
@@ -150,13 +154,13 @@ static void recvCb(struct raft_io *inner, struct raft_message *m)
 
     if (m->type == RAFT_IO_APPEND_ENTRIES_RESULT &&
         m->append_entries_result.term == peek_term(x->r->raft)) {
-        repl__contact_heard(x->r, m->server_id, inner->time(inner));
+        x->hooks->heard(x->r, m->server_id, inner->time(inner));
     }
-    if (repl__election_filter(x->r, m)) {
+    if (x->hooks->filter(x->r, m)) {
         return; /* A vote result owns no memory: dropping frees nothing. */
     }
     x->raft_recv(&x->base, m); /* raft owns m from here */
-    repl__observe(x->r);
+    x->hooks->observe(x->r);
 }
 
 static int ioStart(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
@@ -331,7 +335,7 @@ static int ioRandom(struct raft_io *io, int min, int max)
 {
     struct repl__io *x = (struct repl__io *)io;
     int drawn = x->inner->random(x->inner, min, max);
-    return repl__election_draw(x->r, min, max, drawn);
+    return x->hooks->draw(x->r, min, max, drawn);
 }
 
 static int ioAsyncWork(struct raft_io *io, struct raft_io_async_work *req,
@@ -345,9 +349,10 @@ static int ioAsyncWork(struct raft_io *io, struct raft_io_async_work *req,
 }
 
 void repl__io_init(struct repl__io *x, ledger_repl *r, struct raft_io *inner,
-                   unsigned tick_ms)
+                   unsigned tick_ms, const struct repl__io_hooks *hooks)
 {
     memset(x, 0, sizeof *x);
+    x->hooks = hooks;
     x->inner = inner;
     x->r = r;
     x->tick_ms = tick_ms;
@@ -369,9 +374,4 @@ void repl__io_init(struct repl__io *x, ledger_repl *r, struct raft_io *inner,
     x->base.time = ioTime;
     x->base.random = ioRandom;
     x->base.async_work = ioAsyncWork;
-}
-
-uint64_t repl__now(ledger_repl *r)
-{
-    return r->io.inner->time(r->io.inner);
 }

@@ -69,18 +69,6 @@ struct repl__transfer {
     void *arg;
 };
 
-void repl__log(ledger_repl *r, int level, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (r->log != NULL) {
-        r->log(r->log_arg, level, msg);
-    }
-}
-
 const char *ledger_repl_strerror(int code)
 {
     switch (code) {
@@ -268,14 +256,6 @@ err_after_batch:
 err_nomem:
     failPending(r, n > 0 ? n : 1, LEDGER_REPL_ENOMEM);
     return false;
-}
-
-void repl__want_idle(ledger_repl *r)
-{
-    if (!r->idle_on && !r->closing) {
-        r->idle_on = true;
-        r->env->idle(r->env, true);
-    }
 }
 
 /* The env's idle hook: the group-commit flush and the catch-up's steps. */
@@ -593,48 +573,6 @@ void ledger_repl_status(ledger_repl *r, struct ledger_repl_status *out)
     }
 }
 
-struct apiLookup {
-    uint64_t id;
-    char *buf;
-    size_t len;
-    bool found;
-};
-
-static int apiLookupCb(void *arg, uint64_t id, const char *ra, const char *aa)
-{
-    struct apiLookup *l = arg;
-    (void)ra;
-    if (id == l->id) {
-        snprintf(l->buf, l->len, "%s", aa);
-        l->found = true;
-        return 1;
-    }
-    return 0;
-}
-
-/* API address of member `id`: from the store (replicated), else from the
- * bootstrap list given on the command line. */
-bool repl__member_api(ledger_repl *r, uint64_t id, char *buf, size_t len)
-{
-    struct apiLookup l = {id, buf, len, false};
-    size_t i;
-    if (id == r->cfg.id) {
-        snprintf(buf, len, "%s", r->api_addr);
-        return true;
-    }
-    ledger_store_list_members(r->store, apiLookupCb, &l);
-    if (l.found) {
-        return true;
-    }
-    for (i = 0; i < r->n_bootstrap; i++) {
-        if (r->bootstrap[i].id == id) {
-            snprintf(buf, len, "%s", r->bootstrap[i].api_addr);
-            return true;
-        }
-    }
-    return false;
-}
-
 bool ledger_repl_leader_api(ledger_repl *r, char *buf, size_t len)
 {
     raft_id id = 0;
@@ -794,21 +732,32 @@ static void maybeProposeInit(ledger_repl *r)
     free(m);
 }
 
-/* A leader whose store is still catching up (catchup.c), or that won an
- * election while a snapshot it received was still being written (io.c),
- * can take no writes: hand leadership to a voter that has the state. */
-static void maybeHandOverCatchingUp(ledger_repl *r)
+/* A leader that cannot serve hands leadership to a voter that can: its
+ * store failed or an apply failed (apply.c, apply_tx.c), its store is
+ * still catching up (catchup.c), or it won an election while a snapshot
+ * it received was still being written (io.c). */
+static void maybeHandOver(ledger_repl *r)
 {
-    bool parked = r->io.put_parked;
-    if (raft_state(r->raft) != RAFT_LEADER ||
-        !(repl__catchup_active(r) || parked) || r->handover != NULL ||
-        peek_transfer_pending(r->raft) || r->closing) {
+    const char *why = NULL;
+
+    if (raft_state(r->raft) != RAFT_LEADER) {
+        r->handover_wanted = false;
         return;
     }
-    if (ledger_repl_transfer(r, 0, NULL, NULL) == 0) {
-        repl__log(r, 2, "leader while %s: handing leadership to another voter",
-                  parked ? "a received snapshot is not installed yet"
-                         : "still catching up");
+    if (r->handover != NULL || peek_transfer_pending(r->raft) || r->closing) {
+        return;
+    }
+    if (r->handover_wanted || r->store_failed) {
+        why = "its store failed";
+    } else if (repl__catchup_active(r)) {
+        why = "it is still catching up";
+    } else if (r->io.put_parked) {
+        why = "a snapshot it received is not installed yet";
+    }
+    if (why != NULL && ledger_repl_transfer(r, 0, NULL, NULL) == 0) {
+        r->handover_wanted = false;
+        repl__log(r, 2, "leader, but %s: handing leadership to another voter",
+                  why);
     }
 }
 
@@ -822,7 +771,7 @@ void repl__tick_post(ledger_repl *r)
     repl__observe(r);
     repl__membership_tick(r);
     handoverTick(r);
-    maybeHandOverCatchingUp(r);
+    maybeHandOver(r);
     maybeProposeInit(r);
     repl__lag_tick(r);
     repl__catchup_tick(r);
@@ -855,6 +804,15 @@ static void timerHook(void *arg)
 }
 
 /* ---- Lifecycle -------------------------------------------------------- */
+
+static const struct repl__io_hooks ioHooks = {
+    .tick_pre = repl__tick_pre,
+    .tick_post = repl__tick_post,
+    .observe = repl__observe,
+    .filter = repl__election_filter,
+    .draw = repl__election_draw,
+    .heard = repl__contact_heard,
+};
 
 static char *dupStr(const char *s)
 {
@@ -923,7 +881,7 @@ int ledger_repl_start_env(struct ledger_repl_env *env, ledger_store *store,
     tick_ms = cfg->election_ms / 20;
     tick_ms = tick_ms < 5 ? 5 : (tick_ms > 50 ? 50 : tick_ms);
     r->tick_ms = tick_ms;
-    repl__io_init(&r->io, r, env->io, tick_ms);
+    repl__io_init(&r->io, r, env->io, tick_ms, &ioHooks);
     if (env->raft == NULL) {
         r->owns_raft = true;
         r->raft = &r->own_raft;

@@ -1,11 +1,25 @@
-/* Private state of the replication layer, shared by its files:
- * repl.c (lifecycle, batching, barriers, observation), io.c (the raft_io
- * decorator: tick, contact, draws), election.c (election timing and the
- * leader's contact rule), fsm.c (state machine), apply_tx.c (the apply
- * transaction), snapshot.c (snapshot encode/decode, restore), catchup.c
- * (the asynchronous pull after a restore), membership.c, lag.c,
- * raft_peek.c (every access to raft internals), env_uv.c (the libuv
- * environment), transport.c (TCP_NODELAY). */
+/* Private state of the replication layer, shared by its files, from the
+ * top of the call graph down (no file calls one above it; io.c reaches
+ * the layer only through the hooks repl.c gives it):
+ *   env_uv.c     the libuv environment (ledger_repl_start)
+ *   repl.c       lifecycle, group commit, barriers, transfer, observation
+ *   election.c   election timing, the leader's contact rule, tie-break
+ *   lag.c        per-member progress and contact figures
+ *   fsm.c        the raft_fsm raft calls (apply; snapshot.c for the rest)
+ *   snapshot.c   snapshot encode, restore
+ *   catchup.c    the asynchronous pull after a restore
+ *   apply.c      one entry applied to the store
+ *   membership.c add, assign, remove, one at a time
+ *   apply_tx.c   the store transaction applied entries share
+ *   io.c         the raft_io decorator: tick, contact, draws, installs
+ *   bound.c      the memory bound of Raft's log
+ *   ckpt.c       WAL checkpoints off the loop
+ *   snap.c       a snapshot's state decoded and installed
+ *   addr.c       members' API addresses
+ *   log.c        the log line
+ *   transport.c  Raft's TCP transport with TCP_NODELAY
+ *   raft_peek.c  every access to raft 0.15 internals
+ *   entry.c      the command entry codec (public: entry.h) */
 #ifndef LEDGER_REPL_INT_H
 #define LEDGER_REPL_INT_H
 
@@ -17,19 +31,21 @@
 #include "replication/env.h"
 #include "replication/repl.h"
 
-#define REPL__MAX_MEMBERS 64 /* Members tracked for lag. */
-#define REPL__IO_TICK_MS 10  /* Resolution of the election timers (io.c). */
-#define REPL__TIME_RING 4096 /* Append times remembered for lag_ms. */
+#define REPL__MAX_MEMBERS 64    /* Members tracked for lag. */
+#define REPL__IO_TICK_MS 10     /* Resolution of the election timers (io.c). */
+#define REPL__SNAPSHOT_FORMAT 1 /* First element of every snapshot. */
+#define REPL__TIME_RING 4096    /* Append times remembered for lag_ms. */
 #define REPL__INSTALL_SNAPSHOT_TIMEOUT_MS 3000 /* Resend a lost snapshot. */
-#define REPL__SIZE_RING 4096 /* Sizes of the last applied entries (fsm.c). */
-/* Memory bound of Raft's in-memory log (fsm.c): snapshot once the entries
+#define REPL__SIZE_RING 4096 /* Sizes of the last applied entries (bound.c).   \
+                              */
+/* Memory bound of Raft's in-memory log (bound.c): snapshot once the entries
  * applied since the last snapshot hold REPL__SNAPSHOT_BYTES; keep trailing
  * entries holding at most REPL__TRAILING_BYTES, but at least
  * REPL__TRAILING_MIN of them. */
 #define REPL__SNAPSHOT_BYTES (8u << 20) /* Bytes that trigger a snapshot. */
 #define REPL__TRAILING_BYTES (8u << 20) /* Bytes of trailing entries kept. */
 #define REPL__TRAILING_MIN 8            /* Trailing entries kept, at least. */
-/* WAL checkpoints (fsm.c): on the threadpool from this many frames, on the
+/* WAL checkpoints (ckpt.c): on the threadpool from this many frames, on the
  * loop itself (the thread fell behind) from the second. */
 #define REPL__CHECKPOINT_FRAMES 1000        /* Checkpoint off the loop. */
 #define REPL__CHECKPOINT_FORCE_FRAMES 32000 /* Checkpoint on the loop. */
@@ -40,7 +56,7 @@
 #define REPL__TX_MAX_ENTRIES 256
 #define REPL__TX_MAX_BYTES (8u << 20)
 
-struct repl__checkpointer; /* fsm.c */
+struct repl__checkpointer; /* ckpt.c */
 struct repl__catchup;      /* catchup.c */
 
 struct repl__pending {
@@ -72,9 +88,20 @@ struct repl__transport {
     raft_uv_transport_close_cb close_cb;
 };
 
+/* What the raft_io decorator (io.c) calls in the layer. */
+struct repl__io_hooks {
+    bool (*tick_pre)(ledger_repl *r); /* true: run raft's tick now */
+    void (*tick_post)(ledger_repl *r);
+    void (*observe)(ledger_repl *r); /* after raft handled an event */
+    bool (*filter)(ledger_repl *r, const struct raft_message *m); /* drop */
+    int (*draw)(ledger_repl *r, int min, int max, int drawn);
+    void (*heard)(ledger_repl *r, uint64_t id, uint64_t now); /* AE result */
+};
+
 /* The raft_io decorator (io.c). `base` is what raft uses: first member. */
 struct repl__io {
     struct raft_io base;
+    const struct repl__io_hooks *hooks;
     struct raft_io *inner; /* The env's io; inner->data points here. */
     ledger_repl *r;
     raft_io_tick_cb raft_tick;
@@ -140,7 +167,9 @@ struct ledger_repl {
     uint64_t last_leader; /* Last non-zero leader seen, and its term. */
     uint64_t last_leader_term;
     bool init_proposed;
-    bool base_pending; /* Restored store, no snapshot yet (fsm.c). */
+    bool handover_wanted; /* apply failed on the leader: hand over at the
+                             next tick (apply.c, apply_tx.c -> repl.c) */
+    bool base_pending;    /* Restored store, no snapshot yet (bound.c). */
     void (*applied_cb)(void *arg);
     void *applied_arg;
     ledger_repl_leader_cb leader_cb;
@@ -160,7 +189,7 @@ struct ledger_repl {
         uint64_t time;
     } ring[REPL__TIME_RING];
 
-    /* Memory bound of Raft's in-memory log (fsm.c, snapshot.c): sizes of
+    /* Memory bound of Raft's in-memory log (bound.c): sizes of
      * recent entries and the bytes applied since the last snapshot. */
     struct {
         uint64_t index;
@@ -169,7 +198,7 @@ struct ledger_repl {
     uint64_t bytes_since_snapshot;
     unsigned snapshot_threshold; /* As last set on raft. */
 
-    /* WAL checkpoints off the loop (fsm.c); NULL: SQLite's own. */
+    /* WAL checkpoints off the loop (ckpt.c); NULL: SQLite's own. */
     struct repl__checkpointer *ckpt;
     bool ckpt_tried;
 
@@ -190,13 +219,29 @@ struct ledger_repl {
     void *close_arg;
 };
 
+/* log.c */
 void repl__log(ledger_repl *r, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* io.c: the decorator; now is Raft's clock (ms). */
 void repl__io_init(struct repl__io *x, ledger_repl *r, struct raft_io *inner,
-                   unsigned tick_ms);
-uint64_t repl__now(ledger_repl *r);
+                   unsigned tick_ms, const struct repl__io_hooks *hooks);
+
+/* Raft's clock (ms): the inner io's time, the one raft reads. */
+static inline uint64_t repl__now(ledger_repl *r)
+{
+    return r->io.inner->time(r->io.inner);
+}
+
+/* Ask the env for the idle hook (the group-commit flush, the catch-up's
+ * steps) until it finds nothing to do. */
+static inline void repl__want_idle(ledger_repl *r)
+{
+    if (!r->idle_on && !r->closing) {
+        r->idle_on = true;
+        r->env->idle(r->env, true);
+    }
+}
 /* Hand a parked snapshot write to raft once this node follows (or is
  * closing); true while one stays parked. */
 bool repl__io_release_put(struct repl__io *x);
@@ -207,7 +252,6 @@ bool repl__io_release_put(struct repl__io *x);
 bool repl__tick_pre(ledger_repl *r);
 void repl__tick_post(ledger_repl *r);
 void repl__observe(ledger_repl *r);
-void repl__want_idle(ledger_repl *r);
 /* The index the store reflects: raft's last applied, or less while a
  * catch-up runs (catchup.c). */
 uint64_t repl__applied(ledger_repl *r);
@@ -221,26 +265,35 @@ bool repl__election_filter(ledger_repl *r, const struct raft_message *m);
  * wants raft to step down now (raft's tick must run). */
 bool repl__election_tick(ledger_repl *r);
 
-/* fsm.c */
+/* fsm.c: the raft_fsm raft calls. */
 void repl__fsm_init(ledger_repl *r);
 void repl__fsm_close(ledger_repl *r);
-/* Entries to keep after a snapshot at the last applied index: at most
- * cfg.snapshot_trailing, and the most recent ones holding at most
- * REPL__TRAILING_BYTES (but at least REPL__TRAILING_MIN). */
-unsigned repl__fsm_trailing(ledger_repl *r);
-/* A snapshot was taken or installed: count bytes from zero again. */
-void repl__fsm_snapshotted(ledger_repl *r);
-/* The store was seeded from a backup and Raft holds no snapshot yet: one
- * is due, and no member may be added until it exists (fsm.c). */
+
+/* bound.c: the memory bound of Raft's log. entry counts an entry about to
+ * be applied (and lowers the snapshot threshold when due); trailing is
+ * the number of entries to keep after a snapshot at the last applied
+ * index: at most cfg.snapshot_trailing, and the most recent ones holding
+ * at most REPL__TRAILING_BYTES (but at least REPL__TRAILING_MIN);
+ * snapshotted restarts the count after a snapshot taken or installed.
+ * base_pending: the store was seeded from a backup and Raft holds no
+ * snapshot yet: one is due, and no member may be added until it exists. */
+void repl__bound_init(ledger_repl *r);
+void repl__bound_entry(ledger_repl *r, uint64_t index, size_t len);
+unsigned repl__bound_trailing(ledger_repl *r);
+void repl__bound_snapshotted(ledger_repl *r);
 bool repl__base_pending(ledger_repl *r);
-/* The apply transaction committed: start a WAL checkpoint if due. */
-void repl__fsm_committed(ledger_repl *r);
-/* Apply one command entry to the store inside the apply transaction.
- * *results (n ops) on success. 0, RAFT_IOERR (the store failed: see
- * apply_tx.c) or RAFT_NOMEM. */
-int repl__fsm_apply_entry(ledger_repl *r, uint64_t index,
-                          const struct raft_buffer *buf,
-                          struct ledger_op_result **results);
+
+/* apply.c: apply one command entry to the store inside the apply
+ * transaction. *results (n ops) on success. 0, RAFT_IOERR (the store
+ * failed: see apply_tx.c) or RAFT_NOMEM. */
+int repl__apply_entry(ledger_repl *r, uint64_t index,
+                      const struct raft_buffer *buf,
+                      struct ledger_op_result **results);
+
+/* ckpt.c: the store committed: start a WAL checkpoint if due. close:
+ * before the layer goes. */
+void repl__ckpt_committed(ledger_repl *r);
+void repl__ckpt_close(ledger_repl *r);
 
 /* apply_tx.c: the store transaction that applied entries share. open
  * begins one unless open; applied records an entry applied in it; flush
@@ -286,11 +339,14 @@ void repl__catchup_tick(ledger_repl *r); /* A retry falls due. */
 /* Store position and the position being caught up to (0, 0: none). */
 void repl__catchup_status(ledger_repl *r, uint64_t *position, uint64_t *target);
 void repl__catchup_close(ledger_repl *r);
-/* snapshot.c: install a snapshot's state (cluster id, members,
- * checkpoints) inside an open store transaction. */
+/* snap.c: decode a snapshot (obj: its msgpack_object, which the fields
+ * then point into; 0 or -1), and install its state (cluster id,
+ * restored_from, members, checkpoints) inside an open store transaction
+ * after checking the store's head hash (0 or -1). */
+int repl__snap_decode(const void *obj, struct repl__snap *s);
 int repl__snap_install(ledger_repl *r, const struct repl__snap *s);
 
-/* repl.c: API address of member `id` (store, else --bootstrap). */
+/* addr.c: API address of member `id` (store, else --bootstrap). */
 bool repl__member_api(ledger_repl *r, uint64_t id, char *buf, size_t len);
 
 /* membership.c */
