@@ -11,10 +11,12 @@
  *   work: uv_queue_work on libuv's threadpool.
  *
  * Close (after raft_close, whose callback closed raft_uv's own handles):
- * raft_uv_close and the transport's close release their memory, the three
- * handles close, and the env frees itself in the last close callback, then
- * calls the layer back. Work items outlive the env: each has its own
- * uv_work_t, freed after its done callback.
+ * the check and timer handles close; the idle handle waits until no handle
+ * of the loop is still closing (see envClose), then closes too, and in its
+ * close callback raft_uv_close and the transport's close release their
+ * memory, the env frees itself and calls the layer back. Work items
+ * outlive the env: each has its own uv_work_t, freed after its done
+ * callback.
  */
 #include <stdlib.h>
 #include <sys/random.h>
@@ -32,6 +34,7 @@ struct envUv {
     uv_check_t check;
     uv_timer_t timer;
     int open_handles;
+    unsigned quiet_turns; /* Closing: turns without a closing handle. */
     void (*close_cb)(void *arg);
     void *close_arg;
 };
@@ -136,34 +139,73 @@ static int envWork(struct ledger_repl_env *env, struct ledger_repl_work *w)
     return 0;
 }
 
-static void handleClosed(uv_handle_t *h)
+/* The last handle closed: nothing of raft_uv's can call back any more. */
+static void lastClosed(uv_handle_t *h)
 {
     struct envUv *e = h->data;
-    void (*cb)(void *);
-    void *arg;
-    if (--e->open_handles > 0) {
-        return;
-    }
-    cb = e->close_cb;
-    arg = e->close_arg;
+    void (*cb)(void *) = e->close_cb;
+    void *arg = e->close_arg;
+
+    raft_uv_close(&e->io);
+    repl__transport_close(&e->transport);
     free(e);
     if (cb != NULL) {
         cb(arg);
     }
 }
 
+static void handleClosed(uv_handle_t *h)
+{
+    struct envUv *e = h->data;
+    e->open_handles--;
+}
+
+static void countClosing(uv_handle_t *h, void *arg)
+{
+    if (uv_is_closing(h)) {
+        (*(unsigned *)arg)++;
+    }
+}
+
+/* While closing, each loop turn: once our other handles are closed and no
+ * handle of the loop has been closing for two turns in a row, release
+ * raft_uv (see envClose). */
+static void graceCb(uv_idle_t *h)
+{
+    struct envUv *e = h->data;
+    unsigned closing = 0;
+
+    uv_walk(e->loop, countClosing, &closing);
+    if (e->open_handles > 0 || closing > 0) {
+        e->quiet_turns = 0;
+        return;
+    }
+    if (++e->quiet_turns < 2) {
+        return;
+    }
+    uv_idle_stop(h);
+    uv_close((uv_handle_t *)h, lastClosed);
+}
+
+/* raft_uv fires its close callback once its checklist is empty
+ * (uv.c uvMaybeFireCloseCb), but some of its handles can still be closing
+ * then (a segment writer's, an accepted connection's), and each of their
+ * close callbacks calls uvMaybeFireCloseCb again, which fires the close
+ * callback again: freeing raft_uv's memory at the first one (as
+ * raft_uv_close does) made the second read freed memory (seen under ASan:
+ * io.c innerClosed called with a garbage io, 1 run in 60). So raft_uv and
+ * the transport are released only once no handle of the loop is still
+ * closing (graceCb), and io.c ignores a second close callback. */
 static void envClose(struct ledger_repl_env *env, void (*cb)(void *arg),
                      void *arg)
 {
     struct envUv *e = (struct envUv *)env;
     e->close_cb = cb;
     e->close_arg = arg;
-    raft_uv_close(&e->io);
-    repl__transport_close(&e->transport);
-    e->open_handles = 3;
-    uv_close((uv_handle_t *)&e->idle, handleClosed);
+    e->open_handles = 2;
     uv_close((uv_handle_t *)&e->check, handleClosed);
     uv_close((uv_handle_t *)&e->timer, handleClosed);
+    uv_idle_start(&e->idle, graceCb);
 }
 
 /* Create the libuv env; on error nothing is left to release. transport:

@@ -89,8 +89,11 @@ static int ioInit(struct raft_io *io, raft_id id, const char *address)
 static void innerClosed(struct raft_io *inner)
 {
     struct repl__io *x = outerOf(inner);
-    if (x->close_cb != NULL) {
-        x->close_cb(&x->base);
+    raft_io_close_cb cb = x->close_cb;
+    /* raft_uv may fire its close callback more than once (env_uv.c). */
+    x->close_cb = NULL;
+    if (cb != NULL) {
+        cb(&x->base);
     }
 }
 

@@ -278,6 +278,9 @@ int ledger_repl_add(ledger_repl *r, const struct ledger_repl_member *m,
     if (r->change != NULL) {
         return RAFT_CANTCHANGE;
     }
+    if (raft_state(r->raft) == RAFT_LEADER && !peek_leading(r->raft)) {
+        return RAFT_NOTLEADER; /* Stepping down right now (raft_peek.c). */
+    }
     if (repl__base_pending(r)) {
         return RAFT_BUSY; /* A new member would replay onto nothing. */
     }
@@ -297,6 +300,9 @@ int ledger_repl_assign(ledger_repl *r, uint64_t id, int role,
 
     if (r->change != NULL) {
         return RAFT_CANTCHANGE;
+    }
+    if (raft_state(r->raft) == RAFT_LEADER && !peek_leading(r->raft)) {
+        return RAFT_NOTLEADER; /* Stepping down right now (raft_peek.c). */
     }
     if (current < 0) {
         return RAFT_NOTFOUND;
@@ -333,6 +339,9 @@ int ledger_repl_remove(ledger_repl *r, uint64_t id, ledger_repl_change_cb cb,
     }
     if (r->change != NULL) {
         return RAFT_CANTCHANGE;
+    }
+    if (raft_state(r->raft) == RAFT_LEADER && !peek_leading(r->raft)) {
+        return RAFT_NOTLEADER; /* Stepping down right now (raft_peek.c). */
     }
     if ((c = changeNew(r, id, 0, 0, cb, arg)) == NULL) {
         return RAFT_NOMEM;

@@ -15,6 +15,18 @@ uint64_t peek_term(const struct raft *r)
     return r->current_term;
 }
 
+/* r->state and r->leader_state.progress: while raft steps down
+ * (convert.c convertToFollower -> convertClearLeader) it frees the progress
+ * array and then fails every pending apply and barrier, calling their
+ * callbacks, before it sets the state to follower: inside those callbacks
+ * raft_state() still says leader, and raft_transfer or raft_barrier there
+ * read the freed array (a SEGV found by chaos: a transfer started from an
+ * apply callback during a step-down). Read-only. */
+bool peek_leading(const struct raft *r)
+{
+    return r->state == RAFT_LEADER && r->leader_state.progress != NULL;
+}
+
 /* r->commit_index: no getter in 0.15. On the leader it is the majority's
  * commit point; on a follower it trails the leader's by up to one
  * heartbeat. Read-only (status, lag estimates). */

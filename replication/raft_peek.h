@@ -20,6 +20,9 @@
 /* ---- Reads ------------------------------------------------------------ */
 
 uint64_t peek_term(const struct raft *r);
+/* Leader, and not in the middle of stepping down: raft's leader calls
+ * (raft_apply, raft_barrier, raft_transfer) are safe. */
+bool peek_leading(const struct raft *r);
 uint64_t peek_commit_index(const struct raft *r);
 /* Index of the last snapshot raft holds (0: none). */
 uint64_t peek_snapshot_index(const struct raft *r);

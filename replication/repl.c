@@ -153,7 +153,11 @@ static void applyCb(struct raft_apply *req, int status, void *result)
     int code = mapRaftStatus(status);
 
     r->inflight--;
-    handoverTick(r);
+    if (r->handover != NULL) {
+        /* Not from here: raft may be stepping down (raft_peek.c
+         * peek_leading); the idle hook goes on with the hand-over. */
+        repl__want_idle(r);
+    }
     if (status != 0) {
         repl__log(r, 2, "entry %llu of %zu ops failed: %s",
                   (unsigned long long)req->index, b->n, raft_strerror(status));
@@ -194,7 +198,7 @@ static bool flushOne(ledger_repl *r)
     if (r->n_pending == 0 || r->inflight >= REPL_MAX_INFLIGHT) {
         return false;
     }
-    if (raft_state(r->raft) != RAFT_LEADER) {
+    if (!peek_leading(r->raft)) {
         failPending(r, r->n_pending, LEDGER_REPL_ENOTLEADER);
         return false;
     }
@@ -263,6 +267,7 @@ static void idleHook(void *arg)
 {
     ledger_repl *r = arg;
     bool more;
+    handoverTick(r);
     while (flushOne(r)) {
     }
     /* Either the queue is empty or we wait for an entry to be applied
@@ -348,7 +353,7 @@ int ledger_repl_barrier(ledger_repl *r, ledger_repl_barrier_cb cb, void *arg)
     if (r->store_failed) {
         return LEDGER_REPL_EAPPLY;
     }
-    if (raft_state(r->raft) != RAFT_LEADER || repl__catchup_active(r)) {
+    if (!peek_leading(r->raft) || repl__catchup_active(r)) {
         return LEDGER_REPL_ENOTLEADER;
     }
     if (b == NULL) {
@@ -449,7 +454,10 @@ static void handoverTick(ledger_repl *r)
     if (t == NULL || t->started) {
         return;
     }
-    if (raft_state(r->raft) != RAFT_LEADER) {
+    if (!peek_leading(r->raft)) {
+        if (raft_state(r->raft) == RAFT_LEADER) {
+            return; /* Stepping down right now: see it through. */
+        }
         r->handover = NULL;
         raft_leader(r->raft, &leader, &addr);
         if (t->cb != NULL) {
@@ -482,7 +490,7 @@ int ledger_repl_transfer(ledger_repl *r, uint64_t id,
 {
     struct repl__transfer *t;
 
-    if (raft_state(r->raft) != RAFT_LEADER) {
+    if (!peek_leading(r->raft)) {
         return LEDGER_REPL_ENOTLEADER;
     }
     if (r->handover != NULL || peek_transfer_pending(r->raft)) {

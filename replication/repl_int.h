@@ -36,8 +36,9 @@
 #define REPL__SNAPSHOT_FORMAT 1 /* First element of every snapshot. */
 #define REPL__TIME_RING 4096    /* Append times remembered for lag_ms. */
 #define REPL__INSTALL_SNAPSHOT_TIMEOUT_MS 3000 /* Resend a lost snapshot. */
-#define REPL__SIZE_RING 4096 /* Sizes of the last applied entries (bound.c).   \
-                              */
+#define REPL__SIZE_RING                                                        \
+    4096 /* Sizes of the last applied entries (bound.c).                       \
+          */
 /* Memory bound of Raft's in-memory log (bound.c): snapshot once the entries
  * applied since the last snapshot hold REPL__SNAPSHOT_BYTES; keep trailing
  * entries holding at most REPL__TRAILING_BYTES, but at least

@@ -488,6 +488,38 @@ static void test_transfer_refusals_and_timeout(void **state)
     FX_CHECK(&f->fx, !ledger_repl_transferring(repl(&f->fx, l)));
 }
 
+/* A leader cut off while its transfer still quiesces (entries in flight
+ * that cannot commit) steps down; its entries end EUNKNOWN and the
+ * transfer ends with its callback, without calling raft while raft is
+ * stepping down (raft frees its progress array before it fails the
+ * pending entries: a transfer started from their callbacks crashed). */
+static void test_transfer_quiescing_when_leader_steps_down(void **state)
+{
+    struct fixture *f = *state;
+    unsigned l = start(f, __func__, 0);
+    unsigned to = (l + 1) % 3;
+    struct xferResult x = {false, 0, 0, &f->fx};
+    struct fx_op ops[3];
+    unsigned k;
+
+    fx_step_for(&f->fx, 2 * HB);
+    fx_isolate(&f->fx, l);
+    for (k = 0; k < 3; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "sd%u", k);
+        FX_CHECK_EQ(&f->fx, fx_append(&f->fx, l, "s", 1, id, &ops[k]), 0);
+    }
+    fx_run(&f->fx); /* proposed: in flight */
+    FX_CHECK_EQ(&f->fx,
+                ledger_repl_transfer(repl(&f->fx, l), to + 1, xferCb, &x), 0);
+    FX_CHECK(&f->fx, fx_step_until(&f->fx, xferDone, &x, 3 * T));
+    FX_CHECK(&f->fx, !fx_status(&f->fx, l).is_leader);
+    for (k = 0; k < 3; k++) {
+        FX_CHECK(&f->fx, ops[k].done);
+        FX_CHECK_EQ(&f->fx, ops[k].status, LEDGER_REPL_EUNKNOWN);
+    }
+}
+
 /* ---- Lag and contact figures ------------------------------------------ */
 
 /* A follower cut off from the leader falls behind by exactly the entries
@@ -611,6 +643,8 @@ int main(void)
                                         tearDown),
         cmocka_unit_test_setup_teardown(test_transfer_refusals_and_timeout,
                                         setUp, tearDown),
+        cmocka_unit_test_setup_teardown(
+            test_transfer_quiescing_when_leader_steps_down, setUp, tearDown),
         cmocka_unit_test_setup_teardown(
             test_lag_and_last_contact_of_cut_follower, setUp, tearDown),
         cmocka_unit_test_setup_teardown(test_reported_applied_index_freshness,
