@@ -167,16 +167,19 @@ static void countClosing(uv_handle_t *h, void *arg)
     }
 }
 
-/* While closing, each loop turn: once our other handles are closed and no
- * handle of the loop has been closing for two turns in a row, release
- * raft_uv (see envClose). */
+/* While closing, each loop turn: once our other handles are closed and,
+ * for two turns in a row, no handle of the loop was closing and no request
+ * (threadpool work, file operation) was in flight, release raft_uv (see
+ * envClose). */
 static void graceCb(uv_idle_t *h)
 {
     struct envUv *e = h->data;
     unsigned closing = 0;
 
     uv_walk(e->loop, countClosing, &closing);
-    if (e->open_handles > 0 || closing > 0) {
+    /* raft_uv's threadpool work and file requests are requests, not
+     * handles: wait for the loop's last one as well. */
+    if (e->open_handles > 0 || closing > 0 || e->loop->active_reqs.count > 0) {
         e->quiet_turns = 0;
         return;
     }
@@ -193,9 +196,11 @@ static void graceCb(uv_idle_t *h)
  * close callbacks calls uvMaybeFireCloseCb again, which fires the close
  * callback again: freeing raft_uv's memory at the first one (as
  * raft_uv_close does) made the second read freed memory (seen under ASan:
- * io.c innerClosed called with a garbage io, 1 run in 60). So raft_uv and
- * the transport are released only once no handle of the loop is still
- * closing (graceCb), and io.c ignores a second close callback. */
+ * io.c innerClosed called with a garbage io, 1 run in 60), and a
+ * threadpool job of raft_uv still running read it after the free (ASan,
+ * test_failover_gray). So raft_uv and the transport are released only
+ * once no handle of the loop is closing and no request is in flight
+ * (graceCb), and io.c ignores a second close callback. */
 static void envClose(struct ledger_repl_env *env, void (*cb)(void *arg),
                      void *arg)
 {
