@@ -12,11 +12,11 @@
  *
  * Close (after raft_close, whose callback closed raft_uv's own handles):
  * the check and timer handles close; the idle handle waits until no handle
- * of the loop is still closing (see envClose), then closes too, and in its
- * close callback raft_uv_close and the transport's close release their
- * memory, the env frees itself and calls the layer back. Work items
- * outlive the env: each has its own uv_work_t, freed after its done
- * callback.
+ * of the loop is still closing and no request is in flight (see
+ * envClose), then closes too, and in its close callback the layer is
+ * called back. raft_uv's and the transport's memory stay allocated until
+ * the process exits (envClose says why). Work items outlive the env: each
+ * has its own uv_work_t, freed after its done callback.
  */
 #include <stdlib.h>
 #include <sys/random.h>
@@ -34,7 +34,8 @@ struct envUv {
     uv_check_t check;
     uv_timer_t timer;
     int open_handles;
-    unsigned quiet_turns; /* Closing: turns without a closing handle. */
+    unsigned quiet_turns;      /* Closing: turns without a closing handle. */
+    struct envUv *next_closed; /* In the graveyard. */
     void (*close_cb)(void *arg);
     void *close_arg;
 };
@@ -139,16 +140,20 @@ static int envWork(struct ledger_repl_env *env, struct ledger_repl_work *w)
     return 0;
 }
 
-/* The last handle closed: nothing of raft_uv's can call back any more. */
+/* Closed envs, kept until the process exits (see envClose). Reachable from
+ * here, so LeakSanitizer does not count them. */
+static struct envUv *graveyard;
+
+/* The last handle closed. raft_uv's memory is not freed: see envClose. */
 static void lastClosed(uv_handle_t *h)
 {
     struct envUv *e = h->data;
     void (*cb)(void *) = e->close_cb;
     void *arg = e->close_arg;
 
-    raft_uv_close(&e->io);
-    repl__transport_close(&e->transport);
-    free(e);
+    e->io.data = NULL; /* io.c: a late close callback finds no layer */
+    e->next_closed = graveyard;
+    graveyard = e;
     if (cb != NULL) {
         cb(arg);
     }
@@ -190,17 +195,22 @@ static void graceCb(uv_idle_t *h)
     uv_close((uv_handle_t *)h, lastClosed);
 }
 
-/* raft_uv fires its close callback once its checklist is empty
- * (uv.c uvMaybeFireCloseCb), but some of its handles can still be closing
- * then (a segment writer's, an accepted connection's), and each of their
- * close callbacks calls uvMaybeFireCloseCb again, which fires the close
- * callback again: freeing raft_uv's memory at the first one (as
- * raft_uv_close does) made the second read freed memory (seen under ASan:
- * io.c innerClosed called with a garbage io, 1 run in 60), and a
- * threadpool job of raft_uv still running read it after the free (ASan,
- * test_failover_gray). So raft_uv and the transport are released only
- * once no handle of the loop is closing and no request is in flight
- * (graceCb), and io.c ignores a second close callback. */
+/* raft_uv 0.15 does not tell when it is really done. It fires its close
+ * callback once its checklist is empty (uv.c uvMaybeFireCloseCb), but
+ * some of its handles can still be closing then (a segment writer's, an
+ * accepted connection's), and each of their close callbacks calls
+ * uvMaybeFireCloseCb again, which fires the close callback again; and
+ * threadpool jobs and AIO writes can still complete after it and touch
+ * its memory. Freeing it with raft_uv_close at the close callback (as
+ * the code did) gave use-after-free reports under ASan at shutdown: a
+ * worker thread reading the data dir path, a second close callback with
+ * a garbage io (1 run in 60), a SEGV in an after-work callback, a crash
+ * in raft_configuration_close right after start. So: the layer is
+ * released once no handle of the loop is closing and no request is in
+ * flight (graceCb), and raft_uv's and the transport's memory (a few KiB)
+ * is never freed: closed envs stay in a list until the process exits
+ * (ledgerd closes the layer once, at exit). io.c ignores a late close
+ * callback. */
 static void envClose(struct ledger_repl_env *env, void (*cb)(void *arg),
                      void *arg)
 {

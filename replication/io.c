@@ -89,8 +89,13 @@ static int ioInit(struct raft_io *io, raft_id id, const char *address)
 static void innerClosed(struct raft_io *inner)
 {
     struct repl__io *x = outerOf(inner);
-    raft_io_close_cb cb = x->close_cb;
-    /* raft_uv may fire its close callback more than once (env_uv.c). */
+    raft_io_close_cb cb;
+    /* raft_uv may fire its close callback more than once, even after the
+     * layer is gone (env_uv.c clears inner->data then). */
+    if (x == NULL) {
+        return;
+    }
+    cb = x->close_cb;
     x->close_cb = NULL;
     if (cb != NULL) {
         cb(&x->base);
@@ -121,10 +126,18 @@ static int ioLoad(struct raft_io *io, raft_term *term, raft_id *voted_for,
 static void tickCb(struct raft_io *inner)
 {
     struct repl__io *x = outerOf(inner);
-    uint64_t now = inner->time(inner);
-    bool layer = now >= x->next_layer_tick;
-    bool due = now >= x->next_raft_tick;
-    bool timer = now >= peek_election_deadline(x->r->raft);
+    uint64_t now;
+    bool layer;
+    bool due;
+    bool timer;
+
+    if (x == NULL) {
+        return; /* After close (env_uv.c): no layer any more. */
+    }
+    now = inner->time(inner);
+    layer = now >= x->next_layer_tick;
+    due = now >= x->next_raft_tick;
+    timer = now >= peek_election_deadline(x->r->raft);
 
     if (layer) {
         x->next_layer_tick += x->tick_ms;
@@ -154,6 +167,10 @@ static void tickCb(struct raft_io *inner)
 static void recvCb(struct raft_io *inner, struct raft_message *m)
 {
     struct repl__io *x = outerOf(inner);
+
+    if (x == NULL) {
+        return; /* After close (env_uv.c); raft is gone: drop it. */
+    }
 
     if (m->type == RAFT_IO_APPEND_ENTRIES_RESULT &&
         m->append_entries_result.term == peek_term(x->r->raft)) {
