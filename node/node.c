@@ -22,6 +22,7 @@
 
 #include "api.h"
 #include "backup.h"
+#include "catchup.h"
 #include "http/client.h"
 #include "log.h"
 #include "node.h"
@@ -452,10 +453,7 @@ int node_run(struct ledger_config *cfg)
     rc.snapshot_trailing = cfg->snapshot_trailing;
     rc.max_queue_ops = cfg->max_queue_ops;
     rc.max_queue_bytes = cfg->max_queue_bytes;
-    rc.token = cfg->token;
-    rc.tls_ca = cfg->tls_ca; /* catch-up pulls over https */
-    rc.tls_cert = cfg->tls_cert;
-    rc.tls_key = cfg->tls_key;
+    node_catchup_source(&n, &rc.catchup); /* pulls as the node: https */
     if (n.tls != NULL) {
         if (raft_tls_create(&loop, n.tls, &n.raft_tls) != 0) {
             fprintf(stderr, "ledgerd: raft TLS transport: out of memory\n");
