@@ -470,6 +470,7 @@ int node_run(struct ledger_config *cfg)
         return 1;
     }
     ledger_repl_on_applied(n.repl, api_on_applied, &n);
+    ledger_repl_on_leader(n.repl, api_on_leader, &n);
     memset(&peer_opts, 0, sizeof peer_opts);
     if (n.tls != NULL) {
         /* Every node-to-node call is https and verifies the peer. */
