@@ -22,6 +22,7 @@
 
 #include "api.h"
 #include "backup.h"
+#include "catchup.h"
 #include "datadir.h"
 #include "http/client.h"
 #include "log.h"
@@ -504,10 +505,7 @@ int node_run(struct ledger_config *cfg)
     rc.snapshot_trailing = cfg->snapshot_trailing;
     rc.max_queue_ops = cfg->max_queue_ops;
     rc.max_queue_bytes = cfg->max_queue_bytes;
-    rc.token = cfg->token;
-    rc.tls_ca = cfg->tls_ca; /* catch-up pulls over https */
-    rc.tls_cert = cfg->tls_cert;
-    rc.tls_key = cfg->tls_key;
+    node_catchup_source(&n, &rc.catchup); /* pulls as the node: https */
     if (n.tls != NULL) {
         if (raft_tls_create(&loop, n.tls, &n.raft_tls) != 0) {
             fprintf(stderr, "ledgerd: raft TLS transport: out of memory\n");
@@ -517,22 +515,13 @@ int node_run(struct ledger_config *cfg)
     }
     rv = ledger_repl_start(&loop, n.store, &rc, replLog, NULL, &n.repl, err,
                            sizeof err);
-    if (rv != 0 && repair_store_rebuild(&n)) {
-        /* Raft's restore of its snapshot pulls the events the store lacks
-         * from a peer, during raft_start. */
-        fprintf(stderr,
-                "ledgerd: the store is being rebuilt (%s/store-rebuild) and "
-                "no other member could supply its events (%s): start this "
-                "node again once another member runs\n",
-                cfg->data_dir, err);
-        goto out_early;
-    }
     if (rv != 0) {
         fprintf(stderr, "ledgerd: %s\n", err);
         goto out_early;
     }
     n.exit_code = 0;
     ledger_repl_on_applied(n.repl, api_on_applied, &n);
+    ledger_repl_on_leader(n.repl, api_on_leader, &n);
 
     rv = http_server_start(&loop, cfg->api_addr, cfg->max_body, api_handle, &n,
                            &n.http, err, sizeof err);

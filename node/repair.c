@@ -399,11 +399,6 @@ bool repair_raft_rebuild(const struct ledger_node *n)
     return n->repair != NULL && n->repair->raft_rebuild;
 }
 
-bool repair_store_rebuild(const struct ledger_node *n)
-{
-    return n->repair != NULL && n->repair->store_rebuild;
-}
-
 /* ---- Leaving the voters before Raft starts ---------------------------- */
 
 static void addPeer(struct repair *r, const char *api)
@@ -869,7 +864,7 @@ static bool rebuilt(struct repair *r)
     char headers[1200];
 
     ledger_repl_status(n->repl, &st);
-    if (st.store_failed || st.leader_id == 0) {
+    if (st.store_failed || st.leader_id == 0 || st.catching_up) {
         return false;
     }
     if (st.is_leader) {

@@ -45,8 +45,6 @@ int repair_leave_voters(struct ledger_node *n, char *err, size_t errlen);
 /* True while the node rebuilds without Raft state of its own (start Raft
  * without --bootstrap). */
 bool repair_raft_rebuild(const struct ledger_node *n);
-/* True while the store is being rebuilt (DIR/store-rebuild). */
-bool repair_store_rebuild(const struct ledger_node *n);
 
 /* Once Raft and the API run: background checks and the watch. */
 void repair_start(struct ledger_node *n);
