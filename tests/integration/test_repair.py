@@ -72,9 +72,13 @@ class RepairTest(HarnessTestCase):
     def test_corrupt_store_found_at_start_waits_for_peers_then_rebuilds(self):
         """A follower's store fails its chain check at start while the other
         two nodes are down: it stays 503 store_corrupt, refuses reads, and
-        cannot rebuild; once they are back it rebuilds and serves again."""
-        c = self.cluster("repair-start")
-        s, acked = self.fill(c)
+        cannot rebuild; once they are back it rebuilds and serves again.
+        Its Raft log was compacted (a snapshot and 16 trailing entries), so
+        the rebuild pulls the events from the others (the catch-up after a
+        restore, retried until a member answers), not a local replay."""
+        c = self.cluster("repair-start", extra=["--snapshot-threshold", "64",
+                                                "--snapshot-trailing", "16"])
+        s, acked = self.fill(c, n=1000)
         leader = c.leader()
         f = next(i for i in c.ids() if i != leader)
         c.wait_caught_up(f)
@@ -108,6 +112,9 @@ class RepairTest(HarnessTestCase):
         self.wait_healthy(c, f)
         self.assertEqual(metric(c, f, "ledger_store_corrupt"), 0)
         self.assertEqual(metric(c, f, "ledger_store_repairs_total"), 1)
+        self.assertTrue(glob.glob(os.path.join(
+            c.nodes[f].data_dir, "raft", "snapshot-*")), "a compacted log")
+        self.assertRegex(c.log_text(f), r"catch-up: [1-9]\d* events pulled")
         self.check_all(c, s, acked, c.ids())
         r = c.append_retry(s, [{"type": "t", "id": "after"}])
         self.assertEqual(r["last_seq"], len(acked) + 1)
