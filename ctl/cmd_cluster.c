@@ -62,59 +62,6 @@ struct node {
     char pid_path[PATH_MAX];
 };
 
-static int isExecutable(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
-           access(path, X_OK) == 0;
-}
-
-/* Find ledgerd: $LEDGERD, next to this executable, then $PATH. */
-static int findLedgerd(char *out, size_t outlen)
-{
-    const char *env = getenv("LEDGERD");
-    char self[PATH_MAX];
-    const char *path;
-    ssize_t n;
-
-    if (env != NULL && env[0] != '\0') {
-        if (!isExecutable(env)) {
-            return ctlFail("cluster up: LEDGERD=%s is not an executable "
-                           "file; point LEDGERD at the ledgerd binary",
-                           env);
-        }
-        snprintf(out, outlen, "%s", env);
-        return 0;
-    }
-    n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n > 0) {
-        char *slash;
-        self[n] = '\0';
-        slash = strrchr(self, '/');
-        if (slash != NULL) {
-            *slash = '\0';
-            snprintf(out, outlen, "%s/ledgerd", self);
-            if (isExecutable(out)) {
-                return 0;
-            }
-        }
-    }
-    path = getenv("PATH");
-    while (path != NULL && *path != '\0') {
-        const char *colon = strchr(path, ':');
-        size_t len = colon != NULL ? (size_t)(colon - path) : strlen(path);
-        if (len > 0 && len < outlen - 16) {
-            snprintf(out, outlen, "%.*s/ledgerd", (int)len, path);
-            if (isExecutable(out)) {
-                return 0;
-            }
-        }
-        path = colon != NULL ? colon + 1 : NULL;
-    }
-    return ctlFail("cluster up: cannot find the ledgerd binary (not next to "
-                   "ledgerctl, not in PATH); set LEDGERD=/path/to/ledgerd");
-}
-
 /* Read DIR/cluster.json if present: 1 found, 0 absent, -1 broken. */
 /* Use `path` as the token file: remember it and read the token. */
 static int loadTokenFile(struct ctl *ctl, const char *path)
@@ -534,7 +481,7 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
                            l.token_file, layout_path);
         }
     }
-    if (findLedgerd(ledgerd, sizeof ledgerd) != 0) {
+    if (ctlFindLedgerd(ledgerd, sizeof ledgerd, "cluster up") != 0) {
         return CTL_EXIT_FAIL;
     }
     if (ctlMkdirP(dir) != 0) {
