@@ -85,7 +85,7 @@ static void tickCb(uv_timer_t *t)
     struct ledger_node *n = p->n;
     struct ledger_repl_status st;
     struct ledger_repl_member_info m[MEMBERS_POLL__MAX];
-    char headers[1024];
+    char headers[API_PEER_HEADERS_MAX];
     size_t count;
     size_t i;
 

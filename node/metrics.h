@@ -15,7 +15,11 @@ void metrics_forwarded(void);
 /* A forwarded request abandoned: reason "timeout" or "leader_change". */
 void metrics_forward_lost(const char *reason);
 void metrics_rejected(const char *reason); /* literal */
-void metrics_loop_stall(uint64_t ms);      /* node/loopwatch.c */
+/* A request refused for its token (auth.c): `name` is the token's NAME
+ * (copied; never its secret), `reason` a literal ("forbidden",
+ * "rate_limited"). */
+void metrics_token_rejected(const char *name, const char *reason);
+void metrics_loop_stall(uint64_t ms); /* node/loopwatch.c */
 
 /* Render everything; returns malloc'ed text (caller frees) or NULL. */
 char *metrics_render(const struct ledger_repl_status *st, uint64_t position,

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "auth.h"
 #include "http/client.h"
 #include "log.h"
 #include "node.h"
@@ -51,6 +52,7 @@ static void replClosed(void *arg)
     uv_close((uv_handle_t *)&n->shutdown_timer, handleClosed);
     uv_close((uv_handle_t *)&n->sigterm, handleClosed);
     uv_close((uv_handle_t *)&n->sigint, handleClosed);
+    uv_close((uv_handle_t *)&n->sighup, handleClosed);
     uv_close((uv_handle_t *)&n->join_timer, handleClosed);
     ledger_log(LOG_INFO, NULL, "raft closed");
 }
@@ -137,6 +139,22 @@ static void onSignal(uv_signal_t *s, int signum)
     beginShutdown(n);
 }
 
+/* SIGHUP: reload what can change without a restart. Each reload logs its
+ * outcome and keeps the old state when the new one is refused; one
+ * failing does not stop the others. */
+static void onHangup(uv_signal_t *s, int signum)
+{
+    struct ledger_node *n = s->data;
+
+    (void)signum;
+    if (n->shutting_down) {
+        return;
+    }
+    ledger_log(LOG_INFO, NULL, "SIGHUP: reloading");
+    auth_reload(n); /* --token-file (auth.c) */
+    /* TLS certificates: their reload goes here (see /work/coord/authz.md). */
+}
+
 /* Leader: hand over first (bounded), then drain and close. */
 static void beginShutdown(struct ledger_node *n)
 {
@@ -145,6 +163,7 @@ static void beginShutdown(struct ledger_node *n)
     n->shutting_down = true;
     uv_signal_stop(&n->sigterm);
     uv_signal_stop(&n->sigint);
+    uv_signal_stop(&n->sighup);
     ledger_repl_status(n->repl, &st);
     if (st.is_leader &&
         ledger_repl_transfer(n->repl, 0, transferDone, n) == 0) {
@@ -212,7 +231,7 @@ static void joinTimerCb(uv_timer_t *t)
 {
     struct ledger_node *n = t->data;
     char body[512];
-    char headers[1100];
+    char headers[API_PEER_HEADERS_MAX];
     char path[96];
     int rv;
 
@@ -345,6 +364,7 @@ static void abortStart(struct ledger_node *n)
     uv_timer_init(n->loop, &n->shutdown_timer);
     uv_signal_init(n->loop, &n->sigterm);
     uv_signal_init(n->loop, &n->sigint);
+    uv_signal_init(n->loop, &n->sighup);
     uv_timer_init(n->loop, &n->join_timer);
     ledger_repl_close(n->repl, replClosed, n);
 }
@@ -441,6 +461,9 @@ int node_run(struct ledger_config *cfg)
     uv_signal_init(&loop, &n.sigint);
     n.sigint.data = &n;
     uv_signal_start(&n.sigint, onSignal, SIGINT);
+    uv_signal_init(&loop, &n.sighup);
+    n.sighup.data = &n;
+    uv_signal_start(&n.sighup, onHangup, SIGHUP);
     uv_timer_init(&loop, &n.join_timer);
     n.join_timer.data = &n;
     if (cfg->join != NULL) {

@@ -36,6 +36,7 @@ struct ledger_node {
     http_server *http;
     uv_signal_t sigterm;
     uv_signal_t sigint;
+    uv_signal_t sighup;        /* Reloads tokens (and certificates). */
     uv_timer_t sweep;          /* Deadlines of waiting requests. */
     uv_timer_t shutdown_timer; /* Bounds the leadership hand-over. */
     uv_timer_t join_timer;     /* --join: retries the add request. */

@@ -629,6 +629,21 @@ bool ledger_repl_leader_api(ledger_repl *r, char *buf, size_t len)
     return repl__member_api(r, id, buf, len);
 }
 
+static char *dupStr(const char *s);
+
+int ledger_repl_set_token(ledger_repl *r, const char *token)
+{
+    char *copy = NULL;
+
+    if (token != NULL && (copy = dupStr(token)) == NULL) {
+        return -1;
+    }
+    free(r->token);
+    r->token = copy;
+    r->cfg.token = copy;
+    return 0;
+}
+
 void ledger_repl_on_applied(ledger_repl *r, void (*cb)(void *arg), void *arg)
 {
     r->applied_cb = cb;

@@ -225,6 +225,10 @@ int ledger_repl_flush(ledger_repl *r);
  * the store is behind Raft), or NULL. */
 const char *ledger_repl_failed(ledger_repl *r);
 
+/* Replace the bearer token used for calls to peers (the node's token file
+ * was reloaded); copied. 0, or -1 when out of memory (the old one stays). */
+int ledger_repl_set_token(ledger_repl *r, const char *token);
+
 /* Called (from the loop) whenever the applied index advanced. */
 void ledger_repl_on_applied(ledger_repl *r, void (*cb)(void *arg), void *arg);
 
