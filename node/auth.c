@@ -8,8 +8,10 @@
 #include "auth.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/crypto.h>
 
@@ -94,6 +96,41 @@ enum auth_result auth_check(struct ledger_node *n, const char *authorization,
     return AUTH_OK;
 }
 
+/* Group or other may read the file: anyone on the machine may hold every
+ * role. Said at start and on each reload; not refused (a deployment may
+ * rely on a group). */
+static void warnMode(const char *path)
+{
+    struct stat st;
+
+    if (stat(path, &st) == 0 && (st.st_mode & 077) != 0) {
+        ledger_log(LOG_WARN, NULL,
+                   "token file %s has mode %03o: other local users may read "
+                   "the tokens; chmod 600 it",
+                   path, (unsigned)(st.st_mode & 0777));
+    }
+}
+
+void auth_start(struct ledger_node *n)
+{
+    const struct token_set *s = n->cfg->tokens;
+    size_t limited = 0;
+
+    if (s == NULL) {
+        ledger_log(LOG_INFO, NULL,
+                   "no --token-file: every API request is allowed");
+        return;
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        limited += s->tokens[i].rate > 0;
+    }
+    ledger_log(LOG_INFO, NULL,
+               "token file %s: %zu tokens (%zu rate-limited); nodes "
+               "authenticate as '%s'",
+               n->cfg->token_file, s->n, limited, s->node->name);
+    warnMode(n->cfg->token_file);
+}
+
 int auth_reload(struct ledger_node *n)
 {
     struct ledger_config *cfg = n->cfg;
@@ -144,8 +181,9 @@ int auth_reload(struct ledger_node *n)
     cfg->token = node_secret;
     ledger_repl_set_token(n->repl, cfg->token);
     ledger_log(LOG_INFO, NULL,
-               "SIGHUP: token file %s reloaded: %zu tokens (%zu rate-limited); "
-               "nodes authenticate as '%s'",
+               "SIGHUP: token file reloaded: %s: %zu tokens (%zu "
+               "rate-limited); nodes authenticate as '%s'",
                cfg->token_file, s->n, limited, s->node->name);
+    warnMode(cfg->token_file);
     return 0;
 }

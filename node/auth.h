@@ -53,6 +53,10 @@ enum auth_result auth_check(struct ledger_node *n, const char *authorization,
                             const char *peer_auth, enum route_access need,
                             struct auth_who *who);
 
+/* At start: log what was loaded, and warn when the token file can be read
+ * by other users (its mode has group or other bits). */
+void auth_start(struct ledger_node *n);
+
 /* SIGHUP: read --token-file again. On success the new set replaces the
  * old one (buckets carried over by NAME) and n->cfg->token becomes the new
  * node credential; on failure the old set stays. Logs either way. Returns

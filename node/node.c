@@ -479,6 +479,7 @@ int node_run(struct ledger_config *cfg)
         }
     }
 
+    auth_start(&n);
     ledger_log(LOG_INFO, NULL, "ledgerd %s node %llu: raft %s, api %s, data %s",
                LEDGER_VERSION, (unsigned long long)cfg->id, cfg->raft_addr,
                cfg->api_addr, cfg->data_dir);
