@@ -39,6 +39,7 @@
 
 #include "ledger.h"
 #include "repl_int.h"
+#include "replication/mpscan.h"
 
 #define SNAPSHOT_FORMAT 1
 #define CATCHUP_PAGE 2000        /* Events per pull request. */
@@ -49,6 +50,13 @@ struct packCtx {
     int rv;
     size_t n;
 };
+
+/* A msgpack string's bytes: msgpack-c gives "" a NULL pointer, which
+ * memcpy may not be passed (found by tests/fuzz). */
+static const char *strPtr(const msgpack_object *o)
+{
+    return o->via.str.size > 0 ? o->via.str.ptr : "";
+}
 
 static int packStr(msgpack_packer *pk, const char *s, size_t len)
 {
@@ -201,7 +209,7 @@ static int snapDecode(const msgpack_object *o, struct snap *s)
     s->index = f[1].via.u64;
     s->position = f[2].via.u64;
     memcpy(s->head_hash, f[3].via.bin.ptr, LEDGER_HASH_LEN);
-    memcpy(s->cluster_id, f[4].via.str.ptr, f[4].via.str.size);
+    memcpy(s->cluster_id, strPtr(&f[4]), f[4].via.str.size);
     s->cluster_id[f[4].via.str.size] = '\0';
     s->members = f[5].via.array.ptr;
     s->n_members = f[5].via.array.size;
@@ -219,7 +227,7 @@ static char *objStr(const msgpack_object *o, size_t *len)
     }
     s = malloc(o->via.str.size + 1);
     if (s != NULL) {
-        memcpy(s, o->via.str.ptr, o->via.str.size);
+        memcpy(s, strPtr(o), o->via.str.size);
         s[o->via.str.size] = '\0';
         if (len != NULL) {
             *len = o->via.str.size;
@@ -307,16 +315,16 @@ static int insertPackedEvent(ledger_repl *r, const msgpack_object *o,
     memset(&ev, 0, sizeof ev);
     p = *scratch;
     ev.stream = p;
-    memcpy(p, f[1].via.str.ptr, f[1].via.str.size);
+    memcpy(p, strPtr(&f[1]), f[1].via.str.size);
     p += f[1].via.str.size;
     *p++ = '\0';
     ev.type = p;
-    memcpy(p, f[3].via.str.ptr, f[3].via.str.size);
+    memcpy(p, strPtr(&f[3]), f[3].via.str.size);
     p += f[3].via.str.size;
     *p++ = '\0';
     if (f[4].type == MSGPACK_OBJECT_STR) {
         ev.id = p;
-        memcpy(p, f[4].via.str.ptr, f[4].via.str.size);
+        memcpy(p, strPtr(&f[4]), f[4].via.str.size);
         p += f[4].via.str.size;
         *p++ = '\0';
     }
@@ -325,7 +333,7 @@ static int insertPackedEvent(ledger_repl *r, const msgpack_object *o,
     ev.ts_ms = f[5].type == MSGPACK_OBJECT_POSITIVE_INTEGER
                    ? (int64_t)f[5].via.u64
                    : f[5].via.i64;
-    ev.data = f[6].via.str.ptr;
+    ev.data = strPtr(&f[6]);
     ev.data_len = f[6].via.str.size;
     memcpy(ev.prev_hash, f[7].via.bin.ptr, LEDGER_HASH_LEN);
     memcpy(ev.hash, f[8].via.bin.ptr, LEDGER_HASH_LEN);
@@ -343,11 +351,15 @@ static long insertPackedPage(ledger_repl *r, const char *body, size_t len)
     char *scratch = NULL;
     size_t cap = 0;
     long n = 0;
-    int rc;
+    int rc = 0;
+    size_t used;
+    char why[160];
 
     msgpack_unpacked_init(&u);
-    while ((rc = msgpack_unpack_next(&u, body, len, &off)) ==
-           MSGPACK_UNPACK_SUCCESS) {
+    while (off < len &&
+           mpscan_object(body + off, len - off, &used, why, sizeof why) == 0 &&
+           (rc = msgpack_unpack_next(&u, body, len, &off)) ==
+               MSGPACK_UNPACK_SUCCESS) {
         if (insertPackedEvent(r, &u.data, &scratch, &cap) != 0) {
             n = -1;
             break;
@@ -469,7 +481,7 @@ static int pullEvents(ledger_repl *r, const struct snap *s)
                 (pass == 0) != (f[0].via.u64 == leader)) {
                 continue;
             }
-            memcpy(apis[n], f[2].via.str.ptr, f[2].via.str.size);
+            memcpy(apis[n], strPtr(&f[2]), f[2].via.str.size);
             apis[n][f[2].via.str.size] = '\0';
             n++;
         }
@@ -552,10 +564,12 @@ int repl__restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     msgpack_unpacked up;
     struct snap s;
     size_t off = 0;
+    char why[160];
     int rv = RAFT_CORRUPT;
 
     msgpack_unpacked_init(&up);
-    if (msgpack_unpack_next(&up, buf->base, buf->len, &off) !=
+    if (mpscan_object(buf->base, buf->len, &off, why, sizeof why) != 0 ||
+        (off = 0, msgpack_unpack_next(&up, buf->base, buf->len, &off)) !=
             MSGPACK_UNPACK_SUCCESS ||
         snapDecode(&up.data, &s) != 0) {
         repl__log(r, 3, "restore: malformed snapshot");
