@@ -7,8 +7,9 @@
  *   write.c        the leader-bound life of a request: run here on the
  *                  leader, forward, park while there is no leader, retry,
  *                  or answer outcome_unknown (its state table is there)
- *   consistency.c  read consistency (barrier / read index) and the list
- *                  of requests waiting on a condition with a deadline
+ *   consistency.c  read consistency (barrier / read index)
+ *   wait.c         the list of requests waiting on a condition with a
+ *                  deadline
  *   peer.c         calls to other members' APIs and the leader's address
  *   reply.c        every answer, and the error table (errors.h)
  *   api_events.c, api_cluster.c, api_members.c   the handlers
@@ -59,6 +60,8 @@ struct api_write {
     api_step_fn run;    /* What the leader runs. */
     bool retry_safe;    /* Sending it again cannot apply it twice (every
                            event has an id; a checkpoint; a read). */
+    bool safety_known;  /* retry_safe is final (the route's retry_safe
+                           function ran, or the handler decided). */
     bool maybe_applied; /* An earlier attempt may have been applied: a
                            later 503/429 answers outcome_unknown. */
     bool handed_off;    /* We handed leadership over for it: it may be
@@ -101,7 +104,9 @@ struct api_req {
     api_step_fn after;     /* Read to run once consistency is established. */
     api_step_fn caught_up; /* api_catch_up's continuation. */
     bool timed_out;
-    bool through_shutdown; /* Keeps waiting while the node shuts down. */
+    bool through_shutdown; /* The next wait goes on while the node shuts
+                              down (set just before api_wait; cleared when
+                              that wait ends). */
     uint64_t wait_index;
     uint64_t wait_timeout;
     uint64_t deadline; /* uv_now ms */
@@ -146,14 +151,15 @@ int api_query_u64(struct api_req *a, const char *name, uint64_t def,
 
 /* Run `run` on the leader: here when this node leads, else forwarded to
  * the leader (or parked until one is known). retry_safe: sending the
- * request again cannot apply it twice. */
+ * request again cannot apply it twice (when false, the route's retry_safe
+ * function decides, only if it comes to that). */
 void api_write(struct api_req *a, api_step_fn run, bool retry_safe);
 /* The attempt running here could not finish: leadership moved away.
  * maybe_applied: it may still be applied (raft's LEADERSHIPLOST). Routes
  * the request again, or answers. */
 void api_write_lost(struct api_req *a, bool maybe_applied);
 
-/* ---- Consistency and waiting (consistency.c) ----------------------------- */
+/* ---- Consistency (consistency.c) and waiting (wait.c) -------------------- */
 
 /* Reads: establish the request's consistency, then run `fn`. */
 void api_read(struct api_req *a, api_step_fn fn);

@@ -122,6 +122,9 @@ void api_append(struct api_req *a)
     }
     rv = append_body_encode(body, a->stream, &op, &a->n_events, &e, msg,
                             sizeof msg);
+    /* Every event has an id: the store deduplicates a second delivery. */
+    a->w.safety_known = true;
+    a->w.retry_safe = rv == 0 && append_body_retry_safe(body) != 0;
     json_decref(body);
     if (rv != 0) {
         api_reply_error(a, e, "%s", msg);

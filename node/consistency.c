@@ -1,12 +1,4 @@
-/* Read consistency and waiting.
- *
- * Waiting: a request that waits for a condition (a leader to forward to,
- * the applied index to reach a read index, a long poll, a forwarded
- * answer) sits on n->waiters with a deadline. api_sweep() re-checks every
- * waiter whenever the applied index moves and every API_SWEEP_MS, and runs
- * its `then` step once the condition holds or the deadline passed. At
- * shutdown every waiter is answered at once, except those with a peer call
- * in flight: they end by their own deadline while the server drains.
+/* Read consistency.
  *
  * Strong reads (docs/architecture.md, "Reads and consistency"): on the
  * leader a barrier; on a follower the leader's read index
@@ -26,85 +18,6 @@
 
 #define STRONG_WAIT_MS 5000 /* A strong read's whole wait. */
 #define STRONG_MAX_ASKS 4   /* Read-index questions per strong read. */
-
-/* ---- Waiting --------------------------------------------------------------
- */
-
-void api_unwait(struct api_req *a)
-{
-    struct ledger_node *n = a->n;
-    if (!a->waiting) {
-        return;
-    }
-    if (a->prev != NULL) {
-        a->prev->next = a->next;
-    } else {
-        n->waiters = a->next;
-    }
-    if (a->next != NULL) {
-        a->next->prev = a->prev;
-    }
-    a->next = a->prev = NULL;
-    a->waiting = false;
-}
-
-void api_wait(struct api_req *a, uint64_t timeout_ms, api_ready_fn ready,
-              api_step_fn then)
-{
-    struct ledger_node *n = a->n;
-    a->ready = ready;
-    a->then = then;
-    a->timed_out = false;
-    if (ready(a)) {
-        then(a);
-        return;
-    }
-    if ((n->shutting_down && !a->through_shutdown) || timeout_ms == 0) {
-        a->timed_out = true;
-        then(a);
-        return;
-    }
-    a->deadline = uv_now(n->loop) + timeout_ms;
-    a->waiting = true;
-    a->prev = NULL;
-    a->next = n->waiters;
-    if (n->waiters != NULL) {
-        n->waiters->prev = a;
-    }
-    n->waiters = a;
-}
-
-void api_sweep(struct ledger_node *n, bool flush_all)
-{
-    uint64_t now = uv_now(n->loop);
-    struct api_req *a = n->waiters;
-    struct api_req *ready_list = NULL;
-
-    /* Collect first, then run: running may add or free waiters. */
-    while (a != NULL) {
-        struct api_req *next = a->next;
-        bool ok = a->ready(a);
-        bool flush = flush_all && a->w.call == NULL;
-        if (ok || flush || now >= a->deadline) {
-            api_unwait(a);
-            a->timed_out = !ok;
-            a->next = ready_list;
-            ready_list = a;
-        }
-        a = next;
-    }
-    while (ready_list != NULL) {
-        struct api_req *next = ready_list->next;
-        ready_list->next = NULL;
-        ready_list->then(ready_list);
-        ready_list = next;
-    }
-}
-
-void api_on_applied(void *arg)
-{
-    api_sweep(arg, false);
-}
 
 /* ---- Strong reads ----------------------------------------------------------
  */

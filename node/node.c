@@ -354,6 +354,12 @@ static int checkListenable(const char *flag, const char *addr, char *err,
     return rv;
 }
 
+/* The store failed and the data dir has room again (restart.h). */
+static void restartInPlace(void *arg)
+{
+    node_stop(arg, NODE_EXIT_RESTART);
+}
+
 /* A start that failed once Raft runs: close Raft (and so the loop's
  * handles) the normal way; node_run returns 1. */
 static void abortStart(struct ledger_node *n)
@@ -452,7 +458,8 @@ int node_run(struct ledger_config *cfg)
     uv_timer_start(&n.sweep, sweepCb, API_SWEEP_MS, API_SWEEP_MS);
     n.applied_poll = members_poll_start(&n);
     n.loopwatch = loopwatch_start(&loop, cfg->election_ms / 2);
-    n.restart = restart_watch_start(&n);
+    n.restart =
+        restart_watch_start(&loop, n.repl, cfg->data_dir, restartInPlace, &n);
     uv_timer_init(&loop, &n.shutdown_timer);
     n.shutdown_timer.data = &n;
     uv_signal_init(&loop, &n.sigterm);

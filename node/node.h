@@ -62,7 +62,7 @@ int node_run(struct ledger_config *cfg);
 /* Shut down cleanly (as on SIGTERM) and make node_run return exit_code. */
 void node_stop(struct ledger_node *n, int exit_code);
 
-/* routes.c, consistency.c */
+/* routes.c, wait.c */
 void api_handle(void *arg, http_request *req);
 void api_on_applied(void *arg);
 void api_sweep(struct ledger_node *n, bool flush_all);

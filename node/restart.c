@@ -7,10 +7,12 @@
 #include <uv.h>
 
 #include "log.h"
-#include "node.h"
 
 struct restart_watch {
-    struct ledger_node *n;
+    ledger_repl *repl;
+    const char *data_dir; /* Borrowed: outlives the watch. */
+    void (*restart)(void *arg);
+    void *arg;
     uv_timer_t timer;
     bool was_available; /* Raft reached another state since start. */
     bool stopped;       /* Unavailable after having been available. */
@@ -31,14 +33,13 @@ static bool hasRoom(const char *dir, unsigned long long *free_bytes)
 static void tickCb(uv_timer_t *t)
 {
     restart_watch *w = t->data;
-    struct ledger_node *n = w->n;
     struct ledger_repl_status st;
     unsigned long long free_bytes;
 
-    if (n->shutting_down || w->requested) {
+    if (w->requested) {
         return;
     }
-    ledger_repl_status(n->repl, &st);
+    ledger_repl_status(w->repl, &st);
     if (strcmp(st.state, "unavailable") != 0) {
         w->was_available = true;
         return;
@@ -52,26 +53,31 @@ static void tickCb(uv_timer_t *t)
                    "stopped serving after a storage error (is %s full?): this "
                    "node serves nothing until it restarts; it restarts "
                    "itself once the data dir has %llu MiB free",
-                   n->cfg->data_dir, RESTART_MIN_FREE >> 20);
+                   w->data_dir, RESTART_MIN_FREE >> 20);
     }
-    if (!hasRoom(n->cfg->data_dir, &free_bytes)) {
+    if (!hasRoom(w->data_dir, &free_bytes)) {
         return;
     }
     w->requested = true;
     ledger_log(LOG_WARN, NULL,
                "%s has room again (%llu MiB free): restarting in place",
-               n->cfg->data_dir, free_bytes >> 20);
-    node_stop(n, NODE_EXIT_RESTART);
+               w->data_dir, free_bytes >> 20);
+    w->restart(w->arg);
 }
 
-restart_watch *restart_watch_start(struct ledger_node *n)
+restart_watch *restart_watch_start(uv_loop_t *loop, ledger_repl *repl,
+                                   const char *data_dir,
+                                   void (*restart)(void *arg), void *arg)
 {
     restart_watch *w = calloc(1, sizeof *w);
     if (w == NULL) {
         return NULL;
     }
-    w->n = n;
-    uv_timer_init(n->loop, &w->timer);
+    w->repl = repl;
+    w->data_dir = data_dir;
+    w->restart = restart;
+    w->arg = arg;
+    uv_timer_init(loop, &w->timer);
     w->timer.data = w;
     uv_timer_start(&w->timer, tickCb, RESTART_CHECK_MS, RESTART_CHECK_MS);
     return w;

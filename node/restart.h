@@ -5,21 +5,23 @@
  * nothing until it is restarted. The watch checks the state every
  * RESTART_CHECK_MS; once it is unavailable it logs that once (error), and
  * /health says so. When the data dir has room again (statvfs: at least
- * RESTART_MIN_FREE bytes free for an unprivileged writer) it shuts the node
- * down cleanly and node_run returns NODE_EXIT_RESTART, on which main()
+ * RESTART_MIN_FREE bytes free for an unprivileged writer) it calls
+ * `restart`, which shuts the node down cleanly (node.c), and node_run
+ * returns NODE_EXIT_RESTART, on which main()
  * executes ledgerd again with the same arguments. The new process opens the
  * store and replays Raft's log like any restart: nothing acknowledged is
  * lost, and it catches up from the leader.
  *
- * Invariants: nothing happens while the node shuts down for another
+ * Invariants: the node closes the watch when it shuts down for another
  * reason; at most one restart is requested per process; a start that has
  * not yet reached a Raft state other than unavailable is left alone. */
 #ifndef LEDGER_RESTART_H
 #define LEDGER_RESTART_H
 
 #include <stdbool.h>
+#include <uv.h>
 
-struct ledger_node;
+#include "replication/repl.h"
 
 #define RESTART_CHECK_MS 1000 /* How often the state is checked. */
 #define RESTART_MIN_FREE                                                       \
@@ -29,7 +31,10 @@ struct ledger_node;
 
 typedef struct restart_watch restart_watch;
 
-restart_watch *restart_watch_start(struct ledger_node *n);
+/* Watch `repl`; `data_dir` is borrowed and must outlive the watch. */
+restart_watch *restart_watch_start(uv_loop_t *loop, ledger_repl *repl,
+                                   const char *data_dir,
+                                   void (*restart)(void *arg), void *arg);
 void restart_watch_close(restart_watch *w);
 
 /* Why the node is stopped, for /health; NULL while it is not. */

@@ -43,11 +43,11 @@ static const struct api_route routes[] = {
     {"POST", "/v1/cluster/members", "members", api_member_add, ACCESS_ADMIN,
      ROUTE_LEADER | ROUTE_LONG, NULL},
     {"DELETE", "/v1/cluster/members/{id}", "member", api_member_remove,
-     ACCESS_ADMIN, ROUTE_LEADER | ROUTE_LONG, NULL},
+     ACCESS_ADMIN, ROUTE_LEADER | ROUTE_LONG | ROUTE_MOVES_LEADER, NULL},
     {"POST", "/v1/cluster/members/{id}/role", "member_role", api_member_role,
-     ACCESS_ADMIN, ROUTE_LEADER | ROUTE_LONG, NULL},
+     ACCESS_ADMIN, ROUTE_LEADER | ROUTE_LONG | ROUTE_MOVES_LEADER, NULL},
     {"POST", "/v1/cluster/leader", "leader", api_leader_transfer, ACCESS_ADMIN,
-     ROUTE_LEADER, NULL},
+     ROUTE_LEADER | ROUTE_MOVES_LEADER, NULL},
     {"GET", "/v1/verify", "verify", api_verify, ACCESS_READ, 0, NULL},
     {"GET", "/v1/internal/events", "internal", api_internal_events, ACCESS_READ,
      0, NULL},
@@ -336,9 +336,7 @@ void api_handle(void *arg, http_request *req)
         return;
     }
     if (rt->flags & ROUTE_LEADER) {
-        api_write(a, rt->handler,
-                  (rt->flags & ROUTE_SAFE) ||
-                      (rt->retry_safe != NULL && rt->retry_safe(a)));
+        api_write(a, rt->handler, (rt->flags & ROUTE_SAFE) != 0);
         return;
     }
     rt->handler(a);

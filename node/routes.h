@@ -15,14 +15,21 @@ enum route_access {
     ACCESS_ADMIN,    /* + membership, leadership, backup. */
 };
 
-#define ROUTE_LEADER 0x1 /* Runs on the leader: api_write() (write.c). */
-#define ROUTE_SAFE 0x2   /* Sending it twice cannot apply it twice. */
-#define ROUTE_HANDOVER                                                         \
-    0x4 /* Taken while shutting down (handed to the new                        \
-           leader), so a client never sees it refused. */
-#define ROUTE_LONG                                                             \
-    0x8 /* May take up to 120 s on the leader                                  \
-           (membership catch-up): longer forward wait. */
+/* Route flags. */
+/* Runs on the leader: api_write() (write.c). */
+#define ROUTE_LEADER 0x1
+/* Sending it twice cannot apply it twice. */
+#define ROUTE_SAFE 0x2
+/* Taken while shutting down (handed to the new leader), so a client never
+ * sees it refused. */
+#define ROUTE_HANDOVER 0x4
+/* May take up to 120 s on the leader (membership catch-up): longer
+ * forward wait. */
+#define ROUTE_LONG 0x8
+/* May itself move leadership (a transfer; a change that takes the leader
+ * out of the voters): a leader change while it is forwarded is its effect,
+ * not a reason to give up on the answer. */
+#define ROUTE_MOVES_LEADER 0x10
 
 struct api_route {
     const char *method;

@@ -31,11 +31,14 @@
  *   FORWARDED  L answers                               relay the answer
  *   FORWARDED  nothing was sent (refused, no connect)  avoid L until it
  *                                                        changes; route
- *   FORWARDED  L or T changes                          cancel; safe: route
- *                                                        (maybe_applied);
+ *   FORWARDED  L or T changes, request safe (and not   cancel; route
+ *                one that moves leadership itself)       (maybe_applied)
+ *   FORWARDED  L or T changes, request unsafe          keep waiting: a leader
+ *                                                        handing over cleanly
+ *                                                        still answers it
+ *   FORWARDED  no answer by the forward deadline,      cancel; avoid L; safe:
+ *                or the connection broke after sending   route (maybe_applied);
  *                                                        else outcome_unknown
- *   FORWARDED  no answer by the forward deadline,      cancel; avoid L; then
- *                or the connection broke after sending   as on a change
  *
  * Bounds (issue 11): connecting to a peer takes at most the election
  * timeout (peer.c); a forwarded request waits for its answer at most
@@ -81,7 +84,9 @@ static bool usable(struct api_req *a, const struct api_leader *l)
     if (l->here) {
         return a->w.run != NULL;
     }
-    return l->id != 0 && l->api[0] != '\0' &&
+    /* Leading but not taking writes (handing over, store failed): wait
+     * for the successor rather than forward to ourselves. */
+    return l->id != 0 && l->id != a->n->cfg->id && l->api[0] != '\0' &&
            !(l->id == a->w.avoid_id && l->term == a->w.term);
 }
 
@@ -91,6 +96,18 @@ static bool leaderUsable(struct api_req *a)
 }
 
 static void route(struct api_req *a, bool may_park);
+
+/* Decided only when it matters (a forward went unanswered, leadership was
+ * lost), since deciding may mean decoding the body. */
+static bool retrySafe(struct api_req *a)
+{
+    if (!a->w.retry_safe && !a->w.safety_known && a->rt != NULL &&
+        a->rt->retry_safe != NULL) {
+        a->w.retry_safe = a->rt->retry_safe(a);
+    }
+    a->w.safety_known = true;
+    return a->w.retry_safe;
+}
 
 static void parkedDone(struct api_req *a)
 {
@@ -106,7 +123,7 @@ static void parkedDone(struct api_req *a)
 
 static void resolveUnanswered(struct api_req *a, const char *why)
 {
-    if (a->w.retry_safe) {
+    if (retrySafe(a)) {
         a->w.maybe_applied = true;
         route(a, true);
         return;
@@ -157,11 +174,23 @@ static void forwardCb(void *arg, int status,
                   resp->body, resp->body_len, extra);
 }
 
-/* Still worth waiting for: the leader and term it was sent to stand. */
+/* Give up on the forwarded answer now: the leader or term it was sent to
+ * changed, and sending it again is safe. An unsafe request keeps waiting
+ * for its answer, up to the forward bound: a leader that hands over
+ * cleanly (SIGTERM, a transfer) passes it on to its successor and relays
+ * the answer, so the client sees no failure; a frozen or cut-off one is
+ * given up at the bound. A request that moves leadership itself waits for
+ * its answer too. */
 static bool leaderMoved(struct api_req *a)
 {
     const struct api_leader *l = api_leader(a->n);
-    return l->id != a->w.leader_id || l->term != a->w.term;
+    if (l->id == a->w.leader_id && l->term == a->w.term) {
+        return false;
+    }
+    if (a->rt != NULL && (a->rt->flags & ROUTE_MOVES_LEADER)) {
+        return false;
+    }
+    return retrySafe(a);
 }
 
 /* The leader changed, or the deadline passed, before the answer came. */
@@ -179,7 +208,7 @@ static void forwardLost(struct api_req *a)
         ledger_log(LOG_INFO, a->rid,
                    "leader %llu did not answer within %u ms: %s",
                    (unsigned long long)was, forwardWaitMs(a),
-                   a->w.retry_safe ? "sending it again" : "outcome unknown");
+                   retrySafe(a) ? "sending it again" : "outcome unknown");
         resolveUnanswered(a, "the leader did not answer in time");
         return;
     }
@@ -188,7 +217,7 @@ static void forwardLost(struct api_req *a)
                "request waited: %s",
                (unsigned long long)was, (unsigned long long)l->id,
                (unsigned long long)l->term,
-               a->w.retry_safe ? "sending it again" : "outcome unknown");
+               retrySafe(a) ? "sending it again" : "outcome unknown");
     resolveUnanswered(a, "the leader changed");
 }
 
@@ -315,7 +344,7 @@ void api_write(struct api_req *a, api_step_fn run, bool retry_safe)
 void api_write_lost(struct api_req *a, bool maybe_applied)
 {
     a->w.state = WRITE_NONE;
-    if (maybe_applied && !a->w.retry_safe) {
+    if (maybe_applied && !retrySafe(a)) {
         api_reply_error(a, API_E_OUTCOME_UNKNOWN,
                         "leadership was lost before the write was confirmed: "
                         "it may or may not have been applied; check, then "

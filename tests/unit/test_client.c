@@ -444,6 +444,38 @@ static void test_client_post_timeout_not_retried(void **state)
     ledger_client_destroy(c);
 }
 
+/* A call marked safe to repeat moves on when an endpoint accepts the
+ * connection but never answers (a frozen node): the next one answers. */
+static void test_client_retry_safe_moves_on(void **state)
+{
+    struct fixture *f = *state; /* hangs */
+    void *gs = NULL;
+    struct fixture *g;
+    struct ledger_http_response r;
+    ledger_client *c;
+    char csv[160];
+    char err[256];
+
+    assert_int_equal(setUp(&gs), 0);
+    g = gs;
+    queue(f, NULL, 0, 1);
+    serverStart(f);
+    queue(g, "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}", 0, 0);
+    serverStart(g);
+    snprintf(csv, sizeof csv, "%s,%s", f->addr, g->addr);
+    assert_int_equal(ledger_client_create(csv, NULL, &c, err, sizeof err), 0);
+    ledger_client_set_timeout(c, 200);
+    assert_int_equal(ledger_client_call_flags(c, "POST", "/v1/streams/a/events",
+                                              "{}", 2, LEDGER_CALL_RETRY_SAFE,
+                                              &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(ledger_client_last_endpoint(c), g->addr);
+    ledger_http_response_free(&r);
+    ledger_client_destroy(c);
+    tearDown(&gs);
+}
+
 /* Bad endpoint lists are refused with a reason. */
 static void test_client_bad_endpoints(void **state)
 {
@@ -477,6 +509,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_all_dead, setUp, tearDown),
         cmocka_unit_test_setup_teardown(test_client_post_timeout_not_retried,
                                         setUp, tearDown),
+        cmocka_unit_test_setup_teardown(test_client_retry_safe_moves_on, setUp,
+                                        tearDown),
         cmocka_unit_test_setup_teardown(test_client_bad_endpoints, setUp,
                                         tearDown),
     };

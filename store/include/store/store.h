@@ -14,7 +14,7 @@
  * hash) depends only on the store's contents and the arguments, so every
  * replica computes the same result.
  *
- * Hash chain (docs/architecture.md, "Hash chain", is the normative text):
+ * Hash chain (docs/store.md, "Hash chain", is the normative text):
  *   hash(P) = SHA-256( prev_hash               32 raw bytes, hash(P-1),
  *                                             all zero for P = 1
  *                    | u64be(position)
