@@ -311,6 +311,13 @@ class ReloadTest(HarnessTestCase):
                                   r"'superuser'")
             self.assertEqual(self.status(n, "late-secret-1a2b3c"), 200)
             self.assertEqual(self.status(n, SECRETS["root"]), 200)
+        # A file others may read is taken, with a warning.
+        self.write(text)
+        os.chmod(self.c.token_file, 0o644)
+        self.hup(ids[:1], "token file reloaded")
+        self.assertRegex(self.c.log_text(ids[0]),
+                         r"token file .* has mode 644: other local users may "
+                         r"read the tokens")
         # A missing file is refused the same way.
         os.unlink(self.c.token_file)
         self.hup(ids, "token file refused")
