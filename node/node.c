@@ -163,7 +163,8 @@ static void beginShutdown(struct ledger_node *n)
     n->shutting_down = true;
     uv_signal_stop(&n->sigterm);
     uv_signal_stop(&n->sigint);
-    uv_signal_stop(&n->sighup);
+    /* SIGHUP stays caught (and ignored) while shutting down: stopping its
+     * handler would restore the default action, which kills. */
     ledger_repl_status(n->repl, &st);
     if (st.is_leader &&
         ledger_repl_transfer(n->repl, 0, transferDone, n) == 0) {
@@ -493,6 +494,7 @@ int node_run(struct ledger_config *cfg)
 
 run:
     uv_run(&loop, UV_RUN_DEFAULT);
+    signal(SIGHUP, SIG_IGN); /* Its handler is closed: do not die of it. */
     rv = uv_loop_close(&loop);
     if (rv != 0) {
         ledger_log(LOG_WARN, NULL, "loop closed with handles open: %s",

@@ -368,6 +368,18 @@ class ReloadTest(HarnessTestCase):
         self.c.append_ok(4, unique("n4"), [{"type": "t"}])
 
 
+    def test_sighup_while_shutting_down_does_not_kill(self):
+        """A SIGHUP that arrives while the leader hands over and drains
+        (SIGTERM just before) is ignored: the node still exits 0."""
+        leader = self.c.leader()
+        self.c.signal(leader, signal.SIGTERM)
+        self.c.signal(leader, signal.SIGHUP)
+        wait_until(lambda: "shutting down" in self.c.log_text(leader),
+                   timeout=20)
+        self.c.signal(leader, signal.SIGHUP)
+        self.assertEqual(self.c.wait_exit(leader), 0)
+
+
 class BareTokenTest(HarnessTestCase):
     """Today's format: a file of one bare token means admin."""
 
