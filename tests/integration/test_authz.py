@@ -83,6 +83,7 @@ class RolesTest(ClusterTestCase):
         return [
             ("open", "GET", "/health", None),
             ("open", "GET", "/metrics", None),
+            ("open", "GET", "/ui", None),
             ("read", "GET", "/v1/streams", None),
             ("read", "GET", f"/v1/streams/{s}", None),
             ("read", "GET", f"/v1/streams/{s}/events?consistency=leader",
@@ -90,6 +91,7 @@ class RolesTest(ClusterTestCase):
             ("read", "GET", f"/v1/streams/{s}/checkpoints/cp", None),
             ("read", "GET", "/v1/cluster", None),
             ("read", "GET", "/v1/cluster/members", None),
+            ("read", "GET", "/v1/cluster/history", None),
             ("read", "GET", "/v1/verify", None),
             ("read", "GET", "/v1/internal/status", None),
             ("write", "POST", f"/v1/streams/{s}/events", {"type": "t"}),
