@@ -51,7 +51,9 @@ runOne() {
     if [ -f "$HERE/tests/fuzz/$t.dict" ]; then
         args+=("-dict=$HERE/tests/fuzz/$t.dict")
     fi
+    # libFuzzer's own failure code is 77, which means "not built" here.
     "$bin" -max_total_time="$SECONDS_EACH" -timeout=20 -rss_limit_mb=2048 \
+        -error_exitcode=1 -timeout_exitcode=1 \
         -print_final_stats=1 -artifact_prefix="$WORK/crashes/$t-" \
         "${args[@]}" "$WORK/$t" "$seeds" >"$log" 2>&1
     local rc=$?
