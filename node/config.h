@@ -35,6 +35,14 @@ struct ledger_config {
     unsigned snapshot_trailing;
     size_t max_queue_ops;
     size_t max_queue_bytes;
+    const char *restore;       /* --restore FILE: seed the empty data dir
+                                  from a backup, then start (node/restore.c). */
+    const char *verify_backup; /* --verify-backup FILE: check a backup
+                                  offline and exit; no other flag needed. */
+    const char *expect_sha256; /* --sha256 HEX (with --verify-backup): the
+                                  checksum to expect instead of FILE.sha256. */
+    int chain_only;            /* --chain-only (with --verify-backup): the
+                                  caller checked the file's bytes itself. */
     /* Normalised addresses ("localhost" becomes 127.0.0.1: the Raft
      * transport does not resolve names); the pointers above point here. */
     char raft_addr_buf[REPL_ADDR_MAX];

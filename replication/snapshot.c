@@ -5,7 +5,12 @@
  *
  *   snapshot = [ format:1, index:uint, position:uint, head_hash:bin(32),
  *                cluster_id:str, members:[[id, raft_addr, api_addr]...],
- *                checkpoints:[[stream, name, value]...] ]
+ *                checkpoints:[[stream, name, value]...]
+ *                (, restored_from:str) ]
+ *
+ * restored_from (the cluster id of the backup a restored cluster started
+ * from, store.h) is the 8th element, present only on restored clusters, so
+ * a node that predates it still reads every other cluster's snapshots.
  *
  * Its size is O(members + checkpoints), independent of the number of events.
  *
@@ -129,7 +134,7 @@ int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     repl__fsm_snapshotted(r);
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    rv = msgpack_pack_array(&pk, 7);
+    rv = msgpack_pack_array(&pk, st.restored_from[0] != '\0' ? 8 : 7);
     rv |= msgpack_pack_uint8(&pk, SNAPSHOT_FORMAT);
     rv |= msgpack_pack_uint64(&pk, r->raft.last_applied);
     rv |= msgpack_pack_uint64(&pk, st.position);
@@ -145,6 +150,9 @@ int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     rv |= ledger_store_list_checkpoints(r->store, countCheckpoint, &c);
     rv |= msgpack_pack_array(&pk, c.n);
     rv |= ledger_store_list_checkpoints(r->store, packCheckpoint, &c);
+    if (st.restored_from[0] != '\0') {
+        rv |= packStr(&pk, st.restored_from, strlen(st.restored_from));
+    }
     rv |= c.rv;
     if (rv != 0) {
         msgpack_sbuffer_destroy(&sb);
@@ -185,15 +193,27 @@ struct snap {
     uint32_t n_members;
     const msgpack_object *checkpoints;
     uint32_t n_checkpoints;
+    bool has_restored_from;
+    char restored_from[64];
 };
 
 static int snapDecode(const msgpack_object *o, struct snap *s)
 {
     const msgpack_object *f;
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 7) {
+    if (o->type != MSGPACK_OBJECT_ARRAY ||
+        (o->via.array.size != 7 && o->via.array.size != 8)) {
         return -1;
     }
     f = o->via.array.ptr;
+    s->has_restored_from = o->via.array.size == 8;
+    if (s->has_restored_from) {
+        if (f[7].type != MSGPACK_OBJECT_STR ||
+            f[7].via.str.size >= sizeof s->restored_from) {
+            return -1;
+        }
+        memcpy(s->restored_from, f[7].via.str.ptr, f[7].via.str.size);
+        s->restored_from[f[7].via.str.size] = '\0';
+    }
     if (f[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
         f[0].via.u64 != SNAPSHOT_FORMAT ||
         f[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
@@ -519,6 +539,9 @@ static int restoreState(ledger_repl *r, const struct snap *s)
     }
     if (s->cluster_id[0] != '\0') {
         rv |= ledger_store_init_cluster(r->store, s->cluster_id);
+    }
+    if (s->has_restored_from) {
+        rv |= ledger_store_set_restored_from(r->store, s->restored_from);
     }
     for (i = 0; i < s->n_members && rv == 0; i++) {
         const msgpack_object *m = &s->members[i];

@@ -97,6 +97,7 @@ class RolesTest(ClusterTestCase):
             ("write", "POST", f"/v1/streams/{s}/events", {"type": "t"}),
             ("write", "PUT", f"/v1/streams/{s}/checkpoints/cp", {"value": 1}),
             ("admin", "POST", "/v1/cluster/leader", {"id": 99}),
+            ("admin", "GET", "/v1/backup", None),
             ("admin", "POST", "/v1/cluster/members", {}),
             ("admin", "DELETE", "/v1/cluster/members/99", None),
             ("admin", "POST", "/v1/cluster/members/99/role",
