@@ -28,6 +28,13 @@ struct ledger_config {
                                  without. Replaced on SIGHUP (auth.c). */
     char *token; /* The token this node presents to its peers: a copy of
                     tokens->node->secret (malloc'ed), NULL without. */
+    /* TLS (docs/security.md): all three files or none. */
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_ca;
+    int tls_client_auth; /* enum http_tls_peer_auth (API clients). */
+    int insecure;        /* --insecure: allow a non-loopback address
+                            without TLS and a token file. */
     int log_json;
     int log_level; /* 0 debug, 1 info, 2 warn, 3 error */
     size_t max_body;

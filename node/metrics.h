@@ -21,6 +21,7 @@ void metrics_rejected(const char *reason); /* literal */
  * "rate_limited"). */
 void metrics_token_rejected(const char *name, const char *reason);
 void metrics_loop_stall(uint64_t ms); /* node/loopwatch.c */
+void metrics_peer_rejected(void); /* node/raft_tls.c */
 
 /* Appends answered 201 and the events they appended (history.c). */
 uint64_t metrics_appends_total(void);

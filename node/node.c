@@ -29,6 +29,8 @@
 #include "loopwatch.h"
 #include "history.h"
 #include "members_poll.h"
+#include "node_tls.h"
+#include "raft_tls.h"
 #include "restart.h"
 #include "restore.h"
 
@@ -49,6 +51,8 @@ static void replClosed(void *arg)
 {
     struct ledger_node *n = arg;
     n->repl = NULL;
+    raft_tls_free(n->raft_tls); /* Raft closed it. */
+    n->raft_tls = NULL;
     http_client_close(n->peers, NULL, NULL);
     n->peers = NULL;
     uv_close((uv_handle_t *)&n->sweep, handleClosed);
@@ -156,8 +160,8 @@ static void onHangup(uv_signal_t *s, int signum)
         return;
     }
     ledger_log(LOG_INFO, NULL, "SIGHUP: reloading");
-    auth_reload(n); /* --token-file (auth.c) */
-    /* TLS certificates: their reload goes here (see /work/coord/authz.md). */
+    node_tls_reload(n); /* --tls-* certificates (node_tls.c) */
+    auth_reload(n);     /* --token-file (auth.c) */
 }
 
 /* Leader: hand over first (bounded), then drain and close. */
@@ -385,6 +389,7 @@ int node_run(struct ledger_config *cfg)
 {
     struct ledger_node n;
     struct ledger_repl_config rc;
+    struct http_client_options peer_opts;
     uv_loop_t loop;
     char path[4096];
     char err[512];
@@ -408,6 +413,12 @@ int node_run(struct ledger_config *cfg)
         close(lock_fd);
         return 1;
     }
+    if (cfg->tls_cert != NULL &&
+        node_tls_load(cfg, &n.tls, err, sizeof err) != 0) {
+        fprintf(stderr, "ledgerd: %s\n", err);
+        close(lock_fd);
+        return 1;
+    }
 
     backup_remove_stale(cfg->data_dir);
     if (cfg->restore != NULL && restore_seed(cfg, err, sizeof err) != 0) {
@@ -418,6 +429,7 @@ int node_run(struct ledger_config *cfg)
     snprintf(path, sizeof path, "%s/ledger.db", cfg->data_dir);
     if (ledger_store_open(path, &n.store, err, sizeof err) != 0) {
         fprintf(stderr, "ledgerd: %s\n", err);
+        http_tls_free(n.tls);
         return 1;
     }
     snprintf(path, sizeof path, "%s/raft", cfg->data_dir);
@@ -442,6 +454,17 @@ int node_run(struct ledger_config *cfg)
     rc.max_queue_ops = cfg->max_queue_ops;
     rc.max_queue_bytes = cfg->max_queue_bytes;
     rc.token = cfg->token;
+    rc.tls_ca = cfg->tls_ca; /* catch-up pulls over https */
+    rc.tls_cert = cfg->tls_cert;
+    rc.tls_key = cfg->tls_key;
+    if (n.tls != NULL) {
+        if (raft_tls_create(&loop, n.tls, &n.raft_tls) != 0) {
+            fprintf(stderr, "ledgerd: raft TLS transport: out of memory\n");
+            ledger_store_close(n.store);
+            return 1;
+        }
+        rc.transport = raft_tls_transport(n.raft_tls);
+    }
     rv = ledger_repl_start(&loop, n.store, &rc, replLog, NULL, &n.repl, err,
                            sizeof err);
     if (rv != 0) {
@@ -450,7 +473,15 @@ int node_run(struct ledger_config *cfg)
         return 1;
     }
     ledger_repl_on_applied(n.repl, api_on_applied, &n);
-    rv = http_client_create(&loop, NULL, &n.peers);
+    memset(&peer_opts, 0, sizeof peer_opts);
+    if (n.tls != NULL) {
+        /* Every node-to-node call is https and verifies the peer. */
+        peer_opts.ca_file = cfg->tls_ca;
+        peer_opts.cert_file = cfg->tls_cert;
+        peer_opts.key_file = cfg->tls_key;
+        peer_opts.https = 1;
+    }
+    rv = http_client_create(&loop, &peer_opts, &n.peers);
     if (rv != 0) {
         fprintf(stderr, "ledgerd: http client: %s\n", uv_strerror(rv));
         abortStart(&n);
@@ -463,6 +494,9 @@ int node_run(struct ledger_config *cfg)
         fprintf(stderr, "ledgerd: %s\n", err);
         abortStart(&n);
         goto run;
+    }
+    if (n.tls != NULL) {
+        http_server_set_tls(n.http, n.tls, cfg->tls_client_auth);
     }
 
     uv_timer_init(&loop, &n.sweep);
@@ -503,6 +537,22 @@ int node_run(struct ledger_config *cfg)
     ledger_log(LOG_INFO, NULL, "ledgerd %s node %llu: raft %s, api %s, data %s",
                LEDGER_VERSION, (unsigned long long)cfg->id, cfg->raft_addr,
                cfg->api_addr, cfg->data_dir);
+    if (n.tls != NULL) {
+        char what[256];
+        http_tls_describe(n.tls, what, sizeof what);
+        ledger_log(LOG_INFO, NULL,
+                   "TLS on: mutual TLS on raft %s, HTTPS on %s (client "
+                   "certificates: %s); %s",
+                   cfg->raft_addr, cfg->api_addr,
+                   cfg->tls_client_auth == HTTP_TLS_PEER_REQUIRE ? "required"
+                   : cfg->tls_client_auth == HTTP_TLS_PEER_OPTIONAL
+                       ? "optional"
+                       : "not asked",
+                   what);
+    } else if (cfg->insecure) {
+        ledger_log(LOG_WARN, NULL, "--insecure: no TLS on raft %s and api %s",
+                   cfg->raft_addr, cfg->api_addr);
+    }
 
 run:
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -513,6 +563,7 @@ run:
                    uv_strerror(rv));
     }
     ledger_store_close(n.store);
+    http_tls_free(n.tls);
     close(lock_fd);
     ledger_log(LOG_INFO, NULL, "stopped");
     return n.exit_code;
