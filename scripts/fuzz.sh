@@ -4,7 +4,10 @@
 # input, regressions included) and then fuzzing for --seconds.
 #
 #   scripts/fuzz.sh [--build DIR] [--seconds S] [--work DIR] [--jobs N]
-#                   [TARGET...]          (TARGET: tokens, http, ...; default all)
+#                   [--fresh] [TARGET...]  (TARGET: tokens, http, ...; default all)
+#
+# --fresh empties WORK/TARGET first, so the run starts from the committed
+# corpus only (make test does: its time stays bounded).
 #
 # New inputs go to WORK/TARGET (never into the committed corpus), crashes to
 # WORK/crashes/TARGET-*. One line per target: executions, time, corpus.
@@ -16,6 +19,7 @@ BUILD="$HERE/build-fuzz"
 SECONDS_EACH=60
 WORK=""
 JOBS=1
+FRESH=0
 TARGETS=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -23,6 +27,7 @@ while [ $# -gt 0 ]; do
     --seconds) SECONDS_EACH="$2"; shift 2 ;;
     --work) WORK="$2"; shift 2 ;;
     --jobs) JOBS="$2"; shift 2 ;;
+    --fresh) FRESH=1; shift ;;
     -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
     *) TARGETS+=("$1"); shift ;;
@@ -46,6 +51,9 @@ runOne() {
     if [ ! -x "$bin" ]; then
         echo "fuzz $t: $bin is not built (make build-fuzz)"
         return 77
+    fi
+    if [ "$FRESH" = 1 ]; then
+        rm -rf "${WORK:?}/$t"
     fi
     mkdir -p "$WORK/$t" "$seeds"
     if [ -f "$HERE/tests/fuzz/$t.dict" ]; then
