@@ -126,9 +126,40 @@ def entry():
     return out
 
 
+def events_page():
+    """First byte: 0 compact MessagePack page, 1 generic JSON page."""
+    import json
+    h0 = b"\0" * 32
+    h1 = hashlib.sha256(b"a").digest()
+    h2 = hashlib.sha256(b"b").digest()
+    evs = [[1, "orders", 1, "created", "o-1", 1796282633882, '{"n":1}', h0, h1],
+           [2, "orders", 2, "paid", None, -5, "[1,2.5,null]", h1, h2]]
+    compact = b"".join(msgpack.packb(e, use_bin_type=True) for e in evs)
+    page = {"events": [{"position": e[0], "stream": e[1], "seq": e[2],
+                        "type": e[3], "id": e[4], "ts": e[5],
+                        "data_text": e[6], "prev_hash": e[7].hex(),
+                        "hash": e[8].hex()} for e in evs]}
+    return [b"\0" + compact, b"\0" + msgpack.packb(evs[0], use_bin_type=True),
+            b"\0", b"\1" + json.dumps(page).encode(), b'\1{"events":[]}']
+
+
+def snapshot():
+    h = hashlib.sha256(b"x").digest()
+    base = [1, 42, 7, h, "2295519ee7f1f23b7105d0996684b6cd",
+            [[1, "127.0.0.1:7001", "127.0.0.1:8001"],
+             [2, "127.0.0.1:7002", "127.0.0.1:8002"]],
+            [["orders", "billing", '{"seq":4}']]]
+    return [msgpack.packb(base, use_bin_type=True),
+            msgpack.packb(base + ["abcd"], use_bin_type=True),
+            msgpack.packb([1, 0, 0, b"\0" * 32, "", [], []],
+                          use_bin_type=True)]
+
+
 if __name__ == "__main__":
     write("tokens", tokens())
     write("http", http())
     write("append_json", append_json())
     write("append_msgpack", append_msgpack())
     write("entry", entry())
+    write("events_page", events_page())
+    write("snapshot", snapshot())
