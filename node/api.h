@@ -190,6 +190,9 @@ const struct api_leader *api_leader(struct ledger_node *n);
 /* Room for the headers of a node-to-node call: two bearer tokens of
  * TOKEN_SECRET_MAX bytes (the client's and the node's) and a few more. */
 #define API_PEER_HEADERS_MAX 4096
+/* ledger_repl_on_leader callback (node.c registers it): refreshes the
+ * cache and re-checks every waiting request at once. */
+void api_on_leader(void *arg, const struct ledger_repl_leader *now);
 /* Headers for a node-to-node call made on behalf of `a`: marked as
  * forwarded, with its request id, the client's Authorization (else the
  * node's own token, if it has one) and the node's proof (auth.h). */

@@ -179,7 +179,6 @@ int auth_reload(struct ledger_node *n)
     }
     free(cfg->token);
     cfg->token = node_secret;
-    ledger_repl_set_token(n->repl, cfg->token);
     ledger_log(LOG_INFO, NULL,
                "SIGHUP: token file reloaded: %s: %zu tokens (%zu "
                "rate-limited); nodes authenticate as '%s'",
