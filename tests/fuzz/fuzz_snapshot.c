@@ -4,7 +4,9 @@
  *
  * Properties: the reader answers (no crash, leak, UB); an accepted
  * snapshot, packed again from what was decoded, decodes to the same
- * fields (so no field means something else than its bytes).
+ * fields (so no field means something else than its bytes); its members
+ * and checkpoints have the shape repl__snap_install reads (the decoder
+ * checks them, so installing never meets a malformed one).
  *
  * fuzz-needs: replication/snap.c (built once the snapshot decoder has its
  * own file; tests/fuzz/CMakeLists.txt skips it before) */
@@ -20,6 +22,11 @@ static void packStr(msgpack_packer *pk, const char *s)
     size_t n = strlen(s);
     msgpack_pack_str(pk, n);
     msgpack_pack_str_body(pk, s, n);
+}
+
+static bool isStr(const msgpack_object *o)
+{
+    return o->type == MSGPACK_OBJECT_STR;
 }
 
 /* Pack what was decoded, as snapshot.c packs a snapshot. */
@@ -86,6 +93,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(s.has_restored_from == s2.has_restored_from &&
           strcmp(s.restored_from, s2.restored_from) == 0);
     CHECK(s.n_members == s2.n_members && s.n_checkpoints == s2.n_checkpoints);
+    for (uint32_t i = 0; i < s.n_members; i++) {
+        const msgpack_object *m = &((const msgpack_object *)s.members)[i];
+        CHECK(m->type == MSGPACK_OBJECT_ARRAY && m->via.array.size == 3);
+        CHECK(m->via.array.ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+              isStr(&m->via.array.ptr[1]) && isStr(&m->via.array.ptr[2]));
+    }
+    for (uint32_t i = 0; i < s.n_checkpoints; i++) {
+        const msgpack_object *c = &((const msgpack_object *)s.checkpoints)[i];
+        CHECK(c->type == MSGPACK_OBJECT_ARRAY && c->via.array.size == 3);
+        CHECK(isStr(&c->via.array.ptr[0]) && isStr(&c->via.array.ptr[1]) &&
+              isStr(&c->via.array.ptr[2]));
+    }
     /* The strings are what the bytes say: no NUL cut them short. */
     {
         const msgpack_object *f = up.data.via.array.ptr;
