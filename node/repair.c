@@ -467,11 +467,16 @@ static void preNext(struct repair *r, unsigned delay_ms);
 
 static void preAuth(struct repair *r, char *headers, size_t len, bool json_body)
 {
-    const char *token = r->n->cfg->token;
-    snprintf(headers, len, "%s%s%s%s",
-             json_body ? "Content-Type: application/json\r\n" : "",
-             token ? "Authorization: Bearer " : "", token ? token : "",
-             token ? "\r\n" : "");
+    size_t off = 0;
+
+    headers[0] = '\0';
+    if (json_body) {
+        off = (size_t)snprintf(headers, len,
+                               "Content-Type: application/json\r\n");
+    }
+    /* The node's own credential (role node: admin), as every node-to-node
+     * call presents it (peer.c). */
+    api_peer_auth_headers(r->n, true, false, headers, len, &off);
 }
 
 static void saveRole(struct repair *r, const char *role)
@@ -573,7 +578,7 @@ static void preTimerCb(uv_timer_t *t)
 {
     struct repair *r = t->data;
     struct ledger_node *n = r->n;
-    char headers[1200];
+    char headers[API_PEER_HEADERS_MAX];
     char path[128];
     char body[96];
     int rv;
@@ -861,7 +866,7 @@ static bool rebuilt(struct repair *r)
     struct ledger_node *n = r->n;
     struct ledger_repl_status st;
     const struct api_leader *l;
-    char headers[1200];
+    char headers[API_PEER_HEADERS_MAX];
 
     ledger_repl_status(n->repl, &st);
     if (st.store_failed || st.leader_id == 0 || st.catching_up) {
