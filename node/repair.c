@@ -533,12 +533,22 @@ static void roleCb(void *arg, int status,
         v = json_loadb(resp->body, resp->body_len, 0, NULL);
     }
     if (v == NULL || json_integer_value(json_object_get(v, "leader_id")) == 0) {
+        /* The peer's refusal as it came (e.g. 401 when the node's
+         * credential is not in the peer's token file). */
+        char why[300];
+        if (status != 0) {
+            snprintf(why, sizeof why, "%s", uv_strerror(status));
+        } else if (resp->status != 200) {
+            snprintf(why, sizeof why, "HTTP %d %.*s", resp->status,
+                     (int)(resp->body_len < 200 ? resp->body_len : 200),
+                     resp->body != NULL ? resp->body : "");
+        } else {
+            snprintf(why, sizeof why, "%s",
+                     v == NULL ? "no answer" : "no leader");
+        }
         ledger_log(LOG_WARN, NULL,
                    "rebuild: asking %s for the members: %s; retrying",
-                   r->peers[r->peer],
-                   status != 0 ? uv_strerror(status)
-                   : v == NULL ? "no answer"
-                               : "no leader");
+                   r->peers[r->peer], why);
         json_decref(v);
         r->peer = (r->peer + 1) % r->n_peers;
         preNext(r, 1000);

@@ -38,8 +38,8 @@ def health(c, nid):
 
 class RepairTest(HarnessTestCase):
 
-    def cluster(self, name, extra=()):
-        c = self.track(Cluster(3, name=name, extra_args=list(extra)))
+    def cluster(self, name, extra=(), **kw):
+        c = self.track(Cluster(3, name=name, extra_args=list(extra), **kw))
         c.start()
         return c
 
@@ -166,9 +166,14 @@ class RepairTest(HarnessTestCase):
         vote while it lacks entries it acknowledged: with the leader down
         too, the survivor and it elect nobody; once the leader is back the
         damaged node leaves the voters, rebuilds as a standby and becomes a
-        voter again."""
+        voter again. With a token file of roles: its calls to the others
+        carry the node credential."""
+        admin = "repair-admin-" + unique("t")
         c = self.cluster("repair-raft", extra=["--snapshot-threshold", "64",
-                                               "--snapshot-trailing", "2000"])
+                                               "--snapshot-trailing", "2000"],
+                         token=admin, token_file_text=(
+                             f"nodes node repair-node-{unique('n')}\n"
+                             f"ops admin {admin}\n"))
         s, acked = self.fill(c, n=600)
         leader = c.leader()
         f, other = [i for i in c.ids() if i != leader]
