@@ -45,19 +45,20 @@ static void clusterLocal(struct api_req *a)
     ledger_repl_status(a->n->repl, &st);
     n = ledger_repl_members(a->n->repl, m, REPL__MEMBERS_MAX);
     for (i = 0; i < n && i < REPL__MEMBERS_MAX; i++) {
-        json_array_append_new(
-            members,
-            json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:o}",
-                      "id", (json_int_t)m[i].id, "raft_addr", m[i].raft_addr,
-                      "api_addr", m[i].api_addr, "role",
-                      ledger_repl_role_name(m[i].role), "state", m[i].state,
-                      "match_index", (json_int_t)m[i].match_index,
-                      "applied_index", (json_int_t)m[i].applied_index,
-                      "lag_entries", (json_int_t)m[i].lag_entries, "lag_ms",
-                      (json_int_t)m[i].lag_ms, "last_contact_ms",
-                      m[i].last_contact_ms >= 0
-                          ? json_integer(m[i].last_contact_ms)
-                          : json_null()));
+        json_t *o = json_pack(
+            "{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:o}", "id",
+            (json_int_t)m[i].id, "raft_addr", m[i].raft_addr, "api_addr",
+            m[i].api_addr, "role", ledger_repl_role_name(m[i].role), "state",
+            m[i].state, "match_index", (json_int_t)m[i].match_index,
+            "applied_index", (json_int_t)m[i].applied_index, "lag_entries",
+            (json_int_t)m[i].lag_entries, "lag_ms", (json_int_t)m[i].lag_ms,
+            "last_contact_ms",
+            m[i].last_contact_ms >= 0 ? json_integer(m[i].last_contact_ms)
+                                      : json_null());
+        json_object_set_new(o, "zone",
+                            m[i].zone[0] != '\0' ? json_string(m[i].zone)
+                                                 : json_null());
+        json_array_append_new(members, o);
     }
     {
         struct ledger_repl_change_info ci;

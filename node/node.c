@@ -27,6 +27,7 @@
 #include "loopwatch.h"
 #include "members_poll.h"
 #include "restart.h"
+#include "zone.h"
 
 #define LOCK_WAIT_MS 2000 /* For a dying predecessor's data-dir lock. */
 
@@ -73,6 +74,8 @@ static void drainAndClose(struct ledger_node *n)
     n->loopwatch = NULL;
     restart_watch_close(n->restart);
     n->restart = NULL;
+    zone_close(n->zone);
+    n->zone = NULL;
     api_sweep(n, true); /* answer every waiting reader now */
     http_server_close(n->http, httpClosed, n);
 }
@@ -437,6 +440,7 @@ int node_run(struct ledger_config *cfg)
     n.sweep.data = &n;
     uv_timer_start(&n.sweep, sweepCb, API_SWEEP_MS, API_SWEEP_MS);
     n.applied_poll = members_poll_start(&n);
+    n.zone = zone_start(&n);
     n.loopwatch = loopwatch_start(&loop, cfg->election_ms / 2);
     n.restart =
         restart_watch_start(&loop, n.repl, cfg->data_dir, restartInPlace, &n);
@@ -463,9 +467,12 @@ int node_run(struct ledger_config *cfg)
         }
     }
 
-    ledger_log(LOG_INFO, NULL, "ledgerd %s node %llu: raft %s, api %s, data %s",
+    ledger_log(LOG_INFO, NULL,
+               "ledgerd %s node %llu: raft %s, api %s, data %s%s%s%s%s",
                LEDGER_VERSION, (unsigned long long)cfg->id, cfg->raft_addr,
-               cfg->api_addr, cfg->data_dir);
+               cfg->api_addr, cfg->data_dir, cfg->zone ? ", zone " : "",
+               cfg->zone ? cfg->zone : "", cfg->config_file ? ", config " : "",
+               cfg->config_file ? cfg->config_file : "");
 
 run:
     uv_run(&loop, UV_RUN_DEFAULT);

@@ -46,6 +46,7 @@ struct ledger_node {
         *applied_poll;             /* Leader: polls members' applied index. */
     struct loopwatch *loopwatch;   /* Logs and counts event-loop stalls. */
     struct restart_watch *restart; /* Restarts after a storage error. */
+    struct zone_announcer *zone;   /* Replicates our --zone (zone.h). */
     http_client *peers;            /* Calls to peers' APIs (peer.c); closed
                                       once Raft has closed. */
     struct api_leader leader;      /* Cache of api_leader(). */

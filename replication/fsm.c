@@ -225,6 +225,9 @@ static int applyOp(ledger_repl *r, const struct op *op, int64_t ts,
     case OP_MEMBER_DEL:
         rv = ledger_store_delete_member(s, op->member_id);
         break;
+    case OP_MEMBER_ZONE:
+        rv = ledger_store_set_member_zone(s, op->member_id, op->zone);
+        break;
     default:
         rv = LEDGER_STORE_EINVAL;
         break;

@@ -4,8 +4,12 @@
  * events. It describes the state after applying entries 1..index:
  *
  *   snapshot = [ format:1, index:uint, position:uint, head_hash:bin(32),
- *                cluster_id:str, members:[[id, raft_addr, api_addr]...],
+ *                cluster_id:str, members:[[id, raft_addr, api_addr
+ *                (, zone:str)]...],
  *                checkpoints:[[stream, name, value]...] ]
+ *
+ * A member's zone is packed only when it has one (an older ledgerd reads
+ * snapshots of clusters without zones).
  *
  * Its size is O(members + checkpoints), independent of the number of events.
  *
@@ -45,6 +49,7 @@
 #define CATCHUP_TIMEOUT_MS 15000 /* Per pull request. */
 
 struct packCtx {
+    ledger_store *store;
     msgpack_packer *pk;
     int rv;
     size_t n;
@@ -66,10 +71,15 @@ static int countMember(void *arg, uint64_t id, const char *ra, const char *aa)
 static int packMember(void *arg, uint64_t id, const char *ra, const char *aa)
 {
     struct packCtx *c = arg;
-    c->rv |= msgpack_pack_array(c->pk, 3);
+    char zone[LEDGER_ZONE_MAX];
+    c->rv |= ledger_store_member_zone(c->store, id, zone, sizeof zone);
+    c->rv |= msgpack_pack_array(c->pk, zone[0] != '\0' ? 4 : 3);
     c->rv |= msgpack_pack_uint64(c->pk, id);
     c->rv |= packStr(c->pk, ra, strlen(ra));
     c->rv |= packStr(c->pk, aa, strlen(aa));
+    if (zone[0] != '\0') {
+        c->rv |= packStr(c->pk, zone, strlen(zone));
+    }
     return 0;
 }
 
@@ -99,7 +109,7 @@ int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     struct ledger_store_state st;
     msgpack_sbuffer sb;
     msgpack_packer pk;
-    struct packCtx c = {&pk, 0, 0};
+    struct packCtx c = {r->store, &pk, 0, 0};
     struct raft_buffer *out;
     int rv;
 
@@ -511,18 +521,28 @@ static int restoreState(ledger_repl *r, const struct snap *s)
     for (i = 0; i < s->n_members && rv == 0; i++) {
         const msgpack_object *m = &s->members[i];
         char *ra, *aa;
-        if (m->type != MSGPACK_OBJECT_ARRAY || m->via.array.size != 3 ||
+        char *zone = NULL;
+        if (m->type != MSGPACK_OBJECT_ARRAY ||
+            (m->via.array.size != 3 && m->via.array.size != 4) ||
             m->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
             return -1;
         }
         ra = objStr(&m->via.array.ptr[1], NULL);
         aa = objStr(&m->via.array.ptr[2], NULL);
-        rv = (ra == NULL || aa == NULL)
+        if (m->via.array.size == 4) {
+            zone = objStr(&m->via.array.ptr[3], NULL);
+        }
+        rv = (ra == NULL || aa == NULL || (m->via.array.size == 4 && !zone))
                  ? -1
                  : ledger_store_put_member(r->store,
                                            m->via.array.ptr[0].via.u64, ra, aa);
+        if (rv == 0) {
+            rv = ledger_store_set_member_zone(
+                r->store, m->via.array.ptr[0].via.u64, zone ? zone : "");
+        }
         free(ra);
         free(aa);
+        free(zone);
     }
     for (i = 0; i < s->n_checkpoints && rv == 0; i++) {
         const msgpack_object *c = &s->checkpoints[i];
