@@ -4,14 +4,18 @@ SHELL := /bin/bash
 #   make cluster   install what is missing, build, start a 3-node cluster
 #   make test      install what is missing, build (plain and ASan+UBSan),
 #                  run every test on the sanitizer build
+#   make install   build, then install under PREFIX (default /usr/local),
+#                  staged under DESTDIR if given (docs/operations.md)
 #   make chaos     chaos run on the plain build (docs/chaos.md); override
 #                  with CHAOS_ARGS="--nodes 3 --duration 60 --seed 7"
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DIR        ?= ./ledger-data
+PREFIX     ?= /usr/local
+DESTDIR    ?=
 
-.PHONY: all deps build build-asan cluster cluster-down test chaos unit format clean bench
+.PHONY: all deps build build-asan cluster cluster-down test chaos unit format clean bench install
 
 all: build
 
@@ -25,6 +29,12 @@ build: deps
 build-asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DLEDGER_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+# Binaries, ledgerd(8), ledgerctl(1), ledgerd@.service, sysusers.d entry,
+# bash completion and an example config, under $(DESTDIR)$(PREFIX).
+install: build
+	@DESTDIR="$(if $(DESTDIR),$(abspath $(DESTDIR)))" \
+	  cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 cluster: build
 	@$(BUILD)/ledgerctl cluster up --dir $(DIR)

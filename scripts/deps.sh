@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config libraft-dev libuv1-dev libsqlite3-dev
       libmsgpack-dev libhttp-parser-dev libjansson-dev libssl-dev
       libcurl4-openssl-dev libcmocka-dev python3 python3-msgpack sqlite3 curl
-      iproute2 nftables python3-matplotlib)
+      iproute2 nftables python3-matplotlib systemd man-db groff-base)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \

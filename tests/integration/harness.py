@@ -265,6 +265,8 @@ class Cluster:
         self.nodes = {}
         self.failed = False
         self.exit_codes = {}
+        # More flags for one node: {nid: [...]}, read at every (re)start.
+        self.node_args = {}
 
     # ---- lifecycle ------------------------------------------------------
 
@@ -330,7 +332,7 @@ class Cluster:
                "--election-ms", str(self.election_ms)]
         if self.token is not None:
             cmd += ["--token-file", self.token_file]
-        return cmd + self.extra_args
+        return cmd + self.extra_args + list(self.node_args.get(nid, ()))
 
     def start_node(self, nid, bootstrap=True):
         """Start node nid (first start or restart: same command; a restart
