@@ -468,7 +468,7 @@ static int pullEvents(ledger_repl *r, const struct snap *s)
         for (i = 0; i < s->n_members && n < REPL__MAX_MEMBERS; i++) {
             const msgpack_object *m = &s->members[i];
             const msgpack_object *f;
-            if (m->type != MSGPACK_OBJECT_ARRAY || m->via.array.size != 3) {
+            if (m->type != MSGPACK_OBJECT_ARRAY || m->via.array.size < 3) {
                 continue;
             }
             f = m->via.array.ptr;
