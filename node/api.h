@@ -12,7 +12,8 @@
  *                  deadline
  *   peer.c         calls to other members' APIs and the leader's address
  *   reply.c        every answer, and the error table (errors.h)
- *   api_events.c, api_cluster.c, api_members.c   the handlers
+ *   api_events.c, api_cluster.c, api_members.c, api_console.c
+ *                  the handlers
  *
  * Invariants:
  * - Every request gets exactly one response, through api_reply*(), which
@@ -218,5 +219,9 @@ void api_internal_events(struct api_req *a);
 void api_internal_hash(struct api_req *a);
 void api_internal_read_index(struct api_req *a);
 void api_internal_status(struct api_req *a);
+
+/* api_console.c */
+void api_ui(struct api_req *a);
+void api_cluster_history(struct api_req *a);
 
 #endif /* LEDGER_API_H */

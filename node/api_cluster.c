@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <msgpack.h>
@@ -17,6 +19,7 @@
 #include "api.h"
 #include "restart.h"
 #include "http/client.h"
+#include "members_poll.h"
 #include "metrics.h"
 
 #define CLUSTER_FORWARD_TIMEOUT_MS 3000
@@ -34,51 +37,94 @@ static json_t *hexJson(const uint8_t h[LEDGER_HASH_LEN])
 
 /* ---- /v1/cluster ------------------------------------------------------ */
 
+static json_t *intOrNull(bool known, int64_t v)
+{
+    return known ? json_integer((json_int_t)v) : json_null();
+}
+
+/* "2026-11-25T23:23:54.754Z" for a unix time in ms. */
+static json_t *isoTime(int64_t unix_ms)
+{
+    char buf[40];
+    time_t secs = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    size_t n;
+
+    gmtime_r(&secs, &tm);
+    n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, sizeof buf - n, ".%03dZ", (int)(unix_ms % 1000));
+    return json_string(buf);
+}
+
+static json_t *memberJson(const struct member_view *v, int64_t now_ms)
+{
+    const struct ledger_repl_member_info *m = &v->r;
+    json_t *o = json_pack(
+        "{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:o}", "id",
+        (json_int_t)m->id, "raft_addr", m->raft_addr, "api_addr", m->api_addr,
+        "role", ledger_repl_role_name(m->role), "state", m->state,
+        "match_index", (json_int_t)m->match_index, "applied_index",
+        (json_int_t)m->applied_index, "lag_entries", (json_int_t)m->lag_entries,
+        "lag_ms", (json_int_t)m->lag_ms, "last_contact_ms",
+        intOrNull(m->last_contact_ms >= 0, m->last_contact_ms));
+    json_object_set_new(o, "reachable",
+                        v->view_known ? json_boolean(v->reachable)
+                                      : json_null());
+    json_object_set_new(o, "stable_ms",
+                        intOrNull(v->stable_ms >= 0, v->stable_ms));
+    json_object_set_new(o, "stable_since",
+                        v->stable_ms >= 0 ? isoTime(now_ms - v->stable_ms)
+                                          : json_null());
+    json_object_set_new(o, "disk_free_bytes",
+                        intOrNull(v->disk_free >= 0, v->disk_free));
+    json_object_set_new(o, "disk_size_bytes",
+                        intOrNull(v->disk_size >= 0, v->disk_size));
+    json_object_set_new(o, "version",
+                        v->version[0] != '\0' ? json_string(v->version)
+                                              : json_null());
+    json_object_set_new(
+        o, "zone", m->zone[0] != '\0' ? json_string(m->zone) : json_null());
+    return o;
+}
+
 static void clusterLocal(struct api_req *a)
 {
-    struct ledger_repl_member_info m[REPL__MEMBERS_MAX];
+    static struct member_view v[REPL__MEMBERS_MAX]; /* Loop thread only. */
     struct ledger_repl_status st;
+    struct ledger_repl_change_info ci;
     json_t *members = json_array();
+    json_t *change = json_null();
+    struct timeval tv;
+    int64_t now_ms;
     size_t n;
     size_t i;
 
+    gettimeofday(&tv, NULL);
+    now_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
     ledger_repl_status(a->n->repl, &st);
-    n = ledger_repl_members(a->n->repl, m, REPL__MEMBERS_MAX);
-    for (i = 0; i < n && i < REPL__MEMBERS_MAX; i++) {
-        json_t *o = json_pack(
-            "{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:o}", "id",
-            (json_int_t)m[i].id, "raft_addr", m[i].raft_addr, "api_addr",
-            m[i].api_addr, "role", ledger_repl_role_name(m[i].role), "state",
-            m[i].state, "match_index", (json_int_t)m[i].match_index,
-            "applied_index", (json_int_t)m[i].applied_index, "lag_entries",
-            (json_int_t)m[i].lag_entries, "lag_ms", (json_int_t)m[i].lag_ms,
-            "last_contact_ms",
-            m[i].last_contact_ms >= 0 ? json_integer(m[i].last_contact_ms)
-                                      : json_null());
-        json_object_set_new(o, "zone",
-                            m[i].zone[0] != '\0' ? json_string(m[i].zone)
-                                                 : json_null());
-        json_array_append_new(members, o);
+    n = members_poll_view(a->n, a->n->applied_poll, v, REPL__MEMBERS_MAX);
+    n = n < REPL__MEMBERS_MAX ? n : REPL__MEMBERS_MAX;
+    for (i = 0; i < n; i++) {
+        json_array_append_new(members, memberJson(&v[i], now_ms));
     }
-    {
-        struct ledger_repl_change_info ci;
-        json_t *change = json_null();
-        if (ledger_repl_change_info(a->n->repl, &ci)) {
-            change =
-                json_pack("{s:I, s:s, s:s, s:I}", "id", (json_int_t)ci.id,
-                          "role", ledger_repl_role_name(ci.role), "step",
-                          ci.step, "elapsed_ms", (json_int_t)ci.elapsed_ms);
-        }
-        api_reply_json(
-            a, 200,
-            json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:o, s:o}", "cluster_id",
-                      st.cluster_id, "leader_id", (json_int_t)st.leader_id,
-                      "term", (json_int_t)st.term, "commit_index",
-                      (json_int_t)st.commit_index, "node_id",
-                      (json_int_t)a->n->cfg->id, "node_state", st.state,
-                      "membership_change", change, "members", members),
-            NULL);
+    if (ledger_repl_change_info(a->n->repl, &ci)) {
+        change = json_pack("{s:I, s:s, s:s, s:I}", "id", (json_int_t)ci.id,
+                           "role", ledger_repl_role_name(ci.role), "step",
+                           ci.step, "elapsed_ms", (json_int_t)ci.elapsed_ms);
     }
+    api_reply_json(a, 200,
+                   json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:o, s:o, s:o}",
+                             "cluster_id", st.cluster_id, "leader_id",
+                             (json_int_t)st.leader_id, "term",
+                             (json_int_t)st.term, "commit_index",
+                             (json_int_t)st.commit_index, "node_id",
+                             (json_int_t)a->n->cfg->id, "node_state", st.state,
+                             "fault_tolerance",
+                             n > 0 && v[0].view_known
+                                 ? json_integer(members_fault_tolerance(v, n))
+                                 : json_null(),
+                             "membership_change", change, "members", members),
+                   NULL);
 }
 
 static void clusterForwardCb(void *arg, int status,
@@ -207,8 +253,11 @@ void api_health(struct api_req *a)
 
 void api_metrics(struct api_req *a)
 {
+    static struct member_view v[REPL__MEMBERS_MAX]; /* Loop thread only. */
     struct ledger_repl_status st;
     struct ledger_store_state ss;
+    int64_t disk_free;
+    int64_t disk_size;
     char *text;
     size_t len = 0;
 
@@ -216,14 +265,15 @@ void api_metrics(struct api_req *a)
     if (ledger_store_get_state(a->n->store, &ss) != 0) {
         ss.position = 0;
     }
+    members_disk_space(a->n->cfg->data_dir, &disk_free, &disk_size);
     text = metrics_render(&st, ss.position, http_server_inflight(a->n->http),
-                          &len);
+                          disk_free, disk_size, &len);
     if (text != NULL && st.is_leader) {
-        struct ledger_repl_member_info m[REPL__MEMBERS_MAX];
-        size_t nm = ledger_repl_members(a->n->repl, m, REPL__MEMBERS_MAX);
+        size_t nm =
+            members_poll_view(a->n, a->n->applied_poll, v, REPL__MEMBERS_MAX);
         size_t mlen = 0;
         char *more = metrics_render_members(
-            m, nm < REPL__MEMBERS_MAX ? nm : REPL__MEMBERS_MAX, &mlen);
+            v, nm < REPL__MEMBERS_MAX ? nm : REPL__MEMBERS_MAX, &mlen);
         char *all = more != NULL ? realloc(text, len + mlen + 1) : NULL;
         if (all != NULL) {
             memcpy(all + len, more, mlen);
@@ -452,19 +502,25 @@ void api_internal_status(struct api_req *a)
 {
     struct ledger_repl_status st;
     struct ledger_store_state ss;
+    int64_t disk_free;
+    int64_t disk_size;
+    json_t *o;
+
     ledger_repl_status(a->n->repl, &st);
     if (ledger_store_get_state(a->n->store, &ss) != 0) {
         api_reply_store_error(a);
         return;
     }
-    api_reply_json(
-        a, 200,
-        json_pack("{s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:o}", "id",
-                  (json_int_t)a->n->cfg->id, "pid", (json_int_t)getpid(),
-                  "state", st.state, "applied_index",
-                  (json_int_t)st.applied_index, "commit_index",
-                  (json_int_t)st.commit_index, "store_applied_index",
-                  (json_int_t)ss.applied_index, "position",
-                  (json_int_t)ss.position, "head_hash", hexJson(ss.head_hash)),
-        NULL);
+    o = json_pack(
+        "{s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:o, s:s}", "id",
+        (json_int_t)a->n->cfg->id, "pid", (json_int_t)getpid(), "state",
+        st.state, "applied_index", (json_int_t)st.applied_index, "commit_index",
+        (json_int_t)st.commit_index, "store_applied_index",
+        (json_int_t)ss.applied_index, "position", (json_int_t)ss.position,
+        "head_hash", hexJson(ss.head_hash), "version", LEDGER_VERSION);
+    if (members_disk_space(a->n->cfg->data_dir, &disk_free, &disk_size) == 0) {
+        json_object_set_new(o, "disk_free_bytes", json_integer(disk_free));
+        json_object_set_new(o, "disk_size_bytes", json_integer(disk_size));
+    }
+    api_reply_json(a, 200, o, NULL);
 }

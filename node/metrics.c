@@ -90,6 +90,16 @@ void metrics_append_latency(double seconds, size_t events)
     eventsAppended += events;
 }
 
+uint64_t metrics_appends_total(void)
+{
+    return latencyCount;
+}
+
+uint64_t metrics_events_total(void)
+{
+    return eventsAppended;
+}
+
 void metrics_forwarded(void)
 {
     forwarded++;
@@ -173,7 +183,8 @@ static void bputf(struct buf *b, const char *fmt, ...)
 }
 
 char *metrics_render(const struct ledger_repl_status *st, uint64_t position,
-                     size_t inflight_http, size_t *len)
+                     size_t inflight_http, int64_t disk_free, int64_t disk_size,
+                     size_t *len)
 {
     struct buf b = {malloc(8192), 0, 8192, 0};
     uint64_t cum = 0;
@@ -287,6 +298,22 @@ char *metrics_render(const struct ledger_repl_status *st, uint64_t position,
           "since start.\n# TYPE ledger_loop_stall_max_seconds gauge\n"
           "ledger_loop_stall_max_seconds %.3f\n",
           stallMaxMs / 1000.0);
+    if (disk_free >= 0 && disk_size >= 0) {
+        bputf(&b,
+              "# HELP ledger_disk_free_bytes Bytes free for the data dir "
+              "(available to ledgerd's user).\n"
+              "# TYPE ledger_disk_free_bytes gauge\n"
+              "ledger_disk_free_bytes %lld\n"
+              "# HELP ledger_disk_size_bytes Size of the data dir's file "
+              "system.\n# TYPE ledger_disk_size_bytes gauge\n"
+              "ledger_disk_size_bytes %lld\n",
+              (long long)disk_free, (long long)disk_size);
+    }
+    bputf(&b,
+          "# HELP ledger_build_info The running version (value 1).\n"
+          "# TYPE ledger_build_info gauge\n"
+          "ledger_build_info{version=\"%s\"} 1\n",
+          LEDGER_VERSION);
     if (b.oom) {
         free(b.p);
         return NULL;
@@ -296,62 +323,91 @@ char *metrics_render(const struct ledger_repl_status *st, uint64_t position,
 }
 
 /* Per-member replication gauges, as the leader sees them (a follower knows
- * only itself and renders nothing here). */
-char *metrics_render_members(const struct ledger_repl_member_info *m, size_t n,
-                             size_t *len)
+ * only itself and renders nothing here), and the cluster's fault
+ * tolerance. A value that is unknown (a member never heard from) has no
+ * sample: Prometheus' convention for "absent", rather than a -1 a query
+ * would have to know about. */
+char *metrics_render_members(const struct member_view *v, size_t n, size_t *len)
 {
+    enum { MATCH, APPLIED, LAG_ENTRIES, LAG_S, CONTACT_S, REACHABLE, N_G };
     static const struct {
         const char *name;
         const char *help;
-    } G[] = {
-        {"ledger_member_match_index", "Last log index known replicated on "
-                                      "the member."},
-        {"ledger_member_applied_index", "Last index the member applied."},
-        {"ledger_member_lag_entries", "Entries the member lacks."},
-        {"ledger_member_lag_ms", "Age of the oldest entry the member "
-                                 "lacks, in ms."},
-        {"ledger_member_last_contact_ms", "Time since the member last "
-                                          "answered the leader, in ms "
-                                          "(-1: never)."},
-        {"ledger_member_reachable", "1 unless the member is unreachable."},
+    } G[N_G] = {
+        [MATCH] = {"ledger_member_match_index",
+                   "Last log index known replicated on the member."},
+        [APPLIED] = {"ledger_member_applied_index",
+                     "Last index the member applied."},
+        [LAG_ENTRIES] = {"ledger_member_lag_entries",
+                         "Entries the member lacks."},
+        [LAG_S] = {"ledger_member_lag_seconds",
+                   "Age of the oldest entry the member lacks."},
+        [CONTACT_S] = {"ledger_member_last_contact_seconds",
+                       "Time since the member last answered the leader "
+                       "(no sample: never)."},
+        [REACHABLE] = {"ledger_member_reachable",
+                       "1 unless the member is unreachable."},
     };
     struct buf b = {malloc(4096), 0, 4096, 0};
+    size_t voters = 0;
     size_t g;
     size_t i;
 
     if (b.p == NULL) {
         return NULL;
     }
-    for (g = 0; g < sizeof G / sizeof G[0]; g++) {
+    for (g = 0; g < N_G; g++) {
         bputf(&b, "# HELP %s %s\n# TYPE %s gauge\n", G[g].name, G[g].help,
               G[g].name);
         for (i = 0; i < n; i++) {
-            long long v;
+            const struct ledger_repl_member_info *m = &v[i].r;
+            char labels[96];
+            snprintf(labels, sizeof labels, "{id=\"%llu\",role=\"%s\"}",
+                     (unsigned long long)m->id, ledger_repl_role_name(m->role));
             switch (g) {
-            case 0:
-                v = (long long)m[i].match_index;
+            case MATCH:
+                bputf(&b, "%s%s %llu\n", G[g].name, labels,
+                      (unsigned long long)m->match_index);
                 break;
-            case 1:
-                v = (long long)m[i].applied_index;
+            case APPLIED:
+                bputf(&b, "%s%s %llu\n", G[g].name, labels,
+                      (unsigned long long)m->applied_index);
                 break;
-            case 2:
-                v = (long long)m[i].lag_entries;
+            case LAG_ENTRIES:
+                bputf(&b, "%s%s %llu\n", G[g].name, labels,
+                      (unsigned long long)m->lag_entries);
                 break;
-            case 3:
-                v = (long long)m[i].lag_ms;
+            case LAG_S:
+                bputf(&b, "%s%s %.3f\n", G[g].name, labels,
+                      (double)m->lag_ms / 1000.0);
                 break;
-            case 4:
-                v = (long long)m[i].last_contact_ms;
+            case CONTACT_S:
+                if (m->last_contact_ms >= 0) {
+                    bputf(&b, "%s%s %.3f\n", G[g].name, labels,
+                          (double)m->last_contact_ms / 1000.0);
+                }
                 break;
             default:
-                v = strcmp(m[i].state, "unreachable") != 0;
+                bputf(&b, "%s%s %d\n", G[g].name, labels,
+                      v[i].reachable ? 1 : 0);
                 break;
             }
-            bputf(&b, "%s{id=\"%llu\",role=\"%s\"} %lld\n", G[g].name,
-                  (unsigned long long)m[i].id, ledger_repl_role_name(m[i].role),
-                  v);
         }
     }
+    for (i = 0; i < n; i++) {
+        voters += v[i].r.role == REPL_ROLE_VOTER;
+    }
+    bputf(&b,
+          "# HELP ledger_cluster_voters Voters in the configuration.\n"
+          "# TYPE ledger_cluster_voters gauge\nledger_cluster_voters %zu\n",
+          voters);
+    bputf(&b,
+          "# HELP ledger_cluster_fault_tolerance Further voters the cluster "
+          "can lose and keep a quorum (reachable voters minus a majority "
+          "of the voters, at least 0).\n"
+          "# TYPE ledger_cluster_fault_tolerance gauge\n"
+          "ledger_cluster_fault_tolerance %d\n",
+          members_fault_tolerance(v, n));
     if (b.oom) {
         free(b.p);
         return NULL;

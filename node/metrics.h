@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "members_poll.h"
 #include "replication/repl.h"
 
 /* `route` must be a string literal (kept by pointer); `method` is copied. */
@@ -17,12 +18,18 @@ void metrics_forward_lost(const char *reason);
 void metrics_rejected(const char *reason); /* literal */
 void metrics_loop_stall(uint64_t ms);      /* node/loopwatch.c */
 
+/* Appends answered 201 and the events they appended (history.c). */
+uint64_t metrics_appends_total(void);
+uint64_t metrics_events_total(void);
+
 /* Render everything; returns malloc'ed text (caller frees) or NULL. */
 char *metrics_render(const struct ledger_repl_status *st, uint64_t position,
-                     size_t inflight_http, size_t *len);
+                     size_t inflight_http, int64_t disk_free, int64_t disk_size,
+                     size_t *len);
 
-/* Per-member gauges (ledger_member_*{id,role}); malloc'ed text or NULL. */
-char *metrics_render_members(const struct ledger_repl_member_info *m, size_t n,
+/* The leader's gauges: per member (ledger_member_*{id,role}) and of the
+ * cluster (ledger_cluster_*); malloc'ed text or NULL. */
+char *metrics_render_members(const struct member_view *v, size_t n,
                              size_t *len);
 
 #endif /* LEDGER_METRICS_H */

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "node.h"
 #include "loopwatch.h"
+#include "history.h"
 #include "members_poll.h"
 #include "restart.h"
 #include "zone.h"
@@ -70,6 +71,8 @@ static void drainAndClose(struct ledger_node *n)
     uv_timer_stop(&n->join_timer);
     members_poll_close(n->applied_poll);
     n->applied_poll = NULL;
+    history_close(n->history);
+    n->history = NULL;
     loopwatch_close(n->loopwatch);
     n->loopwatch = NULL;
     restart_watch_close(n->restart);
@@ -441,6 +444,7 @@ int node_run(struct ledger_config *cfg)
     uv_timer_start(&n.sweep, sweepCb, API_SWEEP_MS, API_SWEEP_MS);
     n.applied_poll = members_poll_start(&n);
     n.zone = zone_start(&n);
+    n.history = history_start(&n);
     n.loopwatch = loopwatch_start(&loop, cfg->election_ms / 2);
     n.restart =
         restart_watch_start(&loop, n.repl, cfg->data_dir, restartInPlace, &n);

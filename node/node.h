@@ -43,7 +43,8 @@ struct ledger_node {
     bool join_promote;         /* --join: member already; ask for voter. */
     struct api_req *waiters;   /* Requests waiting on the applied index. */
     struct members_poll
-        *applied_poll;             /* Leader: polls members' applied index. */
+        *applied_poll; /* Leader: polls members' status (members_poll.h). */
+    struct history *history;       /* Leader: per-second samples. */
     struct loopwatch *loopwatch;   /* Logs and counts event-loop stalls. */
     struct restart_watch *restart; /* Restarts after a storage error. */
     struct zone_announcer *zone;   /* Replicates our --zone (zone.h). */

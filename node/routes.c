@@ -25,6 +25,8 @@
 static const struct api_route routes[] = {
     {"GET", "/health", "health", api_health, ACCESS_OPEN, 0, NULL},
     {"GET", "/metrics", "metrics", api_metrics, ACCESS_OPEN, 0, NULL},
+    {"GET", "/ui", "ui", api_ui, ACCESS_OPEN, 0, NULL},
+    {"GET", "/ui/{file}", "ui", api_ui, ACCESS_OPEN, 0, NULL},
     {"GET", "/v1/streams", "streams", api_list_streams, ACCESS_READ, 0, NULL},
     {"GET", "/v1/streams/{stream}", "stream", api_stream_head, ACCESS_READ, 0,
      NULL},
@@ -40,6 +42,8 @@ static const struct api_route routes[] = {
     {"GET", "/v1/cluster", "cluster", api_cluster, ACCESS_READ, 0, NULL},
     {"GET", "/v1/cluster/members", "members", api_cluster, ACCESS_READ, 0,
      NULL},
+    {"GET", "/v1/cluster/history", "history", api_cluster_history, ACCESS_READ,
+     0, NULL},
     {"POST", "/v1/cluster/members", "members", api_member_add, ACCESS_ADMIN,
      ROUTE_LEADER | ROUTE_LONG, NULL},
     {"DELETE", "/v1/cluster/members/{id}", "member", api_member_remove,

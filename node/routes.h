@@ -9,7 +9,7 @@
 
 /* Who may call a route (auth.c decides who a token is). */
 enum route_access {
-    ACCESS_OPEN = 0, /* No token needed (/health, /metrics). */
+    ACCESS_OPEN = 0, /* No token needed (/health, /metrics, /ui). */
     ACCESS_READ,     /* Reads, stream heads, checkpoints GET, cluster view. */
     ACCESS_WRITE,    /* + appends and checkpoint PUT. */
     ACCESS_ADMIN,    /* + membership, leadership, backup. */
@@ -34,7 +34,8 @@ enum route_access {
 struct api_route {
     const char *method;
     const char *pattern; /* "/v1/streams/{stream}/events": {stream} and
-                            {name} are validated names, {id} a member id. */
+                            {name} are validated names, {id} a member id;
+                            any other {x} matches one segment as it is. */
     const char *name;    /* Label in metrics and logs. */
     api_step_fn handler; /* For ROUTE_LEADER: what the leader runs. */
     enum route_access access;

@@ -262,10 +262,16 @@ class RefusalTest(ClusterTestCase):
         text = text.decode()
         for nid in c.ids():
             for g in ("match_index", "applied_index", "lag_entries",
-                      "lag_ms", "last_contact_ms", "reachable"):
+                      "reachable"):
                 self.assertRegex(
                     text, rf'(?m)^ledger_member_{g}{{id="{nid}",'
-                    rf'role="voter"}} -?\d+$')
+                    rf'role="voter"}} \d+$')
+            # Times in seconds (Prometheus' base unit).
+            for g in ("lag_seconds", "last_contact_seconds"):
+                self.assertRegex(
+                    text, rf'(?m)^ledger_member_{g}{{id="{nid}",'
+                    rf'role="voter"}} \d+\.\d{{3}}$')
+        self.assertNotRegex(text, r"(?m)^ledger_\w*_ms[{ ]")
 
 
 class LastVoterTest(HarnessTestCase):
