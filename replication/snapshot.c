@@ -6,7 +6,13 @@
  *   snapshot = [ format:1, index:uint, position:uint, head_hash:bin(32),
  *                cluster_id:str, members:[[id, raft_addr, api_addr
  *                (, zone:str)]...],
- *                checkpoints:[[stream, name, value]...] ]
+ *                checkpoints:[[stream, name, value]...]
+ *                (, restored_from:str
+ *                (, roles:[voters, standbys, dead_after_s])) ]
+ *
+ * The optional tail: element 8 (restored_from, "" for none) and element 9,
+ * the automatic-roles targets, packed only when targets are set (so an
+ * older ledgerd reads snapshots of clusters that do not use them).
  *
  * A member's zone is packed only when it has one (an older ledgerd reads
  * snapshots of clusters without zones).
@@ -111,6 +117,8 @@ int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     msgpack_packer pk;
     struct packCtx c = {r->store, &pk, 0, 0};
     struct raft_buffer *out;
+    struct ledger_roles roles;
+    bool has_roles;
     int rv;
 
     /* Raft may drop the log entries this snapshot covers once it has it, and
@@ -131,7 +139,13 @@ int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     repl__fsm_snapshotted(r);
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    rv = msgpack_pack_array(&pk, 7);
+    if (ledger_store_get_roles(r->store, &roles) != 0) {
+        repl__log(r, 3, "snapshot: %s", ledger_store_errmsg(r->store));
+        return RAFT_IOERR;
+    }
+    has_roles =
+        roles.voters != 0 || roles.standbys != 0 || roles.dead_after_s != 0;
+    rv = msgpack_pack_array(&pk, has_roles ? 9 : 7);
     rv |= msgpack_pack_uint8(&pk, SNAPSHOT_FORMAT);
     rv |= msgpack_pack_uint64(&pk, r->raft.last_applied);
     rv |= msgpack_pack_uint64(&pk, st.position);
@@ -147,6 +161,13 @@ int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     rv |= ledger_store_list_checkpoints(r->store, countCheckpoint, &c);
     rv |= msgpack_pack_array(&pk, c.n);
     rv |= ledger_store_list_checkpoints(r->store, packCheckpoint, &c);
+    if (has_roles) {
+        rv |= packStr(&pk, "", 0); /* restored_from: none */
+        rv |= msgpack_pack_array(&pk, 3);
+        rv |= msgpack_pack_uint32(&pk, roles.voters);
+        rv |= msgpack_pack_uint32(&pk, roles.standbys);
+        rv |= msgpack_pack_uint32(&pk, roles.dead_after_s);
+    }
     rv |= c.rv;
     if (rv != 0) {
         msgpack_sbuffer_destroy(&sb);
@@ -187,12 +208,14 @@ struct snap {
     uint32_t n_members;
     const msgpack_object *checkpoints;
     uint32_t n_checkpoints;
+    struct ledger_roles roles; /* All 0 when the snapshot has none. */
 };
 
 static int snapDecode(const msgpack_object *o, struct snap *s)
 {
     const msgpack_object *f;
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 7) {
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 7 ||
+        o->via.array.size > 9) {
         return -1;
     }
     f = o->via.array.ptr;
@@ -217,6 +240,25 @@ static int snapDecode(const msgpack_object *o, struct snap *s)
     s->n_members = f[5].via.array.size;
     s->checkpoints = f[6].via.array.ptr;
     s->n_checkpoints = f[6].via.array.size;
+    memset(&s->roles, 0, sizeof s->roles);
+    if (o->via.array.size >= 8 && f[7].type != MSGPACK_OBJECT_STR) {
+        return -1;
+    }
+    if (o->via.array.size == 9) {
+        const msgpack_object *g = f[8].via.array.ptr;
+        if (f[8].type != MSGPACK_OBJECT_ARRAY || f[8].via.array.size != 3) {
+            return -1;
+        }
+        for (int i = 0; i < 3; i++) {
+            if (g[i].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+                g[i].via.u64 > UINT32_MAX) {
+                return -1;
+            }
+        }
+        s->roles.voters = (unsigned)g[0].via.u64;
+        s->roles.standbys = (unsigned)g[1].via.u64;
+        s->roles.dead_after_s = (unsigned)g[2].via.u64;
+    }
     return 0;
 }
 
@@ -517,6 +559,9 @@ static int restoreState(ledger_repl *r, const struct snap *s)
     }
     if (s->cluster_id[0] != '\0') {
         rv |= ledger_store_init_cluster(r->store, s->cluster_id);
+    }
+    if (rv == 0) {
+        rv = ledger_store_set_roles(r->store, &s->roles);
     }
     for (i = 0; i < s->n_members && rv == 0; i++) {
         const msgpack_object *m = &s->members[i];

@@ -837,6 +837,30 @@ static void test_member_zones(void **state)
                      LEDGER_STORE_EINVAL);
 }
 
+/* Roles targets: all 0 until set, set inside a transaction only,
+ * durable, and a malformed row is reported as corruption. */
+static void test_roles_targets(void **state)
+{
+    struct fixture *f = *state;
+    struct ledger_roles r = {9, 9, 9};
+    struct ledger_roles want = {3, 1, 30};
+
+    ASSERT_OK(ledger_store_get_roles(f->s, &r));
+    assert_int_equal(r.voters + r.standbys + r.dead_after_s, 0);
+    assert_int_equal(ledger_store_set_roles(f->s, &want), LEDGER_STORE_EINVAL);
+    ASSERT_OK(ledger_store_begin(f->s));
+    ASSERT_OK(ledger_store_set_roles(f->s, &want));
+    ASSERT_OK(ledger_store_commit(f->s, 1));
+    reopen(f);
+    ASSERT_OK(ledger_store_get_roles(f->s, &r));
+    assert_memory_equal(&r, &want, sizeof r);
+    ledger_store_close(f->s);
+    f->s = NULL;
+    rawExec(f->path, "UPDATE meta SET value = 'x' WHERE key = 'roles'");
+    reopen(f);
+    assert_int_equal(ledger_store_get_roles(f->s, &r), LEDGER_STORE_ECORRUPT);
+}
+
 /* A store of schema version 1 (before zones) is upgraded in place: its
  * events, members and meta survive, every member gets the zone "". */
 static void test_migrate_v1(void **state)
@@ -1767,6 +1791,7 @@ int main(void)
         T(test_checkpoints),
         T(test_members),
         T(test_member_zones),
+        T(test_roles_targets),
         T(test_migrate_v1),
         T(test_read_stream_paging),
         T(test_read_positions_paging),

@@ -274,6 +274,16 @@ int ledger_store_list_members(ledger_store *s, ledger_member_cb cb, void *arg);
 int ledger_store_member_zone(ledger_store *s, uint64_t id, char *buf,
                              size_t len);
 
+/* Automatic-roles targets (store/roles.c), replicated: voters 0 means
+ * manual roles. All 0 until set. */
+struct ledger_roles {
+    unsigned voters;
+    unsigned standbys;
+    unsigned dead_after_s;
+};
+int ledger_store_set_roles(ledger_store *s, const struct ledger_roles *r);
+int ledger_store_get_roles(ledger_store *s, struct ledger_roles *r);
+
 /* Hash of the event at `position` (LEDGER_STORE_ENOTFOUND if absent). */
 int ledger_store_hash_at(ledger_store *s, uint64_t position,
                          uint8_t out[LEDGER_HASH_LEN]);
