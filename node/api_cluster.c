@@ -20,6 +20,7 @@
 #include "restart.h"
 #include "http/client.h"
 #include "members_poll.h"
+#include "roles.h"
 #include "metrics.h"
 
 #define CLUSTER_FORWARD_TIMEOUT_MS 3000
@@ -278,6 +279,18 @@ void api_metrics(struct api_req *a)
         if (all != NULL) {
             memcpy(all + len, more, mlen);
             len += mlen;
+            all[len] = '\0';
+            text = all;
+        }
+        free(more);
+    }
+    if (text != NULL) {
+        size_t rlen = 0;
+        char *more = roles_metrics_render(a->n, &rlen);
+        char *all = more != NULL ? realloc(text, len + rlen + 1) : NULL;
+        if (all != NULL) {
+            memcpy(all + len, more, rlen);
+            len += rlen;
             all[len] = '\0';
             text = all;
         }

@@ -28,6 +28,7 @@
 #include "history.h"
 #include "members_poll.h"
 #include "restart.h"
+#include "roles.h"
 #include "zone.h"
 
 #define LOCK_WAIT_MS 2000 /* For a dying predecessor's data-dir lock. */
@@ -79,6 +80,8 @@ static void drainAndClose(struct ledger_node *n)
     n->restart = NULL;
     zone_close(n->zone);
     n->zone = NULL;
+    roles_close(n->roles);
+    n->roles = NULL;
     api_sweep(n, true); /* answer every waiting reader now */
     http_server_close(n->http, httpClosed, n);
 }
@@ -179,6 +182,16 @@ static void joinCb(void *arg, int status,
          * the voter role, which answers 200 at once if we have it. */
         n->join_promote = true;
         uv_timer_start(&n->join_timer, joinTimerCb, 0, 0);
+        return;
+    }
+    if (status == 0 && resp->status == 409 && resp->body_len > 0 &&
+        strstr(resp->body, "automatic_roles") != NULL) {
+        /* A member already, and the leader manages roles: it promotes us
+         * while the cluster is below its targets. */
+        n->joining = false;
+        ledger_log(LOG_INFO, NULL,
+                   "joined the cluster through %s (automatic roles)",
+                   n->cfg->join);
         return;
     }
     if (status == 0 && resp->status == 404 && n->join_promote) {
@@ -444,6 +457,7 @@ int node_run(struct ledger_config *cfg)
     uv_timer_start(&n.sweep, sweepCb, API_SWEEP_MS, API_SWEEP_MS);
     n.applied_poll = members_poll_start(&n);
     n.zone = zone_start(&n);
+    n.roles = roles_start(&n);
     n.history = history_start(&n);
     n.loopwatch = loopwatch_start(&loop, cfg->election_ms / 2);
     n.restart =

@@ -48,6 +48,7 @@ struct ledger_node {
     struct loopwatch *loopwatch;   /* Logs and counts event-loop stalls. */
     struct restart_watch *restart; /* Restarts after a storage error. */
     struct zone_announcer *zone;   /* Replicates our --zone (zone.h). */
+    struct roles_manager *roles;   /* Automatic roles (roles.h). */
     http_client *peers;            /* Calls to peers' APIs (peer.c); closed
                                       once Raft has closed. */
     struct api_leader leader;      /* Cache of api_leader(). */
