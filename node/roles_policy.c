@@ -139,8 +139,8 @@ static int demoteRank(const struct view *v, const struct roles_member *m,
     if (crowded >= 2 && labelled(m) && zoneVoters(v, m->zone) == crowded) {
         return 2;
     }
-    if (!isHealthy(m)) {
-        return 3;
+    if (m->healthy_ms == 0) {
+        return 3; /* Not healthy now (behind, or slow to answer). */
     }
     return 4;
 }

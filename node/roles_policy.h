@@ -21,8 +21,8 @@
  *     taken out, so the voter count never dips);
  *  2. more voters than the target: demote one, never the leader: dead
  *     ones first (to spare), then unreachable ones (to spare), then one
- *     from the zone with the most voters, then lagging ones, then the
- *     highest id (to standby);
+ *     from the zone with the most voters, then ones not healthy now
+ *     (behind or slow to answer), then the highest id (to standby);
  *  3. voters at the target but a zone holds two more voters than the zone
  *     of a healthy labelled standby or spare: promote it (rule 2 then
  *     demotes one of the crowded zone);
