@@ -6,15 +6,16 @@
 # Commands, as "word" or "word sub".
 _ledgerctl_commands=(
     "cluster up" "cluster down" "status" "member list" "member add"
-    "member remove" "member role" "leader transfer" "lag" "append" "read"
-    "verify" "bench"
+    "member remove" "member role" "leader transfer" "lag" "roles" "append"
+    "read" "verify" "bench"
 )
 _ledgerctl_global_flags="--endpoints --token-file --json --timeout-ms --help --version"
 # Flags that take a value (the next word).
 _ledgerctl_value_flags=" --endpoints --token-file --timeout-ms --nodes --dir
     --raft-port --api-port --wait-s --role --catch-up-ms --interval-ms
     --max-entries --max-ms --type --id --expect --from --limit --consistency
-    --clients --size --batch --duration --streams --stream --events --target "
+    --clients --size --batch --duration --streams --stream --events --target
+    --voters --standbys --dead-after-s "
 
 _ledgerctl_cmd_flags()
 {
@@ -24,6 +25,7 @@ _ledgerctl_cmd_flags()
     "member add") echo "--role --catch-up-ms" ;;
     "member role") echo "--catch-up-ms" ;;
     "lag") echo "--watch --interval-ms --max-entries --max-ms" ;;
+    "roles") echo "--voters --standbys --dead-after-s" ;;
     "append") echo "--type --id --expect" ;;
     "read") echo "--from --limit --follow --consistency" ;;
     "bench")
