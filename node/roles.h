@@ -25,6 +25,9 @@
  * from when it took the lead: a new leader starts its own clock, so a
  * member dead before an election is replaced dead_after_s after it.
  *
+ * A new leader makes no change for its first two election timeouts (until
+ * it has heard from every live member, Raft shows them unreachable).
+ *
  * Invariants: nothing runs while not leader; at most one change in flight;
  * roles_close returns at once and frees the state once the timer has
  * closed and the change in flight (if any) has answered. */
