@@ -8,6 +8,8 @@ SHELL := /bin/bash
 #                  staged under DESTDIR if given (docs/operations.md)
 #   make chaos     chaos run on the plain build (docs/chaos.md); override
 #                  with CHAOS_ARGS="--nodes 3 --duration 60 --seed 7"
+#   make failover  failover figures (scripts/gray.py; GRAY_ARGS)
+#   make test-streams  the 300,000-stream list test
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
@@ -15,7 +17,8 @@ DIR        ?= ./ledger-data
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 
-.PHONY: all deps build build-asan cluster cluster-down test chaos unit format clean bench install
+.PHONY: all deps build build-asan cluster cluster-down test chaos unit format clean bench \
+        failover test-streams install
 
 all: build
 
@@ -54,6 +57,23 @@ test: build build-asan
 CHAOS_ARGS ?= --nodes 5 --duration 300 --faults all
 chaos: build
 	@/usr/bin/python3 chaos/run $(CHAOS_ARGS)
+
+# Failover as clients feel it (scripts/gray.py): SIGSTOP, cut-off (root:
+# network namespaces) and kill -9 of the leader of a 3-node cluster under
+# four writers; per fault the first acknowledgement, every client answered,
+# the longest stretch without an acknowledgement (docs/operations.md,
+# "Failover"). About 2 minutes with the default 3 rounds.
+GRAY_ARGS ?= --repeat 3
+failover: build
+	@/usr/bin/python3 scripts/gray.py $(GRAY_ARGS)
+
+# The full-size stream list test: 300,000 streams listed in full while
+# appends run, on the RelWithDebInfo build (`make test` runs the same test
+# with 100,000 streams on the sanitizer build). About 1 minute.
+test-streams: build
+	@cd tests/integration && LEDGER_TEST_STREAMS=300000 \
+	  LEDGERD=$(CURDIR)/$(BUILD)/ledgerd LEDGERCTL=$(CURDIR)/$(BUILD)/ledgerctl \
+	  /usr/bin/python3 -m unittest -v test_streams_list.ManyStreamsTest
 
 # ledger against etcd on this machine (installs etcd-server if missing);
 # prints one table and the targets of docs/performance.md. About 2 minutes.

@@ -6,7 +6,10 @@
 #   binaries of this build, with every fault. As root it runs the nodes in
 #   network namespaces (nftables partitions, tmpfs data dirs for disk-full);
 #   without root chaos/run falls back to 127.0.0.1 and the faults that need
-#   no privileges, and says so.
+#   no privileges, and says so. Timing (the longest stretch without an
+#   acknowledgement per fault window, limit 2 s) is a warning here, never a
+#   failure: a loaded CI machine must not turn the suite red for it; `make
+#   chaos` (plain build) fails on it.
 add_test(NAME chaos.checker
          COMMAND ${Python3_EXECUTABLE} -m unittest -v test_checker
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/chaos)
@@ -15,6 +18,7 @@ set_tests_properties(chaos.checker PROPERTIES TIMEOUT 120)
 add_test(NAME chaos.short
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/chaos/run
                  --nodes 3 --duration 80 --seed 20261128 --faults all
+                 --gap-warn-only
                  --report ${CMAKE_BINARY_DIR}/chaos-report
          WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
 set_tests_properties(chaos.short PROPERTIES TIMEOUT 600
@@ -27,7 +31,8 @@ set_tests_properties(chaos.short PROPERTIES TIMEOUT 600
 add_test(NAME chaos.roles
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/chaos/run
                  --nodes 5 --duration 60 --seed 20261203 --faults all
-                 --roles 3,1,6 --report ${CMAKE_BINARY_DIR}/chaos-report-roles
+                 --roles 3,1,6 --gap-warn-only
+                 --report ${CMAKE_BINARY_DIR}/chaos-report-roles
          WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
 set_tests_properties(chaos.roles PROPERTIES TIMEOUT 600
   ENVIRONMENT "LEDGERD=$<TARGET_FILE:ledgerd>;LEDGERCTL=$<TARGET_FILE:ledgerctl>;ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")

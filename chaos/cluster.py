@@ -26,6 +26,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import ports  # noqa: E402 - tests/integration/ports.py
 
 
 def log(msg):
@@ -37,10 +39,16 @@ def binary(env, name):
     return os.environ.get(env) or os.path.join(ROOT, "build", name)
 
 
+# A sanitizer build links libasan (its name and __asan_init are in the
+# binary; the text "AddressSanitizer" is not, with a shared libasan).
+SANITIZER_BUILD_MARKERS = (b"__asan_init", b"libasan.so", b"AddressSanitizer")
+
+
 def is_sanitized(path):
     try:
         with open(path, "rb") as f:
-            return b"AddressSanitizer" in f.read()
+            data = f.read()
+        return any(m in data for m in SANITIZER_BUILD_MARKERS)
     except OSError:
         return False
 
@@ -249,16 +257,9 @@ class Loopback:
 
 
 def free_ports(n):
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """n ports outside the ephemeral range, free the way ledgerd binds
+    (tests/integration/ports.py: TIME_WAIT sockets cannot starve it)."""
+    return ports.free_ports(n)
 
 
 # ---------------------------------------------------------------------------

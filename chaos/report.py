@@ -180,6 +180,28 @@ def write(report_dir, runner, verdict, passed, schedule, faults_enabled):
         L.append("")
         for f in runner.findings:
             L.append(f"- {f}")
+    warnings = getattr(runner, "warnings", [])
+    if warnings:
+        L.append("")
+        L.append("Warnings (reported, the run does not fail for them):")
+        L.append("")
+        for w in warnings:
+            L.append(f"- {w}")
+    windows = getattr(runner, "gap_windows", [])
+    ov_gap, ov_at = getattr(runner, "gap_overall", (0.0, None))
+    L.append("")
+    L.append("## Failover")
+    L.append("")
+    if getattr(runner, "gap_line", None):
+        mark = ("PASS" if not any(w["over"] for w in windows) else
+                "WARN" if warnings and not any(
+                    "failover:" in f for f in runner.findings) else "FAIL")
+        L.append(f"Longest stretch without an acknowledgement, single-node "
+                 f"faults (limit {a.max_gap_s:g} s): **{mark}**: "
+                 f"{runner.gap_line}.")
+    if ov_at is not None:
+        L.append(f"Overall, the longest stretch without an acknowledged "
+                 f"append was {ov_gap:.2f} s (from t={ov_at:.1f}s).")
     L.append("")
     L.append("## Operations")
     L.append("")
@@ -222,12 +244,18 @@ def write(report_dir, runner, verdict, passed, schedule, faults_enabled):
     L.append("")
     L.append("## Faults applied")
     L.append("")
-    L.append("| start s | end s | fault | what happened |")
-    L.append("|---|---|---|---|")
+    L.append("| start s | end s | fault | longest without ack | what "
+             "happened |")
+    L.append("|---|---|---|---|---|")
+    by_start = {w["start"]: w for w in windows}
     for f in faults:
         notes = "; ".join(f["notes"]).replace("|", "/")
+        w = by_start.get(f["start"])
+        gap = "" if w is None else (
+            f"{w['gap']:.2f} s{' (single node)' if w['single'] else ''}"
+            f"{' **over**' if w['over'] else ''}")
         L.append(f"| {f['start']:.1f} | {f.get('end') or 0:.1f} | "
-                 f"{f['fault']} | {notes} |")
+                 f"{f['fault']} | {gap} | {notes} |")
     L.append("")
     L.append("## Timeline")
     L.append("")

@@ -14,6 +14,7 @@ import time
 
 import checker
 import cluster as cl
+import gaps
 import report
 import workload as wl
 from cluster import log
@@ -91,6 +92,9 @@ class Runner:
     def __init__(self, args):
         self.a = args
         self.findings = []   # problems that fail the run besides the checker
+        self.warnings = []   # problems reported without failing the run
+        self.gap_windows = []
+        self.gap_overall = (0.0, None)
         self.fault_log = []
         self.stop = threading.Event()
         self.t0 = time.monotonic()
@@ -534,6 +538,29 @@ class Runner:
             final["nodes"][str(nid)] = {"verify": ver, "streams": streams}
         return final
 
+    def judge_gaps(self, ops):
+        """The longest stretches without an acknowledgement (gaps.py), per
+        fault window and overall. A single-node fault window over
+        --max-gap-s is a finding (fails the run) on a plain build, and a
+        warning with --gap-warn-only or on a sanitizer build: a loaded CI
+        machine must not turn a run red for timing alone."""
+        a = self.a
+        self.gap_windows = gaps.per_fault(ops, self.fault_log,
+                                          limit=a.max_gap_s)
+        self.gap_overall = gaps.overall(gaps.ack_times(ops))
+        line = gaps.verdict_line(self.gap_windows, a.max_gap_s)
+        self.gap_line = line
+        if not any(w["over"] for w in self.gap_windows):
+            log(f"failover: {line}")
+        elif a.gap_warn_only or self.c.slow > 1:
+            why = "--gap-warn-only" if a.gap_warn_only else "sanitizer build"
+            log(f"WARNING: failover: {line}")
+            self.warnings.append(f"failover: {line} (a warning: {why})")
+        else:
+            self.finding(f"failover: {line}")
+
+    gap_line = None
+
     # ---- main ----------------------------------------------------------
 
     def run(self):
@@ -635,9 +662,10 @@ class Runner:
             final = self.collect()
             with open(os.path.join(a.report, "final.json"), "w") as f:
                 json.dump(final, f, separators=(",", ":"))
-            verdict = checker.check(
-                checker.load_history(os.path.join(a.report,
-                                                  "history.jsonl")), final)
+            history = checker.load_history(os.path.join(a.report,
+                                                        "history.jsonl"))
+            verdict = checker.check(history, final)
+            self.judge_gaps(checker.pair_ops(history))
             final_ok = True
         except Interrupted:
             self.finding("interrupted")
@@ -670,7 +698,9 @@ class Runner:
             not self.findings
         with open(os.path.join(a.report, "faults.json"), "w") as f:
             json.dump({"faults": self.fault_log, "leaders": self.leader_log,
-                       "findings": self.findings,
+                       "findings": self.findings, "warnings": self.warnings,
+                       "gaps": self.gap_windows,
+                       "gap_overall": list(self.gap_overall),
                        "exits": self.c.exits}, f, indent=1)
         if verdict is not None:
             with open(os.path.join(a.report, "checker.json"), "w") as f:
@@ -713,7 +743,15 @@ def parse(argv):
                    help="report directory (default chaos-report-SEED)")
     p.add_argument("--clients", type=int, default=6)
     p.add_argument("--client-timeout", type=float, default=None,
-                   help="seconds per HTTP request (default 5, 15 on a "
+                   help="seconds per HTTP request before the client moves "
+                   "to the next node (default 1, 15 on a sanitizer build)")
+    p.add_argument("--max-gap-s", type=float, default=gaps.LIMIT_S,
+                   help="longest stretch without an acknowledged append "
+                   "allowed in a single-node fault window (default 2); "
+                   "over it the run fails (docs/chaos.md)")
+    p.add_argument("--gap-warn-only", action="store_true",
+                   help="a window over --max-gap-s is a warning, not a "
+                   "failure (chaos.short in make test; implied on a "
                    "sanitizer build)")
     p.add_argument("--tmpfs-mb", type=int, default=256,
                    help="size of each node's tmpfs data dir (disk-full)")
@@ -754,7 +792,12 @@ def parse(argv):
     if a.report is None:
         a.report = f"chaos-report-{a.seed}"
     if a.client_timeout is None:
-        a.client_timeout = 15.0 if cl.is_sanitized(a.ledgerd) else 5.0
+        # A client with a per-request deadline that then moves to another
+        # node (issue 11 point 4): below the 2 s a single-node fault may
+        # cost (--max-gap-s), or a frozen node holds every client that
+        # picked it for the whole pause. 15 s on a sanitizer build, whose
+        # requests are slow and whose gaps are not judged.
+        a.client_timeout = 15.0 if cl.is_sanitized(a.ledgerd) else 1.0
     if not a.check_only:
         for b in (a.ledgerd, a.ledgerctl):
             if not os.access(b, os.X_OK):
@@ -773,6 +816,24 @@ def main(argv=None):
         for line in v.lines():
             print(line)
         print(f"checker: {'PASS' if v.ok else 'FAIL'} {json.dumps(v.stats)}")
+        fpath = os.path.join(a.check_only, "faults.json")
+        if os.path.exists(fpath):
+            with open(fpath) as f:
+                flog = json.load(f).get("faults", [])
+            ops = checker.pair_ops(checker.load_history(
+                os.path.join(a.check_only, "history.jsonl")))
+            ws = gaps.per_fault(ops, flog, limit=a.max_gap_s)
+            ov, at = gaps.overall(gaps.ack_times(ops))
+            for w in ws:
+                print(f"window t={w['start']:.1f}-{w['end']:.1f}s "
+                      f"{w['fault']}{'/' + w['variant'] if w['variant'] else ''}"
+                      f": longest without an ack {w['gap']:.2f} s"
+                      f"{' (single node)' if w['single'] else ''}"
+                      f"{' OVER' if w['over'] else ''}")
+            if at is not None:
+                print(f"overall: longest without an ack {ov:.2f} s "
+                      f"(from t={at:.1f}s)")
+            print(f"failover: {gaps.verdict_line(ws, a.max_gap_s)}")
         return 0 if v.ok else 1
     r = Runner(a)
 

@@ -304,5 +304,76 @@ class ScheduleTest(unittest.TestCase):
         self.assertEqual({e["fault"] for e in s}, set(faults))
 
 
+class GapsTest(unittest.TestCase):
+    """Longest stretches without an acknowledgement (gaps.py)."""
+
+    @staticmethod
+    def ops(acks, other=()):
+        out = {}
+        for i, t in enumerate(acks):
+            out[i] = {"f": "append", "outcome": "ok", "t_done": t}
+        for j, (f, outcome, t) in enumerate(other):
+            out[1000 + j] = {"f": f, "outcome": outcome, "t_done": t}
+        return out
+
+    def test_overall_and_windows(self):
+        import gaps
+        # Acks every 0.1 s, none from 10.0 to 13.5 (a 3.5 s stretch), a
+        # failed append and a read in the hole do not count.
+        acks = [round(0.1 * i, 1) for i in range(1, 101)] + \
+            [13.5, 13.6, 20.0]
+        ops = self.ops(acks, [("append", "fail", 11.0),
+                              ("read", "ok", 12.0)])
+        self.assertEqual(gaps.ack_times(ops), acks)
+        ov, at = gaps.overall(acks)
+        self.assertAlmostEqual(ov, 6.4)
+        self.assertEqual(at, 13.6)
+        faults = [
+            {"fault": "pause", "start": 10.5, "end": 13.55, "params": {}},
+            {"fault": "kill", "start": 2.0, "end": 5.0, "params": {}},
+            {"fault": "partition", "start": 9.95, "end": 10.2,
+             "params": {"variant": "split"}},
+            {"fault": "partition", "start": 13.55, "end": 13.58,
+             "params": {"variant": "oneway"}},
+            {"fault": "transfer", "start": 30.0, "end": 31.0,
+             "params": {}}]
+        ws = gaps.per_fault(ops, faults, load_end=32.0)
+        # From the fault's start to the next ack.
+        self.assertAlmostEqual(ws[0]["gap"], 3.0)
+        self.assertTrue(ws[0]["single"] and ws[0]["over"])
+        self.assertAlmostEqual(ws[1]["gap"], 0.1)
+        self.assertFalse(ws[1]["over"])
+        # The stretch that begins at the last ack inside the window counts
+        # whole (10.0 -> 13.5); a split is not judged.
+        self.assertAlmostEqual(ws[2]["gap"], 3.5)
+        self.assertFalse(ws[2]["single"] or ws[2]["over"])
+        # A stretch beginning before a short window ends runs to the next
+        # ack even past the window (13.55 -> 13.6 only).
+        self.assertAlmostEqual(ws[3]["gap"], 0.05)
+        self.assertTrue(ws[3]["single"])
+        # No ack after the start: the stretch runs to the end of the load.
+        self.assertAlmostEqual(ws[4]["gap"], 2.0)
+        line = gaps.verdict_line(ws)
+        self.assertIn("1 of 3 single-node fault windows", line)
+        self.assertIn("pause at t=10.5s: 3.00 s", line)
+        ok = gaps.verdict_line([w for w in ws if not w["over"]])
+        self.assertTrue(ok.startswith("every single-node fault window (2)"),
+                        ok)
+
+    def test_which_faults_are_single_node(self):
+        import gaps
+        for f, v, want in (("kill", None, True), ("pause", None, True),
+                           ("disk-full", "leader", True),
+                           ("partition", "isolate", True),
+                           ("partition", "leader", True),
+                           ("partition", "oneway", True),
+                           ("partition", "split", False),
+                           ("restart-all", "kill", False),
+                           ("membership", "rejoin", False),
+                           ("transfer", None, False)):
+            rec = {"fault": f, "params": {"variant": v} if v else {}}
+            self.assertEqual(gaps.single_node(rec), want, (f, v))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -175,7 +175,11 @@ def append_op(hist, conn, client, nid_order, stream, ids, expected=None,
         if k + 1 < attempts:
             # A refused connection: the next node soon (not at once, or a
             # cluster that is all down burns every attempt in a moment).
-            time.sleep(pause if tried[-1][1] != "refused" else pause / 3)
+            # After a timeout the next node at once: the client has waited
+            # its deadline already.
+            last = tried[-1][1]
+            time.sleep(0 if last == "timeout" else
+                       pause / 3 if last == "refused" else pause)
     typ = "info" if uncertain else "fail"
     hist.write({"type": typ, "op": op, "client": client,
                 "node": tried[-1][0] if tried else None, "error": last_err,

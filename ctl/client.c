@@ -63,6 +63,8 @@ struct exchange {
     struct buf body;
     struct buf headers;
     int too_big;
+    void *easy;
+    struct client_sink *sink; /* NULL: the body goes to `body`. */
 };
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
@@ -84,6 +86,7 @@ void ledger_http_response_free(struct ledger_http_response *r)
     free(r->content_type);
     free(r->retry_after);
     free(r->body);
+    free(r->headers);
     memset(r, 0, sizeof *r);
 }
 
@@ -91,6 +94,17 @@ static size_t writeFn(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
     struct exchange *x = userdata;
     size_t n = size * nmemb;
+    if (x->sink != NULL) {
+        long code = 0;
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+        if (code >= 200 && code < 300) {
+            if (x->sink->fn(x->sink->arg, ptr, n) != 0) {
+                x->sink->stopped = 1;
+                return 0;
+            }
+            return n;
+        }
+    }
     if (x->body.len + n > CLIENT__MAX_BODY) {
         x->too_big = 1;
         return 0;
@@ -238,7 +252,7 @@ int client__exchange(void *easy, const struct client_tls *tls, int one_shot,
                      const char *addr, const char *method, const char *path,
                      const char *headers, const char *body, size_t body_len,
                      unsigned timeout_ms, struct ledger_http_response *out,
-                     char *err, size_t errlen)
+                     char *err, size_t errlen, struct client_sink *sink)
 {
     CURL *e = easy;
     const char *hostport;
@@ -257,6 +271,8 @@ int client__exchange(void *easy, const struct client_tls *tls, int one_shot,
 
     memset(out, 0, sizeof *out);
     memset(&x, 0, sizeof x);
+    x.easy = easy;
+    x.sink = sink;
     if (client__parse_endpoint(addr, &hostport, &https) != 0) {
         errf(err, errlen,
              "bad address '%s': expected HOST:PORT, e.g. 127.0.0.1:8001", addr);
@@ -286,7 +302,14 @@ int client__exchange(void *easy, const struct client_tls *tls, int one_shot,
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &x);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, headerFn);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, &x);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    if (sink != NULL) {
+        /* A long transfer: bounded by progress, not by its length. */
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME,
+                         (long)(sink->stall_ms + 999) / 1000);
+    } else {
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    }
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
     if (strcmp(method, "GET") == 0) {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
@@ -330,7 +353,11 @@ int client__exchange(void *easy, const struct client_tls *tls, int one_shot,
         rv = LEDGER_CLIENT_ECONNECT;
         goto out_fail;
     case CURLE_OPERATION_TIMEDOUT:
-        if (sent == 0) {
+        if (sink != NULL && sent != 0) {
+            errf(err, errlen, "%s %s on %s: no data for %u s", method, path,
+                 addr, (sink->stall_ms + 999) / 1000);
+            rv = LEDGER_CLIENT_EIO;
+        } else if (sent == 0) {
             errf(err, errlen, "connect %s: no connection after %u ms", addr,
                  connect_ms);
             rv = LEDGER_CLIENT_ECONNECT;
@@ -345,6 +372,12 @@ int client__exchange(void *easy, const struct client_tls *tls, int one_shot,
         rv = LEDGER_CLIENT_ENOMEM;
         goto out_fail;
     case CURLE_WRITE_ERROR:
+        if (sink != NULL && sink->stopped) {
+            errf(err, errlen, "%s %s on %s: stopped by the receiver", method,
+                 path, addr);
+            rv = LEDGER_CLIENT_EIO;
+            goto out_fail;
+        }
         errf(err, errlen, "%s %s on %s: %s", method, path, addr,
              x.too_big ? "response body over 256 MiB" : "out of memory");
         rv = x.too_big ? LEDGER_CLIENT_EPROTO : LEDGER_CLIENT_ENOMEM;
@@ -387,7 +420,7 @@ int client__exchange(void *easy, const struct client_tls *tls, int one_shot,
     }
     out->body = x.body.data;
     out->body_len = x.body.len;
-    free(x.headers.data);
+    out->headers = x.headers.data;
     return LEDGER_CLIENT_OK;
 
 out_fail:
@@ -421,7 +454,7 @@ int ledger_http_request(const char *addr, const char *method, const char *path,
         return LEDGER_CLIENT_ENOMEM;
     }
     rv = client__exchange(e, NULL, 1, addr, method, path, headers, body,
-                          body_len, timeout_ms, out, err, errlen);
+                          body_len, timeout_ms, out, err, errlen, NULL);
     client__easy_free(e);
     return rv;
 }
@@ -446,4 +479,10 @@ const char *ledger_client_strerror(int code)
     default:
         return "unknown";
     }
+}
+
+char *ledger_http_response_header(const struct ledger_http_response *r,
+                                  const char *name)
+{
+    return r->headers != NULL ? headerDup(r->headers, name, NULL) : NULL;
 }

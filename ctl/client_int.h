@@ -20,12 +20,23 @@ void client__easy_free(void *easy);
 /* Parse "HOST:PORT", "http://HOST:PORT" or "https://HOST:PORT". */
 int client__parse_endpoint(const char *addr, const char **hostport, int *https);
 
+/* A streamed body (ledger_client_download): the pieces of a 2xx answer go
+ * to fn as they arrive instead of into out->body. */
+struct client_sink {
+    ledger_sink_fn fn;
+    void *arg;
+    unsigned stall_ms; /* Fail when no byte arrives for this long; there
+                          is no bound on the whole exchange. */
+    int stopped;       /* OUT: fn asked to stop. */
+};
+
 /* One exchange on `easy` (its connection cache is reused between calls
- * unless one_shot). As ledger_http_request. */
+ * unless one_shot). As ledger_http_request; with a sink (else NULL), as
+ * ledger_client_download. */
 int client__exchange(void *easy, const struct client_tls *tls, int one_shot,
                      const char *addr, const char *method, const char *path,
                      const char *headers, const char *body, size_t body_len,
                      unsigned timeout_ms, struct ledger_http_response *out,
-                     char *err, size_t errlen);
+                     char *err, size_t errlen, struct client_sink *sink);
 
 #endif /* LEDGER_CLIENT_INT_H */

@@ -224,7 +224,7 @@ int ledger_client_call_one(ledger_client *c, size_t i, const char *method,
     rv = client__exchange(c->easy, &c->tls, 0, c->endpoints[i], method, path,
                           body != NULL ? c->headers_body : c->headers, body,
                           body_len, c->timeout_ms, out, c->errmsg,
-                          sizeof c->errmsg);
+                          sizeof c->errmsg, NULL);
     if (rv == LEDGER_CLIENT_OK) {
         c->sticky = i;
         c->last = i;
@@ -275,4 +275,16 @@ int ledger_client_call_flags(ledger_client *c, const char *method,
     }
     snprintf(c->errmsg, sizeof c->errmsg, "no endpoint answered (%s)", reasons);
     return LEDGER_CLIENT_ENOENDPOINT;
+}
+
+int ledger_client_download(ledger_client *c, const char *addr, const char *path,
+                           unsigned stall_ms, ledger_sink_fn sink, void *arg,
+                           struct ledger_http_response *out)
+{
+    struct client_sink s = {sink, arg, stall_ms != 0 ? stall_ms : 300000, 0};
+    c->errmsg[0] = '\0';
+    /* The timeout bounds connecting only (see client__exchange). */
+    return client__exchange(c->easy, &c->tls, 0, addr, "GET", path, c->headers,
+                            NULL, 0, c->timeout_ms, out, c->errmsg,
+                            sizeof c->errmsg, &s);
 }

@@ -12,6 +12,11 @@
  *   over the endpoints given (pass one endpoint to measure one node).
  * - --msgpack: append bodies in MessagePack instead of JSON (the API takes
  *   both; MessagePack spares the leader the JSON text parsing).
+ * - --new-streams: every request appends its batch to a stream of its own,
+ *   "PREFIX-1", "PREFIX-2", ... in the order requests are sent (a retried
+ *   request takes the next name). With --events N it fills a store with N /
+ *   --batch streams as fast as the cluster takes appends (how the tests
+ *   build 300,000 streams).
  * - --target etcd: client i puts key "PREFIX-i" with a --size byte value
  *   through etcd's v3 JSON gateway (POST /v3/kv/put, base64 key/value), to
  *   the endpoints given. The same engine, so both systems are measured
@@ -46,9 +51,17 @@ struct bench_ctx {
     char *readbuf;    /* Request being sent, per client, 1 KiB each. */
     const char *auth; /* "Authorization: Bearer T\r\n" or "". */
     uint64_t max_events;
+    int new_streams;    /* --new-streams: a stream per request. */
+    const char *prefix; /* Stream name prefix (URL-safe: checked). */
+    char *body;         /* The append body of every request (new_streams). */
+    size_t body_len;
+    char *reqbuf;         /* Per client: the request being sent. */
+    size_t reqbuf_size;   /* Bytes per client in reqbuf. */
+    uint64_t next_stream; /* Number of the next new stream. */
 };
 
 #define BENCH__READ_REQ_MAX 1024 /* Bytes per read request. */
+#define BENCH__HEAD_MAX 1600     /* Request line and headers, at most. */
 
 static const char *requestCb(void *arg, size_t client, size_t *len)
 {
@@ -56,6 +69,22 @@ static const char *requestCb(void *arg, size_t client, size_t *len)
     char *buf;
     int n;
 
+    if (x->new_streams) {
+        buf = x->reqbuf + client * x->reqbuf_size;
+        n = snprintf(buf, BENCH__HEAD_MAX,
+                     "POST /v1/streams/%s-%llu/events HTTP/1.1\r\nHost: "
+                     "bench\r\nContent-Type: application/json\r\n%s"
+                     "Content-Length: %zu\r\n\r\n",
+                     x->prefix, (unsigned long long)++x->next_stream, x->auth,
+                     x->body_len);
+        if (n <= 0 || n >= BENCH__HEAD_MAX) {
+            *len = 0;
+            return buf;
+        }
+        memcpy(buf + n, x->body, x->body_len);
+        *len = (size_t)n + x->body_len;
+        return buf;
+    }
     if (!x->read) {
         *len = x->lens[client];
         return x->reqs[client];
@@ -260,6 +289,7 @@ static void printResult(struct ctl *ctl, const struct bench_ctx *x,
     const char *mode = x->target == TARGET_ETCD ? "etcd-gateway-put"
                        : x->read                ? "ledger-read"
                        : x->msgpack             ? "ledger-append-msgpack"
+                       : x->new_streams         ? "ledger-append-new-streams"
                                                 : "ledger-append";
     if (ctl->json) {
         json_t *o = json_pack(
@@ -300,7 +330,8 @@ int ctlCmdBench(struct ctl *ctl, int argc, char **argv)
         {"clients", 1, NULL},  {"size", 1, NULL},    {"batch", 1, NULL},
         {"duration", 1, NULL}, {"streams", 1, NULL}, {"stream", 1, NULL},
         {"read", 0, NULL},     {"target", 1, NULL},  {"spread", 0, NULL},
-        {"events", 1, NULL},   {"msgpack", 0, NULL}, {NULL, 0, NULL}};
+        {"events", 1, NULL},   {"msgpack", 0, NULL}, {"new-streams", 0, NULL},
+        {NULL, 0, NULL}};
     const char *pos[1];
     unsigned long long clients = 64, size = 100, batch = 0, duration = 10;
     unsigned long long n_streams = 0, max_events = 0;
@@ -362,6 +393,12 @@ int ctlCmdBench(struct ctl *ctl, int argc, char **argv)
     if (x.read && x.target == TARGET_ETCD) {
         return ctlUsage("bench: --read is for --target ledger only");
     }
+    x.new_streams = ctlFlag(flags, "new-streams") != NULL;
+    if (x.new_streams && (x.read || msgpack_body || x.target == TARGET_ETCD ||
+                          ctlFlag(flags, "streams") != NULL)) {
+        return ctlUsage("bench: --new-streams is for JSON ledger appends, "
+                        "without --read, --msgpack or --streams");
+    }
     x.batch = batch ? batch : (x.read ? 1000 : 1);
     if (n_streams == 0) {
         n_streams = clients;
@@ -374,6 +411,13 @@ int ctlCmdBench(struct ctl *ctl, int argc, char **argv)
     } else {
         snprintf(prefix, sizeof prefix, "bench-%d", (int)getpid());
     }
+    if (x.new_streams &&
+        strspn(prefix, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl"
+                       "mnopqrstuvwxyz0123456789._:-") != strlen(prefix)) {
+        return ctlUsage("bench: --new-streams needs a --stream PREFIX of A-Z "
+                        "a-z 0-9 . _ : - only");
+    }
+    x.prefix = prefix;
     if (ctl->token != NULL) {
         snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", ctl->token);
     }
@@ -415,6 +459,24 @@ int ctlCmdBench(struct ctl *ctl, int argc, char **argv)
     }
     memset(payload, 'x', size);
     payload[size] = '\0';
+    if (x.new_streams) {
+        json_t *evs = json_array();
+        json_t *o;
+        for (unsigned long long j = 0; j < x.batch; j++) {
+            json_array_append_new(
+                evs, json_pack("{ssss}", "type", "bench", "data", payload));
+        }
+        o = json_pack("{so}", "events", evs);
+        x.body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        x.body_len = x.body != NULL ? strlen(x.body) : 0;
+        x.reqbuf_size = BENCH__HEAD_MAX + x.body_len;
+        x.reqbuf = x.body != NULL ? malloc(clients * x.reqbuf_size) : NULL;
+        if (x.reqbuf == NULL) {
+            rv = ctlFail("bench: out of memory");
+            goto out;
+        }
+    }
     for (unsigned long long i = 0; i < clients; i++) {
         char name[96];
         char enc[300];
@@ -427,7 +489,7 @@ int ctlCmdBench(struct ctl *ctl, int argc, char **argv)
             rv = ctlFail("bench: out of memory");
             goto out;
         }
-        if (x.read) {
+        if (x.read || x.new_streams) {
             continue;
         }
         if (x.target == TARGET_ETCD) {
@@ -499,6 +561,8 @@ out:
     free(x.streams);
     free(x.from);
     free(x.readbuf);
+    free(x.reqbuf);
+    free(x.body);
     free(payload);
     free(res.lat_us);
     return rv;

@@ -91,9 +91,30 @@ void ctlPrintJson(const json_t *v);
 /* Member table shared by status, member list and cluster up. */
 void ctlPrintClusterTable(const json_t *cluster, int members_only);
 
+/* ledgerd.c: find the ledgerd binary ($LEDGERD, next to this executable,
+ * then $PATH) into out; 0, or CTL_EXIT_FAIL after printing why (`what`
+ * names the command in the message). */
+int ctlFindLedgerd(char *out, size_t outlen, const char *what);
+/* Run an offline command as `ledgerd WORD ARGV... [--json]` in place of
+ * this process (argv[0] "ledgerctl"): returns only if the exec failed,
+ * with CTL_EXIT_FAIL after printing why. */
+int ctlExecLedgerd(struct ctl *ctl, const char *word, int argc, char **argv);
+
 /* Commands: each gets the arguments after its command words. */
 int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv);
 int ctlCmdClusterDown(struct ctl *ctl, int argc, char **argv);
+int ctlCmdBackup(struct ctl *ctl, int argc, char **argv);
+int ctlCmdBackupVerify(struct ctl *ctl, int argc, char **argv);
+int ctlCmdRestore(struct ctl *ctl, int argc, char **argv);
+int ctlCmdExport(struct ctl *ctl, int argc, char **argv);
+int ctlCmdImport(struct ctl *ctl, int argc, char **argv);
+/* cmd_backup.c: run `ledgerd --verify-backup FILE [--sha256 HEX]` (sha256
+ * NULL: against FILE.sha256; "": --chain-only, the caller checked the
+ * bytes) and decode its JSON line into *out ({"ok":...}, node/restore.h).
+ * 0 (the check ran; its verdict is out's "ok"), or CTL_EXIT_FAIL after
+ * printing why it could not run (`what` names the command). */
+int ctlVerifyBackupFile(const char *ledgerd, const char *file,
+                        const char *sha256, const char *what, json_t **out);
 int ctlCmdStatus(struct ctl *ctl, int argc, char **argv);
 int ctlCmdMemberList(struct ctl *ctl, int argc, char **argv);
 int ctlCmdMemberAdd(struct ctl *ctl, int argc, char **argv);
@@ -104,6 +125,7 @@ int ctlCmdLag(struct ctl *ctl, int argc, char **argv);
 int ctlCmdRoles(struct ctl *ctl, int argc, char **argv);
 int ctlCmdAppend(struct ctl *ctl, int argc, char **argv);
 int ctlCmdRead(struct ctl *ctl, int argc, char **argv);
+int ctlCmdStreams(struct ctl *ctl, int argc, char **argv);
 int ctlCmdVerify(struct ctl *ctl, int argc, char **argv);
 int ctlCmdBench(struct ctl *ctl, int argc, char **argv);
 

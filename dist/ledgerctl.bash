@@ -6,8 +6,9 @@
 # Commands, as "word" or "word sub".
 _ledgerctl_commands=(
     "cluster up" "cluster down" "status" "member list" "member add"
-    "member remove" "member role" "leader transfer" "lag" "roles" "append"
-    "read" "verify" "bench"
+    "member remove" "member role" "leader transfer" "lag" "roles" "backup"
+    "backup verify" "restore" "export" "import" "append" "read" "streams"
+    "verify" "bench"
 )
 _ledgerctl_global_flags="--endpoints --token-file --json --timeout-ms --help --version"
 # Flags that take a value (the next word).
@@ -15,7 +16,8 @@ _ledgerctl_value_flags=" --endpoints --token-file --timeout-ms --nodes --dir
     --raft-port --api-port --wait-s --role --catch-up-ms --interval-ms
     --max-entries --max-ms --type --id --expect --from --limit --consistency
     --clients --size --batch --duration --streams --stream --events --target
-    --voters --standbys --dead-after-s "
+    --voters --standbys --dead-after-s --endpoint --stream --from-position
+    --after "
 
 _ledgerctl_cmd_flags()
 {
@@ -26,11 +28,15 @@ _ledgerctl_cmd_flags()
     "member role") echo "--catch-up-ms" ;;
     "lag") echo "--watch --interval-ms --max-entries --max-ms" ;;
     "roles") echo "--voters --standbys --dead-after-s" ;;
+    "backup") echo "--endpoint" ;;
+    "restore") echo "--dir --nodes --raft-port --api-port --wait-s" ;;
+    "export") echo "--stream --from-position --limit" ;;
+    "streams") echo "--after --limit --consistency" ;;
     "append") echo "--type --id --expect" ;;
     "read") echo "--from --limit --follow --consistency" ;;
     "bench")
         echo "--clients --size --batch --duration --streams --stream --read"
-        echo "--spread --events --msgpack --target"
+        echo "--spread --events --msgpack --new-streams --target"
         ;;
     esac
 }
@@ -98,7 +104,7 @@ _ledgerctl()
             for c in "${_ledgerctl_commands[@]}"; do
                 [[ "$c" == "$cmd "* ]] && subs="$subs ${c#* }"
             done
-            if [[ -n "$subs" && "$cmd" != *" "* ]]; then
+            if [[ "$cmd" != *" "* && " $subs " == *" $w "* ]]; then
                 cmd="$cmd $w"
             else
                 npos=$((npos + 1))
@@ -125,8 +131,14 @@ _ledgerctl()
         for c in "${_ledgerctl_commands[@]}"; do
             [[ "$c" == "$cmd "* ]] && subs="$subs ${c#* }"
         done
-        if [ -n "$subs" ]; then
+        if [ -n "$subs" ] && [ "$npos" -eq 0 ]; then
             COMPREPLY=($(compgen -W "$subs" -- "$cur"))
+            # "backup" is also a command of its own, taking a FILE.
+            for c in "${_ledgerctl_commands[@]}"; do
+                if [ "$c" = "$cmd" ]; then
+                    COMPREPLY+=($(compgen -f -- "$cur"))
+                fi
+            done
             return 0
         fi
     fi
@@ -139,6 +151,11 @@ _ledgerctl()
     "append")
         if [ "$npos" -eq 1 ]; then
             COMPREPLY=($(compgen -W "-" -- "$cur"))
+        fi
+        ;;
+    "backup" | "backup verify" | "restore" | "import")
+        if [ "$npos" -eq 0 ]; then
+            COMPREPLY=($(compgen -f -- "$cur"))
         fi
         ;;
     esac

@@ -89,6 +89,10 @@ struct http_request {
     void *data;
     int keep_alive;
     int is_head;
+    int streaming;        /* http_response_start was called. */
+    int stream_keep;      /* Its headers promised keep-alive. */
+    uint64_t stream_len;  /* Content-Length it promised. */
+    uint64_t stream_sent; /* Body bytes queued so far. */
 };
 
 struct http_conn {
@@ -143,6 +147,9 @@ struct http_write {
     uv_write_t req;
     struct http_conn *conn;
     size_t len;
+    http_write_cb cb; /* A piece of a streamed response: its callback. */
+    void *arg;
+    const char *ext; /* Borrowed bytes (a streamed piece), else data. */
     char data[];
 };
 
@@ -519,26 +526,12 @@ void *http_request_get_data(const http_request *req)
 
 static void connStartLinger(struct http_conn *c);
 
-static void connWriteCb(uv_write_t *wreq, int status)
+/* Every write of the connection has completed: resume parsing, or close
+ * as the last response asked. */
+static void connWritesDone(struct http_conn *c)
 {
-    struct http_write *w = wreq->data;
-    struct http_conn *c = w->conn;
     http_server *srv = c->srv;
 
-    free(w);
-    assert(c->n_writes > 0);
-    c->n_writes--;
-    if (c->closing) {
-        return; /* Cancelled by uv_close. */
-    }
-    if (status < 0) {
-        connClose(c);
-        return;
-    }
-    c->last_active = uv_now(srv->loop);
-    if (c->n_writes > 0) {
-        return;
-    }
     if (srv->closing && c->pending == NULL) {
         connClose(c);
         return;
@@ -554,11 +547,52 @@ static void connWriteCb(uv_write_t *wreq, int status)
     connProcess(c);
 }
 
-/* Queue `len` bytes taken from a malloc'ed http_write. On failure the
- * connection is closed. */
-static void connWrite(struct http_conn *c, struct http_write *w)
+static void connWriteCb(uv_write_t *wreq, int status)
 {
-    uv_buf_t buf = uv_buf_init(w->data, (unsigned)w->len);
+    struct http_write *w = wreq->data;
+    struct http_conn *c = w->conn;
+    http_server *srv = c->srv;
+    http_write_cb cb = w->cb;
+    void *arg = w->arg;
+
+    free(w);
+    assert(c->n_writes > 0);
+    c->n_writes--;
+    if (c->closing) {
+        /* Cancelled by uv_close. */
+        if (cb != NULL) {
+            cb(arg, status < 0 ? status : UV_ECANCELED);
+        }
+        return;
+    }
+    if (status < 0) {
+        connClose(c);
+        if (cb != NULL) {
+            cb(arg, status);
+        }
+        return;
+    }
+    c->last_active = uv_now(srv->loop);
+    if (cb != NULL) {
+        /* A piece of a streamed response: the producer goes on, or ends
+         * the response, from its callback (http_response_finish then does
+         * what connWritesDone would). */
+        cb(arg, 0);
+        return;
+    }
+    if (c->n_writes > 0) {
+        return;
+    }
+    connWritesDone(c);
+}
+
+/* Queue `len` bytes of a malloc'ed http_write (its data, or the borrowed
+ * ext). On failure w is freed, the connection closed and the libuv error
+ * returned. */
+static int connWrite(struct http_conn *c, struct http_write *w)
+{
+    uv_buf_t buf = uv_buf_init(w->ext != NULL ? (char *)w->ext : w->data,
+                               (unsigned)w->len);
     int rv;
 
     w->conn = c;
@@ -567,14 +601,15 @@ static void connWrite(struct http_conn *c, struct http_write *w)
     if (rv != 0) {
         free(w);
         connClose(c);
-        return;
+        return rv;
     }
     c->n_writes++;
+    return 0;
 }
 
 static void connWriteRaw(struct http_conn *c, const char *data, size_t len)
 {
-    struct http_write *w = malloc(sizeof *w + len);
+    struct http_write *w = calloc(1, sizeof *w + len);
     if (w == NULL) {
         connClose(c);
         return;
@@ -584,16 +619,20 @@ static void connWriteRaw(struct http_conn *c, const char *data, size_t len)
     connWrite(c, w);
 }
 
+/* Status line, headers and (unless is_head) the body. body_len is the
+ * Content-Length; with body NULL only the head is written (a streamed
+ * response, whose body follows). */
 static void connWriteResponse(struct http_conn *c, int status,
                               const char *content_type, const char *body,
-                              size_t body_len, const char *extra_headers,
+                              uint64_t body_len, const char *extra_headers,
                               int keep_alive, int is_head)
 {
     int no_body =
         (status >= 100 && status < 200) || status == 204 || status == 304;
     char clen[64] = "";
     char ctype[256] = "";
-    size_t send_body = (no_body || is_head) ? 0 : body_len;
+    size_t send_body =
+        (no_body || is_head || body == NULL) ? 0 : (size_t)body_len;
     int hlen;
     struct http_write *w;
 
@@ -601,7 +640,8 @@ static void connWriteResponse(struct http_conn *c, int status,
         extra_headers = "";
     }
     if (!no_body) {
-        snprintf(clen, sizeof clen, "Content-Length: %zu\r\n", body_len);
+        snprintf(clen, sizeof clen, "Content-Length: %llu\r\n",
+                 (unsigned long long)body_len);
         snprintf(ctype, sizeof ctype, "Content-Type: %s\r\n",
                  content_type != NULL ? content_type
                                       : "application/octet-stream");
@@ -610,7 +650,7 @@ static void connWriteResponse(struct http_conn *c, int status,
                     status, http_status_text(status), ctype, clen,
                     keep_alive ? "keep-alive" : "close", extra_headers);
     assert(hlen > 0);
-    w = malloc(sizeof *w + (size_t)hlen + 1 + send_body);
+    w = calloc(1, sizeof *w + (size_t)hlen + 1 + send_body);
     if (w == NULL) {
         connClose(c);
         return;
@@ -647,6 +687,88 @@ void http_response_send(http_request *req, int status, const char *content_type,
                           extra_headers, keep, req->is_head);
         requestFree(req);
         /* The write callback resumes parsing or closes. */
+        return;
+    }
+    requestFree(req);
+    srvMaybeFinishClose(srv);
+}
+
+int http_response_start(http_request *req, int status, const char *content_type,
+                        uint64_t content_length, const char *extra_headers)
+{
+    http_server *srv = req->srv;
+    struct http_conn *c = req->conn;
+
+    assert(status >= 100 && status <= 999);
+    assert(!req->streaming);
+    req->streaming = 1;
+    req->stream_len = content_length;
+    if (c == NULL || c->closing) {
+        return UV_ECONNRESET;
+    }
+    assert(c->pending == req);
+    req->stream_keep = req->keep_alive && !srv->closing && !c->read_eof;
+    connWriteResponse(c, status, content_type, NULL, content_length,
+                      extra_headers, req->stream_keep, req->is_head);
+    if (!req->stream_keep) {
+        c->close_after_write = 1;
+    }
+    return c->closing ? UV_ECONNRESET : 0;
+}
+
+int http_response_write(http_request *req, const char *data, size_t len,
+                        http_write_cb cb, void *arg)
+{
+    struct http_conn *c = req->conn;
+    struct http_write *w;
+    int rv;
+
+    if (!req->streaming || len > req->stream_len - req->stream_sent ||
+        len > UINT_MAX || cb == NULL) {
+        return UV_EINVAL;
+    }
+    if (c == NULL || c->closing) {
+        return UV_ECONNRESET;
+    }
+    if (req->is_head) {
+        return UV_ECANCELED;
+    }
+    w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        return UV_ENOMEM;
+    }
+    w->ext = data;
+    w->len = len;
+    w->cb = cb;
+    w->arg = arg;
+    rv = connWrite(c, w);
+    if (rv != 0) {
+        return rv;
+    }
+    req->stream_sent += len;
+    return 0;
+}
+
+void http_response_finish(http_request *req)
+{
+    http_server *srv = req->srv;
+    struct http_conn *c = req->conn;
+
+    assert(req->streaming);
+    assert(srv->inflight > 0);
+    srv->inflight--;
+    if (c != NULL) {
+        assert(c->pending == req);
+        c->pending = NULL;
+        if (!req->is_head && req->stream_sent != req->stream_len) {
+            /* Cut short: the client must see a cut body (EOF before
+             * Content-Length), never a complete-looking one. */
+            c->close_after_write = 1;
+        }
+        requestFree(req);
+        if (!c->closing && c->n_writes == 0) {
+            connWritesDone(c);
+        }
         return;
     }
     requestFree(req);
@@ -1111,6 +1233,11 @@ static void srvSweepCb(uv_timer_t *t)
             }
         } else if (srv->idle_ms > 0 && c->pending == NULL && c->n_writes == 0 &&
                    now - c->last_active >= srv->idle_ms) {
+            connClose(c);
+        } else if (srv->idle_ms > 0 && c->n_writes > 0 &&
+                   now - c->last_active >= srv->idle_ms) {
+            /* A client that stopped reading (a stalled stream): its
+             * pending writes fail, the producer ends the response. */
             connClose(c);
         }
     }

@@ -93,8 +93,10 @@ static void clusterLocal(struct api_req *a)
     static struct member_view v[REPL__MEMBERS_MAX]; /* Loop thread only. */
     struct ledger_repl_status st;
     struct ledger_repl_change_info ci;
+    struct ledger_store_state ss;
     json_t *members = json_array();
     json_t *change = json_null();
+    json_t *o;
     struct timeval tv;
     int64_t now_ms;
     size_t n;
@@ -113,19 +115,21 @@ static void clusterLocal(struct api_req *a)
                            "role", ledger_repl_role_name(ci.role), "step",
                            ci.step, "elapsed_ms", (json_int_t)ci.elapsed_ms);
     }
-    api_reply_json(a, 200,
-                   json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:o, s:o, s:o}",
-                             "cluster_id", st.cluster_id, "leader_id",
-                             (json_int_t)st.leader_id, "term",
-                             (json_int_t)st.term, "commit_index",
-                             (json_int_t)st.commit_index, "node_id",
-                             (json_int_t)a->n->cfg->id, "node_state", st.state,
-                             "fault_tolerance",
-                             n > 0 && v[0].view_known
-                                 ? json_integer(members_fault_tolerance(v, n))
+    o = json_pack(
+        "{s:s, s:I, s:I, s:I, s:I, s:s, s:o, s:o, s:o}", "cluster_id",
+        st.cluster_id, "leader_id", (json_int_t)st.leader_id, "term",
+        (json_int_t)st.term, "commit_index", (json_int_t)st.commit_index,
+        "node_id", (json_int_t)a->n->cfg->id, "node_state", st.state,
+        "fault_tolerance",
+        n > 0 && v[0].view_known ? json_integer(members_fault_tolerance(v, n))
                                  : json_null(),
-                             "membership_change", change, "members", members),
-                   NULL);
+        "membership_change", change, "members", members);
+    /* A restored cluster names the cluster its backup came from. */
+    if (o != NULL && ledger_store_get_state(a->n->store, &ss) == 0 &&
+        ss.restored_from[0] != '\0') {
+        json_object_set_new(o, "restored_from", json_string(ss.restored_from));
+    }
+    api_reply_json(a, 200, o, NULL);
 }
 
 static void clusterForwardCb(void *arg, int status,
@@ -381,10 +385,16 @@ void api_verify(struct api_req *a)
 
 /* ---- Internal --------------------------------------------------------- */
 
+struct fullPage {
+    json_t *arr;
+    struct api_page budget;
+};
+
 static int collectFull(void *arg, const struct ledger_event *ev)
 {
-    json_array_append_new(arg, api_event_json_full(ev));
-    return 0;
+    struct fullPage *p = arg;
+    json_array_append_new(p->arr, api_event_json_full(ev));
+    return api_page_add(&p->budget, ev);
 }
 
 /* The compact form of the internal events page (Accept:
@@ -397,9 +407,15 @@ static int packText(msgpack_packer *pk, const char *s, size_t len)
     return msgpack_pack_str(pk, len) | msgpack_pack_str_body(pk, s, len);
 }
 
+struct packedPage {
+    msgpack_packer pk;
+    struct api_page budget;
+};
+
 static int packEvent(void *arg, const struct ledger_event *ev)
 {
-    msgpack_packer *pk = arg;
+    struct packedPage *p = arg;
+    msgpack_packer *pk = &p->pk;
     int rv = msgpack_pack_array(pk, 9);
     rv |= msgpack_pack_uint64(pk, ev->position);
     rv |= packText(pk, ev->stream, strlen(ev->stream));
@@ -413,19 +429,22 @@ static int packEvent(void *arg, const struct ledger_event *ev)
     rv |= msgpack_pack_bin_body(pk, ev->prev_hash, LEDGER_HASH_LEN);
     rv |= msgpack_pack_bin(pk, LEDGER_HASH_LEN);
     rv |= msgpack_pack_bin_body(pk, ev->hash, LEDGER_HASH_LEN);
-    return rv != 0 ? -1 : 0;
+    return rv != 0 ? -1 : api_page_add(&p->budget, ev);
 }
 
 static void internalEventsPacked(struct api_req *a, uint64_t from,
                                  uint64_t limit)
 {
     msgpack_sbuffer sb;
-    msgpack_packer pk;
+    struct packedPage p = {{0}, {0}};
     int rv;
 
     msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    rv = ledger_store_read_positions(a->n->store, from, limit, packEvent, &pk);
+    msgpack_packer_init(&p.pk, &sb, msgpack_sbuffer_write);
+    rv = ledger_store_read_positions(a->n->store, from, limit, packEvent, &p);
+    if (rv == API_PAGE_FULL) {
+        rv = 0;
+    }
     if (rv == -1) {
         msgpack_sbuffer_destroy(&sb);
         api_reply_error(a, API_E_OUT_OF_MEMORY, "out of memory");
@@ -445,7 +464,8 @@ void api_internal_events(struct api_req *a)
     uint64_t from = 1;
     uint64_t limit = 1000;
     const char *accept = http_request_header(a->http, "Accept");
-    json_t *arr;
+    struct fullPage p = {NULL, {0}};
+    int rv;
 
     if (api_query_u64(a, "from_position", 1, UINT64_MAX, &from) != 0 ||
         api_query_u64(a, "limit", 1000, MAX_INTERNAL_LIMIT, &limit) != 0) {
@@ -455,14 +475,15 @@ void api_internal_events(struct api_req *a)
         internalEventsPacked(a, from ? from : 1, limit ? limit : 1);
         return;
     }
-    arr = json_array();
-    if (ledger_store_read_positions(a->n->store, from ? from : 1,
-                                    limit ? limit : 1, collectFull, arr) != 0) {
-        json_decref(arr);
+    p.arr = json_array();
+    rv = ledger_store_read_positions(a->n->store, from ? from : 1,
+                                     limit ? limit : 1, collectFull, &p);
+    if (rv != 0 && rv != API_PAGE_FULL) {
+        json_decref(p.arr);
         api_reply_store_error(a);
         return;
     }
-    api_reply_json(a, 200, json_pack("{s:o}", "events", arr), NULL);
+    api_reply_json(a, 200, json_pack("{s:o}", "events", p.arr), NULL);
 }
 
 void api_internal_hash(struct api_req *a)

@@ -65,6 +65,8 @@ static enum api_error raftStatusError(int rv)
         return API_E_CANCELLED;
     case RAFT_SHUTDOWN:
         return API_E_SHUTTING_DOWN;
+    case RAFT_BUSY:
+        return API_E_UNAVAILABLE;
     default:
         return API_E_MEMBERSHIP_FAILED;
     }

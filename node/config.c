@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,8 +27,10 @@ static const char USAGE[] =
     "[--log-level debug|info|warn|error]\n"
     "               [--max-body BYTES] [--snapshot-threshold N] "
     "[--snapshot-trailing N]\n"
-    "               [--max-queue N] [--max-queue-bytes BYTES]\n"
+    "               [--max-queue N] [--max-queue-bytes BYTES] [--restore "
+    "FILE]\n"
     "               [--zone ZONE] [--config FILE]\n"
+    "       ledgerd --verify-backup FILE [--sha256 HEX | --chain-only]\n"
     "\n"
     "One node of a ledger cluster: a replicated, tamper-evident event log.\n"
     "  --id N               node id, a positive integer unique in the "
@@ -62,6 +65,20 @@ static const char USAGE[] =
     "                       as above without the dashes, # comments); flags "
     "given\n"
     "                       on the command line win\n"
+    "  --restore FILE       seed the empty data dir from the backup FILE "
+    "(verified\n"
+    "                       first) and start a new cluster: needs "
+    "--bootstrap naming\n"
+    "                       only this node; the other nodes --join it\n"
+    "  --verify-backup FILE check a backup offline (FILE.sha256, stamps, "
+    "hash chain),\n"
+    "                       print one JSON line and exit 0 (good) or 1\n"
+    "  --sha256 HEX         with --verify-backup: expect this checksum "
+    "instead of\n"
+    "                       reading FILE.sha256\n"
+    "  --chain-only         with --verify-backup: skip the checksum (the "
+    "caller\n"
+    "                       hashed the bytes as it wrote them)\n"
     "  --help, --version\n";
 
 enum {
@@ -83,6 +100,10 @@ enum {
     OPT_MAX_QUEUE_BYTES,
     OPT_ZONE,
     OPT_CONFIG,
+    OPT_RESTORE,
+    OPT_VERIFY_BACKUP,
+    OPT_SHA256,
+    OPT_CHAIN_ONLY,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -106,6 +127,10 @@ static const struct option OPTIONS[] = {
     {"max-queue-bytes", required_argument, NULL, OPT_MAX_QUEUE_BYTES},
     {"zone", required_argument, NULL, OPT_ZONE},
     {"config", required_argument, NULL, OPT_CONFIG},
+    {"restore", required_argument, NULL, OPT_RESTORE},
+    {"verify-backup", required_argument, NULL, OPT_VERIFY_BACKUP},
+    {"sha256", required_argument, NULL, OPT_SHA256},
+    {"chain-only", no_argument, NULL, OPT_CHAIN_ONLY},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -153,6 +178,19 @@ int ledger_parse_addr(const char *s, char *host, size_t hostlen, int *port)
     }
     *port = (int)p;
     return 0;
+}
+
+static bool isHex64(const char *s)
+{
+    size_t i;
+    for (i = 0; s[i] != '\0'; i++) {
+        char c = s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+              (c >= 'A' && c <= 'F'))) {
+            return false;
+        }
+    }
+    return i == 64;
 }
 
 /* Write the normalised form of a valid address into out. */
@@ -424,6 +462,18 @@ static int parseArgs(int argc, char **argv, struct ledger_config *cfg,
              * abbreviation of it. */
             snprintf(err, errlen, "write --config in full");
             return CONFIG_USAGE;
+        case OPT_RESTORE:
+            cfg->restore = a;
+            break;
+        case OPT_VERIFY_BACKUP:
+            cfg->verify_backup = a;
+            break;
+        case OPT_SHA256:
+            cfg->expect_sha256 = a;
+            break;
+        case OPT_CHAIN_ONLY:
+            cfg->chain_only = 1;
+            break;
         case ':':
             snprintf(err, errlen, "%s needs a value", argv[optind - 1]);
             return CONFIG_USAGE;
@@ -436,6 +486,23 @@ static int parseArgs(int argc, char **argv, struct ledger_config *cfg,
     if (optind < argc) {
         snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
         return CONFIG_USAGE;
+    }
+    if (cfg->expect_sha256 != NULL &&
+        (cfg->verify_backup == NULL || !isHex64(cfg->expect_sha256))) {
+        snprintf(err, errlen,
+                 "--sha256 takes 64 hex digits and goes with "
+                 "--verify-backup FILE");
+        return CONFIG_USAGE;
+    }
+    if (cfg->chain_only &&
+        (cfg->verify_backup == NULL || cfg->expect_sha256 != NULL)) {
+        snprintf(err, errlen,
+                 "--chain-only goes with --verify-backup FILE, "
+                 "without --sha256");
+        return CONFIG_USAGE;
+    }
+    if (cfg->verify_backup != NULL) {
+        return CONFIG_OK; /* Offline: nothing else is needed. */
     }
     if (cfg->id == 0 || cfg->data_dir == NULL || cfg->raft_addr == NULL ||
         cfg->api_addr == NULL) {
@@ -492,6 +559,16 @@ static int parseArgs(int argc, char **argv, struct ledger_config *cfg,
         snprintf(err, errlen, "--bootstrap and --join exclude each other");
         return CONFIG_USAGE;
     }
+    /* A restored node starts the new cluster alone: members with an empty
+     * store bootstrapped next to it would apply the new log to nothing and
+     * diverge. They --join it and copy its events (docs/operations.md). */
+    if (cfg->restore != NULL && (cfg->join != NULL || cfg->n_bootstrap != 1)) {
+        snprintf(err, errlen,
+                 "--restore needs --bootstrap naming only this node (it "
+                 "starts the new cluster alone); start the other nodes with "
+                 "--join");
+        return CONFIG_USAGE;
+    }
     if (cfg->token_file != NULL && readToken(cfg, err, errlen) != 0) {
         return CONFIG_USAGE;
     }
@@ -541,7 +618,11 @@ static void locateError(const struct config_argv *args, int at, char *err,
 int ledger_config_parse(int argc, char **argv, struct ledger_config *cfg,
                         char *err, size_t errlen)
 {
-    static const char *const refused[] = {"config", "help", "version", NULL};
+    /* One-shot modes make no sense in a node's file (a restart would
+     * repeat them): the command line only. */
+    static const char *const refused[] = {
+        "config",        "help",   "version",    "restore",
+        "verify-backup", "sha256", "chain-only", NULL};
     struct config_argv *args = calloc(1, sizeof *args);
     int at = -1;
     int rv;

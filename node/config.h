@@ -33,10 +33,18 @@ struct ledger_config {
     unsigned snapshot_trailing;
     size_t max_queue_ops;
     size_t max_queue_bytes;
-    const char *zone;         /* --zone, or NULL: no zone label. */
-    const char *config_file;  /* --config FILE, or NULL. */
-    struct config_argv *args; /* argv with the file's flags (owned): the
-                                 string flags above point into it. */
+    const char *zone;          /* --zone, or NULL: no zone label. */
+    const char *config_file;   /* --config FILE, or NULL. */
+    struct config_argv *args;  /* argv with the file's flags (owned): the
+                                  string flags above point into it. */
+    const char *restore;       /* --restore FILE: seed the empty data dir
+                                  from a backup, then start (node/restore.c). */
+    const char *verify_backup; /* --verify-backup FILE: check a backup
+                                  offline and exit; no other flag needed. */
+    const char *expect_sha256; /* --sha256 HEX (with --verify-backup): the
+                                  checksum to expect instead of FILE.sha256. */
+    int chain_only;            /* --chain-only (with --verify-backup): the
+                                  caller checked the file's bytes itself. */
     /* Normalised addresses ("localhost" becomes 127.0.0.1: the Raft
      * transport does not resolve names); the pointers above point here. */
     char raft_addr_buf[REPL_ADDR_MAX];

@@ -48,6 +48,7 @@
     X(STORE_ERROR, 500, "store_error")                                         \
     X(INTERNAL, 500, "internal")                                               \
     X(MEMBERSHIP_FAILED, 500, "membership_failed")                             \
+    X(INSUFFICIENT_STORAGE, 507, "insufficient_storage")                       \
     X(NO_LEADER, 503, "no_leader")                                             \
     X(LEADER_UNREACHABLE, 503, "leader_unreachable")                           \
     X(NOT_LEADER, 503, "not_leader")                                           \

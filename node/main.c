@@ -9,6 +9,7 @@
 #include "log.h"
 #include "node.h"
 #include "restart.h"
+#include "restore.h"
 
 int main(int argc, char **argv)
 {
@@ -28,6 +29,12 @@ int main(int argc, char **argv)
     default:
         fprintf(stderr, "ledgerd: %s\n", err);
         return 1;
+    }
+    if (cfg.verify_backup != NULL) {
+        rv = restore_verify_cli(cfg.verify_backup, cfg.expect_sha256,
+                                cfg.chain_only);
+        ledger_config_free(&cfg);
+        return rv;
     }
     ledger_log_init(cfg.log_json, cfg.log_level, cfg.id);
     rv = node_run(&cfg);

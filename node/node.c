@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "backup.h"
 #include "http/client.h"
 #include "log.h"
 #include "node.h"
@@ -30,6 +31,7 @@
 #include "restart.h"
 #include "roles.h"
 #include "zone.h"
+#include "restore.h"
 
 #define LOCK_WAIT_MS 2000 /* For a dying predecessor's data-dir lock. */
 
@@ -402,6 +404,12 @@ int node_run(struct ledger_config *cfg)
         return 1;
     }
 
+    backup_remove_stale(cfg->data_dir);
+    if (cfg->restore != NULL && restore_seed(cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "ledgerd: %s\n", err);
+        close(lock_fd);
+        return 1;
+    }
     snprintf(path, sizeof path, "%s/ledger.db", cfg->data_dir);
     if (ledger_store_open(path, &n.store, err, sizeof err) != 0) {
         fprintf(stderr, "ledgerd: %s\n", err);

@@ -68,6 +68,22 @@ void api_reply_raw(struct api_req *a, int status, const char *ctype,
     replyRaw(a, status, ctype, body, len, extra_headers);
 }
 
+http_request *api_reply_stream(struct api_req *a, int status, const char *ctype,
+                               uint64_t len, const char *extra_headers, int *rv)
+{
+    http_request *req = a->http;
+    char headers[1024];
+
+    metrics_request(a->route, a->method, status);
+    ledger_log(LOG_INFO, a->rid, "%s %s -> %d, streaming %llu bytes", a->method,
+               http_request_path(a->http), status, (unsigned long long)len);
+    snprintf(headers, sizeof headers, "X-Request-Id: %s\r\n%s", a->rid,
+             extra_headers != NULL ? extra_headers : "");
+    *rv = http_response_start(req, status, ctype, len, headers);
+    free(a);
+    return req;
+}
+
 void api_reply_json(struct api_req *a, int status, json_t *body,
                     const char *extra_headers)
 {

@@ -59,6 +59,7 @@ static const struct api_route routes[] = {
     {"POST", "/v1/cluster/leader", "leader", api_leader_transfer, ACCESS_ADMIN,
      ROUTE_LEADER | ROUTE_MOVES_LEADER, NULL},
     {"GET", "/v1/verify", "verify", api_verify, ACCESS_READ, 0, NULL},
+    {"GET", "/v1/backup", "backup", api_backup, ACCESS_ADMIN, 0, NULL},
     {"GET", "/v1/internal/events", "internal", api_internal_events, ACCESS_READ,
      0, NULL},
     {"GET", "/v1/internal/hash", "internal", api_internal_hash, ACCESS_READ, 0,

@@ -26,6 +26,14 @@
  *   snapshot keeps only as many trailing entries as fit in
  *   REPL__TRAILING_BYTES (repl__fsm_trailing). Snapshots are cheap here
  *   (snapshot.c): they do not copy events.
+ * - A store seeded from a backup (store/backup.h) holds events the Raft
+ *   log does not: its state at index 0 is the backup, not an empty store.
+ *   A new member that replayed the log from index 1 onto its empty store
+ *   would diverge. So until Raft holds a snapshot, such a node takes one
+ *   right after the next entry it applies (base_pending), and membership
+ *   changes are refused (membership.c); a new member then gets that
+ *   snapshot and pulls the events (snapshot.c), since raft 0.15 sends the
+ *   snapshot to any follower that needs index 1 once one exists.
  * - WAL checkpoints run on libuv's threadpool with a second store handle
  *   (store/checkpoint.c), started after a commit once the WAL holds
  *   REPL__CHECKPOINT_FRAMES, one at a time; the loop checkpoints itself
@@ -185,6 +193,16 @@ unsigned repl__fsm_trailing(ledger_repl *r)
     return n > 0 ? n : 1;
 }
 
+bool repl__base_pending(ledger_repl *r)
+{
+    if (r->base_pending && r->raft.log.snapshot.last_index > 0) {
+        r->base_pending = false;
+        repl__log(r, 1, "restored cluster: first snapshot taken at index %llu",
+                  (unsigned long long)r->raft.log.snapshot.last_index);
+    }
+    return r->base_pending;
+}
+
 void repl__fsm_snapshotted(ledger_repl *r)
 {
     r->bytes_since_snapshot = 0;
@@ -260,6 +278,11 @@ static int fsmApply(struct raft_fsm *fsm, const struct raft_buffer *buf,
         return RAFT_IOERR; /* The store is behind: see apply_tx.c. */
     }
     accountEntry(r, index, buf->len);
+    if (repl__base_pending(r)) {
+        /* A snapshot right after this entry (raft checks the threshold
+         * once apply returns): since the last one, `index` entries. */
+        r->raft.snapshot.threshold = (unsigned)index;
+    }
 
     rv = ledger_store_get_state(r->store, &st);
     if (rv != 0) {
@@ -334,6 +357,11 @@ err_failed:
 
 void repl__fsm_init(ledger_repl *r)
 {
+    struct ledger_store_state st;
+
+    /* Before raft_start, which may apply entries. */
+    r->base_pending = ledger_store_get_state(r->store, &st) == 0 &&
+                      st.restored_from[0] != '\0';
     memset(&r->fsm, 0, sizeof r->fsm);
     r->fsm.version = 1;
     r->fsm.data = r;

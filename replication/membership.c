@@ -275,6 +275,9 @@ int ledger_repl_add(ledger_repl *r, const struct ledger_repl_member *m,
     if (r->change != NULL) {
         return RAFT_CANTCHANGE;
     }
+    if (repl__base_pending(r)) {
+        return RAFT_BUSY; /* A new member would replay onto nothing. */
+    }
     if ((c = changeNew(r, m->id, role, timeout_ms, cb, arg)) == NULL) {
         return RAFT_NOMEM;
     }
@@ -294,6 +297,9 @@ int ledger_repl_assign(ledger_repl *r, uint64_t id, int role,
     }
     if (current < 0) {
         return RAFT_NOTFOUND;
+    }
+    if (repl__base_pending(r) && role != RAFT_SPARE) {
+        return RAFT_BUSY; /* It would start replicating from index 1. */
     }
     if ((c = changeNew(r, id, role, timeout_ms, cb, arg)) == NULL) {
         return RAFT_NOMEM;
@@ -352,6 +358,10 @@ const char *ledger_repl_errmsg(ledger_repl *r)
 {
     if (r->change != NULL) {
         return "another membership change is in progress";
+    }
+    if (r->base_pending) {
+        return "this cluster was restored from a backup and has not taken "
+               "its first snapshot yet: retry in a moment";
     }
     return raft_errmsg(&r->raft);
 }

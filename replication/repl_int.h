@@ -107,6 +107,7 @@ struct ledger_repl {
     uint64_t last_leader;   /* Last non-zero leader seen, and its term. */
     uint64_t last_leader_term;
     bool init_proposed;
+    bool base_pending; /* Restored store, no snapshot yet (fsm.c). */
     void (*applied_cb)(void *arg);
     void *applied_arg;
 
@@ -157,6 +158,9 @@ void repl__fsm_close(ledger_repl *r);
 unsigned repl__fsm_trailing(ledger_repl *r);
 /* A snapshot was taken or installed: count bytes from zero again. */
 void repl__fsm_snapshotted(ledger_repl *r);
+/* The store was seeded from a backup and Raft holds no snapshot yet: one
+ * is due, and no member may be added until it exists (fsm.c). */
+bool repl__base_pending(ledger_repl *r);
 /* The apply transaction committed: start a WAL checkpoint if due. */
 void repl__fsm_committed(ledger_repl *r);
 

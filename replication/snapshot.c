@@ -10,12 +10,13 @@
  *                (, restored_from:str
  *                (, roles:[voters, standbys, dead_after_s])) ]
  *
- * The optional tail: element 8 (restored_from, "" for none) and element 9,
- * the automatic-roles targets, packed only when targets are set (so an
- * older ledgerd reads snapshots of clusters that do not use them).
- *
- * A member's zone is packed only when it has one (an older ledgerd reads
- * snapshots of clusters without zones).
+ * The optional tail, so that a node that predates an element still reads
+ * the snapshots of every cluster that does not use it:
+ * - restored_from (the cluster id of the backup a restored cluster started
+ *   from, store.h): the 8th element, on restored clusters, or "" (none)
+ *   when the 9th is there;
+ * - the automatic-roles targets: the 9th element, only when they are set.
+ * A member's zone is packed only when it has one.
  *
  * Its size is O(members + checkpoints), independent of the number of events.
  *
@@ -145,7 +146,9 @@ int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     }
     has_roles =
         roles.voters != 0 || roles.standbys != 0 || roles.dead_after_s != 0;
-    rv = msgpack_pack_array(&pk, has_roles ? 9 : 7);
+    rv = msgpack_pack_array(&pk, has_roles                     ? 9
+                                 : st.restored_from[0] != '\0' ? 8
+                                                               : 7);
     rv |= msgpack_pack_uint8(&pk, SNAPSHOT_FORMAT);
     rv |= msgpack_pack_uint64(&pk, r->raft.last_applied);
     rv |= msgpack_pack_uint64(&pk, st.position);
@@ -161,8 +164,10 @@ int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     rv |= ledger_store_list_checkpoints(r->store, countCheckpoint, &c);
     rv |= msgpack_pack_array(&pk, c.n);
     rv |= ledger_store_list_checkpoints(r->store, packCheckpoint, &c);
+    if (st.restored_from[0] != '\0' || has_roles) {
+        rv |= packStr(&pk, st.restored_from, strlen(st.restored_from));
+    }
     if (has_roles) {
-        rv |= packStr(&pk, "", 0); /* restored_from: none */
         rv |= msgpack_pack_array(&pk, 3);
         rv |= msgpack_pack_uint32(&pk, roles.voters);
         rv |= msgpack_pack_uint32(&pk, roles.standbys);
@@ -208,6 +213,8 @@ struct snap {
     uint32_t n_members;
     const msgpack_object *checkpoints;
     uint32_t n_checkpoints;
+    bool has_restored_from;
+    char restored_from[64];
     struct ledger_roles roles; /* All 0 when the snapshot has none. */
 };
 
@@ -219,6 +226,18 @@ static int snapDecode(const msgpack_object *o, struct snap *s)
         return -1;
     }
     f = o->via.array.ptr;
+    /* restored_from "" (packed before the roles) means none. */
+    s->has_restored_from = o->via.array.size >= 8 &&
+                           f[7].type == MSGPACK_OBJECT_STR &&
+                           f[7].via.str.size > 0;
+    if (o->via.array.size >= 8) {
+        if (f[7].type != MSGPACK_OBJECT_STR ||
+            f[7].via.str.size >= sizeof s->restored_from) {
+            return -1;
+        }
+        memcpy(s->restored_from, f[7].via.str.ptr, f[7].via.str.size);
+        s->restored_from[f[7].via.str.size] = '\0';
+    }
     if (f[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
         f[0].via.u64 != SNAPSHOT_FORMAT ||
         f[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
@@ -559,6 +578,9 @@ static int restoreState(ledger_repl *r, const struct snap *s)
     }
     if (s->cluster_id[0] != '\0') {
         rv |= ledger_store_init_cluster(r->store, s->cluster_id);
+    }
+    if (s->has_restored_from) {
+        rv |= ledger_store_set_restored_from(r->store, s->restored_from);
     }
     if (rv == 0) {
         rv = ledger_store_set_roles(r->store, &s->roles);

@@ -146,20 +146,14 @@ int ledger_store_stream_head(ledger_store *s, const char *stream,
     return LEDGER_STORE_OK;
 }
 
-int ledger_store_list_streams(ledger_store *s, ledger_stream_cb cb, void *arg)
+/* Run a prepared streams query (STMT_STREAM_LIST or STMT_STREAM_PAGE,
+ * parameters bound) through cb; resets it. */
+static int iterateStreams(ledger_store *s, sqlite3_stmt *stmt,
+                          ledger_stream_cb cb, void *arg)
 {
-    sqlite3_stmt *stmt;
     int rc;
-    int rv = storeHeadsFlush(s); /* The table as the transaction has it. */
-    if (rv == LEDGER_STORE_OK) {
-        rv = storeStmt(s, STMT_STREAM_LIST, &stmt);
-    }
-    if (rv != LEDGER_STORE_OK) {
-        return rv;
-    }
-    if (cb == NULL) {
-        return storeErrf(s, LEDGER_STORE_EINVAL, "list streams: no callback");
-    }
+    int rv = LEDGER_STORE_OK;
+
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(stmt, 0);
         sqlite3_int64 last_seq = sqlite3_column_int64(stmt, 1);
@@ -179,6 +173,51 @@ int ledger_store_list_streams(ledger_store *s, ledger_stream_cb cb, void *arg)
     }
 out_reset:
     sqlite3_reset(stmt);
+    return rv;
+}
+
+int ledger_store_list_streams(ledger_store *s, ledger_stream_cb cb, void *arg)
+{
+    sqlite3_stmt *stmt;
+    int rv;
+
+    if (cb == NULL) {
+        return storeErrf(s, LEDGER_STORE_EINVAL, "list streams: no callback");
+    }
+    rv = storeHeadsFlush(s); /* The table as the transaction has it. */
+    if (rv == LEDGER_STORE_OK) {
+        rv = storeStmt(s, STMT_STREAM_LIST, &stmt);
+    }
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    return iterateStreams(s, stmt, cb, arg);
+}
+
+int ledger_store_list_streams_page(ledger_store *s, const char *after,
+                                   uint64_t limit, ledger_stream_cb cb,
+                                   void *arg)
+{
+    sqlite3_stmt *stmt;
+    int rv;
+
+    if (cb == NULL) {
+        return storeErrf(s, LEDGER_STORE_EINVAL, "list streams: no callback");
+    }
+    if (limit == 0) {
+        return LEDGER_STORE_OK;
+    }
+    rv = storeHeadsFlush(s);
+    if (rv == LEDGER_STORE_OK) {
+        rv = storeStmt(s, STMT_STREAM_PAGE, &stmt);
+    }
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    sqlite3_bind_text(stmt, 1, after != NULL ? after : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, clampI64(limit));
+    rv = iterateStreams(s, stmt, cb, arg);
+    sqlite3_clear_bindings(stmt);
     return rv;
 }
 

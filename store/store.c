@@ -67,6 +67,8 @@ static const char *const stmt_sql[STMT__N] = {
                         " (name, last_seq, head_hash) VALUES (?, ?, ?)",
     [STMT_STREAM_LIST] = "SELECT name, last_seq, head_hash FROM streams"
                          " ORDER BY name",
+    [STMT_STREAM_PAGE] = "SELECT name, last_seq, head_hash FROM streams"
+                         " WHERE name > ? ORDER BY name LIMIT ?",
     [STMT_EVENT_BY_ID] = "SELECT seq, position, hash FROM events"
                          " WHERE stream = ? AND id = ?",
     [STMT_EVENT_INSERT] = "INSERT INTO events (" STORE__EVENT_COLUMNS ")"
@@ -581,6 +583,28 @@ static int metaGetText(ledger_store *s, const char *key, char *out, size_t size)
     return rv;
 }
 
+/* Optional text value: "" when the key is absent. */
+static int metaGetOptText(ledger_store *s, const char *key, char *out,
+                          size_t size)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rv = metaLookup(s, key, &stmt);
+    if (rv == LEDGER_STORE_ENOTFOUND) {
+        out[0] = '\0';
+        rv = LEDGER_STORE_OK;
+    } else if (rv == LEDGER_STORE_OK &&
+               (sqlite3_column_type(stmt, 0) != SQLITE_TEXT ||
+                (size_t)sqlite3_column_bytes(stmt, 0) >= size)) {
+        rv = storeErrf(s, LEDGER_STORE_ECORRUPT,
+                       "store %s: meta %s is malformed", s->path, key);
+    } else if (rv == LEDGER_STORE_OK) {
+        memcpy(out, sqlite3_column_text(stmt, 0),
+               (size_t)sqlite3_column_bytes(stmt, 0) + 1);
+    }
+    metaLookupEnd(stmt);
+    return rv;
+}
+
 int ledger_store_get_state(ledger_store *s, struct ledger_store_state *out)
 {
     struct ledger_store_state st;
@@ -617,6 +641,10 @@ int ledger_store_get_state(ledger_store *s, struct ledger_store_state *out)
     if (rv == LEDGER_STORE_OK) {
         st.schema_version = (int)version;
         rv = metaGetText(s, "cluster_id", st.cluster_id, sizeof st.cluster_id);
+    }
+    if (rv == LEDGER_STORE_OK) {
+        rv = metaGetOptText(s, "restored_from", st.restored_from,
+                            sizeof st.restored_from);
     }
     if (rv == LEDGER_STORE_OK) {
         rv = storeHead(s, &st.position, st.head_hash);
@@ -741,6 +769,35 @@ int ledger_store_init_cluster(ledger_store *s, const char *cluster_id)
     sqlite3_bind_text(stmt, 1, cluster_id, (int)len, SQLITE_STATIC);
     if (sqlite3_step(stmt) != SQLITE_DONE) {
         rv = storeSqlErr(s, "init cluster");
+    }
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return rv;
+}
+
+int ledger_store_set_restored_from(ledger_store *s, const char *cluster_id)
+{
+    sqlite3_stmt *stmt = NULL;
+    size_t len = cluster_id != NULL ? strlen(cluster_id) : 0;
+    int rv = storeRequireTx(s, "set restored_from");
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    if (len >= sizeof((struct ledger_store_state *)0)->restored_from) {
+        return storeErrf(s, LEDGER_STORE_EINVAL,
+                         "set restored_from: cluster id over 63 bytes");
+    }
+    rv = storeStmt(s, STMT_META_SET, &stmt);
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    sqlite3_bind_text(stmt, 1, "restored_from", -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, len > 0 ? cluster_id : "", (int)len,
+                      SQLITE_STATIC);
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+        rv = storeSqlErr(s, "set restored_from");
+    } else if (s->tx_state_valid) {
+        memcpy(s->tx_state.restored_from, len > 0 ? cluster_id : "", len + 1);
     }
     sqlite3_reset(stmt);
     sqlite3_clear_bindings(stmt);

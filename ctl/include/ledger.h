@@ -31,9 +31,15 @@ struct ledger_http_response {
     int duplicate;      /* The X-Ledger-Duplicate header was present. */
     char *body;         /* NUL-terminated (body_len excludes the NUL). */
     size_t body_len;
+    char *headers; /* Every header line of the answer, "Name: value\r\n". */
 };
 
 void ledger_http_response_free(struct ledger_http_response *r);
+
+/* Value of header `name` of the answer (case-insensitive), malloc'ed
+ * (free it); NULL when absent or out of memory. */
+char *ledger_http_response_header(const struct ledger_http_response *r,
+                                  const char *name);
 
 /* One request to `addr` ("HOST:PORT", "http://HOST:PORT" or
  * "https://HOST:PORT"). `headers` is NULL or "Name: value\r\n" lines; Host,
@@ -113,6 +119,21 @@ int ledger_client_call_one(ledger_client *c, size_t i, const char *method,
 /* Start the next call at the endpoint after the one that answered last
  * (e.g. it said 503: no leader in view). */
 void ledger_client_rotate(ledger_client *c);
+
+/* A streamed download: GET `path` from `addr` (any node, with this
+ * client's token and TLS files; no fail-over), the body of a 2xx answer
+ * handed to sink piece by piece as it arrives, never held whole (an
+ * answer of another status is kept in out->body, as for a call: an error
+ * is small). sink returns 0 to go on, anything else to stop (the call then
+ * fails with LEDGER_CLIENT_EIO). There is no bound on the whole transfer;
+ * it fails when no byte arrives for stall_ms (0: 300000), e.g. while the
+ * node prepares a large body before its first byte. A body cut short
+ * fails with LEDGER_CLIENT_EPROTO. out gets the status and the headers
+ * (ledger_http_response_header). Reason in ledger_client_errmsg(). */
+typedef int (*ledger_sink_fn)(void *arg, const char *data, size_t len);
+int ledger_client_download(ledger_client *c, const char *addr, const char *path,
+                           unsigned stall_ms, ledger_sink_fn sink, void *arg,
+                           struct ledger_http_response *out);
 
 /* Endpoint that answered the last successful call (borrowed), or NULL. */
 const char *ledger_client_last_endpoint(const ledger_client *c);

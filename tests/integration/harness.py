@@ -1,10 +1,14 @@
-"""Integration test harness: real ledgerd processes on 127.0.0.1.
+"""Integration test harness: real ledgerd processes on 127.0.0.1 (or in
+network namespaces).
 
 Every cluster lives in a fresh temporary directory (DIR/nN is node N's data
-dir, DIR/nodeN.log its stdout and stderr). Ports are picked by binding
-sockets to port 0. Nothing here sleeps for a fixed time to wait for
-something: conditions are polled with wait_until() under generous deadlines
-(the suite must pass on the sanitizer build, which is several times slower).
+dir, DIR/nodeN.log its stdout and stderr). Ports are picked outside the
+kernel's ephemeral range and checked the way ledgerd binds (ports.py), so
+TIME_WAIT sockets cannot starve them; with net=netns() the nodes run in
+network namespaces instead (198.18.0.0/15, chaos/cluster.py). Nothing here
+sleeps for a fixed time to wait for something: conditions are polled with
+wait_until() under generous deadlines (the suite must pass on the sanitizer
+build, which is several times slower).
 
 Environment: LEDGERD and LEDGERCTL point at the binaries (CTest sets them);
 without them the RelWithDebInfo build in ../../build is used.
@@ -25,6 +29,8 @@ import time
 import unittest
 
 import msgpack
+
+import ports
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LEDGERD = os.environ.get("LEDGERD") or os.path.join(HERE, "../../build/ledgerd")
@@ -63,10 +69,16 @@ def _kill_leftovers():
                 pass
 
 
+# A sanitizer build links libasan (its name and __asan_init are in the
+# binary; the text "AddressSanitizer" is not, with a shared libasan).
+SANITIZER_BUILD_MARKERS = (b"__asan_init", b"libasan.so", b"AddressSanitizer")
+
+
 def _is_sanitized(path):
     try:
         with open(path, "rb") as f:
-            return b"AddressSanitizer" in f.read()
+            data = f.read()
+        return any(m in data for m in SANITIZER_BUILD_MARKERS)
     except OSError:
         return False
 
@@ -100,45 +112,33 @@ def wait_until(fn, timeout=30, interval=0.05, msg=None):
         time.sleep(interval)
 
 
-def free_ports(n):
-    """n distinct free TCP ports on 127.0.0.1 (all held open until every
-    one is picked, so they are distinct)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((HOST, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+def netns_unavailable():
+    """None when network namespaces can be used (root, `ip` and `nft`),
+    else the reason, for a skip message."""
+    if os.geteuid() != 0:
+        return "needs root (network namespaces and nftables)"
+    for tool in ("ip", "nft"):
+        if shutil.which(tool) is None:
+            return f"needs the `{tool}` tool (iproute2 / nftables)"
+    return None
+
+
+def netns():
+    """A fresh chaos/cluster.py NetNS (namespaces, bridge and nftables in
+    198.18.0.0/15) for Cluster(net=...); see netns_unavailable()."""
+    sys.path.insert(0, os.path.join(HERE, "..", "..", "chaos"))
+    import cluster as chaos_cluster  # noqa: E402 - chaos/cluster.py
+    return chaos_cluster.NetNS()
+
+
+# Port picking lives in ports.py (outside the ephemeral range, checked the
+# way ledgerd binds: TIME_WAIT sockets cannot starve it).
+free_ports = ports.free_ports
+free_port_range = ports.free_port_range
 
 
 def port_free(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind((HOST, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-def free_port_range(count, avoid=()):
-    """A base port such that base..base+count-1 are all free (and none is in
-    avoid)."""
-    for _ in range(200):
-        base = free_ports(1)[0]
-        if base + count > 65535:
-            continue
-        rng = range(base, base + count)
-        if any(p in avoid for p in rng):
-            continue
-        if all(port_free(p) for p in rng):
-            return base
-    raise RuntimeError(f"no {count} consecutive free ports found")
+    return ports.listenable(port)
 
 
 def tail(path, lines=60):
@@ -209,9 +209,10 @@ def http_request(addr, method, path, body=None, headers=None, raw=None,
 # ---------------------------------------------------------------------------
 
 class Node:
-    def __init__(self, cluster, nid, raft_port, api_port):
+    def __init__(self, cluster, nid, raft_port, api_port, host=HOST):
         self.cluster = cluster
         self.id = nid
+        self.host = host
         self.raft_port = raft_port
         self.api_port = api_port
         self.proc = None
@@ -219,11 +220,11 @@ class Node:
 
     @property
     def raft_addr(self):
-        return f"{HOST}:{self.raft_port}"
+        return f"{self.host}:{self.raft_port}"
 
     @property
     def api_addr(self):
-        return f"{HOST}:{self.api_port}"
+        return f"{self.host}:{self.api_port}"
 
     @property
     def data_dir(self):
@@ -251,10 +252,15 @@ class Cluster:
     extra_args: more ledgerd flags for every node (e.g. snapshot settings).
     token: when set, a token file is written and passed as --token-file, and
     http() sends the bearer token unless told otherwise (auth=False).
+    net: None (every node on 127.0.0.1), or netns() (root only): node i runs
+    in its own network namespace at 198.18.X.i (chaos/cluster.py's NetNS),
+    so that isolate() can cut it off from its peers with nftables while
+    this process still reaches every node.
     """
 
     def __init__(self, n=3, extra_args=(), token=None, name="ledger",
-                 heartbeat_ms=100, election_ms=1000):
+                 heartbeat_ms=100, election_ms=1000, net=None):
+        self.net = net
         self.n = n
         self.extra_args = list(extra_args)
         self.token = token
@@ -294,9 +300,12 @@ class Cluster:
         self.dir = tempfile.mkdtemp(prefix=f"{self.name}-")
         ports = free_ports(2 * self.n)
         self.nodes = {}
+        if self.net is not None:
+            self.net.setup(list(range(1, self.n + 1)))
         for i in range(1, self.n + 1):
+            host = self.net.addr(i) if self.net is not None else HOST
             self.nodes[i] = Node(self, i, ports[2 * (i - 1)],
-                                 ports[2 * (i - 1) + 1])
+                                 ports[2 * (i - 1) + 1], host)
             os.makedirs(self.nodes[i].data_dir)
         if self.token is not None:
             self.token_file = os.path.join(self.dir, "token")
@@ -314,7 +323,11 @@ class Cluster:
         --join JOIN instead of --bootstrap; start it with start_node."""
         assert nid not in self.nodes
         raft_port, api_port = free_ports(2)
-        n = Node(self, nid, raft_port, api_port)
+        host = HOST
+        if self.net is not None:
+            self.net.add(nid)
+            host = self.net.addr(nid)
+        n = Node(self, nid, raft_port, api_port, host)
         n.join = join
         os.makedirs(n.data_dir)
         self.nodes[nid] = n
@@ -332,7 +345,8 @@ class Cluster:
                "--election-ms", str(self.election_ms)]
         if self.token is not None:
             cmd += ["--token-file", self.token_file]
-        return cmd + self.extra_args + list(self.node_args.get(nid, ()))
+        cmd += self.extra_args + list(self.node_args.get(nid, ()))
+        return self.net.wrap(nid, cmd) if self.net is not None else cmd
 
     def start_node(self, nid, bootstrap=True):
         """Start node nid (first start or restart: same command; a restart
@@ -353,7 +367,7 @@ class Cluster:
             if n.proc.poll() is not None:
                 return "exited"
             try:
-                with socket.create_connection((HOST, n.api_port), 0.5):
+                with socket.create_connection((n.host, n.api_port), 0.5):
                     return "up"
             except OSError:
                 return None
@@ -403,6 +417,19 @@ class Cluster:
         self._reap(n)
         return code
 
+    def isolate(self, nid):
+        """Cut node nid off from every other node, both ways (nftables in
+        the namespaces; net=netns() only). Clients still reach it."""
+        for o in self.nodes:
+            if o != nid:
+                self.net.drop(nid, o)
+                self.net.drop(o, nid)
+
+    def heal(self):
+        """Drop every rule isolate() added."""
+        if self.net is not None:
+            self.net.heal()
+
     def kill9(self, nid):
         n = self.nodes[nid]
         if n.proc is not None and n.proc.poll() is None:
@@ -429,6 +456,8 @@ class Cluster:
                 self.stop(nid)
             except Exception as e:  # noqa: BLE001 - cleanup must go on
                 sys.stderr.write(f"[harness] stopping node {nid}: {e}\n")
+        if self.net is not None:
+            self.net.teardown()
         reports = self.sanitizer_reports()
         if self.dir is None:
             return reports

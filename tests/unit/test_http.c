@@ -47,6 +47,22 @@ struct fixture {
     /* Requests the handler deferred, answered by the test. */
     http_request *deferred[8];
     int n_deferred;
+    /* The streamed response of /stream/... (one at a time). */
+    struct producer *prod;
+};
+
+/* Streams `pieces` pieces of `piece` bytes ('a' + piece number) with a
+ * Content-Length of `promise` bytes, one piece in flight at a time. */
+struct producer {
+    http_request *req;
+    char *buf;
+    size_t piece;
+    unsigned pieces;
+    unsigned written;
+    uint64_t promise;
+    int last_status; /* Status of the last callback. */
+    int write_rv;    /* A write refused at once. */
+    int done;        /* Finished. */
 };
 
 /* One client call; 0 or the error of http_client_request. */
@@ -68,6 +84,75 @@ static int call(struct fixture *f, const char *addr, const char *method,
 static void copyStr(char *dst, size_t n, const char *src)
 {
     snprintf(dst, n, "%s", src != NULL ? src : "");
+}
+
+static void producerNext(struct producer *p);
+
+static void producerCb(void *arg, int status)
+{
+    struct producer *p = arg;
+    p->last_status = status;
+    if (status < 0) {
+        http_response_finish(p->req);
+        p->done = 1;
+        return;
+    }
+    producerNext(p);
+}
+
+static void producerNext(struct producer *p)
+{
+    int rv;
+    if (p->written == p->pieces) {
+        http_response_finish(p->req);
+        p->done = 1;
+        return;
+    }
+    memset(p->buf, 'a' + (int)(p->written % 26), p->piece);
+    rv = http_response_write(p->req, p->buf, p->piece, producerCb, p);
+    if (rv != 0) {
+        p->write_rv = rv;
+        http_response_finish(p->req);
+        p->done = 1;
+        return;
+    }
+    p->written++;
+}
+
+/* /stream/PIECES/PIECE_BYTES/PROMISED_BYTES */
+static void streamStart(struct fixture *f, http_request *req)
+{
+    struct producer *p = calloc(1, sizeof *p);
+    unsigned long long promise = 0;
+    unsigned pieces = 0;
+    size_t piece = 0;
+
+    assert_non_null(p);
+    assert_int_equal(
+        sscanf(f->path, "/stream/%u/%zu/%llu", &pieces, &piece, &promise), 3);
+    p->req = req;
+    p->pieces = pieces;
+    p->piece = piece;
+    p->promise = promise;
+    p->buf = malloc(piece > 0 ? piece : 1);
+    assert_non_null(p->buf);
+    f->prod = p;
+    if (http_response_start(req, 200, "application/octet-stream", promise,
+                            "X-Test: streamed\r\n") != 0) {
+        http_response_finish(req);
+        p->done = 1;
+        return;
+    }
+    producerNext(p);
+}
+
+static void producerFree(struct fixture *f)
+{
+    if (f->prod != NULL) {
+        free(f->prod->buf);
+        free(f->prod);
+        f->prod = NULL;
+    }
 }
 
 /* Handler: record the request, then
@@ -106,6 +191,10 @@ static void handler(void *arg, http_request *req)
     if (strncmp(f->path, "/defer", 6) == 0) {
         assert_true(f->n_deferred < 8);
         f->deferred[f->n_deferred++] = req;
+        return;
+    }
+    if (strncmp(f->path, "/stream/", 8) == 0) {
+        streamStart(f, req);
         return;
     }
     if (strncmp(f->path, "/status/", 8) == 0) {
@@ -1310,6 +1399,144 @@ static void test_client_concurrent_and_close(void **state)
     assert_int_equal(held.status, UV_ECANCELED);
 }
 
+/* -------------------------------------------------------------------------
+ * Tests: streamed responses
+ * ---------------------------------------------------------------------- */
+
+/* Run until the handler has started a producer, then until it is done. */
+static void runUntilProduced(struct fixture *f)
+{
+    runUntil(f, &f->n_requests);
+    assert_non_null(f->prod);
+    runUntil(f, &f->prod->done);
+}
+
+/* A streamed body arrives whole and in order after its headers, and the
+ * connection stays usable for the next request. */
+static void test_stream_whole(void **state)
+{
+    struct fixture *f = *state;
+    struct raw *c = rawConnect(f);
+    const char *body;
+    size_t i;
+
+    rawSendStr(c, "GET /stream/3/65536/196608 HTTP/1.1\r\nHost: x\r\n\r\n");
+    runUntilProduced(f);
+    assert_int_equal(f->prod->last_status, 0);
+    while (!c->eof && (strstr(c->buf, "\r\n\r\n") == NULL ||
+                       c->len < (size_t)(strstr(c->buf, "\r\n\r\n") - c->buf) +
+                                    4 + 196608)) {
+        uv_run(&f->loop, UV_RUN_ONCE);
+    }
+    assert_non_null(strstr(c->buf, "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(c->buf, "Content-Length: 196608\r\n"));
+    assert_non_null(strstr(c->buf, "X-Test: streamed\r\n"));
+    assert_non_null(strstr(c->buf, "Connection: keep-alive\r\n"));
+    body = strstr(c->buf, "\r\n\r\n") + 4;
+    assert_int_equal(c->len - (size_t)(body - c->buf), 196608);
+    for (i = 0; i < 196608; i++) {
+        if (body[i] != 'a' + (char)(i / 65536)) {
+            fail_msg("byte %zu is %c", i, body[i]);
+        }
+    }
+    assert_int_equal(http_server_inflight(f->srv), 0);
+    producerFree(f);
+    c->len = 0;
+    c->buf[0] = '\0';
+    rawSendStr(c, "GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+    rawWaitResponses(f, c, 1);
+    assert_non_null(strstr(c->buf, "GET /after"));
+    assert_false(c->eof);
+    rawClose(f, c);
+}
+
+/* Finishing before Content-Length closes the connection: the client sees
+ * a cut body. Writing past it is refused. */
+static void test_stream_cut_short(void **state)
+{
+    struct fixture *f = *state;
+    struct raw *c = rawConnect(f);
+
+    rawSendStr(c, "GET /stream/1/1000/5000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    runUntilProduced(f);
+    runUntil(f, &c->eof);
+    assert_non_null(strstr(c->buf, "Content-Length: 5000\r\n"));
+    assert_int_equal(c->len - (size_t)(strstr(c->buf, "\r\n\r\n") + 4 - c->buf),
+                     1000);
+    producerFree(f);
+    rawClose(f, c);
+
+    c = rawConnect(f);
+    f->n_requests = 0;
+    rawSendStr(c, "GET /stream/2/1000/1500 HTTP/1.1\r\nHost: x\r\n\r\n");
+    runUntilProduced(f);
+    assert_int_equal(f->prod->write_rv, UV_EINVAL);
+    runUntil(f, &c->eof);
+    assert_int_equal(http_server_inflight(f->srv), 0);
+    producerFree(f);
+    rawClose(f, c);
+}
+
+/* The client going away mid-stream: the pending piece's callback fails,
+ * the producer finishes, nothing stays in flight. */
+static void test_stream_client_gone(void **state)
+{
+    struct fixture *f = *state;
+    struct raw *c = rawConnect(f);
+
+    rawSendStr(c, "GET /stream/100000/65536/6553600000 HTTP/1.1\r\n"
+                  "Host: x\r\n\r\n");
+    while (f->prod == NULL || f->prod->written < 3) {
+        uv_run(&f->loop, UV_RUN_ONCE);
+    }
+    rawClose(f, c);
+    runUntil(f, &f->prod->done);
+    assert_true(f->prod->last_status < 0 || f->prod->write_rv < 0);
+    assert_int_equal(http_server_inflight(f->srv), 0);
+    producerFree(f);
+}
+
+/* A client that stops reading: after the idle timeout the connection is
+ * closed and the producer's pending write fails. */
+static void test_stream_stalled(void **state)
+{
+    struct fixture *f = *state;
+    struct raw *c = rawConnect(f);
+
+    http_server_set_idle_timeout(f->srv, 100);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    rawSendStr(c, "GET /stream/100000/1048576/104857600000 HTTP/1.1\r\n"
+                  "Host: x\r\n\r\n");
+    while (f->prod == NULL) {
+        uv_run(&f->loop, UV_RUN_ONCE);
+    }
+    runUntil(f, &f->prod->done);
+    assert_true(f->prod->last_status < 0);
+    assert_true(f->prod->written < 100000);
+    assert_int_equal(http_server_inflight(f->srv), 0);
+    producerFree(f);
+    rawClose(f, c);
+}
+
+/* HEAD: the headers with the Content-Length, no body; the write is
+ * refused, and the connection serves the next request. */
+static void test_stream_head(void **state)
+{
+    struct fixture *f = *state;
+    struct raw *c = rawConnect(f);
+
+    rawSendStr(c, "HEAD /stream/1/10/10 HTTP/1.1\r\nHost: x\r\n\r\n");
+    runUntilProduced(f);
+    assert_int_equal(f->prod->write_rv, UV_ECANCELED);
+    rawWaitResponses(f, c, 1);
+    assert_non_null(strstr(c->buf, "Content-Length: 10\r\n"));
+    producerFree(f);
+    rawSendStr(c, "GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+    rawWaitResponses(f, c, 2);
+    assert_non_null(strstr(c->buf, "GET /next"));
+    rawClose(f, c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1343,6 +1570,11 @@ int main(void)
         T(test_keepalive_client),
         T(test_client_concurrent_and_close),
         T(test_client_stale_retry),
+        T(test_stream_whole),
+        T(test_stream_cut_short),
+        T(test_stream_client_gone),
+        T(test_stream_stalled),
+        T(test_stream_head),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

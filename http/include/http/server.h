@@ -83,6 +83,36 @@ void http_response_send(http_request *req, int status, const char *content_type,
                         const char *body, size_t body_len,
                         const char *extra_headers);
 
+/* ---- Streamed responses --------------------------------------------------
+ * For a body too large to hold in memory (a backup of a whole store). In
+ * place of http_response_send: http_response_start() writes the status
+ * line and headers, http_response_write() queues the body piece by piece,
+ * and http_response_finish() releases the request. Until then the request
+ * counts as in flight (http_server_inflight; http_server_close waits).
+ *
+ * - content_length is the exact body size. Finishing after fewer bytes
+ *   closes the connection, so the client sees a cut body (EOF before
+ *   Content-Length), never one that looks complete.
+ * - A piece's bytes are borrowed until its callback: cb(arg, 0) once
+ *   written, cb(arg, <0) when the connection is gone or the write failed
+ *   (stop, and finish). Never called from inside http_response_write.
+ *   Pieces go out in order; the caller bounds its memory by waiting for a
+ *   callback before queueing more. Finish only once every piece's callback
+ *   has run.
+ * - A connection whose writes make no progress for the idle timeout (a
+ *   client that stopped reading) is closed: the pending callbacks fail.
+ * - For HEAD only the headers go out: write returns UV_ECANCELED.
+ *
+ * start returns 0, or a negative libuv error (the client is gone: do not
+ * write, finish). write returns 0 (cb will fire) or a negative libuv error
+ * (cb will not fire: finish); UV_EINVAL past content_length. */
+typedef void (*http_write_cb)(void *arg, int status);
+int http_response_start(http_request *req, int status, const char *content_type,
+                        uint64_t content_length, const char *extra_headers);
+int http_response_write(http_request *req, const char *data, size_t len,
+                        http_write_cb cb, void *arg);
+void http_response_finish(http_request *req);
+
 /* Standard reason phrase for a status code ("Not Found"). */
 const char *http_status_text(int status);
 

@@ -123,6 +123,9 @@ struct ledger_store_state {
     uint8_t head_hash[LEDGER_HASH_LEN]; /* Hash at position (zeros: 0). */
     char cluster_id[64];                /* "" until initialised. */
     int schema_version;
+    char restored_from[64]; /* Cluster id of the backup this store was
+                               seeded from (ledger_backup_seed, or a
+                               snapshot of such a cluster); "" if none. */
 };
 
 int ledger_store_get_state(ledger_store *s, struct ledger_store_state *out);
@@ -216,6 +219,13 @@ int ledger_store_put_checkpoint(ledger_store *s, const char *stream,
 int ledger_store_init_cluster(ledger_store *s, const char *cluster_id);
 
 /* Insert a member, or replace its addresses (its zone stays). */
+/* Record the cluster id of the backup this store's state descends from
+ * (meta 'restored_from'; "" clears it). Written by a snapshot install on a
+ * member of a restored cluster (replication/snapshot.c); ledger_backup_seed
+ * writes it on the seeded store itself. */
+int ledger_store_set_restored_from(ledger_store *s, const char *cluster_id);
+
+/* Insert or replace a member's addresses. */
 int ledger_store_put_member(ledger_store *s, uint64_t id, const char *raft_addr,
                             const char *api_addr);
 /* Set member `id`'s zone label ("" for none; at most LEDGER_ZONE_MAX - 1
@@ -251,6 +261,13 @@ int ledger_store_stream_head(ledger_store *s, const char *stream,
 typedef int (*ledger_stream_cb)(void *arg, const char *name, uint64_t last_seq,
                                 const uint8_t head_hash[LEDGER_HASH_LEN]);
 int ledger_store_list_streams(ledger_store *s, ledger_stream_cb cb, void *arg);
+/* One page of that order: the streams whose names sort after `after`
+ * (NULL or "": from the first), at most `limit` of them (0: none), by the
+ * primary key, so a page costs O(limit log n) however many streams there
+ * are. Names compare bytewise (SQLite's BINARY collation). */
+int ledger_store_list_streams_page(ledger_store *s, const char *after,
+                                   uint64_t limit, ledger_stream_cb cb,
+                                   void *arg);
 
 /* Checkpoint value (JSON text, malloc'ed into *value, caller frees).
  * LEDGER_STORE_ENOTFOUND when absent. */
