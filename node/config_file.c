@@ -278,7 +278,7 @@ int config_argv_build(int argc, char **argv, const struct option *opts,
         if (strcmp(argv[i], "--config") == 0) {
             if (i + 1 >= argc) {
                 snprintf(err, errlen, "--config needs a value");
-                return -1;
+                goto fail;
             }
             p = argv[i + 1];
             used = 2;
@@ -289,18 +289,18 @@ int config_argv_build(int argc, char **argv, const struct option *opts,
         }
         if (at >= 0) {
             snprintf(err, errlen, "--config is given twice");
-            return -1;
+            goto fail;
         }
         if (p[0] == '\0') {
             snprintf(err, errlen, "--config needs a file name");
-            return -1;
+            goto fail;
         }
         at = i;
         skip = used;
         out->path = strdup(p);
         if (out->path == NULL) {
             snprintf(err, errlen, "out of memory");
-            return -1;
+            goto fail;
         }
         i += used - 1;
     }
@@ -321,8 +321,9 @@ int config_argv_build(int argc, char **argv, const struct option *opts,
     }
     return 0;
 oom:
-    config_argv_free(out);
     snprintf(err, errlen, "out of memory");
+fail:
+    config_argv_free(out);
     return -1;
 }
 
