@@ -379,6 +379,23 @@ class Runner:
                          f"full (see {c.nodes[nid].log_path})")
         c.free_disk(nid)
         note("filler removed")
+        if self.a.roles and (c.members() or {}).get(nid, {}).get(
+                "role") == "spare":
+            # A spare gets no log and does not follow the leader: nothing
+            # to catch up, and its /health stays 503. Its store must still
+            # verify.
+            st = None
+            try:
+                _, _, st = cl.http(c.addr(nid), "GET", "/v1/verify",
+                                   timeout=60)
+            except OSError:
+                pass
+            note(f"node {nid} is a spare: no catch-up expected; verify "
+                 f"{'ok' if isinstance(st, dict) and st.get('ok') else st}")
+            if not (isinstance(st, dict) and st.get("ok")):
+                self.finding(f"disk-full: spare {nid} does not verify after "
+                             f"the space returned: {st}")
+            return
         ok = self.wait(lambda: (c.health(nid, timeout=5, caught_up=True)
                                 or (0,))[0] == 200, 60)
         if not ok and c.nodes[nid].alive():

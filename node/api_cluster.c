@@ -541,6 +541,20 @@ void api_internal_status(struct api_req *a)
     json_t *o;
 
     ledger_repl_status(a->n->repl, &st);
+    {
+        /* The leader's poll names it: remembered for a spare (peer.c). */
+        const char *h = http_request_header(a->http, "X-Ledger-Leader");
+        unsigned long long id, term;
+        char addr[REPL_ADDR_MAX];
+        if (h != NULL && sscanf(h, "%llu %llu %127s", &id, &term, addr) == 3 &&
+            id != 0 && id != a->n->cfg->id) {
+            a->n->leader_hint.id = id;
+            a->n->leader_hint.term = term;
+            a->n->leader_hint.at = uv_now(a->n->loop);
+            snprintf(a->n->leader_hint.api, sizeof a->n->leader_hint.api, "%s",
+                     addr);
+        }
+    }
     if (ledger_store_get_state(a->n->store, &ss) != 0) {
         api_reply_store_error(a);
         return;

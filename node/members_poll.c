@@ -210,8 +210,12 @@ static void tickCb(uv_timer_t *timer)
     if (!p->leading) {
         startLeading(p, now);
     }
-    snprintf(headers, sizeof headers, "X-Ledger-Forwarded: 1\r\n%s%s%s",
-             n->cfg->token ? "Authorization: Bearer " : "",
+    /* X-Ledger-Leader: spares learn who leads from this poll (peer.c). */
+    snprintf(headers, sizeof headers,
+             "X-Ledger-Forwarded: 1\r\nX-Ledger-Leader: %llu %llu %s\r\n"
+             "%s%s%s",
+             (unsigned long long)n->cfg->id, (unsigned long long)st.term,
+             n->cfg->api_addr, n->cfg->token ? "Authorization: Bearer " : "",
              n->cfg->token ? n->cfg->token : "", n->cfg->token ? "\r\n" : "");
     for (i = 0; i < MEMBERS_POLL_MAX; i++) {
         p->t[i].present = false;

@@ -190,6 +190,14 @@ class RolesJoinTest(HarnessTestCase):
         wait_until(lambda: roles_of(view(c, c.leader())).get(4) == "spare",
                    timeout=60, msg="node 4 added as a spare")
         self.assertIn("joined the cluster", c.log_text(4))
+        # A spare gets no Raft messages, but its status poll names the
+        # leader: writes sent to it are forwarded; strong reads answer at
+        # once (it cannot apply), reads at the leader's level work.
+        s = unique("spare")
+        wait_until(lambda: c.append(4, s, [{"type": "t", "id": "x"}])[0]
+                   == 201, timeout=30, msg="an append through spare 4")
+        st, _, b = c.read(4, s, consistency="strong", timeout=10)
+        self.assertEqual((st, b["error"]["code"]), (503, "not_consistent"))
         # Voters at the target: it stays a spare.
         self.assertEqual(by_role(view(c, c.leader()), "voter"), [1, 2, 3])
         # Manual role changes are refused while roles are automatic.
