@@ -10,6 +10,13 @@ is gone are removed at the next start.
 
 Loopback mode (no root): every node on 127.0.0.1 with its own ports; only
 the faults that need no privileges are available.
+
+Security (docs/security.md): in either mode the nodes run with TLS and a
+token, as ledgerd requires of addresses that are not loopback: setup() makes
+a CA, a certificate for every node (naming its address) and a client
+certificate with `ledgerctl tls cert` in RUN_DIR/tls, and a random token in
+RUN_DIR/token. Every HTTP call of the runner and the workload is HTTPS with
+the client certificate and the token (SEC), and so is every ledgerctl call.
 """
 import errno
 import fcntl
@@ -18,8 +25,10 @@ import json
 import os
 import re
 import shutil
+import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -76,13 +85,37 @@ def pid_alive(pid):
 # HTTP
 # ---------------------------------------------------------------------------
 
+class Security:
+    """The cluster's TLS client context and token (set by setup())."""
+
+    def __init__(self):
+        self.ctx = None    # ssl.SSLContext: the CA, our client certificate
+        self.token = None
+        self.files = None  # (ca, cert, key, token file) for ledgerctl
+
+    def connection(self, host, port, timeout):
+        if self.ctx is not None:
+            return httpc.HTTPSConnection(host, port, timeout=timeout,
+                                         context=self.ctx)
+        return httpc.HTTPConnection(host, port, timeout=timeout)
+
+    def headers(self, hdrs):
+        if self.token:
+            hdrs["Authorization"] = f"Bearer {self.token}"
+        return hdrs
+
+
+SEC = Security()
+
+
 def http(addr, method, path, body=None, timeout=10):
     """One request on a fresh connection: (status, headers, parsed body)."""
     host, port = addr.rsplit(":", 1)
-    conn = httpc.HTTPConnection(host, int(port), timeout=timeout)
+    conn = SEC.connection(host, int(port), timeout)
     try:
         data = json.dumps(body).encode() if body is not None else None
-        hdrs = {"Content-Type": "application/json"} if data else {}
+        hdrs = SEC.headers({"Content-Type": "application/json"}
+                           if data else {})
         conn.request(method, path, body=data, headers=hdrs)
         r = conn.getresponse()
         raw = r.read()
@@ -326,6 +359,31 @@ class Cluster:
                 sh("mount", "-t", "tmpfs", "-o", f"size={self.tmpfs_mb}m",
                    "tmpfs", n.data_dir)
                 n.mounted = True
+        self.setup_security()
+
+    def setup_security(self):
+        """Certificates and a token for this run (see the file top)."""
+        self.tls_dir = os.path.join(self.dir, "tls")
+        for nid in self.nodes:
+            sh(self.ledgerctl_bin, "tls", "cert", "--dir", self.tls_dir,
+               "--node", str(nid), "--ip", self.net.addr(nid))
+        sh(self.ledgerctl_bin, "tls", "cert", "--dir", self.tls_dir,
+           "--client", "chaos")
+        token_file = os.path.join(self.dir, "token")
+        token = secrets.token_hex(24)
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                     0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        ca = os.path.join(self.tls_dir, "ca.pem")
+        cert = os.path.join(self.tls_dir, "chaos.pem")
+        key = os.path.join(self.tls_dir, "chaos.key")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(ca)
+        ctx.load_cert_chain(cert, key)
+        SEC.ctx = ctx
+        SEC.token = token
+        SEC.files = (ca, cert, key, token_file)
 
     @property
     def bootstrap(self):
@@ -342,6 +400,10 @@ class Cluster:
             cmd += ["--join", n.join]
         else:
             cmd += ["--bootstrap", self.bootstrap]
+        ca, _, _, token_file = SEC.files
+        cmd += ["--tls-cert", os.path.join(self.tls_dir, f"node{nid}.pem"),
+                "--tls-key", os.path.join(self.tls_dir, f"node{nid}.key"),
+                "--tls-ca", ca, "--token-file", token_file]
         return self.net.wrap(nid, cmd)
 
     def start(self, nid, wait=True):
@@ -494,7 +556,10 @@ class Cluster:
     def ctl(self, *args, endpoints=None, timeout=150):
         eps = endpoints or [self.addr(i) for i, n in self.nodes.items()
                             if n.alive() and not n.paused]
-        cmd = [self.ledgerctl_bin, "--endpoints", ",".join(eps), *args]
+        ca, cert, key, token_file = SEC.files
+        cmd = [self.ledgerctl_bin, "--endpoints", ",".join(eps),
+               "--tls-ca", ca, "--tls-cert", cert, "--tls-key", key,
+               "--token-file", token_file, *args]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True,
                                timeout=timeout * self.slow,

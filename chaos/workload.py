@@ -18,6 +18,8 @@ uncertain attempt is retried with the same ids on another node.
 """
 import http.client
 import json
+
+import cluster as cl
 import random
 import socket
 import threading
@@ -73,8 +75,7 @@ class Conn:
         c = self.conns.get(nid)
         if c is None:
             host, port = self.addr_of(nid).rsplit(":", 1)
-            c = http.client.HTTPConnection(host, int(port),
-                                           timeout=self.timeout)
+            c = cl.SEC.connection(host, int(port), self.timeout)
             try:
                 c.connect()
             except OSError:
@@ -82,7 +83,8 @@ class Conn:
                 raise
             self.conns[nid] = c
         data = json.dumps(body).encode() if body is not None else None
-        hdrs = {"Content-Type": "application/json"} if data else {}
+        hdrs = cl.SEC.headers({"Content-Type": "application/json"}
+                              if data else {})
         try:
             c.request(method, path, body=data, headers=hdrs)
             r = c.getresponse()

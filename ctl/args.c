@@ -66,12 +66,20 @@ static int parseGlobal(struct ctl *ctl, const char *name, const char *value,
         return 1;
     }
     if (strcmp(name, "endpoints") == 0 || strcmp(name, "token-file") == 0 ||
-        strcmp(name, "timeout-ms") == 0) {
+        strcmp(name, "timeout-ms") == 0 || strcmp(name, "tls-ca") == 0 ||
+        strcmp(name, "tls-cert") == 0 || strcmp(name, "tls-key") == 0) {
         *needs_value = 1;
         if (value == NULL) {
             return 1;
         }
-        if (strcmp(name, "endpoints") == 0) {
+        if (strncmp(name, "tls-", 4) == 0) {
+            if (value[0] == '\0') {
+                return -ctlUsage("--%s needs a file", name);
+            }
+            *(strcmp(name, "tls-ca") == 0     ? &ctl->tls_ca
+              : strcmp(name, "tls-cert") == 0 ? &ctl->tls_cert
+                                              : &ctl->tls_key) = value;
+        } else if (strcmp(name, "endpoints") == 0) {
             if (value[0] == '\0') {
                 return -ctlUsage("--endpoints needs HOST:PORT[,HOST:PORT...]");
             }
@@ -216,11 +224,22 @@ int ctlParseU64(const char *what, const char *s, unsigned long long min,
     return 0;
 }
 
+int ctlCheckTls(const struct ctl *ctl)
+{
+    if ((ctl->tls_cert == NULL) != (ctl->tls_key == NULL)) {
+        return ctlUsage("--tls-cert and --tls-key go together");
+    }
+    return 0;
+}
+
 ledger_client *ctlClient(struct ctl *ctl)
 {
     char err[256];
     if (ctl->client != NULL) {
         return ctl->client;
+    }
+    if (ctlCheckTls(ctl) != 0) {
+        return NULL;
     }
     if (ledger_client_create(ctl->endpoints, ctl->token, &ctl->client, err,
                              sizeof err) != 0) {
@@ -228,6 +247,14 @@ ledger_client *ctlClient(struct ctl *ctl)
         return NULL;
     }
     ledger_client_set_timeout(ctl->client, ctl->timeout_ms);
+    if ((ctl->tls_ca != NULL || ctl->tls_cert != NULL) &&
+        ledger_client_set_tls(ctl->client, ctl->tls_ca, ctl->tls_cert,
+                              ctl->tls_key) != 0) {
+        ctlFail("out of memory");
+        ledger_client_destroy(ctl->client);
+        ctl->client = NULL;
+        return NULL;
+    }
     return ctl->client;
 }
 

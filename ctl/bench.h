@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "http/tls.h"
+
 #define BENCH_RETRY_MS 20    /* Pause after a rejection or an error. */
 #define BENCH_DRAIN_MS 15000 /* Longest wait for in-flight requests. */
 
@@ -51,11 +53,13 @@ struct bench_result {
 };
 
 /* Run the load: client i connects to addrs[i % n_addrs] ("HOST:PORT",
- * numeric IPv4). Returns 0 with *out filled (free out->lat_us), or -1 with
- * a reason in out->last_error (bad address, out of memory). */
+ * numeric IPv4, optionally after "http://" or "https://"), over HTTPS when
+ * `tls` is not NULL (the server's certificate must name HOST). Returns 0
+ * with *out filled (free out->lat_us), or -1 with a reason in
+ * out->last_error (bad address, out of memory). */
 int bench_run(const char *const *addrs, size_t n_addrs, size_t n_clients,
-              unsigned duration_s, const struct bench_workload *w,
-              struct bench_result *out);
+              unsigned duration_s, http_tls *tls,
+              const struct bench_workload *w, struct bench_result *out);
 
 /* Latency at quantile q (0..1) of a sorted sample, in milliseconds. */
 double bench_quantile_ms(const struct bench_result *r, double q);

@@ -6,6 +6,12 @@
  * closed). A client's TCP handle is open exactly in CONNECTING, BUSY, READY
  * and CLOSING; its retry timer lives as long as the run.
  *
+ * HTTPS (a TLS context given to bench_run): each connection gets a TLS
+ * session (http/tls.h); requests are encrypted on the way out (the first
+ * one waits inside the session for the handshake, so the first latency of
+ * a connection includes it), responses decrypted into `plain` and parsed
+ * from there. Every ciphertext write is its own heap buffer.
+ *
  * Stop: the deadline timer sets `stopping`; idle and connecting clients are
  * closed at once, busy ones when their answer arrives (it is not counted:
  * only answers received before the deadline are). The drain timer closes
@@ -23,6 +29,7 @@
 #include "bench.h"
 #include "http/addr.h"
 #include "http/buf.h"
+#include "http/tls.h"
 
 enum { C_IDLE, C_CONNECTING, C_BUSY, C_READY, C_CLOSING };
 
@@ -38,6 +45,9 @@ struct bench_client {
     uv_write_t write;
     uv_timer_t retry;
     http_parser parser;
+    http_tls_session *ssl; /* HTTPS: this connection's session. */
+    struct http_buf plain; /* HTTPS: decrypted, not yet parsed. */
+    char host[64];         /* The server's IP (its certificate names it). */
     struct http_buf body;
     int complete;
     int keep_alive;
@@ -47,6 +57,7 @@ struct bench_client {
 
 struct bench {
     uv_loop_t loop;
+    http_tls *tls; /* NULL: plain HTTP. */
     const struct bench_workload *w;
     struct bench_client *clients;
     size_t n_clients;
@@ -113,6 +124,9 @@ static void tcpClosedCb(uv_handle_t *h)
 
     b->n_open--;
     c->state = C_IDLE;
+    http_tls_session_free(c->ssl);
+    c->ssl = NULL;
+    c->plain.len = 0;
     if (b->stopping) {
         maybeFinished(b);
         return;
@@ -234,9 +248,54 @@ static void allocCb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(c->inbuf, sizeof c->inbuf);
 }
 
+struct tls_write {
+    uv_write_t req;
+    struct bench_client *c;
+    char data[];
+};
+
+static void tlsWriteCb(uv_write_t *req, int status)
+{
+    struct tls_write *w = req->data;
+    struct bench_client *c = w->c;
+    free(w);
+    if (status < 0 && (c->state == C_BUSY || c->state == C_READY)) {
+        clientFail(c, uv_strerror(status));
+    }
+}
+
+/* HTTPS: write the ciphertext the session has waiting. 0 or -1 (failed). */
+static int tlsFlush(struct bench_client *c)
+{
+    size_t n = http_tls_session_pending(c->ssl);
+    struct tls_write *w;
+    uv_buf_t buf;
+
+    if (n == 0) {
+        return 0;
+    }
+    w = malloc(sizeof *w + n);
+    if (w == NULL) {
+        clientFail(c, "out of memory");
+        return -1;
+    }
+    n = http_tls_session_take(c->ssl, w->data, n);
+    w->c = c;
+    w->req.data = w;
+    buf = uv_buf_init(w->data, (unsigned)n);
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, tlsWriteCb) != 0) {
+        free(w);
+        clientFail(c, "write failed");
+        return -1;
+    }
+    return 0;
+}
+
 static void readCb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct bench_client *c = s->data;
+    const char *data = buf->base;
+    size_t len = (size_t)nread;
     size_t used;
 
     if (nread == 0 || c->state == C_CLOSING) {
@@ -247,14 +306,35 @@ static void readCb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                                       : uv_strerror((int)nread));
         return;
     }
+    if (c->ssl != NULL) {
+        int rv = http_tls_session_recv(c->ssl, data, len, &c->plain);
+        if (tlsFlush(c) != 0) {
+            return;
+        }
+        if (rv == HTTP_TLS_ERROR) {
+            char what[240];
+            snprintf(what, sizeof what, "TLS: %s",
+                     http_tls_session_error(c->ssl));
+            clientFail(c, what);
+            return;
+        }
+        if (c->plain.len == 0) {
+            if (rv == HTTP_TLS_CLOSED) {
+                clientFail(c, "connection closed by the server");
+            }
+            return; /* Handshake records, session tickets. */
+        }
+        data = c->plain.p;
+        len = c->plain.len;
+        c->plain.len = 0; /* Parsed at once below. */
+    }
     if (c->state != C_BUSY) {
         clientFail(c, "unexpected bytes from the server");
         return;
     }
-    used = http_parser_execute(&c->parser, &parserSettings, buf->base,
-                               (size_t)nread);
+    used = http_parser_execute(&c->parser, &parserSettings, data, len);
     if (c->complete) {
-        if (used < (size_t)nread) {
+        if (used < len) {
             /* Bytes after the answer: the server pipelines nothing. */
             clientFail(c, "extra bytes after a response");
             return;
@@ -297,6 +377,14 @@ static void clientSend(struct bench_client *c)
     c->body.len = 0;
     c->state = C_BUSY;
     c->t0 = uv_hrtime();
+    if (c->ssl != NULL) {
+        if (http_tls_session_send(c->ssl, req, len) != HTTP_TLS_OK) {
+            clientFail(c, "TLS: cannot encrypt the request");
+            return;
+        }
+        tlsFlush(c);
+        return;
+    }
     buf = uv_buf_init((char *)req, (unsigned)len);
     c->write.data = c;
     rv = uv_write(&c->write, (uv_stream_t *)&c->tcp, &buf, 1, writeCb);
@@ -323,6 +411,16 @@ static void connectCb(uv_connect_t *req, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    if (c->b->tls != NULL) {
+        c->ssl = http_tls_session_connect(c->b->tls, c->host);
+        if (c->ssl == NULL || http_tls_session_start(c->ssl) != HTTP_TLS_OK ||
+            tlsFlush(c) != 0) {
+            if (c->state == C_CONNECTING) {
+                clientFail(c, "TLS: cannot start a session");
+            }
+            return;
+        }
+    }
     c->state = C_READY;
     clientSend(c);
 }
@@ -395,8 +493,8 @@ static int cmpU32(const void *a, const void *b)
 }
 
 int bench_run(const char *const *addrs, size_t n_addrs, size_t n_clients,
-              unsigned duration_s, const struct bench_workload *w,
-              struct bench_result *out)
+              unsigned duration_s, http_tls *tls,
+              const struct bench_workload *w, struct bench_result *out)
 {
     struct bench *b;
     size_t i;
@@ -419,10 +517,18 @@ int bench_run(const char *const *addrs, size_t n_addrs, size_t n_clients,
         return -1;
     }
     b->w = w;
+    b->tls = tls;
     b->res = out;
     b->n_clients = n_clients;
     for (i = 0; i < n_clients; i++) {
         const char *a = addrs[i % n_addrs];
+        if (strncmp(a, "https://", 8) == 0) {
+            a += 8;
+        } else if (strncmp(a, "http://", 7) == 0) {
+            a += 7;
+        }
+        snprintf(b->clients[i].host, sizeof b->clients[i].host, "%.*s",
+                 (int)(strrchr(a, ':') != NULL ? strrchr(a, ':') - a : 0), a);
         if (http_addr_parse(a, &b->clients[i].addr) != 0) {
             snprintf(out->last_error, sizeof out->last_error,
                      "endpoint '%s' is not a numeric HOST:PORT", a);
@@ -476,6 +582,7 @@ int bench_run(const char *const *addrs, size_t n_addrs, size_t n_clients,
     }
     for (i = 0; i < n_clients; i++) {
         http_buf_free(&b->clients[i].body);
+        http_buf_free(&b->clients[i].plain);
     }
     free(b->clients);
     free(b);

@@ -278,6 +278,11 @@ int client__exchange(void *easy, const struct client_tls *tls, int one_shot,
              "bad address '%s': expected HOST:PORT, e.g. 127.0.0.1:8001", addr);
         return LEDGER_CLIENT_EINVAL;
     }
+    if (!https && tls != NULL &&
+        (tls->ca != NULL || tls->cert != NULL || tls->key != NULL) &&
+        strncmp(addr, "http://", 7) != 0) {
+        https = 1; /* TLS files given: HOST:PORT means https. */
+    }
     if (path[0] != '/' ||
         (size_t)snprintf(url, sizeof url, "%s://%s%s", https ? "https" : "http",
                          hostport, path) >= sizeof url) {
@@ -440,11 +445,16 @@ void client__easy_free(void *easy)
     curl_easy_cleanup(easy);
 }
 
-int ledger_http_request(const char *addr, const char *method, const char *path,
-                        const char *headers, const char *body, size_t body_len,
-                        unsigned timeout_ms, struct ledger_http_response *out,
-                        char *err, size_t errlen)
+int ledger_http_request_tls(const char *addr, const char *method,
+                            const char *path, const char *headers,
+                            const char *body, size_t body_len,
+                            unsigned timeout_ms, const char *ca_file,
+                            const char *cert_file, const char *key_file,
+                            struct ledger_http_response *out, char *err,
+                            size_t errlen)
 {
+    struct client_tls tls = {(char *)ca_file, (char *)cert_file,
+                             (char *)key_file};
     void *e = client__easy_new();
     int rv;
 
@@ -453,10 +463,20 @@ int ledger_http_request(const char *addr, const char *method, const char *path,
         errf(err, errlen, "out of memory");
         return LEDGER_CLIENT_ENOMEM;
     }
-    rv = client__exchange(e, NULL, 1, addr, method, path, headers, body,
+    rv = client__exchange(e, &tls, 1, addr, method, path, headers, body,
                           body_len, timeout_ms, out, err, errlen, NULL);
     client__easy_free(e);
     return rv;
+}
+
+int ledger_http_request(const char *addr, const char *method, const char *path,
+                        const char *headers, const char *body, size_t body_len,
+                        unsigned timeout_ms, struct ledger_http_response *out,
+                        char *err, size_t errlen)
+{
+    return ledger_http_request_tls(addr, method, path, headers, body, body_len,
+                                   timeout_ms, NULL, NULL, NULL, out, err,
+                                   errlen);
 }
 
 const char *ledger_client_strerror(int code)

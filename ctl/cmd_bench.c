@@ -338,6 +338,7 @@ int ctlCmdBench(struct ctl *ctl, int argc, char **argv)
     struct bench_ctx x;
     struct bench_workload w;
     struct bench_result res;
+    http_tls *tls = NULL;
     char *eps[64];
     size_t n_eps = 0;
     char prefix[64];
@@ -535,8 +536,21 @@ int ctlCmdBench(struct ctl *ctl, int argc, char **argv)
     w.response = responseCb;
     w.arg = &x;
     w.max_events = max_events;
+    if (ctl->tls_ca != NULL || ctl->tls_cert != NULL ||
+        strncmp(eps[0], "https://", 8) == 0) {
+        struct http_tls_config tc = {ctl->tls_cert, ctl->tls_key, ctl->tls_ca};
+        char err[512];
+        if (ctlCheckTls(ctl) != 0) {
+            rv = CTL_EXIT_USAGE;
+            goto out;
+        }
+        if (http_tls_create(&tc, &tls, err, sizeof err) != 0) {
+            rv = ctlFail("bench: %s", err);
+            goto out;
+        }
+    }
     if (bench_run((const char *const *)eps, n_eps, clients, (unsigned)duration,
-                  &w, &res) != 0) {
+                  tls, &w, &res) != 0) {
         rv = ctlFail("bench: %s", res.last_error);
         goto out;
     }
@@ -565,5 +579,6 @@ out:
     free(x.body);
     free(payload);
     free(res.lat_us);
+    http_tls_free(tls);
     return rv;
 }

@@ -6,6 +6,12 @@
  *   nodeN/         node N's data directory (--data-dir)
  *   nodeN.log      its stdout and stderr (appended across restarts)
  *   nodeN.pid      its pid while it runs
+ *   tls/, token    with --tls (docs/security.md): the cluster CA, every
+ *                  node's certificate and a client certificate (tls_gen.h),
+ *                  and a random bearer token; the nodes run with
+ *                  --tls-cert/--tls-key/--tls-ca and --token-file, and
+ *                  cluster.json says "tls": true, so a later `cluster up`
+ *                  restarts them the same way.
  *
  * Node N listens on raft port RP+N-1 and API port AP+N-1. Every start passes
  * the same --bootstrap string; ledgerd ignores it once its dir holds state,
@@ -26,7 +32,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
 #include "ctl.h"
+#include "tls_gen.h"
 
 #define CLUSTER__HOST "127.0.0.1"
 #define CLUSTER__MAX_NODES 64   /* Upper bound for --nodes. */
@@ -40,6 +49,7 @@ struct layout {
     unsigned raft_port;
     unsigned api_port;
     char token_file[PATH_MAX]; /* "" without: nodes run without auth. */
+    int tls;                   /* Certificates in DIR/tls/. */
 };
 
 struct node {
@@ -306,6 +316,7 @@ static int layoutLoad(const char *path, struct layout *l)
              json_string_value(json_object_get(v, "token_file"))
                  ? json_string_value(json_object_get(v, "token_file"))
                  : "");
+    l->tls = json_is_true(json_object_get(v, "tls"));
     json_decref(v);
     return 1;
 }
@@ -343,6 +354,9 @@ static int layoutSave(const char *path, const struct layout *l,
     if (l->token_file[0] != '\0') {
         json_object_set_new(v, "token_file", json_string(l->token_file));
     }
+    if (l->tls) {
+        json_object_set_new(v, "tls", json_true());
+    }
     text = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(v);
     if (text == NULL) {
@@ -357,8 +371,11 @@ static int layoutSave(const char *path, const struct layout *l,
  * after printing why. */
 static int nodeStart(struct node *n, const char *ledgerd, const char *dir,
                      const struct layout *l, const char *bootstrap,
-                     const char *token_file)
+                     const char *token_file, const char *tls_dir)
 {
+    char cert[PATH_MAX];
+    char key[PATH_MAX];
+    char ca[PATH_MAX];
     char id[16];
     char data_dir[PATH_MAX];
     char raft_addr[64];
@@ -401,13 +418,32 @@ static int nodeStart(struct node *n, const char *ledgerd, const char *dir,
                         (char *)bootstrap,
                         NULL,
                         NULL,
+                        NULL,
+                        NULL,
+                        NULL,
+                        NULL,
+                        NULL,
+                        NULL,
+                        NULL,
                         NULL};
+        int a = 11;
         int fd;
         int e;
         if (token_file != NULL) {
             /* The nodes require the token we were given. */
-            args[11] = "--token-file";
-            args[12] = (char *)token_file;
+            args[a++] = "--token-file";
+            args[a++] = (char *)token_file;
+        }
+        if (tls_dir != NULL) {
+            snprintf(cert, sizeof cert, "%s/node%u.pem", tls_dir, n->id);
+            snprintf(key, sizeof key, "%s/node%u.key", tls_dir, n->id);
+            snprintf(ca, sizeof ca, "%s/ca.pem", tls_dir);
+            args[a++] = "--tls-cert";
+            args[a++] = cert;
+            args[a++] = "--tls-key";
+            args[a++] = key;
+            args[a++] = "--tls-ca";
+            args[a++] = ca;
         }
         close(pfd[0]);
         setsid();
@@ -514,37 +550,44 @@ static void stopStarted(struct node *nodes, unsigned n_nodes)
     }
 }
 
-/* GET /v1/cluster from one node (short timeout); NULL if no answer. */
-static json_t *getJson(const char *addr, const char *path, const char *token)
+/* GET `path` from one node (short timeout, the token and TLS files of
+ * ctl); NULL if no 200 answer. */
+static json_t *getJson(const struct ctl *ctl, const char *addr,
+                       const char *path)
 {
-    char hdr[600] = "Accept: application/json\r\n";
     struct ledger_http_response r;
+    ledger_client *c;
     char err[256];
-    json_t *v;
-    if (token != NULL && token[0] != '\0') {
-        snprintf(hdr, sizeof hdr,
-                 "Authorization: Bearer %.500s\r\nAccept: application/json\r\n",
-                 token);
-    }
-    if (ledger_http_request(addr, "GET", path, hdr, NULL, 0, 1000, &r, err,
-                            sizeof err) != 0) {
+    json_t *v = NULL;
+
+    if (ledger_client_create(addr, ctl->token, &c, err, sizeof err) != 0) {
         return NULL;
     }
-    v = r.status == 200 ? json_loadb(r.body, r.body_len, 0, NULL) : NULL;
-    ledger_http_response_free(&r);
+    ledger_client_set_timeout(c, 1000);
+    if ((ctl->tls_ca == NULL && ctl->tls_cert == NULL) ||
+        ledger_client_set_tls(c, ctl->tls_ca, ctl->tls_cert, ctl->tls_key) ==
+            0) {
+        if (ledger_client_call_one(c, 0, "GET", path, NULL, 0, &r) == 0) {
+            if (r.status == 200) {
+                v = json_loadb(r.body, r.body_len, 0, NULL);
+            }
+            ledger_http_response_free(&r);
+        }
+    }
+    ledger_client_destroy(c);
     return v;
 }
 
-static json_t *clusterStatusFrom(const char *addr, const char *token)
+static json_t *clusterStatusFrom(const struct ctl *ctl, const char *addr)
 {
-    return getJson(addr, "/v1/cluster", token);
+    return getJson(ctl, addr, "/v1/cluster");
 }
 
 /* True when the process answering at the node's API is the one we started
  * (a stale process may hold the address while ours died on the lock). */
-static int answersAsOurs(const struct node *n, const char *token)
+static int answersAsOurs(const struct ctl *ctl, const struct node *n)
 {
-    json_t *v = getJson(n->api_addr, "/v1/internal/status", token);
+    json_t *v = getJson(ctl, n->api_addr, "/v1/internal/status");
     int ours = v != NULL && json_integer_value(json_object_get(v, "pid")) ==
                                 (json_int_t)n->pid;
     json_decref(v);
@@ -585,12 +628,90 @@ static int flagUnsigned(const struct ctl_flag *flags, const char *name,
     return 0;
 }
 
+/* --tls: DIR/tls/ (CA, node and client certificates) and DIR/token,
+ * created where missing; ctl then uses them for its own calls unless TLS
+ * flags were given. The absolute tls dir goes to tls_dir. */
+static int tlsSetUp(struct ctl *ctl, const char *dir, struct layout *l,
+                    char *tls_dir, size_t len)
+{
+    char path[PATH_MAX];
+    char err[512];
+    char *abs = realpath(dir, NULL);
+
+    if (abs == NULL) {
+        return ctlFail("cluster up: %s: %s", dir, strerror(errno));
+    }
+    snprintf(tls_dir, len, "%s/tls", abs);
+    if (ctlTlsCa(tls_dir, err, sizeof err) != 0) {
+        free(abs);
+        return ctlFail("cluster up --tls: %s", err);
+    }
+    for (unsigned i = 1; i <= l->nodes; i++) {
+        if (ctlTlsNode(tls_dir, i, CLUSTER__HOST, 0, err, sizeof err) != 0) {
+            free(abs);
+            return ctlFail("cluster up --tls: node %u: %s", i, err);
+        }
+    }
+    if (ctlTlsClient(tls_dir, "client", 0, err, sizeof err) != 0) {
+        free(abs);
+        return ctlFail("cluster up --tls: client: %s", err);
+    }
+    if (ctl->token_file == NULL && l->token_file[0] == '\0') {
+        /* A random token, readable by the owner only. */
+        unsigned char rnd[24];
+        char hex[2 * sizeof rnd + 2];
+        int fd;
+        snprintf(path, sizeof path, "%s/token", abs);
+        if (access(path, F_OK) != 0) {
+            if (RAND_bytes(rnd, sizeof rnd) != 1) {
+                free(abs);
+                return ctlFail("cluster up --tls: no random bytes");
+            }
+            for (size_t i = 0; i < sizeof rnd; i++) {
+                snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
+            }
+            strcat(hex, "\n");
+            fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+            if (fd < 0 || write(fd, hex, strlen(hex)) != (ssize_t)strlen(hex) ||
+                close(fd) != 0) {
+                free(abs);
+                return ctlFail("cluster up --tls: write %s: %s", path,
+                               strerror(errno));
+            }
+        }
+        snprintf(l->token_file, sizeof l->token_file, "%s", path);
+        if (loadTokenFile(ctl, path) != 0) {
+            free(abs);
+            return ctlFail("cluster up --tls: cannot read %s", path);
+        }
+    }
+    free(abs);
+    if (ctl->tls_ca == NULL && ctl->tls_cert == NULL) {
+        static const char *const names[3] = {"ca.pem", "client.pem",
+                                             "client.key"};
+        for (int k = 0; k < 3; k++) {
+            free(ctl->tls_own[k]);
+            ctl->tls_own[k] = malloc(strlen(tls_dir) + 16);
+            if (ctl->tls_own[k] == NULL) {
+                return ctlFail("cluster up: out of memory");
+            }
+            sprintf(ctl->tls_own[k], "%s/%s", tls_dir, names[k]);
+        }
+        ctl->tls_ca = ctl->tls_own[0];
+        ctl->tls_cert = ctl->tls_own[1];
+        ctl->tls_key = ctl->tls_own[2];
+    }
+    return 0;
+}
+
 int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
 {
     struct ctl_flag flags[] = {{"nodes", 1, NULL},     {"dir", 1, NULL},
                                {"raft-port", 1, NULL}, {"api-port", 1, NULL},
-                               {"wait-s", 1, NULL},    {NULL, 0, NULL}};
-    struct layout want = {3, 7001, 8001, ""};
+                               {"wait-s", 1, NULL},    {"tls", 0, NULL},
+                               {NULL, 0, NULL}};
+    struct layout want = {3, 7001, 8001, "", 0};
+    char tls_dir[PATH_MAX] = "";
     struct layout l;
     struct node *nodes = NULL;
     const char *pos[1];
@@ -609,6 +730,10 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
     int rv = ctlParseArgs(ctl, "cluster up", argc, argv, flags, pos, 0, &n_pos);
     if (rv != 0) {
         return CTL_ARGS_EXIT(rv);
+    }
+    want.tls = ctlFlag(flags, "tls") != NULL;
+    if (ctlCheckTls(ctl) != 0) {
+        return CTL_EXIT_USAGE;
     }
     if (flagUnsigned(flags, "nodes", 1, CLUSTER__MAX_NODES, &want.nodes,
                      &g_nodes) != 0 ||
@@ -653,6 +778,11 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
                            "restart it, or use another --dir",
                            dir, l.nodes, l.raft_port, l.api_port);
         }
+        if (want.tls && !l.tls) {
+            return ctlFail("cluster up: %s holds a cluster that runs without "
+                           "TLS; use another --dir for a TLS cluster",
+                           dir);
+        }
     } else {
         l = want;
     }
@@ -675,6 +805,13 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
     if (mkdirP(dir) != 0) {
         return ctlFail("cluster up: create %s: %s; check --dir", dir,
                        strerror(errno));
+    }
+    if (l.tls) {
+        rv = tlsSetUp(ctl, dir, &l, tls_dir, sizeof tls_dir);
+        if (rv != 0) {
+            goto out;
+        }
+        save_token = save_token || !found;
     }
     bootstrap = bootstrapString(&l);
     nodes = calloc(l.nodes, sizeof *nodes);
@@ -705,7 +842,8 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
             }
             continue;
         }
-        rv = nodeStart(n, ledgerd, dir, &l, bootstrap, ctl->token_file);
+        rv = nodeStart(n, ledgerd, dir, &l, bootstrap, ctl->token_file,
+                       l.tls ? tls_dir : NULL);
         if (rv != 0) {
             stopStarted(nodes, l.nodes);
             goto out;
@@ -743,8 +881,8 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
          * we wait for it), and some node must report a leader. */
         started_answer = 1;
         for (unsigned i = 0; i < l.nodes; i++) {
-            json_t *v = clusterStatusFrom(nodes[i].api_addr, ctl->token);
-            if (nodes[i].started && !answersAsOurs(&nodes[i], ctl->token)) {
+            json_t *v = clusterStatusFrom(ctl, nodes[i].api_addr);
+            if (nodes[i].started && !answersAsOurs(ctl, &nodes[i])) {
                 started_answer = 0;
             }
             if (v == NULL) {
@@ -782,6 +920,14 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
         ctlPrintJson(cluster);
     } else {
         ctlPrintClusterTable(cluster, 0);
+        if (l.tls) {
+            printf("\nTLS is on (certificates in %s, token in %s). Talk to "
+                   "this cluster with:\n  ledgerctl --tls-ca %s/ca.pem "
+                   "--tls-cert %s/client.pem --tls-key %s/client.key "
+                   "--token-file %s --endpoints %s ...\n",
+                   tls_dir, l.token_file, tls_dir, tls_dir, tls_dir,
+                   l.token_file, nodes[0].api_addr);
+        }
     }
     rv = CTL_EXIT_OK;
 

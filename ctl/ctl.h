@@ -22,6 +22,13 @@ struct ctl {
     char *token_file;      /* Absolute --token-file path, for cluster up. */
     int json;              /* --json */
     unsigned timeout_ms;   /* --timeout-ms, 0: client default. */
+    /* --tls-ca/--tls-cert/--tls-key (env LEDGER_TLS_CA, LEDGER_TLS_CERT,
+     * LEDGER_TLS_KEY): https to the nodes. Borrowed (argv or environ) or,
+     * after `cluster up --tls`, that cluster's files (malloc'ed, tls_own). */
+    const char *tls_ca;
+    const char *tls_cert;
+    const char *tls_key;
+    char *tls_own[3];
     ledger_client *client; /* Created on first use by ctlClient(). */
 };
 
@@ -128,5 +135,10 @@ int ctlCmdRead(struct ctl *ctl, int argc, char **argv);
 int ctlCmdStreams(struct ctl *ctl, int argc, char **argv);
 int ctlCmdVerify(struct ctl *ctl, int argc, char **argv);
 int ctlCmdBench(struct ctl *ctl, int argc, char **argv);
+int ctlCmdTlsCert(struct ctl *ctl, int argc, char **argv);
+
+/* Check the TLS flags (--tls-cert and --tls-key go together); 0 or
+ * CTL_EXIT_USAGE after printing why. */
+int ctlCheckTls(const struct ctl *ctl);
 
 #endif /* LEDGER_CTL_H */

@@ -32,6 +32,7 @@ static const struct command commands[] = {
     {"streams", NULL, ctlCmdStreams},
     {"verify", NULL, ctlCmdVerify},
     {"bench", NULL, ctlCmdBench},
+    {"tls", "cert", ctlCmdTlsCert},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -54,6 +55,12 @@ int main(int argc, char **argv)
     if (env != NULL && env[0] != '\0') {
         ctl.token = strdup(env);
     }
+    env = getenv("LEDGER_TLS_CA");
+    ctl.tls_ca = env != NULL && env[0] != '\0' ? env : NULL;
+    env = getenv("LEDGER_TLS_CERT");
+    ctl.tls_cert = env != NULL && env[0] != '\0' ? env : NULL;
+    env = getenv("LEDGER_TLS_KEY");
+    ctl.tls_key = env != NULL && env[0] != '\0' ? env : NULL;
 
     /* Global flags before the command word. */
     while (i < argc && argv[i][0] == '-') {
@@ -72,7 +79,8 @@ int main(int argc, char **argv)
         /* One global flag with its value, if it takes one. */
         if (strchr(a, '=') == NULL && i + 1 < argc &&
             (strcmp(a, "--endpoints") == 0 || strcmp(a, "--token-file") == 0 ||
-             strcmp(a, "--timeout-ms") == 0)) {
+             strcmp(a, "--timeout-ms") == 0 || strcmp(a, "--tls-ca") == 0 ||
+             strcmp(a, "--tls-cert") == 0 || strcmp(a, "--tls-key") == 0)) {
             i++;
         }
         i++;
@@ -122,5 +130,8 @@ out:
     ledger_client_destroy(ctl.client);
     free(ctl.token);
     free(ctl.token_file);
+    for (int k = 0; k < 3; k++) {
+        free(ctl.tls_own[k]);
+    }
     return rv;
 }

@@ -8,11 +8,13 @@ _ledgerctl_commands=(
     "cluster up" "cluster down" "status" "member list" "member add"
     "member remove" "member role" "leader transfer" "lag" "roles" "backup"
     "backup verify" "restore" "export" "import" "append" "read" "streams"
-    "verify" "bench"
+    "tls cert" "verify" "bench"
 )
-_ledgerctl_global_flags="--endpoints --token-file --json --timeout-ms --help --version"
+_ledgerctl_global_flags="--endpoints --token-file --json --timeout-ms --tls-ca
+    --tls-cert --tls-key --help --version"
 # Flags that take a value (the next word).
-_ledgerctl_value_flags=" --endpoints --token-file --timeout-ms --nodes --dir
+_ledgerctl_value_flags=" --endpoints --token-file --timeout-ms --tls-ca
+    --tls-cert --tls-key --node --ip --client --nodes --dir
     --raft-port --api-port --wait-s --role --catch-up-ms --interval-ms
     --max-entries --max-ms --type --id --expect --from --limit --consistency
     --clients --size --batch --duration --streams --stream --events --target
@@ -22,7 +24,8 @@ _ledgerctl_value_flags=" --endpoints --token-file --timeout-ms --nodes --dir
 _ledgerctl_cmd_flags()
 {
     case "$1" in
-    "cluster up") echo "--nodes --dir --raft-port --api-port --wait-s" ;;
+    "cluster up") echo "--nodes --dir --raft-port --api-port --wait-s --tls" ;;
+    "tls cert") echo "--node --ip --client --dir --replace" ;;
     "cluster down") echo "--dir" ;;
     "member add") echo "--role --catch-up-ms" ;;
     "member role") echo "--catch-up-ms" ;;
@@ -65,7 +68,7 @@ _ledgerctl()
 
     # The value of a flag.
     case "$prev" in
-    --token-file)
+    --token-file | --tls-ca | --tls-cert | --tls-key)
         COMPREPLY=($(compgen -f -- "$cur"))
         return 0
         ;;

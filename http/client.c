@@ -81,6 +81,7 @@ struct http_client {
     char *ca_file;
     char *cert_file;
     char *key_file;
+    bool https;     /* Addresses without a scheme are https. */
     size_t n_socks; /* Poll handles not yet closed. */
     bool closing;
     bool timer_closed;
@@ -465,12 +466,12 @@ static int setupEasy(struct http_call *call, const struct http_call_spec *s)
     http_client *c = call->c;
     CURL *e = call->easy;
     char url[2304];
+    bool plain = strncmp(s->addr, "http://", 7) == 0;
     bool https = strncmp(s->addr, "https://", 8) == 0;
-    const char *host =
-        https ? s->addr + 8
-              : (strncmp(s->addr, "http://", 7) == 0 ? s->addr + 7 : s->addr);
+    const char *host = https ? s->addr + 8 : (plain ? s->addr + 7 : s->addr);
     int n;
 
+    https = https || (c->https && !plain);
     n = snprintf(url, sizeof url, "%s://%s%s", https ? "https" : "http", host,
                  s->path);
     if (n < 0 || (size_t)n >= sizeof url) {
@@ -507,6 +508,10 @@ static int setupEasy(struct http_call *call, const struct http_call_spec *s)
         }
     }
     if (https) {
+        /* Read the CA file for each new connection (not cached for a day):
+         * a reloaded CA applies at once. Connections are kept alive, so
+         * this is rare. */
+        curl_easy_setopt(e, CURLOPT_CA_CACHE_TIMEOUT, 0L);
         if (c->ca_file != NULL) {
             curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
         }
@@ -607,6 +612,7 @@ int http_client_create(uv_loop_t *loop, const struct http_client_options *opts,
         return UV_ENOMEM;
     }
     c->loop = loop;
+    c->https = opts != NULL && opts->https;
     c->max_body =
         opts != NULL && opts->max_body != 0 ? opts->max_body : CLIENT__MAX_BODY;
     c->multi = curl_multi_init();

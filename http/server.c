@@ -26,6 +26,17 @@
  * - EOF or a read error while a request is pending means the peer has gone:
  *   the connection is closed at once and the request detached.
  *
+ * HTTPS (http_server_set_tls): each connection gets a TLS session
+ * (http/tls.h). Bytes read go to `raw`, are decrypted into `in` and parsed
+ * from there exactly as plain HTTP; every write (responses, error replies,
+ * pieces of streamed responses) is encrypted on its way out, into a write
+ * of its own that carries the piece's callback, and whatever the session
+ * has to send by itself (handshake records, alerts, close_notify) is
+ * written after each read. A session that fails (handshake, bad record)
+ * gets its alert written and the connection closed; a close_notify from
+ * the peer counts as EOF. Plain HTTP on an HTTPS port gets a plain 400
+ * https_required.
+ *
  * Shutdown: http_server_close() closes the listener and every connection
  * with nothing in flight. Connections with a pending request or a write in
  * flight are closed once the response is written ("Connection: close").
@@ -47,6 +58,7 @@
 
 #include "http/addr.h"
 #include "http/buf.h"
+#include "http/tls.h"
 
 #define HTTP__MAX_HEADER_BYTES (64 * 1024) /* Request line + headers cap. */
 #define HTTP__READ_CHUNK (64 * 1024)       /* Room offered to each read. */
@@ -100,7 +112,10 @@ struct http_conn {
     uv_tcp_t tcp;
     uv_shutdown_t shutdown;
     http_parser parser;
-    struct http_buf in;           /* Read, not yet parsed. */
+    http_tls_session *tls;        /* HTTPS: this connection's session. */
+    int tls_started;              /* HTTPS: some bytes arrived. */
+    struct http_buf raw;          /* HTTPS: ciphertext just read. */
+    struct http_buf in;           /* Read (decrypted), not yet parsed. */
     size_t header_bytes;          /* Header bytes of the current request. */
     struct http_request *cur;     /* Being parsed, not yet dispatched. */
     struct http_request *pending; /* Dispatched, awaiting its response. */
@@ -130,6 +145,8 @@ struct http_server {
     uint64_t idle_ms;
     http_handler_cb handler;
     void *arg;
+    http_tls *tls; /* NULL: plain HTTP. Borrowed. */
+    int peer_auth; /* enum http_tls_peer_auth. */
     struct http_conn *conns;
     size_t n_conns;
     size_t max_conns;
@@ -607,6 +624,56 @@ static int connWrite(struct http_conn *c, struct http_write *w)
     return 0;
 }
 
+/* HTTPS: write out the ciphertext the session has waiting (handshake
+ * records, alerts). On failure the connection is closed. */
+static void connFlushTls(struct http_conn *c)
+{
+    size_t n = http_tls_session_pending(c->tls);
+    struct http_write *w;
+
+    if (n == 0 || c->closing) {
+        return;
+    }
+    w = calloc(1, sizeof *w + n);
+    if (w == NULL) {
+        connClose(c);
+        return;
+    }
+    w->len = http_tls_session_take(c->tls, w->data, n);
+    connWrite(c, w);
+}
+
+/* As connWrite, for plaintext: on HTTPS it is encrypted first into a write
+ * of its own that carries w's callback (the borrowed bytes of a streamed
+ * piece are then no longer needed). */
+static int connSend(struct http_conn *c, struct http_write *w)
+{
+    struct http_write *cw;
+    size_t n;
+
+    if (c->tls == NULL) {
+        return connWrite(c, w);
+    }
+    if (http_tls_session_send(c->tls, w->ext != NULL ? w->ext : w->data,
+                              w->len) != HTTP_TLS_OK) {
+        free(w);
+        connClose(c);
+        return UV_EPROTO;
+    }
+    n = http_tls_session_pending(c->tls);
+    cw = calloc(1, sizeof *cw + n);
+    if (cw == NULL) {
+        free(w);
+        connClose(c);
+        return UV_ENOMEM;
+    }
+    cw->len = http_tls_session_take(c->tls, cw->data, n);
+    cw->cb = w->cb;
+    cw->arg = w->arg;
+    free(w);
+    return connWrite(c, cw);
+}
+
 static void connWriteRaw(struct http_conn *c, const char *data, size_t len)
 {
     struct http_write *w = calloc(1, sizeof *w + len);
@@ -616,7 +683,7 @@ static void connWriteRaw(struct http_conn *c, const char *data, size_t len)
     }
     memcpy(w->data, data, len);
     w->len = len;
-    connWrite(c, w);
+    connSend(c, w);
 }
 
 /* Status line, headers and (unless is_head) the body. body_len is the
@@ -666,7 +733,7 @@ static void connWriteResponse(struct http_conn *c, int status,
     if (!keep_alive) {
         c->close_after_write = 1;
     }
-    connWrite(c, w);
+    connSend(c, w);
 }
 
 void http_response_send(http_request *req, int status, const char *content_type,
@@ -741,7 +808,7 @@ int http_response_write(http_request *req, const char *data, size_t len,
     w->len = len;
     w->cb = cb;
     w->arg = arg;
-    rv = connWrite(c, w);
+    rv = connSend(c, w);
     if (rv != 0) {
         return rv;
     }
@@ -1038,13 +1105,86 @@ static void connReadAllocCb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct http_conn *c = h->data;
 
+    struct http_buf *b = c->tls != NULL ? &c->raw : &c->in;
+
     (void)suggested;
-    if (http_buf_reserve(&c->in, HTTP__READ_CHUNK) != 0) {
+    if (http_buf_reserve(b, HTTP__READ_CHUNK) != 0) {
         *buf = uv_buf_init(NULL, 0); /* Read cb gets UV_ENOBUFS. */
         return;
     }
-    *buf =
-        uv_buf_init(c->in.p + c->in.len, (unsigned)(c->in.cap - c->in.len - 1));
+    *buf = uv_buf_init(b->p + b->len, (unsigned)(b->cap - b->len - 1));
+}
+
+/* EOF or a read error (or the peer's close_notify). */
+static void connReadEnd(struct http_conn *c)
+{
+    c->read_eof = 1;
+    c->reading = 0;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (c->n_writes > 0 && c->pending == NULL && !c->lingering) {
+        c->close_after_write = 1; /* Let the answer go out first. */
+        return;
+    }
+    connClose(c);
+}
+
+/* HTTPS: decrypt what was read into c->in; 0, or -1 when the connection
+ * is done with (closed, or closing once its alert is written). */
+static int connDecrypt(struct http_conn *c, size_t nread)
+{
+    int rv;
+
+    c->raw.len += nread;
+    if (c->lingering || c->failed) {
+        c->raw.len = 0;
+        return 0;
+    }
+    if (!c->tls_started) {
+        c->tls_started = 1;
+        if (c->raw.p[0] >= 'A' && c->raw.p[0] <= 'Z') {
+            /* Plain HTTP on the HTTPS port: say so, in plain HTTP. */
+            static const char body[] =
+                "{\"error\":{\"code\":\"https_required\",\"message\":"
+                "\"this port speaks HTTPS: use https://HOST:PORT\"}}";
+            char resp[512];
+            int n = snprintf(resp, sizeof resp,
+                             "HTTP/1.1 400 Bad Request\r\nContent-Type: "
+                             "application/json\r\nContent-Length: %zu\r\n"
+                             "Connection: close\r\n\r\n%s",
+                             sizeof body - 1, body);
+            c->raw.len = 0;
+            c->failed = 1;
+            c->close_after_write = 1;
+            http_tls_session_free(c->tls);
+            c->tls = NULL; /* this one write goes out as it is */
+            connWriteRaw(c, resp, (size_t)n);
+            return -1;
+        }
+    }
+    rv = http_tls_session_recv(c->tls, c->raw.p, c->raw.len, &c->in);
+    c->raw.len = 0;
+    connFlushTls(c);
+    if (c->closing) {
+        return -1;
+    }
+    if (rv == HTTP_TLS_CLOSED) {
+        connReadEnd(c);
+        return -1;
+    }
+    if (rv != HTTP_TLS_OK) {
+        /* The alert goes out, then the connection closes. */
+        c->failed = 1;
+        c->read_eof = 1;
+        if (c->n_writes > 0) {
+            c->close_after_write = 1;
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->reading = 0;
+        } else {
+            connClose(c);
+        }
+        return -1;
+    }
+    return 0;
 }
 
 static void connReadCb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -1057,23 +1197,22 @@ static void connReadCb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread < 0) {
         /* EOF or error. libuv has stopped reading on EOF. */
-        c->read_eof = 1;
-        c->reading = 0;
-        uv_read_stop(s);
-        if (c->n_writes > 0 && c->pending == NULL && !c->lingering) {
-            c->close_after_write = 1; /* Let the answer go out first. */
-            return;
-        }
-        connClose(c);
+        connReadEnd(c);
         return;
     }
     c->last_active = uv_now(c->srv->loop);
+    if (c->tls != NULL) {
+        if (connDecrypt(c, (size_t)nread) != 0) {
+            return;
+        }
+    } else {
+        c->in.len += (size_t)nread;
+        c->in.p[c->in.len] = '\0';
+    }
     if (c->lingering || c->failed) {
         c->in.len = 0; /* Discard. */
         return;
     }
-    c->in.len += (size_t)nread;
-    c->in.p[c->in.len] = '\0';
     connProcess(c);
 }
 
@@ -1109,6 +1248,13 @@ static void connStartLinger(struct http_conn *c)
     c->lingering = 1;
     c->linger_start = uv_now(c->srv->loop);
     c->in.len = 0;
+    if (c->tls != NULL) {
+        http_tls_session_shutdown(c->tls); /* close_notify, then FIN */
+        connFlushTls(c);
+        if (c->closing) {
+            return;
+        }
+    }
     c->shutdown.data = c;
     if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, connShutdownCb) !=
         0) {
@@ -1132,6 +1278,8 @@ static void connCloseCb(uv_handle_t *h)
         c->next->prev = c->prev;
     }
     http_buf_free(&c->in);
+    http_buf_free(&c->raw);
+    http_tls_session_free(c->tls);
     free(c);
     srv->n_conns--;
     srvMaybeFinishClose(srv);
@@ -1204,6 +1352,13 @@ static void srvConnectionCb(uv_stream_t *listener, int status)
         srv->n_conns > srv->max_conns) {
         connClose(c); /* over the bound: accepted and closed at once */
         return;
+    }
+    if (srv->tls != NULL) {
+        c->tls = http_tls_session_accept(srv->tls, srv->peer_auth);
+        if (c->tls == NULL) {
+            connClose(c);
+            return;
+        }
     }
     uv_tcp_nodelay(&c->tcp, 1);
     formatPeer(&c->tcp, c->peer, sizeof c->peer);
@@ -1365,6 +1520,12 @@ void http_server_close(http_server *srv, http_server_close_cb cb, void *arg)
             connClose(c); /* Idle, half-read or lingering. */
         }
     }
+}
+
+void http_server_set_tls(http_server *srv, http_tls *tls, int peer_auth)
+{
+    srv->tls = tls;
+    srv->peer_auth = peer_auth;
 }
 
 void http_server_set_limits(http_server *srv, size_t max_conns,

@@ -7,6 +7,8 @@
 #include "config.h"
 
 #include <ctype.h>
+#include "http/tls.h"
+
 #include <errno.h>
 #include <stdbool.h>
 #include <getopt.h>
@@ -30,6 +32,8 @@ static const char USAGE[] =
     "               [--max-queue N] [--max-queue-bytes BYTES] [--restore "
     "FILE]\n"
     "               [--zone ZONE] [--config FILE]\n"
+    "               [--tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
+    "               [--tls-client-auth none|optional|require] [--insecure]\n"
     "       ledgerd --verify-backup FILE [--sha256 HEX | --chain-only]\n"
     "\n"
     "One node of a ledger cluster: a replicated, tamper-evident event log.\n"
@@ -65,6 +69,19 @@ static const char USAGE[] =
     "                       as above without the dashes, # comments); flags "
     "given\n"
     "                       on the command line win\n"
+    "  --tls-cert FILE      this node's certificate (PEM; CN ledger-node-ID, "
+    "SAN IPs of\n"
+    "                       its raft and API hosts): mutual TLS on the raft "
+    "port,\n"
+    "                       HTTPS on the API port, https to peers\n"
+    "  --tls-key FILE       its private key (PEM)\n"
+    "  --tls-ca FILE        the cluster CA (PEM) that signs every node's "
+    "certificate\n"
+    "  --tls-client-auth M  API client certificates: none (default), "
+    "optional, require\n"
+    "  --insecure           allow a non-loopback address without TLS and "
+    "--token-file\n"
+    "  SIGHUP reloads the certificates (and the token file).\n"
     "  --restore FILE       seed the empty data dir from the backup FILE "
     "(verified\n"
     "                       first) and start a new cluster: needs "
@@ -100,6 +117,11 @@ enum {
     OPT_MAX_QUEUE_BYTES,
     OPT_ZONE,
     OPT_CONFIG,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_CA,
+    OPT_TLS_CLIENT_AUTH,
+    OPT_INSECURE,
     OPT_RESTORE,
     OPT_VERIFY_BACKUP,
     OPT_SHA256,
@@ -127,6 +149,11 @@ static const struct option OPTIONS[] = {
     {"max-queue-bytes", required_argument, NULL, OPT_MAX_QUEUE_BYTES},
     {"zone", required_argument, NULL, OPT_ZONE},
     {"config", required_argument, NULL, OPT_CONFIG},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+    {"tls-client-auth", required_argument, NULL, OPT_TLS_CLIENT_AUTH},
+    {"insecure", no_argument, NULL, OPT_INSECURE},
     {"restore", required_argument, NULL, OPT_RESTORE},
     {"verify-backup", required_argument, NULL, OPT_VERIFY_BACKUP},
     {"sha256", required_argument, NULL, OPT_SHA256},
@@ -296,6 +323,43 @@ out:
     return rv;
 }
 
+/* 127.0.0.0/8. */
+static int isLoopback(const char *addr)
+{
+    char host[64];
+    int port;
+    return ledger_parse_addr(addr, host, sizeof host, &port) == 0 &&
+           strncmp(host, "127.", 4) == 0;
+}
+
+/* Safe by default: an address other hosts can reach needs TLS (nobody
+ * else joins the cluster or reads the traffic) and a token file (nobody
+ * else writes), unless --insecure. */
+static int checkExposure(const struct ledger_config *cfg, char *err, size_t n)
+{
+    const char *open = !isLoopback(cfg->raft_addr)  ? cfg->raft_addr
+                       : !isLoopback(cfg->api_addr) ? cfg->api_addr
+                                                    : NULL;
+    const char *missing = cfg->tls_cert == NULL && cfg->token_file == NULL
+                              ? "TLS and a token file"
+                          : cfg->tls_cert == NULL ? "TLS"
+                                                  : "a token file";
+
+    if (open == NULL || cfg->insecure ||
+        (cfg->tls_cert != NULL && cfg->token_file != NULL)) {
+        return 0;
+    }
+    snprintf(err, n,
+             "refusing to listen on %s without %s: it is not a loopback "
+             "address, so anyone who reaches it could %s; give "
+             "--tls-cert/--tls-key/--tls-ca and --token-file, or --insecure "
+             "to accept that",
+             open, missing,
+             cfg->tls_cert == NULL ? "join the cluster and write its log"
+                                   : "read and write the log");
+    return -1;
+}
+
 static int readToken(struct ledger_config *cfg, char *err, size_t n)
 {
     FILE *f = fopen(cfg->token_file, "r");
@@ -330,6 +394,7 @@ static int parseArgs(int argc, char **argv, struct ledger_config *cfg,
 {
     struct stat st;
     uint64_t v;
+    int client_auth_given = 0;
     int c;
 
     memset(cfg, 0, sizeof *cfg);
@@ -462,6 +527,34 @@ static int parseArgs(int argc, char **argv, struct ledger_config *cfg,
              * abbreviation of it. */
             snprintf(err, errlen, "write --config in full");
             return CONFIG_USAGE;
+        case OPT_TLS_CERT:
+            cfg->tls_cert = a;
+            break;
+        case OPT_TLS_KEY:
+            cfg->tls_key = a;
+            break;
+        case OPT_TLS_CA:
+            cfg->tls_ca = a;
+            break;
+        case OPT_TLS_CLIENT_AUTH:
+            if (strcmp(a, "none") == 0) {
+                cfg->tls_client_auth = HTTP_TLS_PEER_NONE;
+            } else if (strcmp(a, "optional") == 0) {
+                cfg->tls_client_auth = HTTP_TLS_PEER_OPTIONAL;
+            } else if (strcmp(a, "require") == 0) {
+                cfg->tls_client_auth = HTTP_TLS_PEER_REQUIRE;
+            } else {
+                snprintf(err, errlen,
+                         "--tls-client-auth '%s' must be none, optional or "
+                         "require",
+                         a);
+                return CONFIG_USAGE;
+            }
+            client_auth_given = 1;
+            break;
+        case OPT_INSECURE:
+            cfg->insecure = 1;
+            break;
         case OPT_RESTORE:
             cfg->restore = a;
             break;
@@ -570,6 +663,24 @@ static int parseArgs(int argc, char **argv, struct ledger_config *cfg,
         return CONFIG_USAGE;
     }
     if (cfg->token_file != NULL && readToken(cfg, err, errlen) != 0) {
+        return CONFIG_USAGE;
+    }
+    if (((cfg->tls_cert != NULL) + (cfg->tls_key != NULL) +
+         (cfg->tls_ca != NULL)) %
+            3 !=
+        0) {
+        snprintf(err, errlen,
+                 "--tls-cert, --tls-key and --tls-ca go together: give all "
+                 "three or none");
+        return CONFIG_USAGE;
+    }
+    if (client_auth_given && cfg->tls_cert == NULL) {
+        snprintf(err, errlen,
+                 "--tls-client-auth needs TLS: give --tls-cert, --tls-key "
+                 "and --tls-ca");
+        return CONFIG_USAGE;
+    }
+    if (checkExposure(cfg, err, errlen) != 0) {
         return CONFIG_USAGE;
     }
     return CONFIG_OK;

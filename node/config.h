@@ -26,6 +26,13 @@ struct ledger_config {
     unsigned election_ms;
     const char *token_file;
     char *token; /* Read from token_file (malloc'ed), NULL without. */
+    /* TLS (docs/security.md): all three files or none. */
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_ca;
+    int tls_client_auth; /* enum http_tls_peer_auth (API clients). */
+    int insecure;        /* --insecure: allow a non-loopback address
+                            without TLS and a token file. */
     int log_json;
     int log_level; /* 0 debug, 1 info, 2 warn, 3 error */
     size_t max_body;

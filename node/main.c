@@ -25,9 +25,11 @@ int main(int argc, char **argv)
         return 0;
     case CONFIG_USAGE:
         fprintf(stderr, "ledgerd: %s (see ledgerd --help)\n", err);
+        ledger_config_free(&cfg);
         return 2;
     default:
         fprintf(stderr, "ledgerd: %s\n", err);
+        ledger_config_free(&cfg);
         return 1;
     }
     if (cfg.verify_backup != NULL) {

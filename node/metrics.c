@@ -132,6 +132,13 @@ void metrics_loop_stall(uint64_t ms)
     }
 }
 
+static uint64_t peerRejected;
+
+void metrics_peer_rejected(void)
+{
+    peerRejected++;
+}
+
 void metrics_rejected(const char *reason)
 {
     size_t i;
@@ -314,6 +321,12 @@ char *metrics_render(const struct ledger_repl_status *st, uint64_t position,
           "# TYPE ledger_build_info gauge\n"
           "ledger_build_info{version=\"%s\"} 1\n",
           LEDGER_VERSION);
+    bputf(&b,
+          "# HELP ledger_peer_rejected_total Connections refused on the "
+          "Raft port (TLS or identity checks).\n# TYPE "
+          "ledger_peer_rejected_total counter\nledger_peer_rejected_total "
+          "%llu\n",
+          (unsigned long long)peerRejected);
     if (b.oom) {
         free(b.p);
         return NULL;

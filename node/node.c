@@ -28,6 +28,8 @@
 #include "loopwatch.h"
 #include "history.h"
 #include "members_poll.h"
+#include "node_tls.h"
+#include "raft_tls.h"
 #include "restart.h"
 #include "roles.h"
 #include "zone.h"
@@ -50,12 +52,15 @@ static void replClosed(void *arg)
 {
     struct ledger_node *n = arg;
     n->repl = NULL;
+    raft_tls_free(n->raft_tls); /* Raft closed it. */
+    n->raft_tls = NULL;
     http_client_close(n->peers, NULL, NULL);
     n->peers = NULL;
     uv_close((uv_handle_t *)&n->sweep, handleClosed);
     uv_close((uv_handle_t *)&n->shutdown_timer, handleClosed);
     uv_close((uv_handle_t *)&n->sigterm, handleClosed);
     uv_close((uv_handle_t *)&n->sigint, handleClosed);
+    uv_close((uv_handle_t *)&n->sighup, handleClosed);
     uv_close((uv_handle_t *)&n->join_timer, handleClosed);
     ledger_log(LOG_INFO, NULL, "raft closed");
 }
@@ -148,6 +153,22 @@ static void onSignal(uv_signal_t *s, int signum)
     beginShutdown(n);
 }
 
+/* SIGHUP: reload what can change without a restart. Each reload logs its
+ * outcome and keeps the old state when the new one is refused; one
+ * failing does not stop the others. */
+static void onHangup(uv_signal_t *s, int signum)
+{
+    struct ledger_node *n = s->data;
+
+    (void)signum;
+    if (n->shutting_down) {
+        return;
+    }
+    ledger_log(LOG_INFO, NULL, "SIGHUP: reloading");
+    /* --token-file: its reload goes here (authz, auth.c). */
+    node_tls_reload(n); /* --tls-* certificates (node_tls.c) */
+}
+
 /* Leader: hand over first (bounded), then drain and close. */
 static void beginShutdown(struct ledger_node *n)
 {
@@ -156,6 +177,8 @@ static void beginShutdown(struct ledger_node *n)
     n->shutting_down = true;
     uv_signal_stop(&n->sigterm);
     uv_signal_stop(&n->sigint);
+    /* SIGHUP stays caught (and ignored) while shutting down: stopping its
+     * handler would restore the default action, which kills. */
     ledger_repl_status(n->repl, &st);
     if (st.is_leader &&
         ledger_repl_transfer(n->repl, 0, transferDone, n) == 0) {
@@ -372,6 +395,7 @@ static void abortStart(struct ledger_node *n)
     uv_timer_init(n->loop, &n->shutdown_timer);
     uv_signal_init(n->loop, &n->sigterm);
     uv_signal_init(n->loop, &n->sigint);
+    uv_signal_init(n->loop, &n->sighup);
     uv_timer_init(n->loop, &n->join_timer);
     ledger_repl_close(n->repl, replClosed, n);
 }
@@ -380,6 +404,7 @@ int node_run(struct ledger_config *cfg)
 {
     struct ledger_node n;
     struct ledger_repl_config rc;
+    struct http_client_options peer_opts;
     uv_loop_t loop;
     char path[4096];
     char err[512];
@@ -403,6 +428,12 @@ int node_run(struct ledger_config *cfg)
         close(lock_fd);
         return 1;
     }
+    if (cfg->tls_cert != NULL &&
+        node_tls_load(cfg, &n.tls, err, sizeof err) != 0) {
+        fprintf(stderr, "ledgerd: %s\n", err);
+        close(lock_fd);
+        return 1;
+    }
 
     backup_remove_stale(cfg->data_dir);
     if (cfg->restore != NULL && restore_seed(cfg, err, sizeof err) != 0) {
@@ -413,6 +444,7 @@ int node_run(struct ledger_config *cfg)
     snprintf(path, sizeof path, "%s/ledger.db", cfg->data_dir);
     if (ledger_store_open(path, &n.store, err, sizeof err) != 0) {
         fprintf(stderr, "ledgerd: %s\n", err);
+        http_tls_free(n.tls);
         return 1;
     }
     snprintf(path, sizeof path, "%s/raft", cfg->data_dir);
@@ -437,6 +469,17 @@ int node_run(struct ledger_config *cfg)
     rc.max_queue_ops = cfg->max_queue_ops;
     rc.max_queue_bytes = cfg->max_queue_bytes;
     rc.token = cfg->token;
+    rc.tls_ca = cfg->tls_ca; /* catch-up pulls over https */
+    rc.tls_cert = cfg->tls_cert;
+    rc.tls_key = cfg->tls_key;
+    if (n.tls != NULL) {
+        if (raft_tls_create(&loop, n.tls, &n.raft_tls) != 0) {
+            fprintf(stderr, "ledgerd: raft TLS transport: out of memory\n");
+            ledger_store_close(n.store);
+            return 1;
+        }
+        rc.transport = raft_tls_transport(n.raft_tls);
+    }
     rv = ledger_repl_start(&loop, n.store, &rc, replLog, NULL, &n.repl, err,
                            sizeof err);
     if (rv != 0) {
@@ -445,7 +488,15 @@ int node_run(struct ledger_config *cfg)
         return 1;
     }
     ledger_repl_on_applied(n.repl, api_on_applied, &n);
-    rv = http_client_create(&loop, NULL, &n.peers);
+    memset(&peer_opts, 0, sizeof peer_opts);
+    if (n.tls != NULL) {
+        /* Every node-to-node call is https and verifies the peer. */
+        peer_opts.ca_file = cfg->tls_ca;
+        peer_opts.cert_file = cfg->tls_cert;
+        peer_opts.key_file = cfg->tls_key;
+        peer_opts.https = 1;
+    }
+    rv = http_client_create(&loop, &peer_opts, &n.peers);
     if (rv != 0) {
         fprintf(stderr, "ledgerd: http client: %s\n", uv_strerror(rv));
         abortStart(&n);
@@ -458,6 +509,9 @@ int node_run(struct ledger_config *cfg)
         fprintf(stderr, "ledgerd: %s\n", err);
         abortStart(&n);
         goto run;
+    }
+    if (n.tls != NULL) {
+        http_server_set_tls(n.http, n.tls, cfg->tls_client_auth);
     }
 
     uv_timer_init(&loop, &n.sweep);
@@ -478,6 +532,9 @@ int node_run(struct ledger_config *cfg)
     uv_signal_init(&loop, &n.sigint);
     n.sigint.data = &n;
     uv_signal_start(&n.sigint, onSignal, SIGINT);
+    uv_signal_init(&loop, &n.sighup);
+    n.sighup.data = &n;
+    uv_signal_start(&n.sighup, onHangup, SIGHUP);
     uv_timer_init(&loop, &n.join_timer);
     n.join_timer.data = &n;
     if (cfg->join != NULL) {
@@ -499,15 +556,33 @@ int node_run(struct ledger_config *cfg)
                cfg->api_addr, cfg->data_dir, cfg->zone ? ", zone " : "",
                cfg->zone ? cfg->zone : "", cfg->config_file ? ", config " : "",
                cfg->config_file ? cfg->config_file : "");
+    if (n.tls != NULL) {
+        char what[256];
+        http_tls_describe(n.tls, what, sizeof what);
+        ledger_log(LOG_INFO, NULL,
+                   "TLS on: mutual TLS on raft %s, HTTPS on %s (client "
+                   "certificates: %s); %s",
+                   cfg->raft_addr, cfg->api_addr,
+                   cfg->tls_client_auth == HTTP_TLS_PEER_REQUIRE ? "required"
+                   : cfg->tls_client_auth == HTTP_TLS_PEER_OPTIONAL
+                       ? "optional"
+                       : "not asked",
+                   what);
+    } else if (cfg->insecure) {
+        ledger_log(LOG_WARN, NULL, "--insecure: no TLS on raft %s and api %s",
+                   cfg->raft_addr, cfg->api_addr);
+    }
 
 run:
     uv_run(&loop, UV_RUN_DEFAULT);
+    signal(SIGHUP, SIG_IGN); /* Its handler is closed: do not die of it. */
     rv = uv_loop_close(&loop);
     if (rv != 0) {
         ledger_log(LOG_WARN, NULL, "loop closed with handles open: %s",
                    uv_strerror(rv));
     }
     ledger_store_close(n.store);
+    http_tls_free(n.tls);
     close(lock_fd);
     ledger_log(LOG_INFO, NULL, "stopped");
     return n.exit_code;

@@ -40,6 +40,11 @@ struct ledger_node {
     http_server *http;
     uv_signal_t sigterm;
     uv_signal_t sigint;
+    uv_signal_t sighup;        /* Reloads tokens (and certificates). */
+    http_tls *tls;             /* --tls-*: the node's certificates (raft
+                                  transport, HTTPS), NULL without. */
+    struct raft_tls *raft_tls; /* Raft's mTLS transport; freed once Raft
+                                  has closed. */
     uv_timer_t sweep;          /* Deadlines of waiting requests. */
     uv_timer_t shutdown_timer; /* Bounds the leadership hand-over. */
     uv_timer_t join_timer;     /* --join: retries the add request. */

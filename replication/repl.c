@@ -801,10 +801,16 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
     r->raft_addr = dupStr(cfg->raft_addr);
     r->api_addr = dupStr(cfg->api_addr);
     r->token = dupStr(cfg->token);
+    r->tls_ca = dupStr(cfg->tls_ca);
+    r->tls_cert = dupStr(cfg->tls_cert);
+    r->tls_key = dupStr(cfg->tls_key);
     r->cfg.raft_dir = r->raft_dir;
     r->cfg.raft_addr = r->raft_addr;
     r->cfg.api_addr = r->api_addr;
     r->cfg.token = r->token;
+    r->cfg.tls_ca = r->tls_ca;
+    r->cfg.tls_cert = r->tls_cert;
+    r->cfg.tls_key = r->tls_key;
     if (cfg->n_bootstrap > 0) {
         r->bootstrap = calloc(cfg->n_bootstrap, sizeof *r->bootstrap);
         if (r->bootstrap == NULL) {
@@ -822,7 +828,11 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
         snprintf(err, errlen, "raft transport: %s", raft_strerror(rv));
         goto err_after_alloc;
     }
-    rv = raft_uv_init(&r->io, loop, r->raft_dir, &r->transport.base);
+    /* The caller's transport (mutual TLS: node/raft_tls.c) if it gave one;
+     * the TCP_NODELAY one, initialised either way, is then left unused. */
+    rv = raft_uv_init(&r->io, loop, r->raft_dir,
+                      cfg->transport != NULL ? cfg->transport
+                                             : &r->transport.base);
     if (rv != 0) {
         snprintf(err, errlen, "raft storage in %s: %s", r->raft_dir,
                  r->io.errmsg[0] ? r->io.errmsg : raft_strerror(rv));
@@ -915,6 +925,9 @@ err_after_alloc:
     free(r->raft_addr);
     free(r->api_addr);
     free(r->token);
+    free(r->tls_ca);
+    free(r->tls_cert);
+    free(r->tls_key);
     free(r);
     return LEDGER_REPL_EUNKNOWN;
 }
@@ -933,6 +946,9 @@ static void maybeFireClose(ledger_repl *r)
     free(r->raft_addr);
     free(r->api_addr);
     free(r->token);
+    free(r->tls_ca);
+    free(r->tls_cert);
+    free(r->tls_key);
     free(r);
     if (cb != NULL) {
         cb(arg);

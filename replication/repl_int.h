@@ -69,6 +69,9 @@ struct ledger_repl {
     char *raft_addr;
     char *api_addr;
     char *token;
+    char *tls_ca; /* Copies of cfg's TLS files (NULL without). */
+    char *tls_cert;
+    char *tls_key;
     struct ledger_repl_member *bootstrap;
     size_t n_bootstrap;
     ledger_repl_log_fn log;

@@ -470,9 +470,9 @@ static int pullFrom(ledger_repl *r, const char *api, uint64_t to)
         snprintf(path, sizeof path,
                  "/v1/internal/events?from_position=%llu&limit=%llu",
                  (unsigned long long)from, (unsigned long long)limit);
-        if (ledger_http_request(api, "GET", path, headers, NULL, 0,
-                                CATCHUP_TIMEOUT_MS, &resp, err,
-                                sizeof err) != 0) {
+        if (ledger_http_request_tls(api, "GET", path, headers, NULL, 0,
+                                    CATCHUP_TIMEOUT_MS, r->tls_ca, r->tls_cert,
+                                    r->tls_key, &resp, err, sizeof err) != 0) {
             repl__log(r, 2, "catch-up from %s: %s", api, err);
             return -1;
         }

@@ -55,6 +55,17 @@ int ledger_http_request(const char *addr, const char *method, const char *path,
                         unsigned timeout_ms, struct ledger_http_response *out,
                         char *err, size_t errlen);
 
+/* The same with TLS files (each may be NULL): the CA that signs the
+ * server's certificate, and a client certificate and key. With any of
+ * them, an `addr` without a scheme is https://addr. */
+int ledger_http_request_tls(const char *addr, const char *method,
+                            const char *path, const char *headers,
+                            const char *body, size_t body_len,
+                            unsigned timeout_ms, const char *ca_file,
+                            const char *cert_file, const char *key_file,
+                            struct ledger_http_response *out, char *err,
+                            size_t errlen);
+
 /* Short name of a LEDGER_CLIENT_* code ("connect", "io", ...). */
 const char *ledger_client_strerror(int code);
 
@@ -82,7 +93,10 @@ void ledger_client_set_timeout(ledger_client *c, unsigned timeout_ms);
 
 /* TLS files for https endpoints: the CA bundle that signs the nodes'
  * certificates, and a client certificate and key (each may be NULL).
- * Copied. 0 or LEDGER_CLIENT_ENOMEM. */
+ * Copied. Once any is set, an endpoint written HOST:PORT (no scheme) is
+ * https://HOST:PORT; "http://HOST:PORT" stays plain. The node's
+ * certificate must name HOST (an IP address: in its subjectAltName).
+ * 0 or LEDGER_CLIENT_ENOMEM. */
 int ledger_client_set_tls(ledger_client *c, const char *ca_file,
                           const char *cert_file, const char *key_file);
 

@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -172,12 +173,23 @@ def sanitizer_report(path):
 # HTTP
 # ---------------------------------------------------------------------------
 
+def tls_context(ca, cert=None, key=None):
+    """A client context trusting only `ca` (a node certificate names its
+    IP, which is checked), presenting cert/key if given."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(ca)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
 def http_request(addr, method, path, body=None, headers=None, raw=None,
-                 timeout=30):
+                 timeout=30, tls=None):
     """One request on a fresh connection. body: a Python value sent as JSON;
-    raw: bytes sent as they are. Returns (status, headers with lower-case
-    names, parsed body): JSON or MessagePack decoded by Content-Type, else
-    bytes. Connection errors raise OSError (ConnectionError etc.)."""
+    raw: bytes sent as they are; tls: an ssl.SSLContext for HTTPS. Returns
+    (status, headers with lower-case names, parsed body): JSON or
+    MessagePack decoded by Content-Type, else bytes. Connection errors
+    raise OSError (ConnectionError, ssl.SSLError etc.)."""
     host, port = addr.rsplit(":", 1)
     hdrs = dict(headers or {})
     payload = None
@@ -186,7 +198,13 @@ def http_request(addr, method, path, body=None, headers=None, raw=None,
     elif body is not None:
         payload = json.dumps(body).encode()
         hdrs.setdefault("Content-Type", "application/json")
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout * SLOW)
+    if tls is not None:
+        conn = http.client.HTTPSConnection(host, int(port),
+                                           timeout=timeout * SLOW,
+                                           context=tls)
+    else:
+        conn = http.client.HTTPConnection(host, int(port),
+                                          timeout=timeout * SLOW)
     try:
         conn.request(method, path, body=payload, headers=hdrs)
         resp = conn.getresponse()
@@ -252,14 +270,20 @@ class Cluster:
     extra_args: more ledgerd flags for every node (e.g. snapshot settings).
     token: when set, a token file is written and passed as --token-file, and
     http() sends the bearer token unless told otherwise (auth=False).
+    tls: when true, `ledgerctl tls cert` makes a CA and a certificate for
+    every node (and a client certificate) in DIR/tls; nodes run with
+    --tls-cert/--tls-key/--tls-ca and http() speaks HTTPS (self.tls_ctx,
+    with the client certificate).
     net: None (every node on 127.0.0.1), or netns() (root only): node i runs
     in its own network namespace at 198.18.X.i (chaos/cluster.py's NetNS),
     so that isolate() can cut it off from its peers with nftables while
-    this process still reaches every node.
+    this process still reaches every node. Those addresses are not
+    loopback: without tls the nodes run with --insecure (the namespaces'
+    network is the test's own).
     """
 
     def __init__(self, n=3, extra_args=(), token=None, name="ledger",
-                 heartbeat_ms=100, election_ms=1000, net=None):
+                 heartbeat_ms=100, election_ms=1000, net=None, tls=False):
         self.net = net
         self.n = n
         self.extra_args = list(extra_args)
@@ -268,6 +292,8 @@ class Cluster:
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
         self.dir = None
+        self.tls = tls
+        self.tls_ctx = None
         self.nodes = {}
         self.failed = False
         self.exit_codes = {}
@@ -311,6 +337,22 @@ class Cluster:
             self.token_file = os.path.join(self.dir, "token")
             with open(self.token_file, "w") as f:
                 f.write(self.token + "\n")
+        if self.tls:
+            self.tls_dir = os.path.join(self.dir, "tls")
+            for nid in self.nodes:
+                self.make_node_cert(nid)
+            make_cert(self.tls_dir, client="client")
+            self.tls_ctx = tls_context(*self.tls_files("client"))
+
+    def tls_files(self, name):
+        """(ca, cert, key) paths; name: "client" or "node<ID>"."""
+        return (os.path.join(self.tls_dir, "ca.pem"),
+                os.path.join(self.tls_dir, f"{name}.pem"),
+                os.path.join(self.tls_dir, f"{name}.key"))
+
+    def make_node_cert(self, nid, replace=False):
+        make_cert(self.tls_dir, node=nid, ip=self.nodes[nid].host,
+                  replace=replace)
 
     @property
     def bootstrap(self):
@@ -331,6 +373,8 @@ class Cluster:
         n.join = join
         os.makedirs(n.data_dir)
         self.nodes[nid] = n
+        if self.tls:
+            self.make_node_cert(nid)
         return n
 
     def command(self, nid, bootstrap=True):
@@ -345,6 +389,11 @@ class Cluster:
                "--election-ms", str(self.election_ms)]
         if self.token is not None:
             cmd += ["--token-file", self.token_file]
+        if self.tls:
+            ca, cert, key = self.tls_files(f"node{nid}")
+            cmd += ["--tls-cert", cert, "--tls-key", key, "--tls-ca", ca]
+        elif self.net is not None:
+            cmd += ["--insecure"]
         cmd += self.extra_args + list(self.node_args.get(nid, ()))
         return self.net.wrap(nid, cmd) if self.net is not None else cmd
 
@@ -507,7 +556,8 @@ class Cluster:
         if self.token is not None and auth and "Authorization" not in hdrs:
             hdrs["Authorization"] = f"Bearer {self.token}"
         return http_request(self.addr(nid), method, path, body=body,
-                            headers=hdrs, raw=raw, timeout=timeout)
+                            headers=hdrs, raw=raw, timeout=timeout,
+                            tls=self.tls_ctx)
 
     def get(self, nid, path, **kw):
         return self.http("GET", nid, path, **kw)
@@ -669,6 +719,21 @@ def ledgerctl(*args, env=None, input=None, timeout=120):
     return subprocess.run([LEDGERCTL, *args], env=e, input=input,
                           capture_output=True, text=True,
                           timeout=timeout * SLOW)
+
+
+def make_cert(tls_dir, node=None, ip=None, client=None, replace=False):
+    """`ledgerctl tls cert`: the CA in tls_dir (made if missing) signs
+    node<node>.pem/.key (naming ip) or <client>.pem/.key."""
+    args = ["tls", "cert", "--dir", tls_dir]
+    if node is not None:
+        args += ["--node", str(node), "--ip", ip]
+    else:
+        args += ["--client", client]
+    if replace:
+        args.append("--replace")
+    r = ledgerctl(*args)
+    if r.returncode != 0:
+        raise AssertionError(f"ledgerctl {' '.join(args)}: {r.stderr}")
 
 
 def file_sha256(path):

@@ -52,6 +52,7 @@ class ConfigFileTest(unittest.TestCase):
             "election-ms = 500",
             "log-format = json",
             "zone = from-file",
+            "insecure = false   # a switch",
         ]
 
     def write(self, lines):
@@ -161,6 +162,7 @@ class ConfigFileTest(unittest.TestCase):
             ('zone = "open', "no closing"),
             ('zone = "a" b', "after the quoted value"),
             ("just-a-word", "unknown key 'just-a-word'"),
+            ("insecure = maybe", "is a switch: its value must be true or"),
         ]
         for line, needle in cases:
             with self.subTest(line=line):

@@ -51,6 +51,8 @@ struct http_client_options {
     const char *ca_file;   /* PEM CA bundle to verify https peers, or NULL. */
     const char *cert_file; /* Client certificate (PEM) for https, or NULL. */
     const char *key_file;  /* Its key (PEM), or NULL. */
+    int https;             /* Non-zero: an address without a scheme
+                              ("HOST:PORT") means https://HOST:PORT. */
 };
 
 /* Create a client on `loop`; `opts` may be NULL (defaults). The strings in
@@ -72,7 +74,9 @@ void http_client_close(http_client *c, void (*cb)(void *arg), void *arg);
 size_t http_client_calls(const http_client *c);
 
 struct http_call_spec {
-    const char *addr;    /* "HOST:PORT", or "https://HOST:PORT". */
+    const char *addr;    /* "HOST:PORT", "http://HOST:PORT" or
+                            "https://HOST:PORT"; the peer's certificate
+                            must name HOST (an IP: in its SAN). */
     const char *method;  /* "GET", "POST", ... */
     const char *path;    /* "/v1/...", query included. */
     const char *headers; /* NULL or "Name: value\r\n" lines. */

@@ -23,6 +23,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "http/tls.h"
+
 typedef struct http_server http_server;
 typedef struct http_request http_request;
 
@@ -41,6 +43,13 @@ int http_server_start(uv_loop_t *loop, const char *addr, size_t max_body,
                       char *err, size_t errlen);
 
 void http_server_close(http_server *srv, http_server_close_cb cb, void *arg);
+
+/* Serve HTTPS on every connection accepted from now on (call it right
+ * after http_server_start, before the loop runs), asking clients for a
+ * certificate per `peer_auth` (enum http_tls_peer_auth). `tls` is
+ * borrowed: it must outlive the server; a reload (http_tls_swap) applies
+ * to the connections accepted afterwards. NULL: plain HTTP again. */
+void http_server_set_tls(http_server *srv, http_tls *tls, int peer_auth);
 
 /* Bounds (defaults 1024 and 4096): connections past max_conns are
  * accepted and closed at once; a request arriving while max_inflight are

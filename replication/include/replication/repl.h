@@ -52,6 +52,7 @@ enum {
 const char *ledger_repl_strerror(int code);
 
 typedef struct ledger_repl ledger_repl;
+struct raft_uv_transport; /* raft/uv.h */
 
 struct ledger_repl_member {
     uint64_t id;
@@ -73,6 +74,15 @@ struct ledger_repl_config {
     size_t max_queue_ops;
     size_t max_queue_bytes;
     const char *token; /* Bearer token for calls to peers, or NULL. */
+    /* TLS files for calls to peers (catch-up pulls), or NULL: plain http.
+     * With them a peer's "HOST:PORT" is https://HOST:PORT. */
+    const char *tls_ca;
+    const char *tls_cert;
+    const char *tls_key;
+    /* Raft's network transport, or NULL for raft_uv_tcp with TCP_NODELAY
+     * (transport.c). The caller's must stay valid until the close
+     * callback of ledger_repl_close (Raft closes it). */
+    struct raft_uv_transport *transport;
 };
 
 /* Log sink: level 0 debug, 1 info, 2 warn, 3 error. */
