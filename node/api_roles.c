@@ -88,18 +88,20 @@ static void forwardCb(void *arg, int status,
 void api_roles_get(struct api_req *a)
 {
     struct ledger_repl_status st;
-    char leader[REPL_ADDR_MAX];
+    const struct api_leader *l = api_leader(a->n);
     char headers[1200];
     const char *local = http_request_query_param(a->http, "local");
 
+    /* api_leader(), not Raft alone: a spare knows the leader from its
+     * status poll only (peer.c). */
     ledger_repl_status(a->n->repl, &st);
     if (st.is_leader || a->forwarded || (local && strcmp(local, "0") != 0) ||
-        !ledger_repl_leader_api(a->n->repl, leader, sizeof leader)) {
+        l->id == 0 || l->here || l->api[0] == '\0') {
         api_read(a, rolesNow);
         return;
     }
     api_peer_headers(a, headers, sizeof headers);
-    if (api_peer_request(a->n, leader, "GET", "/v1/cluster/roles", headers,
+    if (api_peer_request(a->n, l->api, "GET", "/v1/cluster/roles", headers,
                          NULL, 0, 3000, forwardCb, a) != 0) {
         api_read(a, rolesNow);
     }

@@ -198,6 +198,9 @@ class RolesJoinTest(HarnessTestCase):
                    == 201, timeout=30, msg="an append through spare 4")
         st, _, b = c.read(4, s, consistency="strong", timeout=10)
         self.assertEqual((st, b["error"]["code"]), (503, "not_consistent"))
+        # GET /v1/cluster/roles through the spare: relayed by the leader.
+        st, _, b = c.get(4, "/v1/cluster/roles")
+        self.assertEqual((st, b["voters"], b["automatic"]), (200, 3, True))
         # Voters at the target: it stays a spare.
         self.assertEqual(by_role(view(c, c.leader()), "voter"), [1, 2, 3])
         # Manual role changes are refused while roles are automatic.
