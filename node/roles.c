@@ -196,9 +196,9 @@ static void tickCb(uv_timer_t *t)
     /* A new leader first watches for two election timeouts: until it has
      * heard from every live member, Raft shows them unreachable. */
     if (m->inflight || now < m->not_until ||
-        now - m->lead_at < 2ull * n->cfg->election_ms || ledger_repl_change_busy(n->repl) ||
-        roles_targets(n, &tg) != 0 || tg.voters == 0 ||
-        !roles_next(&tg, rm, count, &c)) {
+        now - m->lead_at < 2ull * n->cfg->election_ms ||
+        ledger_repl_change_busy(n->repl) || roles_targets(n, &tg) != 0 ||
+        tg.voters == 0 || !roles_next(&tg, rm, count, &c)) {
         return;
     }
     ledger_log(LOG_INFO, NULL, "roles: member %llu %s -> %s (%s: %s)",
