@@ -12,19 +12,13 @@
 #include "members_poll.h"
 
 #define ROLES__MAX MEMBERS_POLL_MAX
-
-/* What this leader has seen of one member. */
-struct seen {
-    uint64_t id;            /* 0: free. */
-    uint64_t healthy_since; /* uv_now ms; 0: not healthy at the last tick. */
-};
+_Static_assert(ROLES__MAX <= ROLES_TRACK_MAX, "every member tracked");
 
 struct roles_manager {
     struct ledger_node *n;
     uv_timer_t timer;
-    struct seen seen[ROLES__MAX];
+    struct roles_tracker tracker; /* Health since this node leads. */
     bool leading;
-    uint64_t lead_at;   /* uv_now ms when this node took the lead. */
     uint64_t not_until; /* uv_now ms before which no change starts. */
     bool inflight;
     bool closing;
@@ -54,41 +48,6 @@ int roles_targets(struct ledger_node *n, struct roles_targets *out)
     out->dead_after_s =
         r.dead_after_s != 0 ? r.dead_after_s : ROLES_DEAD_AFTER_S_DEFAULT;
     return 0;
-}
-
-static struct seen *seenFor(roles_manager *m, uint64_t id)
-{
-    struct seen *free_slot = NULL;
-    for (size_t i = 0; i < ROLES__MAX; i++) {
-        if (m->seen[i].id == id) {
-            return &m->seen[i];
-        }
-        if (m->seen[i].id == 0 && free_slot == NULL) {
-            free_slot = &m->seen[i];
-        }
-    }
-    if (free_slot != NULL) {
-        free_slot->id = id;
-        free_slot->healthy_since = 0;
-    }
-    return free_slot;
-}
-
-/* Healthy now, as roles.h defines it. */
-static bool healthyNow(const struct member_view *v, uint64_t self)
-{
-    const struct ledger_repl_member_info *r = &v->r;
-    if (r->id == self) {
-        return true;
-    }
-    if (!v->reachable || r->last_contact_ms < 0) {
-        return false;
-    }
-    if (r->role == REPL_ROLE_SPARE) {
-        return true; /* It answers the status poll. */
-    }
-    return r->last_contact_ms < ROLES_MAX_CONTACT_MS &&
-           r->lag_entries < ROLES_MAX_LAG;
 }
 
 static void maybeFree(roles_manager *m)
@@ -139,6 +98,7 @@ static void tickCb(uv_timer_t *t)
     struct ledger_node *n = m->n;
     struct ledger_repl_status st;
     struct roles_member rm[ROLES__MAX];
+    struct roles_seen seen[ROLES__MAX];
     struct roles_targets tg;
     struct roles_change c;
     uint64_t now = uv_now(n->loop);
@@ -153,50 +113,25 @@ static void tickCb(uv_timer_t *t)
     }
     if (!m->leading) {
         m->leading = true;
-        m->lead_at = now;
-        memset(m->seen, 0, sizeof m->seen);
+        roles_tracker_reset(&m->tracker, now);
     }
     count = members_poll_view(n, n->applied_poll, v, ROLES__MAX);
     count = count < ROLES__MAX ? count : ROLES__MAX;
-    for (i = 0; i < ROLES__MAX; i++) { /* Forget members that left. */
-        bool present = false;
-        for (size_t j = 0; j < count && !present; j++) {
-            present = v[j].r.id == m->seen[i].id;
-        }
-        if (!present) {
-            m->seen[i].id = 0;
-        }
-    }
     for (i = 0; i < count; i++) {
         const struct ledger_repl_member_info *r = &v[i].r;
-        struct seen *s = seenFor(m, r->id);
-        bool healthy = healthyNow(&v[i], n->cfg->id);
-        if (s != NULL) {
-            if (!healthy) {
-                s->healthy_since = 0;
-            } else if (s->healthy_since == 0) {
-                s->healthy_since = now;
-            }
-        }
-        memset(&rm[i], 0, sizeof rm[i]);
-        rm[i].id = r->id;
-        rm[i].role = r->role;
-        rm[i].leader = r->id == n->cfg->id;
-        rm[i].zone = r->zone;
-        rm[i].reachable = rm[i].leader || v[i].reachable;
-        rm[i].lag_entries = r->lag_entries;
-        rm[i].healthy_ms =
-            s != NULL && s->healthy_since != 0 ? now - s->healthy_since : 0;
-        if (!rm[i].reachable) {
-            rm[i].unreachable_ms = r->last_contact_ms >= 0
-                                       ? (uint64_t)r->last_contact_ms
-                                       : now - m->lead_at;
-        }
+        seen[i].id = r->id;
+        seen[i].role = r->role;
+        seen[i].zone = r->zone;
+        seen[i].self = r->id == n->cfg->id;
+        seen[i].reachable = v[i].reachable;
+        seen[i].last_contact_ms = r->last_contact_ms;
+        seen[i].lag_entries = r->lag_entries;
     }
+    roles_observe(&m->tracker, now, seen, count, rm);
     /* A new leader first watches for two election timeouts: until it has
      * heard from every live member, Raft shows them unreachable. */
     if (m->inflight || now < m->not_until ||
-        now - m->lead_at < 2ull * n->cfg->election_ms ||
+        now - m->tracker.lead_at < 2ull * n->cfg->election_ms ||
         ledger_repl_change_busy(n->repl) || roles_targets(n, &tg) != 0 ||
         tg.voters == 0 || !roles_next(&tg, rm, count, &c)) {
         return;

@@ -28,6 +28,8 @@
  * A new leader makes no change for its first two election timeouts (until
  * it has heard from every live member, Raft shows them unreachable).
  *
+ * Health bookkeeping is roles_observe() (roles_policy.h), pure as well.
+ *
  * Invariants: nothing runs while not leader; at most one change in flight;
  * roles_close returns at once and frees the state once the timer has
  * closed and the change in flight (if any) has answered. */

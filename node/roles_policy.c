@@ -356,6 +356,81 @@ bool roles_next(const struct roles_targets *t, const struct roles_member *m,
            promoteStandby(&v, out) || demoteStandby(&v, out);
 }
 
+void roles_tracker_reset(struct roles_tracker *t, uint64_t now)
+{
+    memset(t, 0, sizeof *t);
+    t->lead_at = now;
+}
+
+static bool healthyNow(const struct roles_seen *s)
+{
+    if (s->self) {
+        return true;
+    }
+    if (!s->reachable || s->last_contact_ms < 0) {
+        return false;
+    }
+    if (s->role == REPL_ROLE_SPARE) {
+        return true; /* Not replicated to: it answers the status poll. */
+    }
+    return s->last_contact_ms < ROLES_MAX_CONTACT_MS &&
+           s->lag_entries < ROLES_MAX_LAG;
+}
+
+void roles_observe(struct roles_tracker *t, uint64_t now,
+                   const struct roles_seen *in, size_t n,
+                   struct roles_member *out)
+{
+    for (size_t k = 0; k < ROLES_TRACK_MAX; k++) { /* Members that left. */
+        bool present = false;
+        for (size_t i = 0; i < n && !present; i++) {
+            present = in[i].id == t->t[k].id;
+        }
+        if (!present) {
+            t->t[k].id = 0;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct roles_seen *s = &in[i];
+        uint64_t *since = NULL;
+        bool healthy = healthyNow(s);
+        for (size_t k = 0; k < ROLES_TRACK_MAX && since == NULL; k++) {
+            if (t->t[k].id == s->id) {
+                since = &t->t[k].healthy_since;
+            }
+        }
+        for (size_t k = 0; k < ROLES_TRACK_MAX && since == NULL; k++) {
+            if (t->t[k].id == 0) {
+                t->t[k].id = s->id;
+                t->t[k].healthy_since = 0;
+                since = &t->t[k].healthy_since;
+            }
+        }
+        if (since != NULL) {
+            if (!healthy) {
+                *since = 0;
+            } else if (*since == 0) {
+                *since = now == 0 ? 1 : now;
+            }
+        }
+        memset(&out[i], 0, sizeof out[i]);
+        out[i].id = s->id;
+        out[i].role = s->role;
+        out[i].leader = s->self;
+        out[i].zone = s->zone;
+        out[i].reachable = s->self || s->reachable;
+        out[i].lag_entries = s->lag_entries;
+        out[i].healthy_ms =
+            since != NULL && *since != 0 && now >= *since ? now - *since : 0;
+        if (!out[i].reachable) {
+            out[i].unreachable_ms = s->last_contact_ms >= 0
+                                        ? (uint64_t)s->last_contact_ms
+                                    : now > t->lead_at ? now - t->lead_at
+                                                       : 0;
+        }
+    }
+}
+
 int roles_check(const struct roles_targets *t, size_t n_members, char *err,
                 size_t len)
 {

@@ -90,6 +90,44 @@ struct roles_change {
                       unreachable for 31 s". */
 };
 
+/* ---- Health bookkeeping (the input of roles_next) ---------------------- */
+
+/* What the leader sees of one member at one check. */
+struct roles_seen {
+    uint64_t id;
+    int role;
+    const char *zone;
+    bool self;               /* The leader itself. */
+    bool reachable;          /* Not "unreachable" in the leader's view. */
+    int64_t last_contact_ms; /* -1: never, since this node leads. */
+    uint64_t lag_entries;
+};
+
+#define ROLES_TRACK_MAX 64 /* Members tracked, at most. */
+
+/* How long each member has been healthy, across checks. */
+struct roles_tracker {
+    uint64_t lead_at; /* When this node took the lead (ms, any clock). */
+    struct {
+        uint64_t id;            /* 0: free. */
+        uint64_t healthy_since; /* 0: not healthy at the last check. */
+    } t[ROLES_TRACK_MAX];
+};
+
+/* Forget everything: this node took the lead at `now`. */
+void roles_tracker_reset(struct roles_tracker *t, uint64_t now);
+
+/* One check at `now` (same clock as the reset): healthy now is reachable
+ * and, for voters and standbys, last contact under ROLES_MAX_CONTACT_MS and
+ * fewer than ROLES_MAX_LAG entries behind (a spare: any answer at all); the
+ * leader itself is. Fills out[0..n) for roles_next: healthy_ms since the
+ * member became healthy without a break, unreachable_ms since its last
+ * contact, or since the lead when it never answered this leader. Members
+ * not in `in` are forgotten. */
+void roles_observe(struct roles_tracker *t, uint64_t now,
+                   const struct roles_seen *in, size_t n,
+                   struct roles_member *out);
+
 /* The next change, if any (true: *out is filled). */
 bool roles_next(const struct roles_targets *t, const struct roles_member *m,
                 size_t n, struct roles_change *out);

@@ -289,6 +289,63 @@ static void test_two_nodes(void **state)
     expectNone(&t, m, 2);
 }
 
+/* Health bookkeeping across checks: healthy time grows while every
+ * check finds the member healthy and restarts after one that does not;
+ * spares count as healthy when they answer at all; unreachable time is
+ * the last contact, or the time since the lead when there was none. */
+static void test_observe(void **state)
+{
+    struct roles_tracker t;
+    struct roles_member out[4];
+    struct roles_seen in[4] = {
+        {1, V, "a", true, true, 0, 0},   /* the leader */
+        {2, V, "b", false, true, 40, 3}, /* healthy voter */
+        {3, S, "", false, false, -1, 0}, /* never answered */
+        {4, P, "", false, true, 900, 0}, /* spare, polled */
+    };
+    (void)state;
+    roles_tracker_reset(&t, 5000);
+    roles_observe(&t, 5000, in, 4, out);
+    assert_int_equal(out[0].healthy_ms, 0);
+    assert_true(out[0].leader);
+    assert_int_equal(out[1].healthy_ms, 0);
+    assert_int_equal(out[2].unreachable_ms, 0);
+    assert_false(out[2].reachable);
+    roles_observe(&t, 16000, in, 4, out);
+    assert_int_equal(out[1].healthy_ms, 11000);
+    assert_int_equal(out[3].healthy_ms, 11000); /* a spare: 900 ms is ok */
+    assert_int_equal(out[2].healthy_ms, 0);
+    assert_int_equal(out[2].unreachable_ms, 11000); /* since the lead */
+    assert_string_equal(out[1].zone, "b");
+    /* Slow to answer once: healthy time starts again. */
+    in[1].last_contact_ms = ROLES_MAX_CONTACT_MS;
+    roles_observe(&t, 17000, in, 4, out);
+    assert_int_equal(out[1].healthy_ms, 0);
+    in[1].last_contact_ms = 10;
+    roles_observe(&t, 18000, in, 4, out);
+    roles_observe(&t, 19500, in, 4, out);
+    assert_int_equal(out[1].healthy_ms, 1500);
+    /* Too far behind: not healthy. */
+    in[1].lag_entries = ROLES_MAX_LAG;
+    roles_observe(&t, 20000, in, 4, out);
+    assert_int_equal(out[1].healthy_ms, 0);
+    /* Unreachable with a last contact: that is the time. */
+    in[1].reachable = false;
+    in[1].last_contact_ms = 31000;
+    roles_observe(&t, 21000, in, 4, out);
+    assert_int_equal(out[1].unreachable_ms, 31000);
+    /* Member 4 leaves, comes back: it starts from nothing. */
+    roles_observe(&t, 22000, in, 3, out);
+    roles_observe(&t, 23000, in, 4, out);
+    assert_int_equal(out[3].healthy_ms, 0);
+    roles_observe(&t, 24000, in, 4, out);
+    assert_int_equal(out[3].healthy_ms, 1000);
+    /* A new lead forgets everything. */
+    roles_tracker_reset(&t, 30000);
+    roles_observe(&t, 30000, in, 4, out);
+    assert_int_equal(out[3].healthy_ms, 0);
+}
+
 static void expectCheck(unsigned v, unsigned s, unsigned d, size_t n, int want,
                         const char *needle)
 {
@@ -333,6 +390,7 @@ int main(void)
         cmocka_unit_test(test_zones_spread),
         cmocka_unit_test(test_standbys),
         cmocka_unit_test(test_two_nodes),
+        cmocka_unit_test(test_observe),
         cmocka_unit_test(test_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
