@@ -25,7 +25,7 @@ set_tests_properties(chaos.short PROPERTIES TIMEOUT 600
   ENVIRONMENT "LEDGERD=$<TARGET_FILE:ledgerd>;LEDGERCTL=$<TARGET_FILE:ledgerctl>;ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
 
 # - chaos.roles: the same with automatic roles (--roles: voters 3, standbys
-#   1, dead after 6 s), 5 nodes, about 2 minutes: the targets are set
+#   1, dead after 5 s), 5 nodes, about 80 s: the targets are set
 #   before the faults and must be met again after healing; the checker's
 #   rules are those of every run.
 add_test(NAME chaos.roles
