@@ -186,6 +186,9 @@ void api_unwait(struct api_req *a);
  * refreshed from replication; its API address is read from the store only
  * when the leader changes. */
 const struct api_leader *api_leader(struct ledger_node *n);
+/* ledger_repl_on_leader callback (node.c registers it): refreshes the
+ * cache and re-checks every waiting request at once. */
+void api_on_leader(void *arg, const struct ledger_repl_leader *now);
 /* Headers for a node-to-node call made on behalf of `a`: marked as
  * forwarded, with its request id and the client's Authorization (else the
  * node's own token, if it has one). */

@@ -14,9 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <msgpack.h>
-
 #include "api.h"
+#include "events_page.h"
 #include "restart.h"
 #include "http/client.h"
 #include "members_poll.h"
@@ -26,8 +25,6 @@
 #define CLUSTER_FORWARD_TIMEOUT_MS 3000
 #define MAX_INTERNAL_LIMIT 10000
 #define MAX_HEALTH_TIMEOUT_MS 60000
-
-json_t *api_event_json_full(const struct ledger_event *ev);
 
 static json_t *hexJson(const uint8_t h[LEDGER_HASH_LEN])
 {
@@ -393,70 +390,51 @@ struct fullPage {
 static int collectFull(void *arg, const struct ledger_event *ev)
 {
     struct fullPage *p = arg;
-    json_array_append_new(p->arr, api_event_json_full(ev));
+    json_array_append_new(p->arr, events_page_json_event(ev));
     return api_page_add(&p->budget, ev);
 }
 
-/* The compact form of the internal events page (Accept:
- * LEDGER_EVENTS_MSGPACK): one MessagePack array per event, back to back,
- * [position, stream, seq, type, id|nil, ts, data_text, prev_hash(bin 32),
- * hash(bin 32)]. Building and parsing JSON was most of a catch-up's CPU on
- * both sides. */
-static int packText(msgpack_packer *pk, const char *s, size_t len)
-{
-    return msgpack_pack_str(pk, len) | msgpack_pack_str_body(pk, s, len);
-}
-
+/* The compact form of the page (events_page.h), within the page budget. */
 struct packedPage {
-    msgpack_packer pk;
+    struct events_page_enc enc;
     struct api_page budget;
 };
 
 static int packEvent(void *arg, const struct ledger_event *ev)
 {
     struct packedPage *p = arg;
-    msgpack_packer *pk = &p->pk;
-    int rv = msgpack_pack_array(pk, 9);
-    rv |= msgpack_pack_uint64(pk, ev->position);
-    rv |= packText(pk, ev->stream, strlen(ev->stream));
-    rv |= msgpack_pack_uint64(pk, ev->seq);
-    rv |= packText(pk, ev->type, strlen(ev->type));
-    rv |= ev->id != NULL ? packText(pk, ev->id, strlen(ev->id))
-                         : msgpack_pack_nil(pk);
-    rv |= msgpack_pack_int64(pk, ev->ts_ms);
-    rv |= packText(pk, ev->data, ev->data_len);
-    rv |= msgpack_pack_bin(pk, LEDGER_HASH_LEN);
-    rv |= msgpack_pack_bin_body(pk, ev->prev_hash, LEDGER_HASH_LEN);
-    rv |= msgpack_pack_bin(pk, LEDGER_HASH_LEN);
-    rv |= msgpack_pack_bin_body(pk, ev->hash, LEDGER_HASH_LEN);
-    return rv != 0 ? -1 : api_page_add(&p->budget, ev);
+    if (events_page_enc_add(&p->enc, ev) != 0) {
+        return -1;
+    }
+    return api_page_add(&p->budget, ev);
 }
 
 static void internalEventsPacked(struct api_req *a, uint64_t from,
                                  uint64_t limit)
 {
-    msgpack_sbuffer sb;
-    struct packedPage p = {{0}, {0}};
+    struct packedPage p;
+    struct events_page_enc *enc = &p.enc;
     int rv;
 
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&p.pk, &sb, msgpack_sbuffer_write);
+    memset(&p, 0, sizeof p);
+    events_page_enc_init(enc);
     rv = ledger_store_read_positions(a->n->store, from, limit, packEvent, &p);
     if (rv == API_PAGE_FULL) {
         rv = 0;
     }
     if (rv == -1) {
-        msgpack_sbuffer_destroy(&sb);
+        events_page_enc_destroy(enc);
         api_reply_error(a, API_E_OUT_OF_MEMORY, "out of memory");
         return;
     }
     if (rv != 0) {
-        msgpack_sbuffer_destroy(&sb);
+        events_page_enc_destroy(enc);
         api_reply_store_error(a);
         return;
     }
-    api_reply_raw(a, 200, LEDGER_EVENTS_MSGPACK, sb.data, sb.size, NULL);
-    msgpack_sbuffer_destroy(&sb);
+    api_reply_raw(a, 200, EVENTS_PAGE_COMPACT, enc->sb.data, enc->sb.size,
+                  NULL);
+    events_page_enc_destroy(enc);
 }
 
 void api_internal_events(struct api_req *a)
@@ -471,7 +449,7 @@ void api_internal_events(struct api_req *a)
         api_query_u64(a, "limit", 1000, MAX_INTERNAL_LIMIT, &limit) != 0) {
         return;
     }
-    if (accept != NULL && strstr(accept, LEDGER_EVENTS_MSGPACK) != NULL) {
+    if (accept != NULL && strstr(accept, EVENTS_PAGE_COMPACT) != NULL) {
         internalEventsPacked(a, from ? from : 1, limit ? limit : 1);
         return;
     }

@@ -622,17 +622,3 @@ void api_get_checkpoint(struct api_req *a)
 {
     api_read(a, checkpointNow);
 }
-
-/* Exposed for the internal events endpoint. */
-json_t *api_event_json_full(const struct ledger_event *ev);
-json_t *api_event_json_full(const struct ledger_event *ev)
-{
-    json_t *o = json_pack(
-        "{s:I, s:s, s:I, s:s, s:o, s:I, s:s%, s:o, s:o}", "position",
-        (json_int_t)ev->position, "stream", ev->stream, "seq",
-        (json_int_t)ev->seq, "type", ev->type, "id",
-        ev->id ? json_string(ev->id) : json_null(), "ts", (json_int_t)ev->ts_ms,
-        "data_text", ev->data, ev->data_len, "prev_hash",
-        hashJson(ev->prev_hash), "hash", hashJson(ev->hash));
-    return o;
-}

@@ -22,6 +22,7 @@
 
 #include "api.h"
 #include "backup.h"
+#include "catchup.h"
 #include "http/client.h"
 #include "log.h"
 #include "node.h"
@@ -468,10 +469,7 @@ int node_run(struct ledger_config *cfg)
     rc.snapshot_trailing = cfg->snapshot_trailing;
     rc.max_queue_ops = cfg->max_queue_ops;
     rc.max_queue_bytes = cfg->max_queue_bytes;
-    rc.token = cfg->token;
-    rc.tls_ca = cfg->tls_ca; /* catch-up pulls over https */
-    rc.tls_cert = cfg->tls_cert;
-    rc.tls_key = cfg->tls_key;
+    node_catchup_source(&n, &rc.catchup); /* pulls as the node: https */
     if (n.tls != NULL) {
         if (raft_tls_create(&loop, n.tls, &n.raft_tls) != 0) {
             fprintf(stderr, "ledgerd: raft TLS transport: out of memory\n");
@@ -488,6 +486,7 @@ int node_run(struct ledger_config *cfg)
         return 1;
     }
     ledger_repl_on_applied(n.repl, api_on_applied, &n);
+    ledger_repl_on_leader(n.repl, api_on_leader, &n);
     memset(&peer_opts, 0, sizeof peer_opts);
     if (n.tls != NULL) {
         /* Every node-to-node call is https and verifies the peer. */

@@ -64,6 +64,25 @@ const struct api_leader *api_leader(struct ledger_node *n)
     return c;
 }
 
+/* Replication saw the leader or the term change: take its view (with the
+ * leader's address, read once per change) and re-check every waiting
+ * request now, so forwards to a replaced leader are resolved in this loop
+ * turn rather than at the next sweep. */
+void api_on_leader(void *arg, const struct ledger_repl_leader *now)
+{
+    struct ledger_node *n = arg;
+    struct api_leader *c = &n->leader;
+
+    if (now->id != c->id || now->api_addr[0] != '\0') {
+        snprintf(c->api, sizeof c->api, "%s", now->api_addr);
+    }
+    c->id = now->id;
+    c->term = now->term;
+    c->here = now->here;
+    c->hinted = false; /* Raft's view; api_leader() hints again if none. */
+    api_sweep(n, false);
+}
+
 void api_peer_headers(struct api_req *a, char *buf, size_t len)
 {
     const char *auth = http_request_header(a->http, "Authorization");

@@ -36,15 +36,9 @@
 
 #include "repl_int.h"
 
-static void timerCb(uv_timer_t *t)
+void repl__tx_timer(ledger_repl *r)
 {
-    repl__tx_flush(t->data);
-}
-
-void repl__tx_init(ledger_repl *r)
-{
-    uv_timer_init(r->loop, &r->tx_timer);
-    r->tx_timer.data = r;
+    repl__tx_flush(r);
 }
 
 int repl__tx_open(ledger_repl *r)
@@ -59,7 +53,7 @@ int repl__tx_open(ledger_repl *r)
     r->tx_entries = 0;
     r->tx_bytes = 0;
     if (!r->closing) {
-        uv_timer_start(&r->tx_timer, timerCb, REPL__TX_MAX_MS, 0);
+        r->env->timer(r->env, REPL__TX_MAX_MS); /* The env's one timer. */
     }
     return 0;
 }
@@ -80,7 +74,7 @@ void repl__tx_failed(ledger_repl *r, const char *why)
     if (r->tx_open) {
         ledger_store_rollback(r->store);
         r->tx_open = false;
-        uv_timer_stop(&r->tx_timer);
+        r->env->timer(r->env, LEDGER_REPL_TIMER_STOP);
     }
     r->tx_due = false;
     if (r->store_failed) {
@@ -91,8 +85,8 @@ void repl__tx_failed(ledger_repl *r, const char *why)
               "store: %s: the store is now behind Raft; this node serves "
               "nothing until it restarts (Raft replays what it lacks)",
               why);
-    if (raft_state(&r->raft) == RAFT_LEADER && !r->closing &&
-        ledger_repl_transfer(r, 0, NULL, NULL) == 0) {
+    if (raft_state(r->raft) == RAFT_LEADER && !r->closing) {
+        r->handover_wanted = true; /* At the next tick (repl.c). */
         repl__log(r, 3,
                   "store failed on the leader: handing leadership to "
                   "another voter");
@@ -107,7 +101,7 @@ int repl__tx_flush(ledger_repl *r)
     if (!r->tx_open) {
         return r->store_failed ? -1 : 0;
     }
-    uv_timer_stop(&r->tx_timer);
+    r->env->timer(r->env, LEDGER_REPL_TIMER_STOP);
     r->tx_open = false;
     if (ledger_store_commit(r->store, r->tx_index) != 0) {
         /* The commit rolled back: the transaction is gone. */
@@ -117,14 +111,8 @@ int repl__tx_flush(ledger_repl *r)
         repl__tx_failed(r, why);
         return -1;
     }
-    repl__fsm_committed(r);
+    repl__ckpt_committed(r);
     return 0;
-}
-
-void repl__tx_close(ledger_repl *r)
-{
-    repl__tx_flush(r);
-    uv_close((uv_handle_t *)&r->tx_timer, repl__handle_closed);
 }
 
 int ledger_repl_flush(ledger_repl *r)

@@ -1,7 +1,8 @@
-/* Election timing: leader stickiness as the Raft thesis states it, and a
- * narrower randomised timeout.
+/* Election timing, both sides: a follower forgets a silent leader, draws
+ * narrower timeouts, and a leader that lost its majority steps down within
+ * one election timeout.
  *
- * 1. Stickiness (thesis section 4.2.3).
+ * 1. Stickiness (thesis section 4.2.3), follower side.
  * The thesis: a server that receives a RequestVote "within the minimum
  * election timeout of hearing from a current leader" does not grant it.
  * raft 0.15 is stickier: a follower refuses every vote (and pre-vote) for
@@ -11,68 +12,217 @@
  * the others and has to wait out a second timeout: the election takes the
  * *latest* of the followers' timeouts instead of the earliest (measured:
  * median 1.7 s at --election-ms 1000 on three nodes).
- *
  * repl__election_tick restores the thesis rule: a follower that has not
  * heard from its leader for a full (minimum) election timeout forgets the
- * leader's id, so it grants a pre-vote and a vote to the first candidate.
- * It does not start an election itself; its own timer still does that.
+ * leader's id (raft_peek.c), so it grants a pre-vote and a vote to the
+ * first candidate. It does not start an election itself; its own timer
+ * still does that.
  *
  * 2. Range. raft 0.15 draws each follower's and candidate's timeout once
  * per term (not per heartbeat) from [T, 2T). With two survivors the new
  * leader arrives after the earlier of their two draws, median about
- * 1.3 T plus a tick. ledger halves the random part: [T, 1.5T), drawn by raft
- * and rescaled here within one tick of the draw (long before it can fire,
- * since T is at least 20 ticks). The minimum, and so the guarantee that no
- * follower stands up before T ms of silence, is unchanged; simultaneous
+ * 1.3 T plus a tick. ledger halves the random part: [T, 1.5T), mapped at
+ * the draw itself (io.c decorates raft_io->random, which raft 0.15 calls
+ * for nothing else). The minimum, and so the guarantee that no follower
+ * stands up before T ms of silence, is unchanged; simultaneous
  * candidacies stay rare (pre-vote, 0.5T of spread against millisecond
  * vote round trips).
  *
+ * 3. Contact quorum, leader side (thesis section 6.2: "A leader in Raft
+ * steps down if an election timeout elapses without a successful round of
+ * heartbeats to a majority of its cluster").
+ * raft 0.15 checks this in fixed windows (tick.c, tickLeader ->
+ * checkContactQuorum): once per election timeout it looks whether each
+ * voter's progress.recent_recv flag was set since the previous check, and
+ * clears them. A leader cut off just after a check still finds the flags
+ * set by messages received before the cut at the next check, so it steps
+ * down only at the one after: between T and 2T (plus a heartbeat of tick
+ * drift) after the cut, while its clients wait. This holds for every way
+ * of losing the majority, one-way partitions included: when the leader
+ * can send but not receive, followers keep it as leader and only the
+ * leader's own check ends its term; when it can receive but not send,
+ * the followers elect another leader after T..1.5T and the old one steps
+ * down at the first message of the new term, or by the check.
+ * ledger's rule is a sliding window over the same signal: io.c records
+ * when each member's last AppendEntries result of the current term
+ * arrived; at every tick a leader counts the voters heard within the last
+ * T ms (itself included, as raft does, and every voter counts as heard at
+ * the moment this node became leader); without a majority it makes raft's
+ * next tick find the quorum lost (raft_peek.c) and runs that tick at
+ * once. So a leader steps down at most T plus one tick (T/20, 5..50 ms)
+ * after its last contact with a majority, through raft's own path: its
+ * pending applies end with RAFT_LEADERSHIPLOST (EUNKNOWN to callers), its
+ * barriers too, and a promotion in progress fails.
+ *
+ * 4. Tie-break between simultaneous candidates (pre-vote phase).
+ * When a leader freezes, its followers lose it at the same moment; two
+ * whose draws fall close together stand within a message delay of each
+ * other. Each grants the other's pre-vote (raft 0.15 grants pre-votes to
+ * any up-to-date log, candidate or not), both go on to the real vote, each
+ * votes for itself, and with two survivors of three neither can win: a
+ * second round, 1-1.5 T later (gray's SIGSTOP runs: 1 in ~6). io.c now
+ * runs raft's tick at the timer's expiry (10 ms resolution instead of a
+ * heartbeat), which makes such near-ties rarer; for the rest,
+ * repl__election_filter breaks the tie by id: a pre-candidate that saw a
+ * pre-vote request for the same term from a voter with a lower id, whose
+ * log is at least as up to date as its own, during its round or at most
+ * REPL__TIE_WINDOW (T/10) before it started, yields this round. It still
+ * grants that pre-vote (raft does), but ignores the pre-vote answers to
+ * its own requests, so it never raises its term; the other wins, and its
+ * RequestVote converts this node to follower. The yield lasts one round:
+ * if the other cannot win, this node stands again at its next timeout, as
+ * after a split vote; the short window keeps a lower id that keeps asking
+ * and cannot win (it can send but not receive) from holding this node
+ * back more than a round in ten.
+ * And a candidate that already stands in term t (it passed its pre-vote
+ * and voted for itself) leaves pre-vote requests for terms up to t
+ * unanswered: raft 0.15 would grant them, and the late-comer would pass
+ * its pre-vote and stand in the same term as well (measured on the
+ * fixture: most of the split votes left after the tick change). The
+ * late-comer gets our RequestVote instead and follows.
+ *
  * Invariants:
- * - Only the id is cleared, never the address: raft may still send a
- *   pending AppendEntries result to current_leader.address, which must stay
- *   a valid string. The next AppendEntries from any leader sets both again.
  * - Safety is unaffected: vote granting still checks term and log
- *   up-to-dateness; stickiness is a liveness/disruption rule only, and a
- *   leader that is alive keeps resetting the timer well before it fires.
- * - The fields read and written here are public in raft.h (0.15) and are
- *   touched in this file only.
+ *   up-to-dateness; stickiness and step-down are liveness rules only.
+ * - A leader that hears from a majority at least once per T ms never
+ *   steps down by this rule: heartbeats go out every heartbeat_ms < T and
+ *   every one is answered.
  */
+#include "raft_peek.h"
 #include "repl_int.h"
 
-/* Map a fresh draw from [T, 2T) onto [T, 1.5T). */
-static void narrow(ledger_repl *r, unsigned *timeout)
+/* How long before our round a lower id's pre-vote request still counts as
+ * a tie (ms). */
+#define REPL__TIE_WINDOW(r) ((uint64_t)(r)->cfg.election_ms / 10)
+
+bool repl__election_filter(ledger_repl *r, const struct raft_message *m)
 {
-    unsigned t = r->raft.election_timeout;
-    if (*timeout == r->drawn_timeout) {
-        return; /* already ours (or, rarely, the same draw: harmless) */
+    struct raft *raft = r->raft;
+    uint64_t now = repl__now(r);
+    uint64_t round;
+
+    if (m->type != RAFT_IO_REQUEST_VOTE &&
+        m->type != RAFT_IO_REQUEST_VOTE_RESULT) {
+        return false;
     }
-    if (*timeout > t) {
-        *timeout = t + (*timeout - t) / 2;
+    if (raft_state(raft) == RAFT_CANDIDATE && !peek_in_pre_vote(raft) &&
+        m->type == RAFT_IO_REQUEST_VOTE && m->request_vote.pre_vote &&
+        m->request_vote.term <= peek_term(raft)) {
+        /* We stand for this term already (voted for ourselves): a pre-vote
+         * granted now would only start a rival election in the same term.
+         * Unanswered, the other waits for our RequestVote. */
+        return true;
     }
-    r->drawn_timeout = *timeout;
+    if (m->type == RAFT_IO_REQUEST_VOTE && m->request_vote.pre_vote &&
+        m->server_id < r->cfg.id &&
+        (m->request_vote.last_log_term > peek_last_log_term(raft) ||
+         (m->request_vote.last_log_term == peek_last_log_term(raft) &&
+          m->request_vote.last_log_index >= raft_last_index(raft)))) {
+        /* A lower id would take this term: remember when (raft answers). */
+        r->tie_term = m->request_vote.term;
+        r->tie_at = now;
+        r->tie_id = m->server_id;
+        return false;
+    }
+    if (m->type != RAFT_IO_REQUEST_VOTE_RESULT || !peek_in_pre_vote(raft) ||
+        m->request_vote_result.pre_vote != raft_tribool_true) {
+        return false;
+    }
+    /* An answer to our pre-vote: yield if that lower id asked for the same
+     * term during this round or just before it. */
+    round = peek_election_timer_start(raft);
+    if (r->tie_term == peek_term(raft) + 1 &&
+        r->tie_at + REPL__TIE_WINDOW(r) >= round) {
+        if (r->tie_logged != round) {
+            r->tie_logged = round;
+            repl__log(r, 1,
+                      "pre-vote tie with %llu (lower id, log as recent): "
+                      "yielding this round",
+                      (unsigned long long)r->tie_id);
+        }
+        return true;
+    }
+    return false;
 }
 
-void repl__election_tick(ledger_repl *r)
+int repl__election_draw(ledger_repl *r, int min, int max, int drawn)
 {
-    raft_time now;
+    (void)r;
+    (void)max;
+    if (drawn > min) {
+        drawn = min + (drawn - min) / 2;
+    }
+    return drawn;
+}
 
-    if (r->raft.state == RAFT_FOLLOWER) {
-        narrow(r, &r->raft.follower_state.randomized_election_timeout);
-    } else if (r->raft.state == RAFT_CANDIDATE) {
-        narrow(r, &r->raft.candidate_state.randomized_election_timeout);
+/* Leader: have we heard from a majority of voters within T? */
+static bool contactQuorum(ledger_repl *r, uint64_t now)
+{
+    const struct raft_configuration *c = peek_configuration(r->raft);
+    unsigned voters = 0;
+    unsigned heard = 0;
+    unsigned i;
+
+    for (i = 0; i < c->n; i++) {
+        const struct raft_server *s = &c->servers[i];
+        struct repl__contact *k;
+        uint64_t last;
+        if (s->role == RAFT_VOTER) {
+            voters++;
+        }
+        if (s->id == r->cfg.id) {
+            heard++; /* As raft counts itself, voter or not. */
+            continue;
+        }
+        if (s->role != RAFT_VOTER) {
+            continue;
+        }
+        k = repl__contact_for(r, s->id);
+        last = k != NULL ? k->last_contact : 0;
+        if (last < r->leader_since) {
+            last = r->leader_since;
+        }
+        if (now - last < r->cfg.election_ms) {
+            heard++;
+        }
     }
-    if (r->raft.state != RAFT_FOLLOWER ||
-        r->raft.follower_state.current_leader.id == 0) {
-        return;
+    return heard > voters / 2;
+}
+
+bool repl__election_tick(ledger_repl *r)
+{
+    uint64_t now = repl__now(r);
+    raft_id leader = 0;
+    const char *addr = NULL;
+    uint64_t start;
+
+    if (raft_state(r->raft) == RAFT_LEADER) {
+        if (contactQuorum(r, now)) {
+            return false;
+        }
+        repl__log(r, 2,
+                  "no answer from a majority of voters for %u ms: stepping "
+                  "down (term %llu)",
+                  r->cfg.election_ms, (unsigned long long)peek_term(r->raft));
+        peek_expire_contact_quorum(r->raft);
+        r->stepped_down = true;
+        return true;
     }
-    now = r->io.time(&r->io);
-    if (now >= r->raft.election_timer_start &&
-        now - r->raft.election_timer_start >= r->raft.election_timeout) {
+    if (raft_state(r->raft) != RAFT_FOLLOWER) {
+        return false;
+    }
+    raft_leader(r->raft, &leader, &addr);
+    if (leader == 0) {
+        return false;
+    }
+    start = peek_election_timer_start(r->raft);
+    if (now >= start && now - start >= r->cfg.election_ms) {
         repl__log(r, 1,
                   "no word from leader %llu for %llu ms: ready to vote "
                   "for a new one",
-                  (unsigned long long)r->raft.follower_state.current_leader.id,
-                  (unsigned long long)(now - r->raft.election_timer_start));
-        r->raft.follower_state.current_leader.id = 0;
+                  (unsigned long long)leader,
+                  (unsigned long long)(now - start));
+        peek_forget_leader(r->raft);
     }
+    return false;
 }

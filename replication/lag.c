@@ -1,9 +1,7 @@
 /* Replication lag as seen by the leader.
  *
- * raft 0.15 has no lag API; the leader's per-follower progress array
- * (r->leader_state.progress, parallel to r->configuration.servers) is public
- * and read here, and only here, because its layout is version-specific. It
- * is valid only while leader.
+ * raft 0.15 has no lag API; the leader's per-follower match index comes
+ * from its progress array (raft_peek.c), valid only while leader.
  *
  * lag_entries = leader's last index - follower's match index.
  * lag_ms      = how long ago the oldest entry the follower lacks was
@@ -11,8 +9,9 @@
  *               come from a ring of the last REPL__TIME_RING proposals; an
  *               entry not in the ring counts from the earliest proposal
  *               after it (a lower bound).
- * last_contact_ms: time since the follower was last seen answering, sampled
- *               every tick from progress.recent_recv and match_index moves.
+ * last_contact_ms: time since the follower's last AppendEntries result of
+ *               the current term arrived (io.c records it as raft receives
+ *               it; election.c's contact rule reads the same times).
  * applied_index: what the member itself last reported (node/members_poll.c
  * polls it) while fresh, else min(match_index, commit_index): what it holds
  * that is committed, so what it will apply next. Spares get no entries from the
@@ -20,13 +19,14 @@
  */
 #include <string.h>
 
+#include "raft_peek.h"
 #include "repl_int.h"
 
 void repl__lag_record(ledger_repl *r, uint64_t index)
 {
     size_t slot = index % REPL__TIME_RING;
     r->ring[slot].index = index;
-    r->ring[slot].time = uv_now(r->loop);
+    r->ring[slot].time = repl__now(r);
 }
 
 /* When was `index` appended? Its own record if the ring has it, else the
@@ -49,7 +49,7 @@ static uint64_t appendTime(ledger_repl *r, uint64_t index)
     return best;
 }
 
-static struct repl__contact *contactFor(ledger_repl *r, uint64_t id)
+struct repl__contact *repl__contact_for(ledger_repl *r, uint64_t id)
 {
     size_t i;
     struct repl__contact *free_slot = NULL;
@@ -70,47 +70,52 @@ static struct repl__contact *contactFor(ledger_repl *r, uint64_t id)
 
 void ledger_repl_note_applied(ledger_repl *r, uint64_t id, uint64_t applied)
 {
-    struct repl__contact *k = contactFor(r, id);
+    struct repl__contact *k = repl__contact_for(r, id);
     if (k != NULL) {
         k->applied = applied;
-        k->applied_at = uv_now(r->loop);
+        k->applied_at = repl__now(r);
+    }
+}
+
+void repl__contact_heard(ledger_repl *r, uint64_t id, uint64_t now)
+{
+    struct repl__contact *k = repl__contact_for(r, id);
+    if (k != NULL) {
+        k->last_contact = now;
     }
 }
 
 void repl__lag_tick(ledger_repl *r)
 {
-    struct raft_configuration *c = &r->raft.configuration;
-    uint64_t now = uv_now(r->loop);
+    const struct raft_configuration *c = peek_configuration(r->raft);
+    struct peek_progress p;
     unsigned i;
 
-    if (r->raft.state != RAFT_LEADER) {
+    if (raft_state(r->raft) != RAFT_LEADER) {
         return;
     }
     for (i = 0; i < c->n; i++) {
-        struct raft_progress *p = &r->raft.leader_state.progress[i];
-        struct repl__contact *k = contactFor(r, c->servers[i].id);
-        if (k == NULL) {
-            continue;
+        struct repl__contact *k = repl__contact_for(r, c->servers[i].id);
+        if (k != NULL && peek_progress(r->raft, i, &p)) {
+            k->match_index = p.match_index;
         }
-        if (p->recent_recv || p->match_index != k->match_index) {
-            k->last_contact = now;
-        }
-        k->match_index = p->match_index;
     }
 }
 
 size_t ledger_repl_members(ledger_repl *r, struct ledger_repl_member_info *out,
                            size_t max)
 {
-    struct raft_configuration *c = &r->raft.configuration;
-    bool leader = r->raft.state == RAFT_LEADER;
-    raft_index last = raft_last_index(&r->raft);
+    const struct raft_configuration *c = peek_configuration(r->raft);
+    int state = raft_state(r->raft);
+    bool leader = state == RAFT_LEADER;
+    raft_index last = raft_last_index(r->raft);
+    uint64_t commit = peek_commit_index(r->raft);
     raft_id leader_id = 0;
     const char *leader_addr = NULL;
-    uint64_t now = uv_now(r->loop);
+    uint64_t now = repl__now(r);
     unsigned i;
 
-    raft_leader(&r->raft, &leader_id, &leader_addr);
+    raft_leader(r->raft, &leader_id, &leader_addr);
     for (i = 0; i < c->n && i < max; i++) {
         struct ledger_repl_member_info *m = &out[i];
         const struct raft_server *s = &c->servers[i];
@@ -123,24 +128,25 @@ size_t ledger_repl_members(ledger_repl *r, struct ledger_repl_member_info *out,
         m->role = s->role;
         m->last_contact_ms = -1;
         ledger_store_member_zone(r->store, s->id, m->zone, sizeof m->zone);
-        if (s->id == r->raft.id) {
-            m->state = leader ? "leader"
-                              : (r->raft.state == RAFT_CANDIDATE ? "candidate"
-                                                                 : "follower");
+        if (s->id == r->cfg.id) {
+            m->state =
+                leader ? "leader"
+                       : (state == RAFT_CANDIDATE ? "candidate" : "follower");
             m->match_index = last;
-            m->applied_index = raft_last_applied(&r->raft);
+            m->applied_index = repl__applied(r);
             m->last_contact_ms = 0;
         } else if (leader && s->role == RAFT_SPARE) {
             /* The leader sends nothing to spares: no lag, no contact. */
             m->state = "follower";
         } else if (leader) {
-            struct raft_progress *p = &r->raft.leader_state.progress[i];
-            struct repl__contact *k = contactFor(r, s->id);
+            struct peek_progress pp = {0, false};
+            struct peek_progress *p = &pp;
+            struct repl__contact *k = repl__contact_for(r, s->id);
+            peek_progress(r->raft, i, &pp);
             m->match_index = p->match_index;
             /* A follower applies what it has that is committed. */
-            m->applied_index = p->match_index < r->raft.commit_index
-                                   ? p->match_index
-                                   : r->raft.commit_index;
+            m->applied_index =
+                p->match_index < commit ? p->match_index : commit;
             if (k != NULL && k->applied_at != 0 &&
                 now - k->applied_at < REPL_APPLIED_FRESH_MS) {
                 m->applied_index = k->applied;

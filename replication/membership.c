@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "raft_peek.h"
 #include "repl_int.h"
 
 enum {
@@ -46,8 +47,8 @@ struct repl__change {
     uint64_t id;
     int role; /* Final role. */
     int step;
-    uint64_t started;  /* uv_now ms */
-    uint64_t deadline; /* uv_now ms, for STEP_WAIT */
+    uint64_t started;  /* Raft clock ms */
+    uint64_t deadline; /* Raft clock ms, for STEP_WAIT */
     uint64_t caught_up_ms;
     unsigned timeout_ms; /* For STEP_WAIT. */
 };
@@ -66,9 +67,10 @@ static void changeCb(struct raft_change *req, int status);
 
 static int progressIndex(ledger_repl *r, uint64_t id)
 {
+    const struct raft_configuration *c = peek_configuration(r->raft);
     unsigned i;
-    for (i = 0; i < r->raft.configuration.n; i++) {
-        if (r->raft.configuration.servers[i].id == id) {
+    for (i = 0; i < c->n; i++) {
+        if (c->servers[i].id == id) {
             return (int)i;
         }
     }
@@ -82,12 +84,13 @@ static int progressIndex(ledger_repl *r, uint64_t id)
 static int64_t standbyLag(ledger_repl *r, uint64_t id)
 {
     int i = progressIndex(r, id);
-    raft_index last = raft_last_index(&r->raft);
+    raft_index last = raft_last_index(r->raft);
+    struct peek_progress p;
     raft_index match;
-    if (i < 0) {
+    if (i < 0 || !peek_progress(r->raft, (unsigned)i, &p)) {
         return -1;
     }
-    match = r->raft.leader_state.progress[i].match_index;
+    match = p.match_index;
     if (match == 0) {
         return (int64_t)last + REPL_PROMOTE_MAX_LAG + 1;
     }
@@ -98,7 +101,7 @@ static void startWait(struct repl__change *c)
 {
     ledger_repl *r = c->r;
     c->step = STEP_WAIT;
-    c->deadline = uv_now(r->loop) + c->timeout_ms;
+    c->deadline = repl__now(r) + c->timeout_ms;
     repl__log(r, 1,
               "membership: %llu is a standby; promoting it to voter once "
               "it is within %u entries of the leader",
@@ -110,9 +113,9 @@ static void promote(struct repl__change *c)
     ledger_repl *r = c->r;
     char msg[160];
     int rv;
-    c->caught_up_ms = uv_now(r->loop) - c->started;
+    c->caught_up_ms = repl__now(r) - c->started;
     c->step = STEP_PROMOTE;
-    rv = raft_assign(&r->raft, &c->req, c->id, RAFT_VOTER, changeCb);
+    rv = raft_assign(r->raft, &c->req, c->id, RAFT_VOTER, changeCb);
     if (rv != 0) {
         snprintf(msg, sizeof msg, "promotion to voter: %s", raft_strerror(rv));
         finish(c, rv, msg);
@@ -138,7 +141,7 @@ static void changeCb(struct raft_change *req, int status)
             return;
         }
         c->step = STEP_STANDBY;
-        rv = raft_assign(&r->raft, &c->req, c->id, RAFT_STANDBY, changeCb);
+        rv = raft_assign(r->raft, &c->req, c->id, RAFT_STANDBY, changeCb);
         if (rv != 0) {
             snprintf(msg, sizeof msg, "added as spare; role standby: %s",
                      raft_strerror(rv));
@@ -174,7 +177,7 @@ void repl__membership_tick(ledger_repl *r)
     if (c == NULL || c->step != STEP_WAIT) {
         return;
     }
-    if (r->raft.state != RAFT_LEADER) {
+    if (raft_state(r->raft) != RAFT_LEADER) {
         finish(c, RAFT_LEADERSHIPLOST,
                "leadership lost while the member was catching up: it stays "
                "a standby; retry the promotion");
@@ -191,9 +194,9 @@ void repl__membership_tick(ledger_repl *r)
         promote(c);
         return;
     }
-    if (uv_now(r->loop) >= c->deadline) {
+    if (repl__now(r) >= c->deadline) {
         char what[64];
-        if (lag > (int64_t)raft_last_index(&r->raft)) {
+        if (lag > (int64_t)raft_last_index(r->raft)) {
             snprintf(what, sizeof what, "it never answered");
         } else {
             snprintf(what, sizeof what, "still %lld entries behind",
@@ -229,7 +232,7 @@ static struct repl__change *changeNew(ledger_repl *r, uint64_t id, int role,
         c->id = id;
         c->role = role;
         c->req.data = c;
-        c->started = uv_now(r->loop);
+        c->started = repl__now(r);
     }
     return c;
 }
@@ -263,7 +266,7 @@ bool ledger_repl_change_info(ledger_repl *r,
     out->id = c->id;
     out->role = c->role;
     out->step = names[c->step];
-    out->elapsed_ms = uv_now(r->loop) - c->started;
+    out->elapsed_ms = repl__now(r) - c->started;
     return true;
 }
 
@@ -275,6 +278,9 @@ int ledger_repl_add(ledger_repl *r, const struct ledger_repl_member *m,
     if (r->change != NULL) {
         return RAFT_CANTCHANGE;
     }
+    if (raft_state(r->raft) == RAFT_LEADER && !peek_leading(r->raft)) {
+        return RAFT_NOTLEADER; /* Stepping down right now (raft_peek.c). */
+    }
     if (repl__base_pending(r)) {
         return RAFT_BUSY; /* A new member would replay onto nothing. */
     }
@@ -283,7 +289,7 @@ int ledger_repl_add(ledger_repl *r, const struct ledger_repl_member *m,
     }
     c->step = STEP_ADD;
     return begin(r, c,
-                 raft_add(&r->raft, &c->req, m->id, m->raft_addr, changeCb));
+                 raft_add(r->raft, &c->req, m->id, m->raft_addr, changeCb));
 }
 
 int ledger_repl_assign(ledger_repl *r, uint64_t id, int role,
@@ -294,6 +300,9 @@ int ledger_repl_assign(ledger_repl *r, uint64_t id, int role,
 
     if (r->change != NULL) {
         return RAFT_CANTCHANGE;
+    }
+    if (raft_state(r->raft) == RAFT_LEADER && !peek_leading(r->raft)) {
+        return RAFT_NOTLEADER; /* Stepping down right now (raft_peek.c). */
     }
     if (current < 0) {
         return RAFT_NOTFOUND;
@@ -306,12 +315,12 @@ int ledger_repl_assign(ledger_repl *r, uint64_t id, int role,
     }
     if (role != RAFT_VOTER || current == RAFT_VOTER) {
         c->step = STEP_RAFT;
-        return begin(r, c, raft_assign(&r->raft, &c->req, id, role, changeCb));
+        return begin(r, c, raft_assign(r->raft, &c->req, id, role, changeCb));
     }
     if (current == RAFT_SPARE) {
         c->step = STEP_STANDBY;
-        return begin(
-            r, c, raft_assign(&r->raft, &c->req, id, RAFT_STANDBY, changeCb));
+        return begin(r, c,
+                     raft_assign(r->raft, &c->req, id, RAFT_STANDBY, changeCb));
     }
     r->change = c; /* a standby: straight to the wait */
     startWait(c);
@@ -331,25 +340,29 @@ int ledger_repl_remove(ledger_repl *r, uint64_t id, ledger_repl_change_cb cb,
     if (r->change != NULL) {
         return RAFT_CANTCHANGE;
     }
+    if (raft_state(r->raft) == RAFT_LEADER && !peek_leading(r->raft)) {
+        return RAFT_NOTLEADER; /* Stepping down right now (raft_peek.c). */
+    }
     if ((c = changeNew(r, id, 0, 0, cb, arg)) == NULL) {
         return RAFT_NOMEM;
     }
     c->step = STEP_RAFT;
-    return begin(r, c, raft_remove(&r->raft, &c->req, id, changeCb));
+    return begin(r, c, raft_remove(r->raft, &c->req, id, changeCb));
 }
 
 int ledger_repl_member_role(ledger_repl *r, uint64_t id)
 {
     int i = progressIndex(r, id);
-    return i < 0 ? -1 : r->raft.configuration.servers[i].role;
+    return i < 0 ? -1 : peek_configuration(r->raft)->servers[i].role;
 }
 
 size_t ledger_repl_voters(ledger_repl *r)
 {
+    const struct raft_configuration *c = peek_configuration(r->raft);
     size_t n = 0;
     unsigned i;
-    for (i = 0; i < r->raft.configuration.n; i++) {
-        n += r->raft.configuration.servers[i].role == RAFT_VOTER;
+    for (i = 0; i < c->n; i++) {
+        n += c->servers[i].role == RAFT_VOTER;
     }
     return n;
 }
@@ -363,5 +376,5 @@ const char *ledger_repl_errmsg(ledger_repl *r)
         return "this cluster was restored from a backup and has not taken "
                "its first snapshot yet: retry in a moment";
     }
-    return raft_errmsg(&r->raft);
+    return raft_errmsg(r->raft);
 }

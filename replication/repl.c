@@ -1,7 +1,8 @@
 /* Replication lifecycle, group commit and read barriers (see repl.h).
  *
- * Group commit: ledger_repl_submit() queues an encoded op and arms an idle
- * handle; the idle callback (next loop iteration, before the loop blocks)
+ * Group commit: ledger_repl_submit() queues an encoded op and asks the env
+ * for its idle hook; the idle hook (next loop iteration, before the loop
+ * blocks)
  * packs every queued op into entries of at most REPL_MAX_BATCH_OPS ops /
  * REPL_MAX_BATCH_BYTES bytes, while fewer than REPL_MAX_INFLIGHT entries
  * are in flight. So requests parsed in the same loop iteration share one
@@ -16,14 +17,21 @@
  * RAFT_BARRIER entry. Joining a barrier already in flight is safe: every
  * entry acknowledged before the join was applied, so it precedes the
  * barrier, and the barrier commits only while we are leader.
+ *
+ * Observation: after every Raft message and tick (io.c) and every loop
+ * turn (check hook), repl__observe compares the leader, term and state
+ * with what it saw last: it counts leader changes, records when this node
+ * became leader (election.c's contact rule), and tells the node through
+ * the leader callback. Nothing here reads a clock or owns a loop handle:
+ * time is Raft's (repl__now), loop services are the env's.
  */
-#include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "raft_peek.h"
 #include "repl_int.h"
 
 struct repl__waiter {
@@ -55,23 +63,11 @@ struct repl__transfer {
     struct raft_transfer req;
     ledger_repl *r;
     uint64_t id;
-    uint64_t deadline; /* uv_now ms: transfer even if not quiet by then */
+    uint64_t deadline; /* Raft clock ms: transfer even if not quiet */
     bool started;      /* raft_transfer called */
     void (*cb)(void *arg, uint64_t leader);
     void *arg;
 };
-
-void repl__log(ledger_repl *r, int level, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (r->log != NULL) {
-        r->log(r->log_arg, level, msg);
-    }
-}
 
 const char *ledger_repl_strerror(int code)
 {
@@ -112,13 +108,6 @@ const char *ledger_repl_role_name(int role)
     }
 }
 
-static int64_t wallClockMs(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int mapRaftStatus(int status)
 {
     switch (status) {
@@ -153,7 +142,6 @@ static void failPending(ledger_repl *r, size_t n, int status)
     }
 }
 
-static void flushIdleCb(uv_idle_t *h);
 static void handoverTick(ledger_repl *r);
 
 static void applyCb(struct raft_apply *req, int status, void *result)
@@ -165,7 +153,11 @@ static void applyCb(struct raft_apply *req, int status, void *result)
     int code = mapRaftStatus(status);
 
     r->inflight--;
-    handoverTick(r);
+    if (r->handover != NULL) {
+        /* Not from here: raft may be stepping down (raft_peek.c
+         * peek_leading); the idle hook goes on with the hand-over. */
+        repl__want_idle(r);
+    }
     if (status != 0) {
         repl__log(r, 2, "entry %llu of %zu ops failed: %s",
                   (unsigned long long)req->index, b->n, raft_strerror(status));
@@ -187,7 +179,7 @@ static void applyCb(struct raft_apply *req, int status, void *result)
     free(b->waiters);
     free(b);
     if (r->n_pending > 0 && !r->closing) {
-        uv_idle_start(&r->flush_idle, flushIdleCb);
+        repl__want_idle(r);
     }
 }
 
@@ -206,7 +198,7 @@ static bool flushOne(ledger_repl *r)
     if (r->n_pending == 0 || r->inflight >= REPL_MAX_INFLIGHT) {
         return false;
     }
-    if (raft_state(&r->raft) != RAFT_LEADER) {
+    if (!peek_leading(r->raft)) {
         failPending(r, r->n_pending, LEDGER_REPL_ENOTLEADER);
         return false;
     }
@@ -232,7 +224,7 @@ static bool flushOne(ledger_repl *r)
         b->waiters[i].cb = r->pending[i].cb;
         b->waiters[i].arg = r->pending[i].arg;
     }
-    buf.base = entry_build(wallClockMs(), ops, n, &buf.len);
+    buf.base = entry_build(r->env->wall_ms(r->env), ops, n, &buf.len);
     free(ops);
     if (buf.base == NULL) {
         goto err_after_waiters;
@@ -240,10 +232,10 @@ static bool flushOne(ledger_repl *r)
     b->r = r;
     b->n = n;
     b->req.data = b;
-    rv = raft_apply(&r->raft, &b->req, &buf, 1, applyCb);
+    rv = raft_apply(r->raft, &b->req, &buf, 1, applyCb);
     if (rv != 0) {
         repl__log(r, 2, "raft_apply of %zu ops: %s (%s)", n, raft_strerror(rv),
-                  raft_errmsg(&r->raft));
+                  raft_errmsg(r->raft));
         raft_free(buf.base);
         free(b->waiters);
         free(b);
@@ -270,14 +262,21 @@ err_nomem:
     return false;
 }
 
-static void flushIdleCb(uv_idle_t *h)
+/* The env's idle hook: the group-commit flush and the catch-up's steps. */
+static void idleHook(void *arg)
 {
-    ledger_repl *r = h->data;
+    ledger_repl *r = arg;
+    bool more;
+    handoverTick(r);
     while (flushOne(r)) {
     }
     /* Either the queue is empty or we wait for an entry to be applied
-     * (applyCb re-arms us). */
-    uv_idle_stop(h);
+     * (applyCb asks again). */
+    more = repl__catchup_idle(r);
+    if (!more && r->idle_on) {
+        r->idle_on = false;
+        r->env->idle(r->env, false);
+    }
 }
 
 int ledger_repl_submit(ledger_repl *r, struct op_buf *op, ledger_repl_op_cb cb,
@@ -289,8 +288,8 @@ int ledger_repl_submit(ledger_repl *r, struct op_buf *op, ledger_repl_op_cb cb,
         op_buf_free(op);
         return LEDGER_REPL_ESHUTDOWN;
     }
-    if (raft_state(&r->raft) != RAFT_LEADER || r->raft.transfer != NULL ||
-        r->handover != NULL || r->store_failed) {
+    if (raft_state(r->raft) != RAFT_LEADER || peek_transfer_pending(r->raft) ||
+        r->handover != NULL || r->store_failed || repl__catchup_active(r)) {
         op_buf_free(op);
         return LEDGER_REPL_ENOTLEADER;
     }
@@ -316,7 +315,7 @@ int ledger_repl_submit(ledger_repl *r, struct op_buf *op, ledger_repl_op_cb cb,
     r->pending_bytes += op->len;
     op->data = NULL;
     op->len = 0;
-    uv_idle_start(&r->flush_idle, flushIdleCb);
+    repl__want_idle(r);
     return 0;
 }
 
@@ -354,7 +353,7 @@ int ledger_repl_barrier(ledger_repl *r, ledger_repl_barrier_cb cb, void *arg)
     if (r->store_failed) {
         return LEDGER_REPL_EAPPLY;
     }
-    if (raft_state(&r->raft) != RAFT_LEADER) {
+    if (!peek_leading(r->raft) || repl__catchup_active(r)) {
         return LEDGER_REPL_ENOTLEADER;
     }
     if (b == NULL) {
@@ -364,7 +363,7 @@ int ledger_repl_barrier(ledger_repl *r, ledger_repl_barrier_cb cb, void *arg)
         }
         b->r = r;
         b->req.data = b;
-        rv = raft_barrier(&r->raft, &b->req, barrierCb);
+        rv = raft_barrier(r->raft, &b->req, barrierCb);
         if (rv != 0) {
             free(b);
             return mapRaftStatus(rv);
@@ -391,7 +390,7 @@ int ledger_repl_barrier(ledger_repl *r, ledger_repl_barrier_cb cb, void *arg)
 
 bool ledger_repl_transferring(ledger_repl *r)
 {
-    return r->handover != NULL || r->raft.transfer != NULL;
+    return r->handover != NULL || peek_transfer_pending(r->raft);
 }
 
 static void transferCb(struct raft_transfer *req)
@@ -400,33 +399,39 @@ static void transferCb(struct raft_transfer *req)
     raft_id id = 0;
     const char *addr = NULL;
     t->r->handover = NULL;
-    raft_leader(&t->r->raft, &id, &addr);
+    raft_leader(t->r->raft, &id, &addr);
     if (t->cb != NULL) {
         t->cb(t->arg, id);
     }
     free(t);
 }
 
-/* The voter (not us) with the highest match index, or 0. */
+/* The voter (not us) with the highest match index among those that
+ * answered within the last election timeout (and since this node leads),
+ * or 0. A voter that does not answer cannot take leadership over. */
 static uint64_t bestTransferTarget(ledger_repl *r)
 {
-    struct raft_configuration *c = &r->raft.configuration;
+    const struct raft_configuration *c = peek_configuration(r->raft);
+    uint64_t now = repl__now(r);
+    struct peek_progress p;
     uint64_t best = 0;
     raft_index best_match = 0;
     unsigned i;
 
-    if (r->raft.state != RAFT_LEADER) {
-        return 0;
-    }
     for (i = 0; i < c->n; i++) {
-        raft_index m = r->raft.leader_state.progress[i].match_index;
-        if (c->servers[i].id == r->raft.id ||
-            c->servers[i].role != RAFT_VOTER) {
+        struct repl__contact *k;
+        if (c->servers[i].id == r->cfg.id || c->servers[i].role != RAFT_VOTER ||
+            !peek_progress(r->raft, i, &p)) {
             continue;
         }
-        if (best == 0 || m > best_match) {
+        k = repl__contact_for(r, c->servers[i].id);
+        if (k == NULL || k->last_contact < r->leader_since ||
+            now - k->last_contact >= r->cfg.election_ms) {
+            continue;
+        }
+        if (best == 0 || p.match_index > best_match) {
             best = c->servers[i].id;
-            best_match = m;
+            best_match = p.match_index;
         }
     }
     return best;
@@ -437,7 +442,8 @@ static uint64_t bestTransferTarget(ledger_repl *r)
  * applied, and only then raft_transfer runs. Raft fails the callbacks of
  * entries still in flight when leadership moves (RAFT_LEADERSHIPLOST, an
  * unknown outcome for the client); after the quiesce there are none. The
- * quiesce lasts at most one election timeout. */
+ * quiesce lasts at most one election timeout, and none at all when this
+ * node's store cannot apply (failed, or catching up). */
 static void handoverTick(ledger_repl *r)
 {
     struct repl__transfer *t = r->handover;
@@ -448,24 +454,33 @@ static void handoverTick(ledger_repl *r)
     if (t == NULL || t->started) {
         return;
     }
-    if (raft_state(&r->raft) != RAFT_LEADER) {
+    if (!peek_leading(r->raft)) {
+        if (raft_state(r->raft) == RAFT_LEADER) {
+            return; /* Stepping down right now: see it through. */
+        }
         r->handover = NULL;
-        raft_leader(&r->raft, &leader, &addr);
-        t->cb(t->arg, leader);
+        raft_leader(r->raft, &leader, &addr);
+        if (t->cb != NULL) {
+            t->cb(t->arg, leader);
+        }
         free(t);
         return;
     }
-    if ((r->inflight > 0 || r->n_pending > 0) &&
-        uv_now(r->loop) < t->deadline) {
+    /* A store that failed or is still catching up applies nothing: there
+     * is nothing to wait for. */
+    if ((r->inflight > 0 || r->n_pending > 0) && repl__now(r) < t->deadline &&
+        !r->store_failed && !repl__catchup_active(r)) {
         return;
     }
     t->started = true;
-    rv = raft_transfer(&r->raft, &t->req, t->id, transferCb);
+    rv = raft_transfer(r->raft, &t->req, t->id, transferCb);
     if (rv != 0) {
         repl__log(r, 2, "transfer to %llu: %s", (unsigned long long)t->id,
                   raft_strerror(rv));
         r->handover = NULL;
-        t->cb(t->arg, r->raft.id);
+        if (t->cb != NULL) {
+            t->cb(t->arg, r->cfg.id);
+        }
         free(t);
     }
 }
@@ -475,10 +490,10 @@ int ledger_repl_transfer(ledger_repl *r, uint64_t id,
 {
     struct repl__transfer *t;
 
-    if (raft_state(&r->raft) != RAFT_LEADER) {
+    if (!peek_leading(r->raft)) {
         return LEDGER_REPL_ENOTLEADER;
     }
-    if (r->handover != NULL || r->raft.transfer != NULL) {
+    if (r->handover != NULL || peek_transfer_pending(r->raft)) {
         return LEDGER_REPL_EBUSY;
     }
     if (id == 0) {
@@ -495,10 +510,10 @@ int ledger_repl_transfer(ledger_repl *r, uint64_t id,
     t->cb = cb;
     t->arg = arg;
     t->id = id;
-    t->deadline = uv_now(r->loop) + r->cfg.election_ms;
+    t->deadline = repl__now(r) + r->cfg.election_ms;
     t->req.data = t;
     r->handover = t;
-    uv_idle_start(&r->flush_idle, flushIdleCb); /* flush what is queued */
+    repl__want_idle(r); /* flush what is queued */
     return 0;
 }
 
@@ -523,11 +538,12 @@ void ledger_repl_status(ledger_repl *r, struct ledger_repl_status *out)
     raft_id id = 0;
     const char *addr = NULL;
     struct ledger_store_state st;
+    int state = raft_state(r->raft);
 
     memset(out, 0, sizeof *out);
-    raft_leader(&r->raft, &id, &addr);
-    out->state = stateName(raft_state(&r->raft));
-    out->is_leader = raft_state(&r->raft) == RAFT_LEADER;
+    raft_leader(r->raft, &id, &addr);
+    out->state = stateName(state);
+    out->is_leader = state == RAFT_LEADER;
     if (r->store_failed) {
         /* Raft may still run, but the store is behind it: serve nothing
          * (node/restart.c restarts the node). */
@@ -536,24 +552,24 @@ void ledger_repl_status(ledger_repl *r, struct ledger_repl_status *out)
         out->store_failed = true;
     }
     out->leader_id = id;
-    out->term = r->raft.current_term;
-    out->commit_index = r->raft.commit_index;
-    out->last_index = raft_last_index(&r->raft);
-    out->applied_index = raft_last_applied(&r->raft);
+    out->term = peek_term(r->raft);
+    out->commit_index = peek_commit_index(r->raft);
+    out->last_index = raft_last_index(r->raft);
+    out->applied_index = repl__applied(r);
+    out->catching_up = repl__catchup_active(r);
+    repl__catchup_status(r, &out->catchup_position, &out->catchup_target);
     out->leader_changes = r->leader_changes;
     out->leader_contact_ms = -1;
     out->leaderless_ms =
-        id != 0 ? 0 : (int64_t)(uv_now(r->loop) - r->leader_known_at);
+        id != 0 ? 0 : (int64_t)(repl__now(r) - r->leader_known_at);
     if (out->is_leader) {
         out->leader_contact_ms = 0;
-    } else if (raft_state(&r->raft) == RAFT_FOLLOWER && id != 0) {
+    } else if (state == RAFT_FOLLOWER && id != 0) {
         /* A follower restarts its election timer on every contact from
          * the leader. */
-        raft_time now = r->io.time(&r->io);
-        out->leader_contact_ms =
-            now >= r->raft.election_timer_start
-                ? (int64_t)(now - r->raft.election_timer_start)
-                : 0;
+        uint64_t now = repl__now(r);
+        uint64_t start = peek_election_timer_start(r->raft);
+        out->leader_contact_ms = now >= start ? (int64_t)(now - start) : 0;
     }
     if (ledger_store_get_state(r->store, &st) == 0) {
         snprintf(out->cluster_id, sizeof out->cluster_id, "%s", st.cluster_id);
@@ -565,64 +581,11 @@ void ledger_repl_status(ledger_repl *r, struct ledger_repl_status *out)
     }
 }
 
-struct apiLookup {
-    uint64_t id;
-    char *buf;
-    size_t len;
-    bool found;
-};
-
-static int apiLookupCb(void *arg, uint64_t id, const char *ra, const char *aa)
-{
-    struct apiLookup *l = arg;
-    (void)ra;
-    if (id == l->id) {
-        snprintf(l->buf, l->len, "%s", aa);
-        l->found = true;
-        return 1;
-    }
-    return 0;
-}
-
-/* API address of member `id`: from the store (replicated), else from the
- * bootstrap list given on the command line. */
-bool repl__member_api(ledger_repl *r, uint64_t id, char *buf, size_t len)
-{
-    struct apiLookup l = {id, buf, len, false};
-    size_t i;
-    if (id == r->cfg.id) {
-        snprintf(buf, len, "%s", r->api_addr);
-        return true;
-    }
-    ledger_store_list_members(r->store, apiLookupCb, &l);
-    if (l.found) {
-        return true;
-    }
-    for (i = 0; i < r->n_bootstrap; i++) {
-        if (r->bootstrap[i].id == id) {
-            snprintf(buf, len, "%s", r->bootstrap[i].api_addr);
-            return true;
-        }
-    }
-    return false;
-}
-
-void ledger_repl_leader(ledger_repl *r, struct ledger_repl_leader *out)
-{
-    raft_id id = 0;
-    const char *addr = NULL;
-    raft_leader(&r->raft, &id, &addr);
-    out->id = id;
-    out->term = r->raft.current_term;
-    out->here = raft_state(&r->raft) == RAFT_LEADER && !r->store_failed &&
-                !ledger_repl_transferring(r);
-}
-
 bool ledger_repl_leader_api(ledger_repl *r, char *buf, size_t len)
 {
     raft_id id = 0;
     const char *addr = NULL;
-    raft_leader(&r->raft, &id, &addr);
+    raft_leader(r->raft, &id, &addr);
     if (id == 0) {
         return false;
     }
@@ -637,26 +600,90 @@ void ledger_repl_on_applied(ledger_repl *r, void (*cb)(void *arg), void *arg)
 
 /* ---- Observation: leader changes, cluster init, applied notifications -- */
 
-static void randomHex(char *out, size_t bytes)
+void ledger_repl_leader(ledger_repl *r, struct ledger_repl_leader *out)
 {
-    unsigned char raw[32];
-    FILE *f = fopen("/dev/urandom", "rb");
-    size_t i;
-    size_t got = 0;
-    if (bytes > sizeof raw) {
-        bytes = sizeof raw;
+    raft_id id = 0;
+    const char *addr = NULL;
+    memset(out, 0, sizeof *out);
+    raft_leader(r->raft, &id, &addr);
+    out->id = id;
+    out->term = peek_term(r->raft);
+    out->is_self = raft_state(r->raft) == RAFT_LEADER;
+    out->here = out->is_self && !r->store_failed &&
+                !ledger_repl_transferring(r) && !repl__catchup_active(r);
+}
+
+void ledger_repl_on_leader(ledger_repl *r, ledger_repl_leader_cb cb, void *arg)
+{
+    r->leader_cb = cb;
+    r->leader_arg = arg;
+}
+
+/* Tell the node when (leader, term, is_self) changed since last told. */
+static void notifyLeader(ledger_repl *r)
+{
+    struct ledger_repl_leader now;
+
+    if (r->leader_cb == NULL || r->closing) {
+        return;
     }
-    if (f != NULL) {
-        got = fread(raw, 1, bytes, f);
-        fclose(f);
+    ledger_repl_leader(r, &now);
+    if (now.id == r->reported.id && now.term == r->reported.term &&
+        now.is_self == r->reported.is_self && now.here == r->reported.here) {
+        return;
     }
-    for (i = got; i < bytes; i++) {
-        raw[i] = (unsigned char)(wallClockMs() >> (i % 8));
+    if (now.id != 0 &&
+        !repl__member_api(r, now.id, now.api_addr, sizeof now.api_addr)) {
+        now.api_addr[0] = '\0';
     }
-    for (i = 0; i < bytes; i++) {
-        sprintf(out + 2 * i, "%02x", raw[i]);
+    r->reported = now;
+    r->leader_cb(r->leader_arg, &now);
+}
+
+void repl__observe(ledger_repl *r)
+{
+    raft_id leader = 0;
+    const char *addr = NULL;
+    int state;
+    uint64_t term = peek_term(r->raft);
+    uint64_t now = repl__now(r);
+
+    repl__io_release_put(&r->io); /* Following again: answer it now. */
+    state = raft_state(r->raft);
+
+    raft_leader(r->raft, &leader, &addr);
+    if (leader != 0) {
+        r->leader_known_at = now;
     }
-    out[2 * bytes] = '\0';
+    if (leader != r->seen_leader) {
+        if (leader != 0) {
+            /* Forgetting a silent leader (election.c) and hearing from it
+             * again in the same term is not a change. */
+            if (leader != r->last_leader || term != r->last_leader_term) {
+                r->leader_changes++;
+            }
+            r->last_leader = leader;
+            r->last_leader_term = term;
+            repl__log(r, 1, "leader is now %llu (term %llu)",
+                      (unsigned long long)leader, (unsigned long long)term);
+        } else {
+            repl__log(r, 2, "no leader (term %llu)", (unsigned long long)term);
+        }
+        r->seen_leader = leader;
+    }
+    if (state != r->seen_state) {
+        if (state == RAFT_CANDIDATE) {
+            repl__log(r, 1, "candidate for leadership (term %llu)",
+                      (unsigned long long)term);
+        }
+        if (state == RAFT_LEADER) {
+            r->leader_since = now; /* Every voter counts as heard now. */
+        } else {
+            r->init_proposed = false;
+        }
+        r->seen_state = state;
+    }
+    notifyLeader(r);
 }
 
 static void initCb(void *arg, int status, const struct ledger_op_result *res)
@@ -672,14 +699,16 @@ static void initCb(void *arg, int status, const struct ledger_op_result *res)
  * every member's API address it knows (from --bootstrap). */
 static void maybeProposeInit(ledger_repl *r)
 {
+    static const char hex[] = "0123456789abcdef";
     struct ledger_store_state st;
     struct op_member *m;
     struct op_buf op;
+    unsigned char raw[16];
     char id[33];
     size_t i;
 
-    if (r->init_proposed || raft_state(&r->raft) != RAFT_LEADER ||
-        ledger_store_get_state(r->store, &st) != 0 ||
+    if (r->init_proposed || raft_state(r->raft) != RAFT_LEADER ||
+        repl__catchup_active(r) || ledger_store_get_state(r->store, &st) != 0 ||
         st.cluster_id[0] != '\0') {
         return;
     }
@@ -697,7 +726,12 @@ static void maybeProposeInit(ledger_repl *r)
         m[0].raft_addr = r->raft_addr;
         m[0].api_addr = r->api_addr;
     }
-    randomHex(id, 16);
+    r->env->random(r->env, raw, sizeof raw);
+    for (i = 0; i < sizeof raw; i++) {
+        id[2 * i] = hex[raw[i] >> 4];
+        id[2 * i + 1] = hex[raw[i] & 15];
+    }
+    id[2 * sizeof raw] = '\0';
     if (op_encode_init(id, m, r->n_bootstrap ? r->n_bootstrap : 1, &op) == 0 &&
         ledger_repl_submit(r, &op, initCb, r) == 0) {
         r->init_proposed = true;
@@ -706,82 +740,111 @@ static void maybeProposeInit(ledger_repl *r)
     free(m);
 }
 
-static void tickCb(uv_timer_t *t)
+/* A leader that cannot serve hands leadership to a voter that can: its
+ * store failed or an apply failed (apply.c, apply_tx.c), its store is
+ * still catching up (catchup.c), or it won an election while a snapshot
+ * it received was still being written (io.c). */
+static void maybeHandOver(ledger_repl *r)
 {
-    ledger_repl *r = t->data;
-    raft_id leader = 0;
-    const char *addr = NULL;
-    int state = raft_state(&r->raft);
+    const char *why = NULL;
 
-    raft_leader(&r->raft, &leader, &addr);
-    if (leader != 0) {
-        r->leader_known_at = uv_now(r->loop);
+    if (raft_state(r->raft) != RAFT_LEADER) {
+        r->handover_wanted = false;
+        return;
     }
-    if (leader != r->seen_leader) {
-        if (leader != 0) {
-            /* Forgetting a silent leader (election.c) and hearing from it
-             * again in the same term is not a change. */
-            if (leader != r->last_leader ||
-                r->raft.current_term != r->last_leader_term) {
-                r->leader_changes++;
-            }
-            r->last_leader = leader;
-            r->last_leader_term = r->raft.current_term;
-            repl__log(r, 1, "leader is now %llu (term %llu)",
-                      (unsigned long long)leader,
-                      (unsigned long long)r->raft.current_term);
-        } else {
-            repl__log(r, 2, "no leader (term %llu)",
-                      (unsigned long long)r->raft.current_term);
-        }
-        r->seen_leader = leader;
+    if (r->handover != NULL || peek_transfer_pending(r->raft) || r->closing) {
+        return;
     }
-    if (state != r->seen_state) {
-        if (state == RAFT_CANDIDATE) {
-            repl__log(r, 1, "candidate for leadership (term %llu)",
-                      (unsigned long long)r->raft.current_term);
-        }
-        if (state != RAFT_LEADER) {
-            r->init_proposed = false;
-        }
-        r->seen_state = state;
+    if (r->handover_wanted || r->store_failed) {
+        why = "its store failed";
+    } else if (repl__catchup_active(r)) {
+        why = "it is still catching up";
+    } else if (r->io.put_parked) {
+        why = "a snapshot it received is not installed yet";
     }
-    repl__election_tick(r);
-    repl__membership_tick(r);
-    handoverTick(r);
-    maybeProposeInit(r);
-    repl__lag_tick(r);
+    if (why != NULL && ledger_repl_transfer(r, 0, NULL, NULL) == 0) {
+        r->handover_wanted = false;
+        repl__log(r, 2, "leader, but %s: handing leadership to another voter",
+                  why);
+    }
 }
 
-static void checkCb(uv_check_t *h)
+bool repl__tick_pre(ledger_repl *r)
 {
-    ledger_repl *r = h->data;
-    uint64_t applied = raft_last_applied(&r->raft);
+    return repl__election_tick(r);
+}
+
+void repl__tick_post(ledger_repl *r)
+{
+    repl__observe(r);
+    repl__membership_tick(r);
+    handoverTick(r);
+    maybeHandOver(r);
+    maybeProposeInit(r);
+    repl__lag_tick(r);
+    repl__catchup_tick(r);
+}
+
+/* The env's check hook: every loop turn, after its I/O callbacks. */
+static void checkHook(void *arg)
+{
+    ledger_repl *r = arg;
+    uint64_t applied;
+
     if (r->tx_due) {
         repl__tx_flush(r);
     }
+    applied = repl__applied(r);
     if (applied != r->seen_applied) {
         r->seen_applied = applied;
         if (r->applied_cb != NULL) {
             r->applied_cb(r->applied_arg);
         }
     }
+    if (!r->closing) {
+        repl__observe(r);
+    }
+}
+
+static void timerHook(void *arg)
+{
+    repl__tx_timer(arg);
 }
 
 /* ---- Lifecycle -------------------------------------------------------- */
+
+static const struct repl__io_hooks ioHooks = {
+    .tick_pre = repl__tick_pre,
+    .tick_post = repl__tick_post,
+    .observe = repl__observe,
+    .filter = repl__election_filter,
+    .draw = repl__election_draw,
+    .heard = repl__contact_heard,
+};
 
 static char *dupStr(const char *s)
 {
     return s != NULL ? strdup(s) : NULL;
 }
 
-int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
-                      const struct ledger_repl_config *cfg,
-                      ledger_repl_log_fn log, void *log_arg, ledger_repl **out,
-                      char *err, size_t errlen)
+static void freeLayer(ledger_repl *r)
 {
-    ledger_repl *r;
+    repl__fsm_close(r);
+    free(r->pending);
+    free(r->bootstrap);
+    free(r->raft_addr);
+    free(r->api_addr);
+    free(r);
+}
+
+int ledger_repl_start_env(struct ledger_repl_env *env, ledger_store *store,
+                          const struct ledger_repl_config *cfg,
+                          ledger_repl_log_fn log, void *log_arg,
+                          ledger_repl **out, char *err, size_t errlen)
+{
+    struct ledger_repl_env_hooks hooks;
     struct raft_configuration conf;
+    ledger_repl *r;
     unsigned tick_ms;
     size_t i;
     int rv;
@@ -792,25 +855,22 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
         snprintf(err, errlen, "out of memory");
         return LEDGER_REPL_ENOMEM;
     }
-    r->loop = loop;
+    r->env = env;
     r->store = store;
     r->cfg = *cfg;
     r->log = log;
     r->log_arg = log_arg;
-    r->raft_dir = dupStr(cfg->raft_dir);
     r->raft_addr = dupStr(cfg->raft_addr);
     r->api_addr = dupStr(cfg->api_addr);
-    r->token = dupStr(cfg->token);
-    r->tls_ca = dupStr(cfg->tls_ca);
-    r->tls_cert = dupStr(cfg->tls_cert);
-    r->tls_key = dupStr(cfg->tls_key);
-    r->cfg.raft_dir = r->raft_dir;
+    r->cfg.raft_dir = NULL; /* The env's business. */
     r->cfg.raft_addr = r->raft_addr;
     r->cfg.api_addr = r->api_addr;
-    r->cfg.token = r->token;
-    r->cfg.tls_ca = r->tls_ca;
-    r->cfg.tls_cert = r->tls_cert;
-    r->cfg.tls_key = r->tls_key;
+    r->catchup_source = cfg->catchup;
+    r->snapshot_threshold = cfg->snapshot_threshold;
+    if (r->raft_addr == NULL || r->api_addr == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto err_after_alloc;
+    }
     if (cfg->n_bootstrap > 0) {
         r->bootstrap = calloc(cfg->n_bootstrap, sizeof *r->bootstrap);
         if (r->bootstrap == NULL) {
@@ -823,28 +883,29 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
     }
     r->cfg.bootstrap = r->bootstrap;
 
-    rv = repl__transport_init(&r->transport, loop);
-    if (rv != 0) {
-        snprintf(err, errlen, "raft transport: %s", raft_strerror(rv));
-        goto err_after_alloc;
+    /* Often enough that a silent leader is forgotten and a cut-off leader
+     * steps down (election.c) within a small fraction of the election
+     * timeout. */
+    tick_ms = cfg->election_ms / 20;
+    tick_ms = tick_ms < 5 ? 5 : (tick_ms > 50 ? 50 : tick_ms);
+    r->tick_ms = tick_ms;
+    repl__io_init(&r->io, r, env->io, tick_ms, &ioHooks);
+    if (env->raft == NULL) {
+        r->owns_raft = true;
+        r->raft = &r->own_raft;
+        r->fsm = &r->own_fsm;
+        repl__fsm_init(r);
+        rv = raft_init(r->raft, &r->io.base, r->fsm, cfg->id, r->raft_addr);
+        if (rv != 0) {
+            snprintf(err, errlen, "raft init: %s", raft_errmsg(r->raft));
+            goto err_after_alloc;
+        }
+    } else {
+        r->raft = env->raft;
+        r->fsm = env->fsm;
+        repl__fsm_init(r);
+        peek_adopt_io(r->raft, &r->io.base);
     }
-    /* The caller's transport (mutual TLS: node/raft_tls.c) if it gave one;
-     * the TCP_NODELAY one, initialised either way, is then left unused. */
-    rv = raft_uv_init(&r->io, loop, r->raft_dir,
-                      cfg->transport != NULL ? cfg->transport
-                                             : &r->transport.base);
-    if (rv != 0) {
-        snprintf(err, errlen, "raft storage in %s: %s", r->raft_dir,
-                 r->io.errmsg[0] ? r->io.errmsg : raft_strerror(rv));
-        goto err_after_alloc;
-    }
-    repl__fsm_init(r);
-    rv = raft_init(&r->raft, &r->io, &r->fsm, cfg->id, r->raft_addr);
-    if (rv != 0) {
-        snprintf(err, errlen, "raft init: %s", raft_errmsg(&r->raft));
-        goto err_after_alloc;
-    }
-    r->raft.data = r;
 
     if (r->n_bootstrap > 0) {
         raft_configuration_init(&conf);
@@ -859,13 +920,13 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
                 goto err_after_alloc;
             }
         }
-        rv = raft_bootstrap(&r->raft, &conf);
+        rv = raft_bootstrap(r->raft, &conf);
         raft_configuration_close(&conf);
         if (rv == RAFT_CANTBOOTSTRAP) {
             repl__log(r, 1, "--bootstrap ignored: %s already holds Raft state",
-                      r->raft_dir);
+                      cfg->raft_dir != NULL ? cfg->raft_dir : "the env");
         } else if (rv != 0) {
-            snprintf(err, errlen, "bootstrap: %s", raft_errmsg(&r->raft));
+            snprintf(err, errlen, "bootstrap: %s", raft_errmsg(r->raft));
             goto err_after_alloc;
         } else {
             repl__log(r, 1, "bootstrapped a new cluster of %zu members",
@@ -873,104 +934,75 @@ int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
         }
     }
 
-    raft_set_heartbeat_timeout(&r->raft, cfg->heartbeat_ms);
-    raft_set_election_timeout(&r->raft, cfg->election_ms);
-    raft_set_pre_vote(&r->raft, true);
+    raft_set_heartbeat_timeout(r->raft, cfg->heartbeat_ms);
+    raft_set_election_timeout(r->raft, cfg->election_ms);
+    raft_set_pre_vote(r->raft, true);
     /* raft's default is 30 s: an InstallSnapshot that a follower drops
      * (it was taking its own snapshot) would stall its catch-up that long.
-     * A resend to a follower still restoring is harmless: the second
-     * restore finds the store caught up. */
+     * Restore returns at once (catchup.c), so a snapshot that arrived is
+     * answered at once and never resent for being slow. */
     raft_set_install_snapshot_timeout(
-        &r->raft, cfg->election_ms * 2 > REPL__INSTALL_SNAPSHOT_TIMEOUT_MS
-                      ? cfg->election_ms * 2
-                      : REPL__INSTALL_SNAPSHOT_TIMEOUT_MS);
-    raft_set_snapshot_threshold(&r->raft, cfg->snapshot_threshold);
-    raft_set_snapshot_trailing(&r->raft, cfg->snapshot_trailing);
+        r->raft, cfg->election_ms * 2 > REPL__INSTALL_SNAPSHOT_TIMEOUT_MS
+                     ? cfg->election_ms * 2
+                     : REPL__INSTALL_SNAPSHOT_TIMEOUT_MS);
+    raft_set_snapshot_threshold(r->raft, cfg->snapshot_threshold);
+    raft_set_snapshot_trailing(r->raft, cfg->snapshot_trailing);
 
-    rv = raft_start(&r->raft);
+    /* Hooks first: a restore during raft_start may ask for the idle hook. */
+    hooks.arg = r;
+    hooks.idle = idleHook;
+    hooks.check = checkHook;
+    hooks.timer = timerHook;
+    env->start(env, &hooks);
+    r->leader_known_at = repl__now(r); /* "leaderless since start" */
+    r->seen_state = -1;
+
+    rv = raft_start(r->raft);
     if (rv != 0) {
-        const char *m = raft_errmsg(&r->raft);
+        const char *m = raft_errmsg(r->raft);
         snprintf(err, errlen,
                  "raft start on %s (data %s): %s%s%s: is --raft-addr free "
                  "and the data dir intact?",
-                 r->raft_addr, r->raft_dir, raft_strerror(rv), m[0] ? ": " : "",
-                 m);
+                 r->raft_addr, cfg->raft_dir != NULL ? cfg->raft_dir : "-",
+                 raft_strerror(rv), m[0] ? ": " : "", m);
         goto err_after_alloc;
     }
-
-    uv_idle_init(loop, &r->flush_idle);
-    r->flush_idle.data = r;
-    uv_timer_init(loop, &r->tick);
-    r->tick.data = r;
-    /* Often enough that a silent leader is forgotten (election.c) within
-     * a small fraction of the election timeout. */
-    tick_ms = cfg->election_ms / 20;
-    tick_ms = tick_ms < 5 ? 5 : (tick_ms > 50 ? 50 : tick_ms);
-    uv_timer_start(&r->tick, tickCb, tick_ms, tick_ms);
-    uv_check_init(loop, &r->check);
-    r->check.data = r;
-    uv_check_start(&r->check, checkCb);
-    repl__tx_init(r);
-    r->open_handles = 4;
-    r->leader_known_at = uv_now(loop); /* "leaderless since start" */
-    r->seen_state = -1;
     *out = r;
     return 0;
 
 err_after_alloc:
-    /* raft/io handles may be half-initialised: this path is only taken at
+    /* raft and env may be half-initialised: this path is only taken at
      * start-up, where the caller exits the process after reporting. */
+    repl__catchup_close(r);
     free(r->bootstrap);
-    free(r->raft_dir);
     free(r->raft_addr);
     free(r->api_addr);
-    free(r->token);
-    free(r->tls_ca);
-    free(r->tls_cert);
-    free(r->tls_key);
     free(r);
     return LEDGER_REPL_EUNKNOWN;
 }
 
-static void maybeFireClose(ledger_repl *r)
+static void envClosed(void *arg)
 {
+    ledger_repl *r = arg;
     void (*cb)(void *) = r->close_cb;
-    void *arg = r->close_arg;
-    if (r->open_handles > 0) {
-        return;
-    }
-    repl__fsm_close(r);
-    free(r->pending);
-    free(r->bootstrap);
-    free(r->raft_dir);
-    free(r->raft_addr);
-    free(r->api_addr);
-    free(r->token);
-    free(r->tls_ca);
-    free(r->tls_cert);
-    free(r->tls_key);
-    free(r);
+    void *cb_arg = r->close_arg;
+    freeLayer(r);
     if (cb != NULL) {
-        cb(arg);
+        cb(cb_arg);
     }
 }
 
-void repl__handle_closed(uv_handle_t *h)
+/* Raft released the layer: commit what is applied, release the env. */
+static void layerReleased(ledger_repl *r)
 {
-    ledger_repl *r = h->data;
-    r->open_handles--;
-    maybeFireClose(r);
+    repl__tx_flush(r);
+    r->env->close(r->env, envClosed, r);
 }
 
 static void raftClosed(struct raft *raft)
 {
-    ledger_repl *r = raft->data;
-    raft_uv_close(&r->io);
-    repl__transport_close(&r->transport);
-    uv_close((uv_handle_t *)&r->flush_idle, repl__handle_closed);
-    uv_close((uv_handle_t *)&r->tick, repl__handle_closed);
-    uv_close((uv_handle_t *)&r->check, repl__handle_closed);
-    repl__tx_close(r);
+    layerReleased(
+        (ledger_repl *)((char *)raft - offsetof(ledger_repl, own_raft)));
 }
 
 void ledger_repl_close(ledger_repl *r, void (*cb)(void *arg), void *arg)
@@ -981,8 +1013,25 @@ void ledger_repl_close(ledger_repl *r, void (*cb)(void *arg), void *arg)
     repl__tx_flush(r);
     failPending(r, r->n_pending, LEDGER_REPL_ESHUTDOWN);
     repl__membership_close(r);
-    uv_idle_stop(&r->flush_idle);
-    uv_timer_stop(&r->tick);
-    uv_check_stop(&r->check);
-    raft_close(&r->raft, raftClosed);
+    repl__catchup_close(r);
+    if (r->handover != NULL && !r->handover->started) {
+        /* Still quiescing: end it here (a started one ends in raft_close,
+         * through transferCb). */
+        struct repl__transfer *t = r->handover;
+        r->handover = NULL;
+        if (t->cb != NULL) {
+            t->cb(t->arg, 0);
+        }
+        free(t);
+    }
+    if (r->idle_on) {
+        r->idle_on = false;
+        r->env->idle(r->env, false);
+    }
+    r->env->timer(r->env, LEDGER_REPL_TIMER_STOP);
+    if (r->owns_raft) {
+        raft_close(r->raft, raftClosed);
+    } else {
+        layerReleased(r); /* The caller closed its instance already. */
+    }
 }

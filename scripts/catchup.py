@@ -2,13 +2,17 @@
 """Catch-up of a new node into a large store, with memory figures.
 
   scripts/catchup.py [--events 1000000] [--batch 1000] [--writers 8]
+                     [--poll-ms 20]
 
 Starts a 3-node cluster (real ledgerd processes on 127.0.0.1, a fresh
 temporary directory), appends --events events of about 100 bytes, then
 starts a 4th node with --join and measures the time until it has applied
 the leader's commit index and holds every event. Prints the load rate, the
 catch-up time, and the peak resident memory (VmHWM) of every node, sampled
-from /proc. Every process is stopped by pid at the end.
+from /proc. While the 4th node catches up, one thread asks it for /health
+every --poll-ms (a new connection each time, as a load balancer would) and
+the script prints the slowest answer: how long the node was unable to
+answer anything. Every process is stopped by pid at the end.
 """
 import argparse
 import os
@@ -78,11 +82,42 @@ def load(c, total, batch, writers):
         t.join()
 
 
+def poll_health(c, nid, every_s, stop, out):
+    """Ask node nid for /health every every_s until stop is set; out gets
+    the number of answers, the slowest answer (s) and when it started.
+    Requests before the node first answers (not listening yet) and
+    connection errors are counted apart."""
+    out.update(n=0, max=0.0, at=0.0, errors=0, p99=0.0)
+    lat = []
+    t0 = time.monotonic()
+    while not stop.is_set():
+        t = time.monotonic()
+        try:
+            c.get(nid, "/health", timeout=60)
+        except OSError:
+            if out["n"] > 0:
+                out["errors"] += 1
+            stop.wait(every_s)
+            continue
+        d = time.monotonic() - t
+        lat.append(d)
+        out["n"] += 1
+        if d > out["max"]:
+            out["max"] = d
+            out["at"] = t - t0
+        stop.wait(max(0.0, every_s - d))
+    if lat:
+        lat.sort()
+        out["p99"] = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--events", type=int, default=1_000_000)
     p.add_argument("--batch", type=int, default=1000)
     p.add_argument("--writers", type=int, default=8)
+    p.add_argument("--poll-ms", type=int, default=20,
+                   help="period of the /health poll of the new node")
     args = p.parse_args()
 
     c = harness.Cluster(3, name="ledger-catchup",
@@ -115,11 +150,23 @@ def main():
         c.new_node(4, join=c.addr(leader))
         t1 = time.monotonic()
         c.start_node(4)
+        health = {}
+        pstop = threading.Event()
+        poller = threading.Thread(
+            target=poll_health,
+            args=(c, 4, args.poll_ms / 1000.0, pstop, health), daemon=True)
+        poller.start()
         harness.wait_until(lambda: position(c, 4) >= want, timeout=1800,
                            interval=0.2, msg="node 4 to hold every event")
         pulled_s = time.monotonic() - t1
         c.wait_healthy([4], timeout=1800)
         joined_s = time.monotonic() - t1
+        pstop.set()
+        poller.join()
+        print(f"node 4 /health every {args.poll_ms} ms during the catch-up: "
+              f"{health['n']} answers, slowest {health['max'] * 1000:.0f} ms "
+              f"(at +{health['at']:.1f} s), p99 {health['p99'] * 1000:.0f} "
+              f"ms, {health['errors']} connection errors", flush=True)
         st, _, b = c.get(4, "/health?caught_up=1&timeout_ms=60000",
                          timeout=90)
         role = {m["id"]: m["role"]
@@ -127,6 +174,9 @@ def main():
         print(f"node 4: every event after {pulled_s:.1f} s, ready (joined, "
               f"{role}) after {joined_s:.1f} s, caught_up health {st}",
               flush=True)
+        for line in c.log_text(4).splitlines():
+            if any(k in line for k in ("catch-up", "restore", "stalled")):
+                print("node 4 log: " + line.strip())
         v = c.verify(4)
         print(f"node 4 verify: ok={v['ok']} position "
               f"{v['applied_position']}")

@@ -1,5 +1,8 @@
-/* Replication: canonical/raft (libuv storage + TCP transport) driving the
- * store's state machine.
+/* Replication: canonical/raft driving the store's state machine.
+ *
+ * ledgerd runs it on libuv (raft_uv storage + TCP transport:
+ * ledger_repl_start); the unit tests run the same code on raft's in-memory
+ * fixture (ledger_repl_start_env, replication/env.h).
  *
  * Invariants:
  * - The Raft log is the write-ahead log. A submitted op is acknowledged
@@ -24,6 +27,7 @@
 #include <uv.h>
 
 #include "replication/entry.h"
+#include "replication/env.h"
 #include "store/store.h"
 
 #define REPL_MAX_BATCH_OPS 4096         /* Ops per entry, at most. */
@@ -60,6 +64,38 @@ struct ledger_repl_member {
     char api_addr[REPL_ADDR_MAX];
 };
 
+/* ---- Catch-up source (supplied by node/) ------------------------------- */
+
+/* A snapshot installed from the leader describes the store's state (head
+ * position and hash, checkpoints, members) but carries no events: the
+ * events the store lacks are immutable and pulled from a member, one page
+ * at a time, through this interface (node/catchup.c implements it with the
+ * internal events API). Each page is inserted into the store on the loop,
+ * checked to extend the chain; the pull itself must not block the loop.
+ * See docs/architecture.md, "Catch-up". */
+struct ledger_repl_pull;
+typedef void (*ledger_repl_pull_cb)(struct ledger_repl_pull *req, int status,
+                                    const struct ledger_event *events, size_t n,
+                                    const char *errmsg);
+struct ledger_repl_pull {
+    void *data;             /* The source's own, while the pull runs. */
+    uint64_t member;        /* Member to ask (id)... */
+    const char *api_addr;   /* ...at this API address. */
+    uint64_t after;         /* Events with positions after+1... */
+    uint64_t to;            /* ...up to `to` (a page may end sooner). */
+    ledger_repl_pull_cb cb; /* Set by ledger_repl. */
+};
+struct ledger_repl_catchup_source {
+    void *data;
+    /* Start a pull. Returns 0: req->cb fires exactly once, later (never
+     * inside this call), with status 0 and n >= 1 events at positions
+     * after+1 .. after+n in order (borrowed until cb returns), or with a
+     * non-zero status and a message. Non-zero: cb will not fire. */
+    int (*pull)(void *data, struct ledger_repl_pull *req);
+    /* Ask a pull in flight to end soon; its cb still fires once. */
+    void (*cancel)(void *data, struct ledger_repl_pull *req);
+};
+
 struct ledger_repl_config {
     uint64_t id;
     const char *raft_dir; /* Existing directory for Raft's files. */
@@ -73,30 +109,41 @@ struct ledger_repl_config {
     unsigned snapshot_trailing;
     size_t max_queue_ops;
     size_t max_queue_bytes;
-    const char *token; /* Bearer token for calls to peers, or NULL. */
-    /* TLS files for calls to peers (catch-up pulls), or NULL: plain http.
-     * With them a peer's "HOST:PORT" is https://HOST:PORT. */
-    const char *tls_ca;
-    const char *tls_cert;
-    const char *tls_key;
-    /* Raft's network transport, or NULL for raft_uv_tcp with TCP_NODELAY
-     * (transport.c). The caller's must stay valid until the close
-     * callback of ledger_repl_close (Raft closes it). */
+    /* Where the events a snapshot lacks come from (copied); pull NULL: a
+     * restore that lacks events waits (logged) until restart. The source
+     * carries the node's token and TLS (node/catchup.c). */
+    struct ledger_repl_catchup_source catchup;
+    /* ledger_repl_start only: Raft's network transport, or NULL for
+     * raft_uv_tcp with TCP_NODELAY (transport.c). The caller's must stay
+     * valid until the close callback of ledger_repl_close (Raft closes
+     * it). */
     struct raft_uv_transport *transport;
 };
 
 /* Log sink: level 0 debug, 1 info, 2 warn, 3 error. */
 typedef void (*ledger_repl_log_fn)(void *arg, int level, const char *msg);
 
-/* Create and start the replication layer. The store must stay open until
- * the close callback. On error returns non-zero and fills err. */
+/* Create and start the replication layer on libuv: Raft's storage in
+ * cfg->raft_dir, its TCP transport on cfg->raft_addr, the loop's clock and
+ * handles (env_uv.c). The store must stay open until the close callback.
+ * On error returns non-zero and fills err. */
 int ledger_repl_start(uv_loop_t *loop, ledger_store *store,
                       const struct ledger_repl_config *cfg,
                       ledger_repl_log_fn log, void *log_arg, ledger_repl **out,
                       char *err, size_t errlen);
 
+/* The same on any environment (replication/env.h); cfg->raft_dir is
+ * unused. env must stay valid until the close callback; it is not closed
+ * by ledger_repl_close unless ledger_repl_start created it. */
+int ledger_repl_start_env(struct ledger_repl_env *env, ledger_store *store,
+                          const struct ledger_repl_config *cfg,
+                          ledger_repl_log_fn log, void *log_arg,
+                          ledger_repl **out, char *err, size_t errlen);
+
 /* Close: pending ops and barriers get LEDGER_REPL_ESHUTDOWN, then Raft and
- * its I/O close; cb fires once everything is released. */
+ * its I/O close; cb fires once everything is released. With an env whose
+ * Raft instance the caller created, the caller closes that instance
+ * first (it may still call into the layer while it closes). */
 void ledger_repl_close(ledger_repl *r, void (*cb)(void *arg), void *arg);
 
 /* ---- Writes ----------------------------------------------------------- */
@@ -189,19 +236,16 @@ struct ledger_repl_status {
                                   no leader, 0: we are it. */
     bool store_failed;         /* The store is behind Raft until a restart
                                   (ledger_repl_failed). */
+    bool catching_up;          /* Pulling the events of an installed
+                                  snapshot, or applying the entries that
+                                  waited for them: applied_index is the
+                                  store's. */
+    uint64_t catchup_position; /* Store position while catching up... */
+    uint64_t catchup_target;   /* ...and the snapshot's. */
     char cluster_id[64];
 };
 void ledger_repl_status(ledger_repl *r, struct ledger_repl_status *out);
 
-/* The leader as Raft knows it now, cheaply (no store access): its id (0:
- * none) and the current term; `here` is true when this node leads and can
- * take writes now (its store has not failed, no transfer is pending). */
-struct ledger_repl_leader {
-    uint64_t id;
-    uint64_t term;
-    bool here;
-};
-void ledger_repl_leader(ledger_repl *r, struct ledger_repl_leader *out);
 /* API address of the current leader into buf (read from the store); false
  * if unknown. */
 bool ledger_repl_leader_api(ledger_repl *r, char *buf, size_t len);
@@ -240,5 +284,35 @@ const char *ledger_repl_failed(ledger_repl *r);
 
 /* Called (from the loop) whenever the applied index advanced. */
 void ledger_repl_on_applied(ledger_repl *r, void (*cb)(void *arg), void *arg);
+
+/* ---- Leader and term changes ------------------------------------------ */
+
+/* Who leads, as this node sees it. */
+struct ledger_repl_leader {
+    uint64_t id;   /* Leader's id; 0: none known (no election won yet, or
+                      the leader was silent for an election timeout and
+                      this node forgot it: election.c). */
+    uint64_t term; /* This node's current term. */
+    bool is_self;  /* This node is the Raft leader... */
+    bool here;     /* ...and can take writes now: its store has not
+                      failed, is not catching up, and no leadership
+                      transfer is pending. */
+    char api_addr[REPL_ADDR_MAX]; /* Leader's API address, in the
+                                     callback's value only (one store read
+                                     per change); "" if id is 0, unknown,
+                                     or from ledger_repl_leader. */
+};
+typedef void (*ledger_repl_leader_cb)(void *arg,
+                                      const struct ledger_repl_leader *now);
+/* cb fires on the loop, never from inside a ledger_repl_* call, each time
+ * (id, term, is_self, here) differs from what it last reported (the first
+ * call reports the state at registration if it differs from "no leader,
+ * term 0"). Checked right after every Raft message received and every
+ * tick, and once per loop turn, so in the loop turn in which Raft learned
+ * of the change. */
+void ledger_repl_on_leader(ledger_repl *r, ledger_repl_leader_cb cb,
+                           void *arg);
+/* The same value now, cheaply (no store access; api_addr is ""). */
+void ledger_repl_leader(ledger_repl *r, struct ledger_repl_leader *out);
 
 #endif /* LEDGER_REPL_H */
