@@ -393,20 +393,30 @@ void roles_observe(struct roles_tracker *t, uint64_t now,
     for (size_t i = 0; i < n; i++) {
         const struct roles_seen *s = &in[i];
         uint64_t *since = NULL;
+        uint64_t in_role = t->lead_at; /* In its role since, at the latest. */
         bool healthy = healthyNow(s);
-        for (size_t k = 0; k < ROLES_TRACK_MAX && since == NULL; k++) {
+        size_t at = ROLES_TRACK_MAX;
+        for (size_t k = 0; k < ROLES_TRACK_MAX && at == ROLES_TRACK_MAX; k++) {
             if (t->t[k].id == s->id) {
-                since = &t->t[k].healthy_since;
+                at = k;
             }
         }
-        for (size_t k = 0; k < ROLES_TRACK_MAX && since == NULL; k++) {
+        for (size_t k = 0; k < ROLES_TRACK_MAX && at == ROLES_TRACK_MAX; k++) {
             if (t->t[k].id == 0) {
+                at = k;
                 t->t[k].id = s->id;
                 t->t[k].healthy_since = 0;
-                since = &t->t[k].healthy_since;
+                t->t[k].role = s->role;
+                t->t[k].role_since = now;
             }
         }
-        if (since != NULL) {
+        if (at < ROLES_TRACK_MAX) {
+            since = &t->t[at].healthy_since;
+            if (t->t[at].role != s->role) {
+                t->t[at].role = s->role;
+                t->t[at].role_since = now;
+            }
+            in_role = t->t[at].role_since;
             if (!healthy) {
                 *since = 0;
             } else if (*since == 0) {
@@ -423,10 +433,11 @@ void roles_observe(struct roles_tracker *t, uint64_t now,
         out[i].healthy_ms =
             since != NULL && *since != 0 && now >= *since ? now - *since : 0;
         if (!out[i].reachable) {
-            out[i].unreachable_ms = s->last_contact_ms >= 0
-                                        ? (uint64_t)s->last_contact_ms
-                                    : now > t->lead_at ? now - t->lead_at
-                                                       : 0;
+            uint64_t cap = now > in_role ? now - in_role : 0;
+            out[i].unreachable_ms =
+                s->last_contact_ms >= 0 && (uint64_t)s->last_contact_ms < cap
+                    ? (uint64_t)s->last_contact_ms
+                    : cap;
         }
     }
 }

@@ -105,12 +105,14 @@ struct roles_seen {
 
 #define ROLES_TRACK_MAX 64 /* Members tracked, at most. */
 
-/* How long each member has been healthy, across checks. */
+/* How long each member has been healthy, and in its role, across checks. */
 struct roles_tracker {
     uint64_t lead_at; /* When this node took the lead (ms, any clock). */
     struct {
         uint64_t id;            /* 0: free. */
         uint64_t healthy_since; /* 0: not healthy at the last check. */
+        int role;               /* Its role at the last check, */
+        uint64_t role_since;    /* first seen in it at. */
     } t[ROLES_TRACK_MAX];
 };
 
@@ -122,8 +124,11 @@ void roles_tracker_reset(struct roles_tracker *t, uint64_t now);
  * fewer than ROLES_MAX_LAG entries behind (a spare: any answer at all); the
  * leader itself is. Fills out[0..n) for roles_next: healthy_ms since the
  * member became healthy without a break, unreachable_ms since its last
- * contact, or since the lead when it never answered this leader. Members
- * not in `in` are forgotten. */
+ * contact, but never longer than since this leader first saw it in its
+ * current role (a spare just made standby was never contacted by Raft: its
+ * last contact, if any, is from before it was a spare, or from a previous
+ * lead; it must not count as dead at once). Members not in `in` are
+ * forgotten. */
 void roles_observe(struct roles_tracker *t, uint64_t now,
                    const struct roles_seen *in, size_t n,
                    struct roles_member *out);

@@ -292,7 +292,8 @@ static void test_two_nodes(void **state)
 /* Health bookkeeping across checks: healthy time grows while every
  * check finds the member healthy and restarts after one that does not;
  * spares count as healthy when they answer at all; unreachable time is
- * the last contact, or the time since the lead when there was none. */
+ * the last contact, or the time since the lead when there was none, and
+ * never more than the time since the member was first seen in its role. */
 static void test_observe(void **state)
 {
     struct roles_tracker t;
@@ -329,11 +330,27 @@ static void test_observe(void **state)
     in[1].lag_entries = ROLES_MAX_LAG;
     roles_observe(&t, 20000, in, 4, out);
     assert_int_equal(out[1].healthy_ms, 0);
-    /* Unreachable with a last contact: that is the time. */
+    /* Unreachable with a last contact: that is the time... */
     in[1].reachable = false;
+    in[1].last_contact_ms = 9000;
+    roles_observe(&t, 21000, in, 4, out);
+    assert_int_equal(out[1].unreachable_ms, 9000);
+    /* ...but a contact older than this lead counts from the lead. */
     in[1].last_contact_ms = 31000;
     roles_observe(&t, 21000, in, 4, out);
-    assert_int_equal(out[1].unreachable_ms, 31000);
+    assert_int_equal(out[1].unreachable_ms, 16000);
+    /* A spare just made standby, its last contact from long ago (before
+     * it was removed and joined again): unreachable since the change. */
+    in[3].role = S;
+    in[3].reachable = false;
+    in[3].last_contact_ms = 43000;
+    roles_observe(&t, 21000, in, 4, out);
+    assert_int_equal(out[3].unreachable_ms, 0);
+    roles_observe(&t, 21800, in, 4, out);
+    assert_int_equal(out[3].unreachable_ms, 800);
+    in[3].role = P;
+    in[3].reachable = true;
+    in[3].last_contact_ms = 900;
     /* Member 4 leaves, comes back: it starts from nothing. */
     roles_observe(&t, 22000, in, 3, out);
     roles_observe(&t, 23000, in, 4, out);
