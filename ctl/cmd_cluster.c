@@ -35,6 +35,7 @@
 #include <openssl/rand.h>
 
 #include "ctl.h"
+#include "procs.h"
 #include "tls_gen.h"
 
 #define CLUSTER__HOST "127.0.0.1"
@@ -60,218 +61,6 @@ struct node {
     char log_path[PATH_MAX];
     char pid_path[PATH_MAX];
 };
-
-static long long nowMs(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleepMs(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static int mkdirP(const char *path)
-{
-    char buf[PATH_MAX];
-    size_t len = strlen(path);
-    if (len == 0 || len >= sizeof buf) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(buf, path, len + 1);
-    for (char *p = buf + 1; *p != '\0'; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
-                return -1;
-            }
-            *p = '/';
-        }
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
-        return -1;
-    }
-    return 0;
-}
-
-/* Read /proc/PID/cmdline into argv-like pieces; 1 if it looks like ledgerd
- * (some argument's base name contains "ledgerd"). */
-static int pidIsLedgerd(pid_t pid)
-{
-    char path[64];
-    char buf[8192];
-    ssize_t n;
-    int fd;
-    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return 0;
-    }
-    n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) {
-        return 0;
-    }
-    buf[n] = '\0';
-    for (ssize_t off = 0; off < n; off += (ssize_t)strlen(buf + off) + 1) {
-        const char *arg = buf + off;
-        const char *base = strrchr(arg, '/');
-        base = base != NULL ? base + 1 : arg;
-        if (strstr(base, "ledgerd") != NULL) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* Alive and not a zombie. */
-static int pidAlive(pid_t pid)
-{
-    char path[64];
-    char buf[512];
-    FILE *f;
-    char *close_paren;
-    if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM)) {
-        return 0;
-    }
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    f = fopen(path, "r");
-    if (f == NULL) {
-        return 0;
-    }
-    if (fgets(buf, sizeof buf, f) == NULL) {
-        fclose(f);
-        return 0;
-    }
-    fclose(f);
-    close_paren = strrchr(buf, ')');
-    if (close_paren != NULL && close_paren[1] == ' ' &&
-        (close_paren[2] == 'Z' || close_paren[2] == 'X')) {
-        return 0;
-    }
-    return 1;
-}
-
-static pid_t readPidFile(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    long v = 0;
-    if (f == NULL) {
-        return 0;
-    }
-    if (fscanf(f, "%ld", &v) != 1 || v <= 0 || v > INT_MAX) {
-        v = 0;
-    }
-    fclose(f);
-    return (pid_t)v;
-}
-
-static int writeFileAtomic(const char *path, const char *text)
-{
-    char tmp[PATH_MAX + 8];
-    FILE *f;
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    f = fopen(tmp, "w");
-    if (f == NULL) {
-        return -1;
-    }
-    if (fputs(text, f) < 0 || fclose(f) != 0) {
-        unlink(tmp);
-        return -1;
-    }
-    return rename(tmp, path);
-}
-
-/* Last non-empty line of a log file, for error messages. */
-static void lastLogLine(const char *path, char *out, size_t outlen)
-{
-    char buf[4096];
-    FILE *f = fopen(path, "r");
-    long size;
-    size_t n;
-    char *end;
-    char *start;
-    out[0] = '\0';
-    if (f == NULL) {
-        return;
-    }
-    fseek(f, 0, SEEK_END);
-    size = ftell(f);
-    fseek(f, size > (long)sizeof buf - 1 ? size - (long)sizeof buf + 1 : 0,
-          SEEK_SET);
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    end = buf + n;
-    while (end > buf &&
-           (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ')) {
-        *--end = '\0';
-    }
-    start = strrchr(buf, '\n');
-    start = start != NULL ? start + 1 : buf;
-    if (strncmp(start, "--- ledgerctl", 13) == 0) {
-        return; /* Our own start banner: the node printed nothing. */
-    }
-    snprintf(out, outlen, "%s", start);
-}
-
-static int isExecutable(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
-           access(path, X_OK) == 0;
-}
-
-/* Find ledgerd: $LEDGERD, next to this executable, then $PATH. */
-static int findLedgerd(char *out, size_t outlen)
-{
-    const char *env = getenv("LEDGERD");
-    char self[PATH_MAX];
-    const char *path;
-    ssize_t n;
-
-    if (env != NULL && env[0] != '\0') {
-        if (!isExecutable(env)) {
-            return ctlFail("cluster up: LEDGERD=%s is not an executable "
-                           "file; point LEDGERD at the ledgerd binary",
-                           env);
-        }
-        snprintf(out, outlen, "%s", env);
-        return 0;
-    }
-    n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n > 0) {
-        char *slash;
-        self[n] = '\0';
-        slash = strrchr(self, '/');
-        if (slash != NULL) {
-            *slash = '\0';
-            snprintf(out, outlen, "%s/ledgerd", self);
-            if (isExecutable(out)) {
-                return 0;
-            }
-        }
-    }
-    path = getenv("PATH");
-    while (path != NULL && *path != '\0') {
-        const char *colon = strchr(path, ':');
-        size_t len = colon != NULL ? (size_t)(colon - path) : strlen(path);
-        if (len > 0 && len < outlen - 16) {
-            snprintf(out, outlen, "%.*s/ledgerd", (int)len, path);
-            if (isExecutable(out)) {
-                return 0;
-            }
-        }
-        path = colon != NULL ? colon + 1 : NULL;
-    }
-    return ctlFail("cluster up: cannot find the ledgerd binary (not next to "
-                   "ledgerctl, not in PATH); set LEDGERD=/path/to/ledgerd");
-}
 
 /* Read DIR/cluster.json if present: 1 found, 0 absent, -1 broken. */
 /* Use `path` as the token file: remember it and read the token. */
@@ -362,7 +151,7 @@ static int layoutSave(const char *path, const struct layout *l,
     if (text == NULL) {
         return -1;
     }
-    rv = writeFileAtomic(path, text);
+    rv = ctlWriteFileAtomic(path, text);
     free(text);
     return rv;
 }
@@ -379,119 +168,63 @@ static int nodeStart(struct node *n, const char *ledgerd, const char *dir,
     char id[16];
     char data_dir[PATH_MAX];
     char raft_addr[64];
-    char pidtext[32];
-    int pfd[2];
-    int child_errno = 0;
-    ssize_t got;
-    pid_t pid;
+    char banner[PATH_MAX * 2 + 256];
+    char *args[] = {(char *)ledgerd,
+                    "--id",
+                    id,
+                    "--data-dir",
+                    data_dir,
+                    "--raft-addr",
+                    raft_addr,
+                    "--api-addr",
+                    n->api_addr,
+                    "--bootstrap",
+                    (char *)bootstrap,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL};
+    int a = 11;
 
     snprintf(id, sizeof id, "%u", n->id);
     snprintf(data_dir, sizeof data_dir, "%s/node%u", dir, n->id);
     snprintf(raft_addr, sizeof raft_addr, "%s:%u", CLUSTER__HOST,
              l->raft_port + n->id - 1);
-    if (mkdirP(data_dir) != 0) {
+    if (ctlMkdirP(data_dir) != 0) {
         return ctlFail("cluster up: create %s: %s; check --dir", data_dir,
                        strerror(errno));
     }
-    if (pipe2(pfd, O_CLOEXEC) != 0) {
-        return ctlFail("cluster up: pipe: %s", strerror(errno));
+    if (token_file != NULL) {
+        /* The nodes require the token we were given. */
+        args[a++] = "--token-file";
+        args[a++] = (char *)token_file;
     }
-    fflush(stdout);
-    fflush(stderr);
-    pid = fork();
-    if (pid < 0) {
-        close(pfd[0]);
-        close(pfd[1]);
-        return ctlFail("cluster up: fork: %s", strerror(errno));
+    if (tls_dir != NULL) {
+        snprintf(cert, sizeof cert, "%s/node%u.pem", tls_dir, n->id);
+        snprintf(key, sizeof key, "%s/node%u.key", tls_dir, n->id);
+        snprintf(ca, sizeof ca, "%s/ca.pem", tls_dir);
+        args[a++] = "--tls-cert";
+        args[a++] = cert;
+        args[a++] = "--tls-key";
+        args[a++] = key;
+        args[a++] = "--tls-ca";
+        args[a++] = ca;
     }
-    if (pid == 0) {
-        char *args[] = {(char *)ledgerd,
-                        "--id",
-                        id,
-                        "--data-dir",
-                        data_dir,
-                        "--raft-addr",
-                        raft_addr,
-                        "--api-addr",
-                        n->api_addr,
-                        "--bootstrap",
-                        (char *)bootstrap,
-                        NULL,
-                        NULL,
-                        NULL,
-                        NULL,
-                        NULL,
-                        NULL,
-                        NULL,
-                        NULL,
-                        NULL,
-                        NULL};
-        int a = 11;
-        int fd;
-        int e;
-        if (token_file != NULL) {
-            /* The nodes require the token we were given. */
-            args[a++] = "--token-file";
-            args[a++] = (char *)token_file;
-        }
-        if (tls_dir != NULL) {
-            snprintf(cert, sizeof cert, "%s/node%u.pem", tls_dir, n->id);
-            snprintf(key, sizeof key, "%s/node%u.key", tls_dir, n->id);
-            snprintf(ca, sizeof ca, "%s/ca.pem", tls_dir);
-            args[a++] = "--tls-cert";
-            args[a++] = cert;
-            args[a++] = "--tls-key";
-            args[a++] = key;
-            args[a++] = "--tls-ca";
-            args[a++] = ca;
-        }
-        close(pfd[0]);
-        setsid();
-        fd = open("/dev/null", O_RDONLY);
-        if (fd >= 0) {
-            dup2(fd, 0);
-            if (fd != 0) {
-                close(fd);
-            }
-        }
-        fd = open(n->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            if (fd > 2) {
-                close(fd);
-            }
-        }
-        dprintf(2,
-                "--- ledgerctl cluster up: starting node %u: %s --id %s "
-                "--data-dir %s --raft-addr %s --api-addr %s ---\n",
-                n->id, ledgerd, id, data_dir, raft_addr, n->api_addr);
-        execv(ledgerd, args);
-        e = errno;
-        dprintf(2, "ledgerctl: exec %s: %s\n", ledgerd, strerror(e));
-        if (write(pfd[1], &e, sizeof e) < 0) {
-            /* Nothing more to do: the parent sees the exit. */
-        }
-        _exit(127);
+    snprintf(banner, sizeof banner,
+             "cluster up: starting node %u: %s --id %s --data-dir %s "
+             "--raft-addr %s --api-addr %s",
+             n->id, ledgerd, id, data_dir, raft_addr, n->api_addr);
+    if (ctlSpawn("cluster up", args, n->log_path, n->pid_path, banner,
+                 &n->pid) != 0) {
+        return CTL_EXIT_FAIL;
     }
-    close(pfd[1]);
-    do {
-        got = read(pfd[0], &child_errno, sizeof child_errno);
-    } while (got < 0 && errno == EINTR);
-    close(pfd[0]);
-    if (got == (ssize_t)sizeof child_errno) {
-        waitpid(pid, NULL, 0);
-        return ctlFail("cluster up: cannot run %s: %s; set LEDGERD to the "
-                       "ledgerd binary",
-                       ledgerd, strerror(child_errno));
-    }
-    n->pid = pid;
     n->started = 1;
-    snprintf(pidtext, sizeof pidtext, "%d\n", (int)pid);
-    if (writeFileAtomic(n->pid_path, pidtext) != 0) {
-        return ctlFail("cluster up: write %s: %s", n->pid_path,
-                       strerror(errno));
-    }
     return 0;
 }
 
@@ -502,21 +235,9 @@ static int nodeDied(struct node *n, char *why, size_t whylen)
         return 0;
     }
     if (n->started) {
-        int st;
-        pid_t r = waitpid(n->pid, &st, WNOHANG);
-        if (r == 0) {
-            return 0;
-        }
-        if (r == n->pid && WIFEXITED(st)) {
-            snprintf(why, whylen, "exited with status %d", WEXITSTATUS(st));
-        } else if (r == n->pid && WIFSIGNALED(st)) {
-            snprintf(why, whylen, "was killed by signal %d", WTERMSIG(st));
-        } else {
-            snprintf(why, whylen, "exited");
-        }
-        return 1;
+        return ctlChildExited(n->pid, why, whylen);
     }
-    if (pidAlive(n->pid)) {
+    if (ctlPidAlive(n->pid)) {
         return 0;
     }
     snprintf(why, whylen, "exited");
@@ -526,68 +247,29 @@ static int nodeDied(struct node *n, char *why, size_t whylen)
 /* Stop the nodes this invocation started (after a failed start-up). */
 static void stopStarted(struct node *nodes, unsigned n_nodes)
 {
-    long long deadline = nowMs() + 5000;
+    pid_t pids[CLUSTER__MAX_NODES];
     for (unsigned i = 0; i < n_nodes; i++) {
-        if (nodes[i].started && nodes[i].pid > 0) {
-            kill(nodes[i].pid, SIGTERM);
-        }
+        pids[i] = nodes[i].started ? nodes[i].pid : 0;
     }
+    ctlStopChildren(pids, n_nodes, 5000);
     for (unsigned i = 0; i < n_nodes; i++) {
-        struct node *n = &nodes[i];
-        if (!n->started || n->pid <= 0) {
-            continue;
-        }
-        while (waitpid(n->pid, NULL, WNOHANG) == 0) {
-            if (nowMs() > deadline) {
-                kill(n->pid, SIGKILL);
-                waitpid(n->pid, NULL, 0);
-                break;
-            }
-            sleepMs(50);
-        }
-        unlink(n->pid_path);
-        n->pid = 0;
-    }
-}
-
-/* GET `path` from one node (short timeout, the token and TLS files of
- * ctl); NULL if no 200 answer. */
-static json_t *getJson(const struct ctl *ctl, const char *addr,
-                       const char *path)
-{
-    struct ledger_http_response r;
-    ledger_client *c;
-    char err[256];
-    json_t *v = NULL;
-
-    if (ledger_client_create(addr, ctl->token, &c, err, sizeof err) != 0) {
-        return NULL;
-    }
-    ledger_client_set_timeout(c, 1000);
-    if ((ctl->tls_ca == NULL && ctl->tls_cert == NULL) ||
-        ledger_client_set_tls(c, ctl->tls_ca, ctl->tls_cert, ctl->tls_key) ==
-            0) {
-        if (ledger_client_call_one(c, 0, "GET", path, NULL, 0, &r) == 0) {
-            if (r.status == 200) {
-                v = json_loadb(r.body, r.body_len, 0, NULL);
-            }
-            ledger_http_response_free(&r);
+        if (nodes[i].started) {
+            unlink(nodes[i].pid_path);
+            nodes[i].pid = 0;
         }
     }
-    ledger_client_destroy(c);
-    return v;
 }
 
 static json_t *clusterStatusFrom(const struct ctl *ctl, const char *addr)
 {
-    return getJson(ctl, addr, "/v1/cluster");
+    return ctlGetJson(ctl, addr, "/v1/cluster");
 }
 
 /* True when the process answering at the node's API is the one we started
  * (a stale process may hold the address while ours died on the lock). */
 static int answersAsOurs(const struct ctl *ctl, const struct node *n)
 {
-    json_t *v = getJson(ctl, n->api_addr, "/v1/internal/status");
+    json_t *v = ctlGetJson(ctl, n->api_addr, "/v1/internal/status");
     int ours = v != NULL && json_integer_value(json_object_get(v, "pid")) ==
                                 (json_int_t)n->pid;
     json_decref(v);
@@ -799,10 +481,10 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
                            l.token_file, layout_path);
         }
     }
-    if (findLedgerd(ledgerd, sizeof ledgerd) != 0) {
+    if (ctlFindLedgerd(ledgerd, sizeof ledgerd, "cluster up") != 0) {
         return CTL_EXIT_FAIL;
     }
-    if (mkdirP(dir) != 0) {
+    if (ctlMkdirP(dir) != 0) {
         return ctlFail("cluster up: create %s: %s; check --dir", dir,
                        strerror(errno));
     }
@@ -833,8 +515,8 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
                  l.api_port + i);
         snprintf(n->log_path, sizeof n->log_path, "%s/node%u.log", dir, n->id);
         snprintf(n->pid_path, sizeof n->pid_path, "%s/node%u.pid", dir, n->id);
-        old = readPidFile(n->pid_path);
-        if (old > 0 && pidAlive(old) && pidIsLedgerd(old)) {
+        old = ctlReadPidFile(n->pid_path);
+        if (old > 0 && ctlPidAlive(old) && ctlPidIsLedgerd(old)) {
             n->pid = old;
             if (!ctl->json) {
                 printf("node %u: already running (pid %d, api %s)\n", n->id,
@@ -857,7 +539,7 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
 
     /* Wait for a leader, watching for nodes that die early. */
     int started_answer;
-    deadline = nowMs() + (long long)wait_s * 1000;
+    deadline = ctlNowMs() + (long long)wait_s * 1000;
     for (;;) {
         for (unsigned i = 0; i < l.nodes; i++) {
             char why[64];
@@ -868,7 +550,7 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
             nodes[i].started = 0; /* Reaped. */
             nodes[i].pid = 0;
             unlink(nodes[i].pid_path);
-            lastLogLine(nodes[i].log_path, last, sizeof last);
+            ctlLastLogLine(nodes[i].log_path, last, sizeof last);
             stopStarted(nodes, l.nodes);
             rv = ctlFail("cluster up: node %u %s during start-up%s%s; see "
                          "%s",
@@ -897,14 +579,14 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
         }
         if (cluster != NULL) {
             if (settle_deadline == 0) {
-                settle_deadline = nowMs() + CLUSTER__SETTLE_MS;
+                settle_deadline = ctlNowMs() + CLUSTER__SETTLE_MS;
             }
             if ((allMembersReachable(cluster) && started_answer) ||
-                nowMs() > settle_deadline) {
+                ctlNowMs() > settle_deadline) {
                 break;
             }
         }
-        if (nowMs() > deadline) {
+        if (ctlNowMs() > deadline) {
             if (cluster != NULL) {
                 break;
             }
@@ -914,7 +596,7 @@ int ctlCmdClusterUp(struct ctl *ctl, int argc, char **argv)
                          wait_s, dir);
             goto out;
         }
-        sleepMs(CLUSTER__POLL_MS);
+        ctlSleepMs(CLUSTER__POLL_MS);
     }
     if (ctl->json) {
         ctlPrintJson(cluster);
@@ -1006,9 +688,9 @@ int ctlCmdClusterDown(struct ctl *ctl, int argc, char **argv)
     for (unsigned i = 0; i < n_ids; i++) {
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s/node%u.pid", dir, ids[i]);
-        pids[i] = readPidFile(path);
+        pids[i] = ctlReadPidFile(path);
         outcome[i] = "not running (stale pid file)";
-        if (pids[i] > 0 && pidAlive(pids[i]) && pidIsLedgerd(pids[i])) {
+        if (pids[i] > 0 && ctlPidAlive(pids[i]) && ctlPidIsLedgerd(pids[i])) {
             if (kill(pids[i], SIGTERM) == 0) {
                 outcome[i] = "stopped";
             } else {
@@ -1020,33 +702,33 @@ int ctlCmdClusterDown(struct ctl *ctl, int argc, char **argv)
             unlink(path);
         }
     }
-    deadline = nowMs() + CLUSTER__STOP_MS;
+    deadline = ctlNowMs() + CLUSTER__STOP_MS;
     for (;;) {
         int alive = 0;
         for (unsigned i = 0; i < n_ids; i++) {
             alive += pids[i] > 0 && strcmp(outcome[i], "stopped") == 0 &&
-                     pidAlive(pids[i]);
+                     ctlPidAlive(pids[i]);
         }
-        if (alive == 0 || nowMs() > deadline) {
+        if (alive == 0 || ctlNowMs() > deadline) {
             break;
         }
-        sleepMs(100);
+        ctlSleepMs(100);
     }
     for (unsigned i = 0; i < n_ids; i++) {
         if (pids[i] > 0 && strcmp(outcome[i], "stopped") == 0 &&
-            pidAlive(pids[i])) {
-            long long kill_deadline = nowMs() + 5000;
+            ctlPidAlive(pids[i])) {
+            long long kill_deadline = ctlNowMs() + 5000;
             kill(pids[i], SIGKILL);
             outcome[i] = "killed (did not stop within 15 s of SIGTERM)";
-            while (pidAlive(pids[i]) && nowMs() < kill_deadline) {
-                sleepMs(50);
+            while (ctlPidAlive(pids[i]) && ctlNowMs() < kill_deadline) {
+                ctlSleepMs(50);
             }
-            if (pidAlive(pids[i])) {
+            if (ctlPidAlive(pids[i])) {
                 outcome[i] = "still running after SIGKILL";
                 failed = 1;
             }
         }
-        if (pids[i] > 0 && !pidAlive(pids[i])) {
+        if (pids[i] > 0 && !ctlPidAlive(pids[i])) {
             char path[PATH_MAX];
             snprintf(path, sizeof path, "%s/node%u.pid", dir, ids[i]);
             unlink(path);

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "procs.h"
 
 #define RESTORE__HOST "127.0.0.1"
 #define RESTORE__MAX_NODES 64
@@ -61,68 +62,8 @@ struct restore {
     struct rnode *n;
 };
 
-static long long nowMs(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleepMs(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 /* ---- DIR ------------------------------------------------------------------
  */
-
-/* A live ledgerd whose pid is in DIR/node*.pid, or 0. */
-static pid_t runningNode(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    pid_t found = 0;
-    if (d == NULL) {
-        return 0;
-    }
-    while (found == 0 && (e = readdir(d)) != NULL) {
-        char path[PATH_MAX + 300];
-        char cmd[256];
-        size_t len = strlen(e->d_name);
-        FILE *f;
-        long pid = 0;
-        if (strncmp(e->d_name, "node", 4) != 0 || len < 5 ||
-            strcmp(e->d_name + len - 4, ".pid") != 0) {
-            continue;
-        }
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        f = fopen(path, "r");
-        if (f == NULL) {
-            continue;
-        }
-        if (fscanf(f, "%ld", &pid) != 1) {
-            pid = 0;
-        }
-        fclose(f);
-        if (pid <= 0 || kill((pid_t)pid, 0) != 0) {
-            continue;
-        }
-        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
-        f = fopen(path, "r");
-        if (f != NULL) {
-            size_t n = fread(cmd, 1, sizeof cmd - 1, f);
-            cmd[n] = '\0';
-            fclose(f);
-            if (strstr(cmd, "ledgerd") != NULL) {
-                found = (pid_t)pid;
-            }
-        }
-    }
-    closedir(d);
-    return found;
-}
 
 /* 1: DIR exists and has entries; 0: empty or absent; -1: not a dir. */
 static int dirState(const char *dir)
@@ -173,22 +114,6 @@ static void removeCreated(struct restore *r)
     }
 }
 
-static int writeFileAtomic(const char *path, const char *text)
-{
-    char tmp[PATH_MAX + 8];
-    FILE *f;
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    f = fopen(tmp, "w");
-    if (f == NULL) {
-        return -1;
-    }
-    if (fputs(text, f) < 0 || fclose(f) != 0) {
-        unlink(tmp);
-        return -1;
-    }
-    return rename(tmp, path);
-}
-
 /* cluster.json as `cluster up` reads it (it restarts the nodes later). */
 static int writeLayout(struct restore *r, const char *restored_from)
 {
@@ -229,7 +154,7 @@ static int writeLayout(struct restore *r, const char *restored_from)
         return -1;
     }
     snprintf(path, sizeof path, "%s/cluster.json", r->dir);
-    rv = writeFileAtomic(path, text);
+    rv = ctlWriteFileAtomic(path, text);
     free(text);
     return rv;
 }
@@ -242,10 +167,9 @@ static int writeLayout(struct restore *r, const char *restored_from)
 static int nodeStart(struct restore *r, struct rnode *n, char **extra)
 {
     char id[16];
-    char pidtext[32];
+    char banner[64];
     char *args[24];
     int a = 0;
-    pid_t pid;
 
     snprintf(id, sizeof id, "%u", n->id);
     if (mkdir(n->data_dir, 0755) != 0 && errno != EEXIST) {
@@ -268,124 +192,35 @@ static int nodeStart(struct restore *r, struct rnode *n, char **extra)
         args[a++] = extra[i];
     }
     args[a] = NULL;
-    fflush(stdout);
-    fflush(stderr);
-    pid = fork();
-    if (pid < 0) {
-        return ctlFail("restore: fork: %s", strerror(errno));
-    }
-    if (pid == 0) {
-        int fd = open("/dev/null", O_RDONLY);
-        setsid();
-        if (fd >= 0) {
-            dup2(fd, 0);
-            close(fd);
-        }
-        fd = open(n->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            if (fd > 2) {
-                close(fd);
-            }
-        }
-        dprintf(2, "--- ledgerctl restore: starting node %u ---\n", n->id);
-        execv(r->ledgerd, args);
-        dprintf(2, "ledgerctl: exec %s: %s\n", r->ledgerd, strerror(errno));
-        _exit(127);
-    }
-    n->pid = pid;
-    snprintf(pidtext, sizeof pidtext, "%d\n", (int)pid);
-    if (writeFileAtomic(n->pid_path, pidtext) != 0) {
-        return ctlFail("restore: write %s: %s", n->pid_path, strerror(errno));
-    }
-    return 0;
-}
-
-/* Last non-empty line of a log file, for error messages. */
-static void lastLogLine(const char *path, char *out, size_t outlen)
-{
-    char buf[4096];
-    FILE *f = fopen(path, "r");
-    long size;
-    size_t n;
-    char *end;
-    char *start;
-    out[0] = '\0';
-    if (f == NULL) {
-        return;
-    }
-    fseek(f, 0, SEEK_END);
-    size = ftell(f);
-    fseek(f, size > (long)sizeof buf - 1 ? size - (long)sizeof buf + 1 : 0,
-          SEEK_SET);
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    end = buf + n;
-    while (end > buf && (end[-1] == '\n' || end[-1] == ' ')) {
-        *--end = '\0';
-    }
-    start = strrchr(buf, '\n');
-    snprintf(out, outlen, "%s", start != NULL ? start + 1 : buf);
+    snprintf(banner, sizeof banner, "restore: starting node %u", n->id);
+    return ctlSpawn("restore", args, n->log_path, n->pid_path, banner, &n->pid);
 }
 
 /* A node of ours that exited: reaped, its last log line in why. */
 static int nodeDied(struct rnode *n, char *why, size_t len)
 {
-    int st;
+    char how[64];
     char last[512];
-    if (n->pid <= 0 || waitpid(n->pid, &st, WNOHANG) != n->pid) {
+    if (!ctlChildExited(n->pid, how, sizeof how)) {
         return 0;
     }
     n->pid = 0;
-    lastLogLine(n->log_path, last, sizeof last);
-    snprintf(why, len, "node %u exited during the restore: %s (see %s)", n->id,
+    ctlLastLogLine(n->log_path, last, sizeof last);
+    snprintf(why, len, "node %u %s during the restore: %s (see %s)", n->id, how,
              last[0] != '\0' ? last : "no output", n->log_path);
     return 1;
 }
 
 static void stopAll(struct restore *r)
 {
-    long long deadline = nowMs() + 10000;
+    pid_t pids[RESTORE__MAX_NODES];
     for (unsigned i = 0; i < r->nodes; i++) {
-        if (r->n[i].pid > 0) {
-            kill(r->n[i].pid, SIGTERM);
-        }
+        pids[i] = r->n[i].pid;
     }
+    ctlStopChildren(pids, r->nodes, 10000);
     for (unsigned i = 0; i < r->nodes; i++) {
-        struct rnode *n = &r->n[i];
-        while (n->pid > 0 && waitpid(n->pid, NULL, WNOHANG) == 0) {
-            if (nowMs() > deadline) {
-                kill(n->pid, SIGKILL);
-                waitpid(n->pid, NULL, 0);
-                break;
-            }
-            sleepMs(50);
-        }
-        n->pid = 0;
+        r->n[i].pid = 0;
     }
-}
-
-static json_t *getJson(struct restore *r, const char *addr, const char *path)
-{
-    char hdr[600] = "Accept: application/json\r\n";
-    struct ledger_http_response resp;
-    char err[256];
-    json_t *v;
-    if (r->ctl->token != NULL && r->ctl->token[0] != '\0') {
-        snprintf(hdr, sizeof hdr,
-                 "Authorization: Bearer %.500s\r\nAccept: application/json\r\n",
-                 r->ctl->token);
-    }
-    if (ledger_http_request(addr, "GET", path, hdr, NULL, 0, 2000, &resp, err,
-                            sizeof err) != 0) {
-        return NULL;
-    }
-    v = resp.status == 200 ? json_loadb(resp.body, resp.body_len, 0, NULL)
-                           : NULL;
-    ledger_http_response_free(&resp);
-    return v;
 }
 
 /* Voters of /v1/cluster that are not unreachable. */
@@ -409,7 +244,7 @@ static unsigned liveVoters(const json_t *cluster)
 static int waitVoters(struct restore *r, unsigned want, json_t **out, char *why,
                       size_t len)
 {
-    long long deadline = nowMs() + (long long)r->wait_s * 1000;
+    long long deadline = ctlNowMs() + (long long)r->wait_s * 1000;
     *out = NULL;
     for (;;) {
         json_t *v;
@@ -418,7 +253,7 @@ static int waitVoters(struct restore *r, unsigned want, json_t **out, char *why,
                 return -1;
             }
         }
-        v = getJson(r, r->n[0].api, "/v1/cluster");
+        v = ctlGetJson(r->ctl, r->n[0].api, "/v1/cluster");
         if (v != NULL &&
             json_integer_value(json_object_get(v, "leader_id")) != 0 &&
             json_string_length(json_object_get(v, "cluster_id")) > 0 &&
@@ -427,14 +262,14 @@ static int waitVoters(struct restore *r, unsigned want, json_t **out, char *why,
             return 0;
         }
         json_decref(v);
-        if (nowMs() > deadline) {
+        if (ctlNowMs() > deadline) {
             snprintf(why, len,
                      "%u of %u nodes were not voters within %u s (see "
                      "%s/node*.log; --wait-s waits longer)",
                      want, r->nodes, r->wait_s, r->dir);
             return -1;
         }
-        sleepMs(RESTORE__POLL_MS);
+        ctlSleepMs(RESTORE__POLL_MS);
     }
 }
 
@@ -509,7 +344,7 @@ int ctlCmdRestore(struct ctl *ctl, int argc, char **argv)
     }
 
     /* 1. Refusals, before anything is written. */
-    running = runningNode(r.dir);
+    running = ctlRunningNode(r.dir);
     if (running > 0) {
         return ctlFail("restore: a ledgerd (pid %d) runs in %s: restore "
                        "into a new, empty directory (nothing changed)",

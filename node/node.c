@@ -40,8 +40,23 @@
 
 static void replLog(void *arg, int level, const char *msg)
 {
+    int ours = LOG_ERROR;
+
     (void)arg;
-    ledger_log(level, NULL, "%s", msg);
+    switch (level) {
+    case LEDGER_REPL_DEBUG:
+        ours = LOG_DEBUG;
+        break;
+    case LEDGER_REPL_INFO:
+        ours = LOG_INFO;
+        break;
+    case LEDGER_REPL_WARN:
+        ours = LOG_WARN;
+        break;
+    default:
+        break;
+    }
+    ledger_log(ours, NULL, "%s", msg);
 }
 
 static void handleClosed(uv_handle_t *h)

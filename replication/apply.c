@@ -91,8 +91,8 @@ int repl__apply_entry(ledger_repl *r, uint64_t index,
     }
     rv = ledger_store_get_state(r->store, &st);
     if (rv != 0) {
-        repl__log(r, 3, "apply %llu: %s", (unsigned long long)index,
-                  ledger_store_errmsg(r->store));
+        repl__log(r, LEDGER_REPL_ERROR, "apply %llu: %s",
+                  (unsigned long long)index, ledger_store_errmsg(r->store));
         return RAFT_IOERR;
     }
     if (index <= st.applied_index) {
@@ -101,7 +101,7 @@ int repl__apply_entry(ledger_repl *r, uint64_t index,
 
     if (entry_decode(buf->base, buf->len, &ts, &ops, &n_ops, &dec, err,
                      sizeof err) != 0) {
-        repl__log(r, 3, "apply %llu: %s: entry skipped",
+        repl__log(r, LEDGER_REPL_ERROR, "apply %llu: %s: entry skipped",
                   (unsigned long long)index, err);
         n_ops = 0;
     }
@@ -128,8 +128,9 @@ int repl__apply_entry(ledger_repl *r, uint64_t index,
         if (rv != 0) {
             /* Deterministic refusal (bad argument): the op has no effect on
              * any replica; its caller gets the error. */
-            repl__log(r, 2, "apply %llu op %zu: %s", (unsigned long long)index,
-                      i, ledger_store_errmsg(r->store));
+            repl__log(r, LEDGER_REPL_WARN, "apply %llu op %zu: %s",
+                      (unsigned long long)index, i,
+                      ledger_store_errmsg(r->store));
         }
     }
     repl__tx_applied(r, index, buf->len);
@@ -138,7 +139,7 @@ int repl__apply_entry(ledger_repl *r, uint64_t index,
     return 0;
 
 err_io:
-    repl__log(r, 3, "apply %llu: %s", (unsigned long long)index,
+    repl__log(r, LEDGER_REPL_ERROR, "apply %llu: %s", (unsigned long long)index,
               ledger_store_errmsg(r->store));
     if (raft_state(r->raft) == RAFT_LEADER && !r->closing) {
         /* Raft 0.15 retries a failed apply only when the commit index
@@ -149,7 +150,7 @@ err_io:
          * the apply with every commit and catches up once its store works
          * again. */
         r->handover_wanted = true;
-        repl__log(r, 3,
+        repl__log(r, LEDGER_REPL_ERROR,
                   "apply %llu failed on the leader: handing "
                   "leadership to another voter",
                   (unsigned long long)index);

@@ -81,13 +81,13 @@ void repl__tx_failed(ledger_repl *r, const char *why)
         return;
     }
     r->store_failed = true;
-    repl__log(r, 3,
+    repl__log(r, LEDGER_REPL_ERROR,
               "store: %s: the store is now behind Raft; this node serves "
               "nothing until it restarts (Raft replays what it lacks)",
               why);
     if (raft_state(r->raft) == RAFT_LEADER && !r->closing) {
         r->handover_wanted = true; /* At the next tick (repl.c). */
-        repl__log(r, 3,
+        repl__log(r, LEDGER_REPL_ERROR,
                   "store failed on the leader: handing leadership to "
                   "another voter");
     }

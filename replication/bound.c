@@ -72,7 +72,8 @@ bool repl__base_pending(ledger_repl *r)
 {
     if (r->base_pending && peek_snapshot_index(r->raft) > 0) {
         r->base_pending = false;
-        repl__log(r, 1, "restored cluster: first snapshot taken at index %llu",
+        repl__log(r, LEDGER_REPL_INFO,
+                  "restored cluster: first snapshot taken at index %llu",
                   (unsigned long long)peek_snapshot_index(r->raft));
     }
     return r->base_pending;

@@ -221,7 +221,7 @@ int repl__catchup_begin(ledger_repl *r, struct raft_buffer *buf,
         cu->started = repl__now(r);
         r->cu = cu;
     } else {
-        repl__log(r, 1,
+        repl__log(r, LEDGER_REPL_INFO,
                   "catch-up: newer snapshot index %llu position %llu "
                   "replaces index %llu position %llu",
                   (unsigned long long)s->index, (unsigned long long)s->position,
@@ -317,7 +317,7 @@ static void install(struct repl__catchup *cu)
     repl__bound_snapshotted(r);
     cu->installed = true;
     cu->applied = cu->snap.index;
-    repl__log(r, 1,
+    repl__log(r, LEDGER_REPL_INFO,
               "catch-up: %llu events pulled in %llu ms; snapshot index %llu "
               "position %llu installed; %zu entries waited for it",
               (unsigned long long)cu->pulled,
@@ -333,7 +333,7 @@ static void peerFailed(struct repl__catchup *cu)
     cu->next_peer = (cu->next_peer + 1) % (cu->n_peers ? cu->n_peers : 1);
     cu->failed++;
     if (cu->failed >= cu->n_peers) {
-        repl__log(cu->r, 3,
+        repl__log(cu->r, LEDGER_REPL_ERROR,
                   "catch-up: no member could supply events after %llu; "
                   "retrying in %u ms",
                   (unsigned long long)cu->snap.position,
@@ -358,13 +358,14 @@ static int insertPage(struct repl__catchup *cu, const struct ledger_event *ev,
     for (i = 0; i < n; i++) {
         if (ev[i].position != after + 1 + i || ev[i].position <= st.position ||
             ev[i].position > cu->snap.position) {
-            repl__log(r, 3, "catch-up: event %llu out of order (want %llu)",
+            repl__log(r, LEDGER_REPL_ERROR,
+                      "catch-up: event %llu out of order (want %llu)",
                       (unsigned long long)ev[i].position,
                       (unsigned long long)(after + 1 + i));
             goto err_after_begin;
         }
         if (ledger_store_insert_event(r->store, &ev[i]) != 0) {
-            repl__log(r, 3, "catch-up: event %llu refused: %s",
+            repl__log(r, LEDGER_REPL_ERROR, "catch-up: event %llu refused: %s",
                       (unsigned long long)ev[i].position,
                       ledger_store_errmsg(r->store));
             goto err_after_begin;
@@ -373,7 +374,8 @@ static int insertPage(struct repl__catchup *cu, const struct ledger_event *ev,
     /* The applied index stays the old one: the events alone change no
      * state a reader relies on, and a crash resumes from here. */
     if (ledger_store_commit(r->store, st.applied_index) != 0) {
-        repl__log(r, 3, "catch-up: %s", ledger_store_errmsg(r->store));
+        repl__log(r, LEDGER_REPL_ERROR, "catch-up: %s",
+                  ledger_store_errmsg(r->store));
         return -1;
     }
     cu->pulled += n;
@@ -398,7 +400,7 @@ static void pullCb(struct ledger_repl_pull *req, int status,
     }
     cu->inflight = NULL;
     if (status != 0 || n == 0) {
-        repl__log(cu->r, 2, "catch-up from %llu (%s): %s",
+        repl__log(cu->r, LEDGER_REPL_WARN, "catch-up from %llu (%s): %s",
                   (unsigned long long)req->member, p->api,
                   status != 0 && errmsg != NULL ? errmsg : "no events");
         peerFailed(cu);
@@ -429,7 +431,7 @@ static void startPull(struct repl__catchup *cu)
     }
     if (src->pull == NULL || cu->n_peers == 0) {
         if (!cu->warned_source) {
-            repl__log(r, 3,
+            repl__log(r, LEDGER_REPL_ERROR,
                       "catch-up: %s: the store stays at position %llu "
                       "(snapshot position %llu)",
                       src->pull == NULL ? "no catch-up source"
@@ -457,7 +459,8 @@ static void startPull(struct repl__catchup *cu)
     if (src->pull(src->data, &p->req) != 0) {
         cu->inflight = NULL;
         free(p);
-        repl__log(r, 2, "catch-up from %llu (%s): cannot start a request",
+        repl__log(r, LEDGER_REPL_WARN,
+                  "catch-up from %llu (%s): cannot start a request",
                   (unsigned long long)peer->id, peer->api);
         peerFailed(cu);
     }
@@ -497,7 +500,8 @@ bool repl__catchup_idle(ledger_repl *r)
         return true;
     }
     /* The store now reflects every entry Raft applied. */
-    repl__log(r, 1, "catch-up: done in %llu ms (applied index %llu)",
+    repl__log(r, LEDGER_REPL_INFO,
+              "catch-up: done in %llu ms (applied index %llu)",
               (unsigned long long)(repl__now(r) - cu->started),
               (unsigned long long)cu->applied);
     r->cu = NULL;

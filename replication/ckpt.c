@@ -47,7 +47,7 @@ static void checkpointDone(struct ledger_repl_work *w, int status)
         return;
     }
     if (status != 0 || c->rv != 0) {
-        repl__log(c->r, 2, "checkpoint: %s",
+        repl__log(c->r, LEDGER_REPL_WARN, "checkpoint: %s",
                   status != 0 ? "could not run" : c->errmsg);
     }
 }
@@ -72,7 +72,8 @@ void repl__ckpt_committed(ledger_repl *r)
     frames = ledger_store_wal_frames(r->store);
     if (frames >= REPL__CHECKPOINT_FORCE_FRAMES) {
         if (ledger_store_checkpoint(r->store) != 0) {
-            repl__log(r, 2, "checkpoint: %s", ledger_store_errmsg(r->store));
+            repl__log(r, LEDGER_REPL_WARN, "checkpoint: %s",
+                      ledger_store_errmsg(r->store));
         }
         return;
     }
@@ -94,7 +95,7 @@ static void checkpointerOpen(ledger_repl *r)
 
     if (c == NULL || ledger_store_open(ledger_store_path(r->store), &c->store,
                                        err, sizeof err) != 0) {
-        repl__log(r, 2, "checkpoints stay on the loop: %s",
+        repl__log(r, LEDGER_REPL_WARN, "checkpoints stay on the loop: %s",
                   c == NULL ? "out of memory" : err);
         free(c);
         return;

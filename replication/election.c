@@ -135,7 +135,7 @@ bool repl__election_filter(ledger_repl *r, const struct raft_message *m)
         r->tie_at + REPL__TIE_WINDOW(r) >= round) {
         if (r->tie_logged != round) {
             r->tie_logged = round;
-            repl__log(r, 1,
+            repl__log(r, LEDGER_REPL_INFO,
                       "pre-vote tie with %llu (lower id, log as recent): "
                       "yielding this round",
                       (unsigned long long)r->tie_id);
@@ -200,7 +200,7 @@ bool repl__election_tick(ledger_repl *r)
         if (contactQuorum(r, now)) {
             return false;
         }
-        repl__log(r, 2,
+        repl__log(r, LEDGER_REPL_WARN,
                   "no answer from a majority of voters for %u ms: stepping "
                   "down (term %llu)",
                   r->cfg.election_ms, (unsigned long long)peek_term(r->raft));
@@ -217,7 +217,7 @@ bool repl__election_tick(ledger_repl *r)
     }
     start = peek_election_timer_start(r->raft);
     if (now >= start && now - start >= r->cfg.election_ms) {
-        repl__log(r, 1,
+        repl__log(r, LEDGER_REPL_INFO,
                   "no word from leader %llu for %llu ms: ready to vote "
                   "for a new one",
                   (unsigned long long)leader,

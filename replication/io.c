@@ -302,7 +302,7 @@ static void putCb(struct raft_io_snapshot_put *req, int status)
     x->put_parked = true;
     x->put_status = status;
     if (repl__io_release_put(x)) {
-        repl__log(x->r, 2,
+        repl__log(x->r, LEDGER_REPL_WARN,
                   "snapshot written while this node is a %s: answering it "
                   "once it follows a leader again",
                   raft_state(x->r->raft) == RAFT_LEADER ? "leader"

@@ -102,7 +102,7 @@ static void startWait(struct repl__change *c)
     ledger_repl *r = c->r;
     c->step = STEP_WAIT;
     c->deadline = repl__now(r) + c->timeout_ms;
-    repl__log(r, 1,
+    repl__log(r, LEDGER_REPL_INFO,
               "membership: %llu is a standby; promoting it to voter once "
               "it is within %u entries of the leader",
               (unsigned long long)c->id, REPL_PROMOTE_MAX_LAG);
@@ -159,7 +159,8 @@ static void changeCb(struct raft_change *req, int status)
         snprintf(msg, sizeof msg,
                  "caught up in %llu ms, then promoted to voter",
                  (unsigned long long)c->caught_up_ms);
-        repl__log(r, 1, "membership: %llu %s", (unsigned long long)c->id, msg);
+        repl__log(r, LEDGER_REPL_INFO, "membership: %llu %s",
+                  (unsigned long long)c->id, msg);
         finish(c, 0, msg);
         return;
     default:
@@ -207,7 +208,7 @@ void repl__membership_tick(ledger_repl *r)
                  "a standby; check that it runs and can reach the leader, "
                  "then retry the promotion",
                  (unsigned long long)c->id, c->timeout_ms, what);
-        repl__log(r, 2, "membership: %s", msg);
+        repl__log(r, LEDGER_REPL_WARN, "membership: %s", msg);
         finish(c, RAFT_NOCONNECTION, msg);
     }
 }

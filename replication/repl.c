@@ -159,7 +159,7 @@ static void applyCb(struct raft_apply *req, int status, void *result)
         repl__want_idle(r);
     }
     if (status != 0) {
-        repl__log(r, 2, "entry %llu of %zu ops failed: %s",
+        repl__log(r, LEDGER_REPL_WARN, "entry %llu of %zu ops failed: %s",
                   (unsigned long long)req->index, b->n, raft_strerror(status));
     }
     if (status == 0) {
@@ -234,8 +234,8 @@ static bool flushOne(ledger_repl *r)
     b->req.data = b;
     rv = raft_apply(r->raft, &b->req, &buf, 1, applyCb);
     if (rv != 0) {
-        repl__log(r, 2, "raft_apply of %zu ops: %s (%s)", n, raft_strerror(rv),
-                  raft_errmsg(r->raft));
+        repl__log(r, LEDGER_REPL_WARN, "raft_apply of %zu ops: %s (%s)", n,
+                  raft_strerror(rv), raft_errmsg(r->raft));
         raft_free(buf.base);
         free(b->waiters);
         free(b);
@@ -475,8 +475,8 @@ static void handoverTick(ledger_repl *r)
     t->started = true;
     rv = raft_transfer(r->raft, &t->req, t->id, transferCb);
     if (rv != 0) {
-        repl__log(r, 2, "transfer to %llu: %s", (unsigned long long)t->id,
-                  raft_strerror(rv));
+        repl__log(r, LEDGER_REPL_WARN, "transfer to %llu: %s",
+                  (unsigned long long)t->id, raft_strerror(rv));
         r->handover = NULL;
         if (t->cb != NULL) {
             t->cb(t->arg, r->cfg.id);
@@ -664,16 +664,18 @@ void repl__observe(ledger_repl *r)
             }
             r->last_leader = leader;
             r->last_leader_term = term;
-            repl__log(r, 1, "leader is now %llu (term %llu)",
+            repl__log(r, LEDGER_REPL_INFO, "leader is now %llu (term %llu)",
                       (unsigned long long)leader, (unsigned long long)term);
         } else {
-            repl__log(r, 2, "no leader (term %llu)", (unsigned long long)term);
+            repl__log(r, LEDGER_REPL_WARN, "no leader (term %llu)",
+                      (unsigned long long)term);
         }
         r->seen_leader = leader;
     }
     if (state != r->seen_state) {
         if (state == RAFT_CANDIDATE) {
-            repl__log(r, 1, "candidate for leadership (term %llu)",
+            repl__log(r, LEDGER_REPL_INFO,
+                      "candidate for leadership (term %llu)",
                       (unsigned long long)term);
         }
         if (state == RAFT_LEADER) {
@@ -735,7 +737,7 @@ static void maybeProposeInit(ledger_repl *r)
     if (op_encode_init(id, m, r->n_bootstrap ? r->n_bootstrap : 1, &op) == 0 &&
         ledger_repl_submit(r, &op, initCb, r) == 0) {
         r->init_proposed = true;
-        repl__log(r, 1, "proposing cluster id %s", id);
+        repl__log(r, LEDGER_REPL_INFO, "proposing cluster id %s", id);
     }
     free(m);
 }
@@ -764,8 +766,8 @@ static void maybeHandOver(ledger_repl *r)
     }
     if (why != NULL && ledger_repl_transfer(r, 0, NULL, NULL) == 0) {
         r->handover_wanted = false;
-        repl__log(r, 2, "leader, but %s: handing leadership to another voter",
-                  why);
+        repl__log(r, LEDGER_REPL_WARN,
+                  "leader, but %s: handing leadership to another voter", why);
     }
 }
 
@@ -923,13 +925,15 @@ int ledger_repl_start_env(struct ledger_repl_env *env, ledger_store *store,
         rv = raft_bootstrap(r->raft, &conf);
         raft_configuration_close(&conf);
         if (rv == RAFT_CANTBOOTSTRAP) {
-            repl__log(r, 1, "--bootstrap ignored: %s already holds Raft state",
+            repl__log(r, LEDGER_REPL_INFO,
+                      "--bootstrap ignored: %s already holds Raft state",
                       cfg->raft_dir != NULL ? cfg->raft_dir : "the env");
         } else if (rv != 0) {
             snprintf(err, errlen, "bootstrap: %s", raft_errmsg(r->raft));
             goto err_after_alloc;
         } else {
-            repl__log(r, 1, "bootstrapped a new cluster of %zu members",
+            repl__log(r, LEDGER_REPL_INFO,
+                      "bootstrapped a new cluster of %zu members",
                       r->n_bootstrap);
         }
     }

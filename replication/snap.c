@@ -112,7 +112,7 @@ int repl__snap_install(ledger_repl *r, const struct repl__snap *s)
     if (s->position > 0 &&
         (ledger_store_hash_at(r->store, s->position, head) != 0 ||
          memcmp(head, s->head_hash, LEDGER_HASH_LEN) != 0)) {
-        repl__log(r, 3,
+        repl__log(r, LEDGER_REPL_ERROR,
                   "restore: head hash at position %llu differs from the "
                   "snapshot's: the store is corrupt or from another cluster",
                   (unsigned long long)s->position);

@@ -136,7 +136,8 @@ int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     }
     if (ledger_store_sync(r->store) != 0 ||
         ledger_store_get_state(r->store, &st) != 0) {
-        repl__log(r, 3, "snapshot: %s", ledger_store_errmsg(r->store));
+        repl__log(r, LEDGER_REPL_ERROR, "snapshot: %s",
+                  ledger_store_errmsg(r->store));
         return RAFT_IOERR;
     }
     /* raft reads the trailing count right after this returns (putSnapshot)
@@ -182,7 +183,7 @@ int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     rv |= c.rv;
     if (rv != 0) {
         msgpack_sbuffer_destroy(&sb);
-        repl__log(r, 3, "snapshot: encoding failed");
+        repl__log(r, LEDGER_REPL_ERROR, "snapshot: encoding failed");
         return RAFT_NOMEM;
     }
 
@@ -202,9 +203,9 @@ int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     msgpack_sbuffer_destroy(&sb);
     *bufs = out;
     *n_bufs = 1;
-    repl__log(r, 1, "snapshot at index %llu: position %llu, %zu bytes",
-              (unsigned long long)index, (unsigned long long)st.position,
-              out->len);
+    repl__log(
+        r, LEDGER_REPL_INFO, "snapshot at index %llu: position %llu, %zu bytes",
+        (unsigned long long)index, (unsigned long long)st.position, out->len);
     return 0;
 }
 
@@ -223,11 +224,13 @@ static int installNow(ledger_repl *r, const struct repl__snap *s)
     }
     /* Raft replaces its log with this snapshot: the state must be durable. */
     if (ledger_store_sync(r->store) != 0) {
-        repl__log(r, 3, "restore: %s", ledger_store_errmsg(r->store));
+        repl__log(r, LEDGER_REPL_ERROR, "restore: %s",
+                  ledger_store_errmsg(r->store));
         return RAFT_IOERR;
     }
     repl__bound_snapshotted(r);
-    repl__log(r, 1, "restore: snapshot index %llu position %llu installed",
+    repl__log(r, LEDGER_REPL_INFO,
+              "restore: snapshot index %llu position %llu installed",
               (unsigned long long)s->index, (unsigned long long)s->position);
     return 0;
 }
@@ -250,7 +253,7 @@ int repl__restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     if (msgpack_unpack_next(up, buf->base, buf->len, &off) !=
             MSGPACK_UNPACK_SUCCESS ||
         repl__snap_decode(&up->data, &s) != 0) {
-        repl__log(r, 3, "restore: malformed snapshot");
+        repl__log(r, LEDGER_REPL_ERROR, "restore: malformed snapshot");
         goto out;
     }
     if (repl__catchup_active(r)) {
@@ -271,7 +274,7 @@ int repl__restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         if (s.position > 0 &&
             (ledger_store_hash_at(r->store, s.position, head) != 0 ||
              memcmp(head, s.head_hash, LEDGER_HASH_LEN) != 0)) {
-            repl__log(r, 3,
+            repl__log(r, LEDGER_REPL_ERROR,
                       "restore: store disagrees with snapshot at position "
                       "%llu: store is corrupt or from another cluster",
                       (unsigned long long)s.position);
@@ -281,7 +284,7 @@ int repl__restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         goto out;
     }
     if (s.position < st.position) {
-        repl__log(r, 3,
+        repl__log(r, LEDGER_REPL_ERROR,
                   "restore: the store holds more events (%llu) than the "
                   "snapshot (%llu): store is corrupt or from another cluster",
                   (unsigned long long)st.position,
@@ -292,7 +295,7 @@ int repl__restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         rv = installNow(r, &s);
         goto out;
     }
-    repl__log(r, 1,
+    repl__log(r, LEDGER_REPL_INFO,
               "restore: snapshot index %llu position %llu; store at index "
               "%llu position %llu: catching up from peers",
               (unsigned long long)s.index, (unsigned long long)s.position,

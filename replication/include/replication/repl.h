@@ -120,7 +120,15 @@ struct ledger_repl_config {
     struct raft_uv_transport *transport;
 };
 
-/* Log sink: level 0 debug, 1 info, 2 warn, 3 error. */
+/* Log levels of the sink below; the same order and values as node's. */
+enum ledger_repl_log_level {
+    LEDGER_REPL_DEBUG = 0,
+    LEDGER_REPL_INFO = 1,
+    LEDGER_REPL_WARN = 2,
+    LEDGER_REPL_ERROR = 3
+};
+
+/* Log sink: `level` is an enum ledger_repl_log_level. */
 typedef void (*ledger_repl_log_fn)(void *arg, int level, const char *msg);
 
 /* Create and start the replication layer on libuv: Raft's storage in
@@ -310,8 +318,7 @@ typedef void (*ledger_repl_leader_cb)(void *arg,
  * term 0"). Checked right after every Raft message received and every
  * tick, and once per loop turn, so in the loop turn in which Raft learned
  * of the change. */
-void ledger_repl_on_leader(ledger_repl *r, ledger_repl_leader_cb cb,
-                           void *arg);
+void ledger_repl_on_leader(ledger_repl *r, ledger_repl_leader_cb cb, void *arg);
 /* The same value now, cheaply (no store access; api_addr is ""). */
 void ledger_repl_leader(ledger_repl *r, struct ledger_repl_leader *out);
 
