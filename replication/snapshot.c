@@ -147,7 +147,8 @@ int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     if (ledger_store_get_roles(r->store, &roles) != 0) {
-        repl__log(r, 3, "snapshot: %s", ledger_store_errmsg(r->store));
+        repl__log(r, LEDGER_REPL_ERROR, "snapshot: %s",
+                  ledger_store_errmsg(r->store));
         msgpack_sbuffer_destroy(&sb);
         return RAFT_IOERR;
     }
