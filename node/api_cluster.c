@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "auth.h"
 #include "events_page.h"
 #include "restart.h"
 #include "http/client.h"
@@ -152,7 +153,7 @@ void api_cluster(struct api_req *a)
 {
     struct ledger_repl_status st;
     char leader[REPL_ADDR_MAX];
-    char headers[1200];
+    char headers[API_PEER_HEADERS_MAX];
     const char *local = http_request_query_param(a->http, "local");
 
     ledger_repl_status(a->n->repl, &st);
@@ -520,12 +521,17 @@ void api_internal_status(struct api_req *a)
 
     ledger_repl_status(a->n->repl, &st);
     {
-        /* The leader's poll names it: remembered for a spare (peer.c). */
+        /* The leader's poll names it: remembered for a spare (peer.c).
+         * Only from a node: a spare forwards writes, with the client's
+         * token, to the address it names. */
         const char *h = http_request_header(a->http, "X-Ledger-Leader");
         unsigned long long id, term;
         char addr[REPL_ADDR_MAX];
-        if (h != NULL && sscanf(h, "%llu %llu %127s", &id, &term, addr) == 3 &&
-            id != 0 && id != a->n->cfg->id) {
+        if (h != NULL &&
+            auth_is_node(a->n,
+                         http_request_header(a->http, AUTH_PEER_HEADER)) &&
+            sscanf(h, "%llu %llu %127s", &id, &term, addr) == 3 && id != 0 &&
+            id != a->n->cfg->id) {
             a->n->leader_hint.id = id;
             a->n->leader_hint.term = term;
             a->n->leader_hint.at = uv_now(a->n->loop);

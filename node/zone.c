@@ -76,7 +76,8 @@ static void tickCb(uv_timer_t *t)
     const struct api_leader *l;
     char have[REPL_ZONE_MAX];
     char path[96];
-    char headers[1100];
+    char headers[API_PEER_HEADERS_MAX];
+    size_t off;
     char body[160];
     const char *want = wanted(n);
     int rv;
@@ -100,10 +101,10 @@ static void tickCb(uv_timer_t *t)
     } else {
         snprintf(body, sizeof body, "{\"zone\":null}");
     }
-    snprintf(headers, sizeof headers,
-             "Content-Type: application/json\r\n%s%s%s",
-             n->cfg->token ? "Authorization: Bearer " : "",
-             n->cfg->token ? n->cfg->token : "", n->cfg->token ? "\r\n" : "");
+    /* The node's credential (role node: admin), not charged twice. */
+    off = (size_t)snprintf(headers, sizeof headers,
+                           "Content-Type: application/json\r\n");
+    api_peer_auth_headers(n, true, true, headers, sizeof headers, &off);
     rv = api_peer_request(n, l->api, "PUT", path, headers, body, strlen(body),
                           ZONE__TIMEOUT_MS, announceCb, z);
     if (rv != 0) {
