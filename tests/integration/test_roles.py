@@ -4,14 +4,18 @@ standbys 1 converge; a SIGKILLed voter is replaced by the standby after
 dead-after (30 s) and no earlier, the fault tolerance returns to 1, every
 acknowledged append is present, and the killed node comes back as a spare
 or standby; a joining node enters as a spare and is promoted while the
-cluster is below its target; manual role changes wait for voters 0."""
+cluster is below its target; manual role changes wait for voters 0; with
+a token file, a node takes the leader a status poll names (X-Ledger-Leader,
+which it forwards writes to) only from a node credential."""
 import collections
+import http.server
 import re
+import threading
 import time
 import unittest
 
-from harness import (Cluster, HarnessTestCase, SLOW, ledgerctl, unique,
-                     wait_until)
+from harness import (Cluster, HarnessTestCase, SLOW, free_ports, http_request,
+                     ledgerctl, unique, wait_until)
 from test_failover import Writer
 
 
@@ -228,3 +232,77 @@ class RolesJoinTest(HarnessTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class LeaderHintAuthTest(HarnessTestCase):
+    """A node that knows no leader (it waits to join a cluster that does
+    not answer) and a fake "leader" that records what reaches it: a
+    forged X-Ledger-Leader with a read token is ignored (the append is not
+    forwarded, so the client's token does not leave the cluster); the same
+    header with the node credential is taken and the append forwarded."""
+
+    TOKENS = ("ops node node-secret-4f2a\n"
+              "reader read read-secret-7c1d\n"
+              "writer write write-secret-9e3b\n")
+
+    def test_hint_only_from_a_node(self):
+        got = []
+
+        class Fake(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(n)
+                got.append((self.path, self.headers.get("Authorization")))
+                body = b'{"fake":true}'
+                self.send_response(201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        fake_port, dead_port = free_ports(2)
+        srv = http.server.HTTPServer(("127.0.0.1", fake_port), Fake)
+        t = threading.Thread(target=srv.serve_forever, daemon=True)
+        t.start()
+        self.addCleanup(srv.server_close)
+        self.addCleanup(srv.shutdown)
+
+        c = self.track(Cluster(0, name="roles-hint", token="write-secret-9e3b",
+                               token_file_text=self.TOKENS))
+        c._setup_dir()
+        c.new_node(1, join=f"127.0.0.1:{dead_port}")
+        c.start_node(1)
+        addr = c.addr(1)
+        hint = {"X-Ledger-Leader": f"7 3 127.0.0.1:{fake_port}"}
+
+        def poll(extra):
+            h = dict(hint, **extra)
+            st, _, b = http_request(addr, "GET", "/v1/internal/status",
+                                    headers=h, timeout=10)
+            self.assertEqual(st, 200, b)
+
+        def append():
+            return http_request(
+                addr, "POST", f"/v1/streams/{unique('hint')}/events",
+                body={"events": [{"type": "t", "id": "a"}]},
+                headers={"Authorization": "Bearer write-secret-9e3b"},
+                timeout=30)
+
+        # A read token, with or without a wrong node credential: ignored.
+        poll({"Authorization": "Bearer read-secret-7c1d"})
+        poll({"Authorization": "Bearer read-secret-7c1d",
+              "X-Ledger-Node-Auth": "Bearer write-secret-9e3b"})
+        st, _, b = append()
+        self.assertEqual(st, 503, b)
+        self.assertEqual(got, [])
+        # The node credential: taken, the append goes to the named leader
+        # with the client's token.
+        poll({"Authorization": "Bearer node-secret-4f2a",
+              "X-Ledger-Node-Auth": "Bearer node-secret-4f2a"})
+        st, _, b = append()
+        self.assertEqual((st, b), (201, {"fake": True}))
+        self.assertEqual(len(got), 1)
+        self.assertEqual(got[0][1], "Bearer write-secret-9e3b")
