@@ -193,7 +193,10 @@ class RolesJoinTest(HarnessTestCase):
         c.start_node(4)
         wait_until(lambda: roles_of(view(c, c.leader())).get(4) == "spare",
                    timeout=60, msg="node 4 added as a spare")
-        self.assertIn("joined the cluster", c.log_text(4))
+        # The leader lists the spare before node 4 has read the answer to
+        # its join and logged it.
+        wait_until(lambda: "joined the cluster" in c.log_text(4),
+                   timeout=30, msg="node 4 logs that it joined")
         # A spare gets no Raft messages, but its status poll names the
         # leader: writes sent to it are forwarded; strong reads answer at
         # once (it cannot apply), reads at the leader's level work.
