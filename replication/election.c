@@ -95,6 +95,63 @@
  * a tie (ms). */
 #define REPL__TIE_WINDOW(r) ((uint64_t)(r)->cfg.election_ms / 10)
 
+static const char *stateName(int state)
+{
+    switch (state) {
+    case RAFT_FOLLOWER:
+        return "follower";
+    case RAFT_CANDIDATE:
+        return "candidate";
+    case RAFT_LEADER:
+        return "leader";
+    default:
+        return "unavailable";
+    }
+}
+
+/* Debug: every vote message as this node sees it, with what raft will
+ * weigh (our state, the leader we remember and for how long it has been
+ * silent, our log), so that an election's rounds can be read from the
+ * logs of a real cluster. */
+static void traceVote(ledger_repl *r, const struct raft_message *m,
+                      uint64_t now)
+{
+    struct raft *raft = r->raft;
+    raft_id leader = 0;
+    const char *addr = NULL;
+    uint64_t start = peek_election_timer_start(raft);
+
+    if (r->log == NULL) {
+        return;
+    }
+    raft_leader(raft, &leader, &addr);
+    if (m->type == RAFT_IO_REQUEST_VOTE) {
+        const struct raft_request_vote *v = &m->request_vote;
+        repl__log(
+            r, LEDGER_REPL_DEBUG,
+            "%s request from %llu for term %llu (log %llu/%llu); "
+            "here: %s%s term %llu, leader %llu silent %lld ms, "
+            "log %llu/%llu",
+            v->pre_vote ? "pre-vote" : "vote", (unsigned long long)m->server_id,
+            (unsigned long long)v->term, (unsigned long long)v->last_log_index,
+            (unsigned long long)v->last_log_term, stateName(raft_state(raft)),
+            peek_in_pre_vote(raft) ? " (pre-vote)" : "",
+            (unsigned long long)peek_term(raft), (unsigned long long)leader,
+            (long long)(now - start), (unsigned long long)raft_last_index(raft),
+            (unsigned long long)peek_last_log_term(raft));
+    } else {
+        const struct raft_request_vote_result *v = &m->request_vote_result;
+        repl__log(r, LEDGER_REPL_DEBUG,
+                  "%s answer from %llu: %s (term %llu); here: %s%s term %llu",
+                  v->pre_vote == raft_tribool_true ? "pre-vote" : "vote",
+                  (unsigned long long)m->server_id,
+                  v->vote_granted ? "granted" : "refused",
+                  (unsigned long long)v->term, stateName(raft_state(raft)),
+                  peek_in_pre_vote(raft) ? " (pre-vote)" : "",
+                  (unsigned long long)peek_term(raft));
+    }
+}
+
 bool repl__election_filter(ledger_repl *r, const struct raft_message *m)
 {
     struct raft *raft = r->raft;
@@ -105,6 +162,7 @@ bool repl__election_filter(ledger_repl *r, const struct raft_message *m)
         m->type != RAFT_IO_REQUEST_VOTE_RESULT) {
         return false;
     }
+    traceVote(r, m, now);
     if (raft_state(raft) == RAFT_CANDIDATE && !peek_in_pre_vote(raft) &&
         m->type == RAFT_IO_REQUEST_VOTE && m->request_vote.pre_vote &&
         m->request_vote.term <= peek_term(raft)) {

@@ -267,6 +267,56 @@ static void test_identical_timers_elect_in_one_round(void **state)
                  (unsigned long long)(fx_now(&f->fx) - frozen));
 }
 
+static bool heardLater(struct fx *x, void *arg)
+{
+    const unsigned *lh = arg;
+    return fx_status(x, lh[0]).leader_contact_ms >=
+           fx_status(x, lh[1]).leader_contact_ms + 3 * HB / 4;
+}
+
+/* Heartbeat skew, as on a loaded machine: the frozen leader's last
+ * message reached the lower id L a heartbeat before the higher id H, and
+ * L's timer fires first. H still remembers the leader (silent for less
+ * than T) and refuses L's pre-vote; H's own timer fires a little later,
+ * within the tie window of L's request. A pre-vote this node refused is
+ * no tie: H stands, L (a pre-candidate, no leader) grants, one round.
+ * Before the fix H yielded to L, whom it had refused, and both waited a
+ * whole new timeout: a leader about 2T after the freeze (gray's SIGSTOP
+ * rounds at 2.6 s). */
+static void test_refused_prevote_is_no_tie(void **state)
+{
+    struct fixture *f = *state;
+    /* Mapped draws: node 1 T + 10, node 2 T + 5, node 3 T; all three
+     * stand within 10 ms at start, and the tie-break elects node 1. */
+    struct fx_options o = {.n = 3, .draws = {T + 20, T + 10, T}};
+    unsigned lh[2];
+    unsigned l;
+    unsigned n;
+    uint64_t term;
+    uint64_t frozen;
+
+    fx_start_cluster(&f->fx, __func__, &o);
+    l = fx_leader(&f->fx);
+    FX_CHECK_EQ(&f->fx, l, 0);
+    lh[0] = 1; /* L: id 2, draw T + 5 */
+    lh[1] = 2; /* H: id 3, draw T */
+    fx_step_for(&f->fx, 3 * HB);
+    term = fx_status(&f->fx, l).term;
+    /* The leader's messages stop reaching L first... */
+    fx_cut(&f->fx, l, lh[0]);
+    FX_CHECK(&f->fx, fx_step_until(&f->fx, heardLater, lh, 2 * HB));
+    /* ...and a heartbeat later the leader freezes. */
+    fx_freeze(&f->fx, l);
+    fx_heal(&f->fx, l, lh[0]);
+    frozen = fx_now(&f->fx);
+    n = fx_wait_leader(&f->fx, 10 * T);
+    FX_CHECK(&f->fx, n != FX_NONE && n != l);
+    FX_CHECK_EQ(&f->fx, fx_status(&f->fx, n).term, term + 1);
+    FX_CHECK_MSG(&f->fx, fx_now(&f->fx) - frozen <= T + T / 2 + HB,
+                 "leader %u after %llu ms", n + 1,
+                 (unsigned long long)(fx_now(&f->fx) - frozen));
+}
+
 /* Forgetting a silent leader and hearing from it again in the same term
  * counts no leader change. */
 static void test_forget_and_hear_again_is_not_a_change(void **state)
@@ -569,6 +619,8 @@ int main(void)
                                         setUp, tearDown),
         cmocka_unit_test_setup_teardown(
             test_identical_timers_elect_in_one_round, setUp, tearDown),
+        cmocka_unit_test_setup_teardown(test_refused_prevote_is_no_tie, setUp,
+                                        tearDown),
         cmocka_unit_test_setup_teardown(
             test_forget_and_hear_again_is_not_a_change, setUp, tearDown),
         cmocka_unit_test_setup_teardown(test_leader_callback_reports_leader,
