@@ -152,6 +152,56 @@ static void traceVote(ledger_repl *r, const struct raft_message *m,
     }
 }
 
+/* Follower: forget a leader silent for a full election timeout (rule 1). */
+static void forgetSilentLeader(ledger_repl *r, uint64_t now)
+{
+    raft_id leader = 0;
+    const char *addr = NULL;
+    uint64_t start;
+
+    if (raft_state(r->raft) != RAFT_FOLLOWER) {
+        return;
+    }
+    raft_leader(r->raft, &leader, &addr);
+    if (leader == 0) {
+        return;
+    }
+    start = peek_election_timer_start(r->raft);
+    if (now >= start && now - start >= r->cfg.election_ms) {
+        repl__log(r, LEDGER_REPL_INFO,
+                  "no word from leader %llu for %llu ms: ready to vote "
+                  "for a new one",
+                  (unsigned long long)leader,
+                  (unsigned long long)(now - start));
+        peek_forget_leader(r->raft);
+    }
+}
+
+/* Will raft 0.15 grant this pre-vote (recv_request_vote.c,
+ * electionVote)? Not while we lead or follow a leader we remember, not
+ * for a term below ours, not from a log behind ours. */
+static bool grantsPreVote(ledger_repl *r, const struct raft_request_vote *v)
+{
+    struct raft *raft = r->raft;
+    raft_id leader = 0;
+    const char *addr = NULL;
+    uint64_t last_term = peek_last_log_term(raft);
+
+    if (raft_state(raft) == RAFT_LEADER) {
+        return false;
+    }
+    raft_leader(raft, &leader, &addr);
+    if (raft_state(raft) == RAFT_FOLLOWER && leader != 0) {
+        return false;
+    }
+    if (v->term < peek_term(raft)) {
+        return false;
+    }
+    return v->last_log_term > last_term ||
+           (v->last_log_term == last_term &&
+            v->last_log_index >= raft_last_index(raft));
+}
+
 bool repl__election_filter(ledger_repl *r, const struct raft_message *m)
 {
     struct raft *raft = r->raft;
@@ -171,12 +221,17 @@ bool repl__election_filter(ledger_repl *r, const struct raft_message *m)
          * Unanswered, the other waits for our RequestVote. */
         return true;
     }
+    if (m->type == RAFT_IO_REQUEST_VOTE) {
+        /* The stickiness rule (1) at the moment it matters, not up to a
+         * layer tick later. */
+        forgetSilentLeader(r, now);
+    }
     if (m->type == RAFT_IO_REQUEST_VOTE && m->request_vote.pre_vote &&
-        m->server_id < r->cfg.id &&
-        (m->request_vote.last_log_term > peek_last_log_term(raft) ||
-         (m->request_vote.last_log_term == peek_last_log_term(raft) &&
-          m->request_vote.last_log_index >= raft_last_index(raft)))) {
-        /* A lower id would take this term: remember when (raft answers). */
+        m->server_id < r->cfg.id && grantsPreVote(r, &m->request_vote)) {
+        /* A lower id would take this term, with our pre-vote: remember
+         * when (raft answers). A pre-vote raft refuses is no tie: that
+         * node cannot win with it, and yielding to it would cost both of
+         * us a whole timeout. */
         r->tie_term = m->request_vote.term;
         r->tie_at = now;
         r->tie_id = m->server_id;
@@ -250,9 +305,6 @@ static bool contactQuorum(ledger_repl *r, uint64_t now)
 bool repl__election_tick(ledger_repl *r)
 {
     uint64_t now = repl__now(r);
-    raft_id leader = 0;
-    const char *addr = NULL;
-    uint64_t start;
 
     if (raft_state(r->raft) == RAFT_LEADER) {
         if (contactQuorum(r, now)) {
@@ -266,21 +318,6 @@ bool repl__election_tick(ledger_repl *r)
         r->stepped_down = true;
         return true;
     }
-    if (raft_state(r->raft) != RAFT_FOLLOWER) {
-        return false;
-    }
-    raft_leader(r->raft, &leader, &addr);
-    if (leader == 0) {
-        return false;
-    }
-    start = peek_election_timer_start(r->raft);
-    if (now >= start && now - start >= r->cfg.election_ms) {
-        repl__log(r, LEDGER_REPL_INFO,
-                  "no word from leader %llu for %llu ms: ready to vote "
-                  "for a new one",
-                  (unsigned long long)leader,
-                  (unsigned long long)(now - start));
-        peek_forget_leader(r->raft);
-    }
+    forgetSilentLeader(r, now);
     return false;
 }

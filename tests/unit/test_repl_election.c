@@ -317,6 +317,62 @@ static void test_refused_prevote_is_no_tie(void **state)
                  (unsigned long long)(fx_now(&f->fx) - frozen));
 }
 
+static bool followsNew(struct fx *x, void *arg)
+{
+    const unsigned *ln = arg;
+    return fx_status(x, ln[0]).leader_id == ln[1] + 1;
+}
+
+/* The same with chance in it, round after round: jittered latency
+ * (5..25 ms a message), random draws, and before every freeze the
+ * leader's messages stop reaching one survivor 0..2 heartbeats before
+ * the other. Every round elects in one go: within 1.5T plus a heartbeat
+ * of the freeze (the later survivor heard the leader at most then, its
+ * draw ends by 1.5T, a pre-vote and a vote take four deliveries). */
+#define SKEW_ROUNDS 40
+static void test_frozen_leader_with_skew_elects_in_one_round(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t worst = 0;
+    unsigned slow = 0;
+    unsigned k;
+
+    start3(f, __func__);
+    f->fx.jitter = true;
+    for (k = 0; k < SKEW_ROUNDS; k++) {
+        unsigned l = fx_leader(&f->fx);
+        unsigned a = other(l, (unsigned)(fx_rand(&f->fx) % 2));
+        unsigned ln[2];
+        uint64_t frozen;
+        uint64_t took;
+        unsigned n;
+
+        FX_CHECK(&f->fx, l != FX_NONE);
+        fx_step_for(&f->fx, 3 * HB + (unsigned)(fx_rand(&f->fx) % HB));
+        fx_cut(&f->fx, l, a);
+        fx_step_for(&f->fx, (unsigned)(fx_rand(&f->fx) % (2 * HB)));
+        fx_freeze(&f->fx, l);
+        fx_heal(&f->fx, l, a);
+        frozen = fx_now(&f->fx);
+        n = fx_wait_leader(&f->fx, 10 * T);
+        FX_CHECK(&f->fx, n != FX_NONE && n != l);
+        took = fx_now(&f->fx) - frozen;
+        if (took > worst) {
+            worst = took;
+        }
+        if (took > T + T / 2 + HB) {
+            slow++;
+        }
+        fx_thaw(&f->fx, l);
+        ln[0] = l;
+        ln[1] = n;
+        FX_CHECK(&f->fx, fx_step_until(&f->fx, followsNew, ln, 3 * T));
+    }
+    FX_CHECK_MSG(&f->fx, slow == 0,
+                 "%u of %u rounds needed more than 1.5T + HB (worst %llu ms)",
+                 slow, SKEW_ROUNDS, (unsigned long long)worst);
+}
+
 /* Forgetting a silent leader and hearing from it again in the same term
  * counts no leader change. */
 static void test_forget_and_hear_again_is_not_a_change(void **state)
@@ -621,6 +677,8 @@ int main(void)
             test_identical_timers_elect_in_one_round, setUp, tearDown),
         cmocka_unit_test_setup_teardown(test_refused_prevote_is_no_tie, setUp,
                                         tearDown),
+        cmocka_unit_test_setup_teardown(
+            test_frozen_leader_with_skew_elects_in_one_round, setUp, tearDown),
         cmocka_unit_test_setup_teardown(
             test_forget_and_hear_again_is_not_a_change, setUp, tearDown),
         cmocka_unit_test_setup_teardown(test_leader_callback_reports_leader,
