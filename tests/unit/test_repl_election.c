@@ -325,11 +325,14 @@ static bool followsNew(struct fx *x, void *arg)
 
 /* The same with chance in it, round after round: jittered latency
  * (5..25 ms a message), random draws, and before every freeze the
- * leader's messages stop reaching one survivor 0..2 heartbeats before
- * the other. Every round elects in one go: within 1.5T plus a heartbeat
- * of the freeze (the later survivor heard the leader at most then, its
- * draw ends by 1.5T, a pre-vote and a vote take four deliveries). */
-#define SKEW_ROUNDS 40
+ * leader's messages stop reaching one survivor 1..2 heartbeats before
+ * the other (more skew than a loaded machine shows, so that the bad
+ * timing comes up often: before the fix 1 round in 60 with this seed, in
+ * 13 of 50 other seeds; after it none in 200 seeds). Every round elects
+ * in one go: within 1.5T plus a heartbeat of the freeze (the later
+ * survivor heard the leader at most then, its draw ends by 1.5T, a
+ * pre-vote and a vote take four deliveries). */
+#define SKEW_ROUNDS 60
 static void test_frozen_leader_with_skew_elects_in_one_round(void **state)
 {
     struct fixture *f = *state;
@@ -350,7 +353,7 @@ static void test_frozen_leader_with_skew_elects_in_one_round(void **state)
         FX_CHECK(&f->fx, l != FX_NONE);
         fx_step_for(&f->fx, 3 * HB + (unsigned)(fx_rand(&f->fx) % HB));
         fx_cut(&f->fx, l, a);
-        fx_step_for(&f->fx, (unsigned)(fx_rand(&f->fx) % (2 * HB)));
+        fx_step_for(&f->fx, HB + (unsigned)(fx_rand(&f->fx) % HB));
         fx_freeze(&f->fx, l);
         fx_heal(&f->fx, l, a);
         frozen = fx_now(&f->fx);
