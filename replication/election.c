@@ -177,6 +177,15 @@ static void forgetSilentLeader(ledger_repl *r, uint64_t now)
     }
 }
 
+/* Is the requester's log behind ours (electionVote refuses it)? */
+static bool logBehind(ledger_repl *r, const struct raft_request_vote *v)
+{
+    uint64_t last_term = peek_last_log_term(r->raft);
+    return v->last_log_term < last_term ||
+           (v->last_log_term == last_term &&
+            v->last_log_index < raft_last_index(r->raft));
+}
+
 /* Will raft 0.15 grant this pre-vote (recv_request_vote.c,
  * electionVote)? Not while we lead or follow a leader we remember, not
  * for a term below ours, not from a log behind ours. */
@@ -185,7 +194,6 @@ static bool grantsPreVote(ledger_repl *r, const struct raft_request_vote *v)
     struct raft *raft = r->raft;
     raft_id leader = 0;
     const char *addr = NULL;
-    uint64_t last_term = peek_last_log_term(raft);
 
     if (raft_state(raft) == RAFT_LEADER) {
         return false;
@@ -197,9 +205,7 @@ static bool grantsPreVote(ledger_repl *r, const struct raft_request_vote *v)
     if (v->term < peek_term(raft)) {
         return false;
     }
-    return v->last_log_term > last_term ||
-           (v->last_log_term == last_term &&
-            v->last_log_index >= raft_last_index(raft));
+    return !logBehind(r, v);
 }
 
 bool repl__election_filter(ledger_repl *r, const struct raft_message *m)
@@ -225,6 +231,19 @@ bool repl__election_filter(ledger_repl *r, const struct raft_message *m)
         /* The stickiness rule (1) at the moment it matters, not up to a
          * layer tick later. */
         forgetSilentLeader(r, now);
+    }
+    if (m->type == RAFT_IO_REQUEST_VOTE && m->request_vote.pre_vote &&
+        peek_in_pre_vote(raft) && m->request_vote.term <= peek_term(raft) + 1 &&
+        logBehind(r, &m->request_vote)) {
+        /* Rule 5: raft refuses it (its log is behind ours), but a voter
+         * asking for pre-votes remembers no leader: it would grant ours
+         * now. Stand again at once instead of at our next timeout. */
+        repl__log(r, LEDGER_REPL_INFO,
+                  "pre-vote request from %llu, whose log is behind ours: "
+                  "asking for pre-votes again now",
+                  (unsigned long long)m->server_id);
+        peek_expire_election_timer(raft);
+        return false;
     }
     if (m->type == RAFT_IO_REQUEST_VOTE && m->request_vote.pre_vote &&
         m->server_id < r->cfg.id && grantsPreVote(r, &m->request_vote)) {

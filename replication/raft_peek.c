@@ -147,6 +147,20 @@ void peek_forget_leader(struct raft *r)
     }
 }
 
+/* r->election_timer_start (write), candidate only: moved back by the
+ * candidate's randomized_election_timeout, so that the timer has expired
+ * now; io.c runs raft's tick at the expiry (within REPL__IO_TICK_MS) and
+ * tickCandidate calls electionStart: a pre-candidate starts a new pre-vote
+ * round (the same future term, requests sent again, a new draw). election.c
+ * does this when a round can be won at once (rule 5). */
+void peek_expire_election_timer(struct raft *r)
+{
+    if (r->state == RAFT_CANDIDATE) {
+        r->election_timer_start =
+            r->io->time(r->io) - r->candidate_state.randomized_election_timeout;
+    }
+}
+
 /* r->election_timer_start and r->leader_state.progress[i].recent_recv
  * (write): tickLeader steps down when `now - election_timer_start >=
  * election_timeout` and checkContactQuorum finds recent_recv set on fewer

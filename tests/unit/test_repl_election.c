@@ -317,6 +317,51 @@ static void test_refused_prevote_is_no_tie(void **state)
                  (unsigned long long)(fx_now(&f->fx) - frozen));
 }
 
+/* Log skew against heartbeat skew, as on a loaded machine: the frozen
+ * leader's last entry reached L but not H (H missed it and was about to
+ * be sent it again), while H heard the leader later than L (a heartbeat
+ * it rejected for the missing entry). L's timer fires first: H still
+ * remembers the leader and refuses. H's timer fires next: L, still a
+ * pre-candidate, refuses H, whose log is behind. With raft 0.15 alone,
+ * both then wait for L's next timeout (a leader about 2T after the
+ * freeze); H's request shows L that H lost the leader too and would grant
+ * L now, so L stands again at once and wins. */
+static void test_prevote_refused_for_log_restarts_round(void **state)
+{
+    struct fixture *f = *state;
+    struct fx_options o = {.n = 3, .draws = {T + 20, T + 10, T}};
+    struct fx_op op;
+    unsigned lh[2];
+    unsigned l;
+    unsigned n;
+    uint64_t term;
+    uint64_t frozen;
+
+    fx_start_cluster(&f->fx, __func__, &o);
+    l = fx_leader(&f->fx);
+    FX_CHECK_EQ(&f->fx, l, 0);
+    lh[0] = 1; /* L: id 2, draw T + 5, gets the last entry */
+    lh[1] = 2; /* H: id 3, draw T, misses it, hears the leader last */
+    fx_step_for(&f->fx, 3 * HB);
+    term = fx_status(&f->fx, l).term;
+    fx_cut(&f->fx, l, lh[1]);
+    FX_CHECK_EQ(&f->fx, fx_append_sync(&f->fx, l, "skew", 1, NULL, &op), 0);
+    fx_cut(&f->fx, l, lh[0]);
+    fx_heal(&f->fx, l, lh[1]);
+    FX_CHECK(&f->fx, fx_step_until(&f->fx, heardLater, lh, 2 * HB));
+    fx_freeze(&f->fx, l);
+    fx_heal(&f->fx, l, lh[0]);
+    frozen = fx_now(&f->fx);
+    FX_CHECK(&f->fx, fx_status(&f->fx, lh[0]).last_index >
+                         fx_status(&f->fx, lh[1]).last_index);
+    n = fx_wait_leader(&f->fx, 10 * T);
+    FX_CHECK_EQ(&f->fx, n, lh[0]);
+    FX_CHECK_EQ(&f->fx, fx_status(&f->fx, n).term, term + 1);
+    FX_CHECK_MSG(&f->fx, fx_now(&f->fx) - frozen <= T + T / 2 + HB,
+                 "leader %u after %llu ms", n + 1,
+                 (unsigned long long)(fx_now(&f->fx) - frozen));
+}
+
 static bool followsNew(struct fx *x, void *arg)
 {
     const unsigned *ln = arg;
@@ -680,6 +725,8 @@ int main(void)
             test_identical_timers_elect_in_one_round, setUp, tearDown),
         cmocka_unit_test_setup_teardown(test_refused_prevote_is_no_tie, setUp,
                                         tearDown),
+        cmocka_unit_test_setup_teardown(
+            test_prevote_refused_for_log_restarts_round, setUp, tearDown),
         cmocka_unit_test_setup_teardown(
             test_frozen_leader_with_skew_elects_in_one_round, setUp, tearDown),
         cmocka_unit_test_setup_teardown(
