@@ -1,6 +1,7 @@
 /* Election timing, both sides: a follower forgets a silent leader, draws
- * narrower timeouts, and a leader that lost its majority steps down within
- * one election timeout.
+ * narrower timeouts, simultaneous candidates settle in one round (a
+ * tie-break by id, a prompt second pre-vote round), and a leader that
+ * lost its majority steps down within one election timeout.
  *
  * 1. Stickiness (thesis section 4.2.3), follower side.
  * The thesis: a server that receives a RequestVote "within the minimum
@@ -16,7 +17,9 @@
  * heard from its leader for a full (minimum) election timeout forgets the
  * leader's id (raft_peek.c), so it grants a pre-vote and a vote to the
  * first candidate. It does not start an election itself; its own timer
- * still does that.
+ * still does that. The same check runs when a vote or pre-vote request
+ * arrives, before raft sees it, so a request that comes a few ms after
+ * the T is not refused for want of a layer tick (up to T/20 later).
  *
  * 2. Range. raft 0.15 draws each follower's and candidate's timeout once
  * per term (not per heartbeat) from [T, 2T). With two survivors the new
@@ -80,10 +83,35 @@
  * its pre-vote and stand in the same term as well (measured on the
  * fixture: most of the split votes left after the tick change). The
  * late-comer gets our RequestVote instead and follows.
+ * Only a pre-vote request this node grants is a tie. On a loaded machine
+ * the frozen leader's last heartbeat reaches the survivors tens of ms
+ * apart; the one that heard it first (L) may stand while the other (H)
+ * still remembers the leader, and H refuses. If H then stands within the
+ * window and had counted L's refused request as a tie, it yielded to a
+ * node that could not win with H's refusal, and both waited a whole new
+ * timeout: a new leader about 2T after the freeze (gray's SIGSTOP rounds
+ * at 2.6 s). So the tie is recorded only when raft will grant the
+ * request (no leader remembered, not leading, term and log as recent).
+ *
+ * 5. A pre-candidate that refuses for the log stands again at once.
+ * The other half of the same skew: H, which heard the leader last, may
+ * still lack the last entry L got (its copy was on the way when the
+ * leader froze). L stands first and H refuses (it remembers the leader);
+ * H stands next and L refuses (H's log is behind). raft 0.15 then waits
+ * for L's next timeout, another T..1.5T. But a voter that asks for
+ * pre-votes remembers no leader, so it would grant L's now: a
+ * pre-candidate that receives a pre-vote request for at most its own
+ * future term from a log behind its own starts a new pre-vote round at
+ * once (its election timer is made to expire, raft_peek.c; io.c runs
+ * raft's tick at the expiry, within 10 ms). It still refuses the request
+ * (raft does). Each such request restarts at most one round, and the
+ * round is raft's own (the same future term, a new draw), so nothing
+ * loops and no term moves without a pre-vote majority.
  *
  * Invariants:
  * - Safety is unaffected: vote granting still checks term and log
- *   up-to-dateness; stickiness and step-down are liveness rules only.
+ *   up-to-dateness; stickiness, tie-break, restart and step-down are
+ *   liveness rules only.
  * - A leader that hears from a majority at least once per T ms never
  *   steps down by this rule: heartbeats go out every heartbeat_ms < T and
  *   every one is answered.
