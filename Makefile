@@ -6,15 +6,23 @@ SHELL := /bin/bash
 #                  run every test on the sanitizer build
 #   make chaos     chaos run on the plain build (docs/chaos.md); override
 #                  with CHAOS_ARGS="--nodes 3 --duration 60 --seed 7"
+#   make fuzz      every libFuzzer target of tests/fuzz for FUZZ_S seconds
+#                  (default 60) in the clang build dir build-fuzz;
+#                  FUZZ_TARGETS="http tokens" picks some, FUZZ_JOBS=2 runs
+#                  two at once (docs/security.md, "Fuzzing")
 #   make failover  failover figures (scripts/gray.py; GRAY_ARGS)
 #   make test-streams  the 300,000-stream list test
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_S     ?= 60
+FUZZ_JOBS  ?= 1
+FUZZ_TARGETS ?=
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DIR        ?= ./ledger-data
 
-.PHONY: all deps build build-asan cluster cluster-down test chaos unit format clean bench \
-        failover test-streams
+.PHONY: all deps build build-asan build-fuzz cluster cluster-down test chaos unit format clean bench \
+        failover test-streams fuzz
 
 all: build
 
@@ -26,8 +34,19 @@ build: deps
 	@cmake --build $(BUILD) -j $(JOBS)
 
 build-asan: deps
-	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DLEDGER_SANITIZE=ON >/dev/null
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DLEDGER_SANITIZE=ON \
+	  -DLEDGER_FUZZ_BUILD=$(abspath $(FUZZ_BUILD)) >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+# libFuzzer targets (tests/fuzz): clang, ASan + UBSan, its own build dir.
+build-fuzz: deps
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLEDGER_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_all
+
+fuzz: build-fuzz
+	@scripts/fuzz.sh --build $(FUZZ_BUILD) --seconds $(FUZZ_S) \
+	  --jobs $(FUZZ_JOBS) --work $(FUZZ_BUILD)/work $(FUZZ_TARGETS)
 
 cluster: build
 	@$(BUILD)/ledgerctl cluster up --dir $(DIR)
@@ -36,7 +55,7 @@ cluster-down: build
 	@$(BUILD)/ledgerctl cluster down --dir $(DIR)
 
 # The last line printed is CTest's summary ("100% tests passed, ...").
-test: build build-asan
+test: build build-asan build-fuzz
 	@cd $(ASAN_BUILD) && set -o pipefail && \
 	  ctest --output-on-failure --timeout 600 -j 2 2>&1 | tee ctest.log; \
 	  rc=$$?; grep -E "tests passed|tests failed" ctest.log | tail -n 1; \
@@ -74,4 +93,4 @@ format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

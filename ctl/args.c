@@ -33,10 +33,42 @@ int ctlUsage(const char *fmt, ...)
     return CTL_EXIT_USAGE;
 }
 
+/* The TOKEN field of the first "NAME ROLE TOKEN ..." line whose role is
+ * `role` (NULL: any), copied into out; 0 if there is none. */
+static int pickToken(const char *text, const char *role, char *out, size_t len)
+{
+    const char *line = text;
+
+    while (*line != '\0') {
+        const char *end = strchr(line, '\n');
+        size_t ll = end != NULL ? (size_t)(end - line) : strlen(line);
+        char buf[4096];
+        char *f[3];
+        char *save = NULL;
+        int nf = 0;
+
+        snprintf(buf, sizeof buf, "%.*s", (int)ll, line);
+        for (char *t = strtok_r(buf, " \t\r", &save); t != NULL && nf < 3;
+             t = strtok_r(NULL, " \t\r", &save)) {
+            if (t[0] == '#') {
+                break;
+            }
+            f[nf++] = t;
+        }
+        if (nf == 3 && (role == NULL || strcmp(f[1], role) == 0)) {
+            snprintf(out, len, "%s", f[2]);
+            return 1;
+        }
+        line = end != NULL ? end + 1 : line + ll;
+    }
+    return 0;
+}
+
 char *ctlReadTokenFile(const char *path)
 {
     FILE *f = fopen(path, "r");
-    char buf[4096];
+    char buf[65536];
+    char tok[1100];
     size_t n;
     if (f == NULL) {
         return NULL;
@@ -44,11 +76,28 @@ char *ctlReadTokenFile(const char *path)
     n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' ||
-                     buf[n - 1] == ' ' || buf[n - 1] == '\t')) {
-        buf[--n] = '\0';
+    if (pickToken(buf, "admin", tok, sizeof tok) ||
+        pickToken(buf, "node", tok, sizeof tok) ||
+        pickToken(buf, NULL, tok, sizeof tok)) {
+        return strdup(tok);
     }
-    return strdup(buf);
+    /* One bare token: skip comment lines, trim blanks. */
+    {
+        char *p = buf;
+        while (*p == '#') {
+            char *nl = strchr(p, '\n');
+            p = nl != NULL ? nl + 1 : p + strlen(p);
+        }
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
+            p++;
+        }
+        n = strlen(p);
+        while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r' ||
+                         p[n - 1] == ' ' || p[n - 1] == '\t')) {
+            p[--n] = '\0';
+        }
+        return strdup(p);
+    }
 }
 
 /* Handle a global flag; returns 1 if it was one, 0 if not, or

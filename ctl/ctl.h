@@ -61,8 +61,10 @@ const char *ctlFlag(const struct ctl_flag *flags, const char *name);
 int ctlParseU64(const char *what, const char *s, unsigned long long min,
                 unsigned long long max, unsigned long long *out);
 
-/* The token in `path` (trailing blanks trimmed), malloc'ed; NULL if the
- * file cannot be read. */
+/* The token in `path`, malloc'ed; NULL if the file cannot be read. A file
+ * of ledgerd's format (NAME ROLE TOKEN [...] lines, docs/security.md)
+ * gives its first admin token, else its first node token, else its first
+ * token; any other file is one bare token (trailing blanks trimmed). */
 char *ctlReadTokenFile(const char *path);
 
 /* Print "ledgerctl: MESSAGE" to stderr and return CTL_EXIT_FAIL. */

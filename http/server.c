@@ -123,6 +123,7 @@ struct http_conn {
     int err_status;               /* Set by parser callbacks to fail. */
     const char *err_code;
     const char *err_msg;
+    char err_buf[160];     /* err_msg's text when it is formatted. */
     unsigned n_writes;     /* Writes in flight. */
     int reading;           /* uv_read_start active. */
     int read_eof;          /* EOF or read error seen. */
@@ -980,7 +981,7 @@ static int onHeadersComplete(http_parser *p)
     }
     expect = http_request_header(req, "Expect");
     if (expect != NULL && strcasecmp(expect, "100-continue") == 0 &&
-        p->http_major == 1 && p->http_minor >= 1) {
+        p->http_major == 1 && p->http_minor >= 1 && c->srv->loop != NULL) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         connWriteRaw(c, cont, sizeof cont - 1);
         if (c->closing) {
@@ -1028,19 +1029,73 @@ static const http_parser_settings parserSettings = {
  * Connections
  * ---------------------------------------------------------------------- */
 
+/* What one run of the parser over c->in found. */
+enum http__step {
+    HTTP__MORE = 0, /* Every byte consumed; a request needs more. */
+    HTTP__REQUEST,  /* c->cur is complete, its URL split, its bytes
+                       consumed (what follows stays in c->in). */
+    HTTP__ERROR,    /* c->err_status, err_code and err_msg say what to
+                       answer before closing. */
+};
+
+/* Run the parser over the buffered input up to the end of one request.
+ * The only place bytes meet the parser: connections (connProcess) and
+ * the socket-less seam (http_server_parse) share it. */
+static enum http__step connParse(struct http_conn *c)
+{
+    size_t n;
+    enum http_errno e;
+
+    n = http_parser_execute(&c->parser, &parserSettings, c->in.p, c->in.len);
+    e = HTTP_PARSER_ERRNO(&c->parser);
+    if (c->msg_done) {
+        int upgrade = c->parser.upgrade;
+        const char *msg = NULL;
+        int status;
+
+        c->msg_done = 0;
+        http_buf_consume(&c->in, n);
+        if (e == HPE_PAUSED) {
+            http_parser_pause(&c->parser, 0);
+        }
+        if (upgrade) {
+            /* What follows is not HTTP: answer this one and close. */
+            c->in.len = 0;
+        }
+        status =
+            requestFinishUrl(c->cur, c->parser.method == HTTP_CONNECT, &msg);
+        if (status != 0) {
+            parserFail(c, status, status == 400 ? "bad_request" : "internal",
+                       msg);
+            return HTTP__ERROR;
+        }
+        return HTTP__REQUEST;
+    }
+    if (e != HPE_OK) {
+        if (c->err_status != 0) {
+            return HTTP__ERROR;
+        }
+        if (e == HPE_HEADER_OVERFLOW) {
+            parserFail(c, 431, "headers_too_large",
+                       "request line and headers too large");
+        } else {
+            snprintf(c->err_buf, sizeof c->err_buf, "malformed request: %s",
+                     http_errno_description(e));
+            parserFail(c, 400, "bad_request", c->err_buf);
+        }
+        return HTTP__ERROR;
+    }
+    assert(n == c->in.len);
+    http_buf_consume(&c->in, n);
+    return HTTP__MORE;
+}
+
 static void connDispatch(struct http_conn *c)
 {
     http_server *srv = c->srv;
     struct http_request *req = c->cur;
-    const char *msg = NULL;
-    int status;
 
     assert(req != NULL && c->pending == NULL);
-    status = requestFinishUrl(req, c->parser.method == HTTP_CONNECT, &msg);
-    if (status != 0) {
-        connFail(c, status, status == 400 ? "bad_request" : "internal", msg);
-        return;
-    }
     req->keep_alive = http_should_keep_alive(&c->parser) &&
                       !c->parser.upgrade && !srv->closing;
     if (srv->inflight >= srv->max_inflight) {
@@ -1061,42 +1116,13 @@ static void connProcess(struct http_conn *c)
     while (!c->closing && !c->failed && !c->lingering && !c->read_eof &&
            c->pending == NULL && c->n_writes == 0 && !c->srv->closing &&
            c->in.len > 0) {
-        size_t n;
-        enum http_errno e;
-
-        n = http_parser_execute(&c->parser, &parserSettings, c->in.p,
-                                c->in.len);
-        e = HTTP_PARSER_ERRNO(&c->parser);
-        if (c->msg_done) {
-            int upgrade = c->parser.upgrade;
-            c->msg_done = 0;
-            http_buf_consume(&c->in, n);
-            if (e == HPE_PAUSED) {
-                http_parser_pause(&c->parser, 0);
-            }
-            if (upgrade) {
-                /* What follows is not HTTP: answer this one and close. */
-                c->in.len = 0;
-            }
+        enum http__step step = connParse(c);
+        if (step == HTTP__REQUEST) {
             connDispatch(c);
-            continue;
-        }
-        if (e != HPE_OK) {
-            if (c->err_status != 0) {
-                connFail(c, c->err_status, c->err_code, c->err_msg);
-            } else if (e == HPE_HEADER_OVERFLOW) {
-                connFail(c, 431, "headers_too_large",
-                         "request line and headers too large");
-            } else {
-                char msg[160];
-                snprintf(msg, sizeof msg, "malformed request: %s",
-                         http_errno_description(e));
-                connFail(c, 400, "bad_request", msg);
-            }
+        } else if (step == HTTP__ERROR) {
+            connFail(c, c->err_status, c->err_code, c->err_msg);
             break;
         }
-        assert(n == c->in.len);
-        http_buf_consume(&c->in, n);
     }
     connUpdateReading(c);
 }
@@ -1562,4 +1588,50 @@ void http_server_set_idle_timeout(http_server *srv, uint64_t ms)
     if (!srv->closing) {
         srvSweepRestart(srv);
     }
+}
+
+/* -------------------------------------------------------------------------
+ * Parsing without a socket (tests/fuzz)
+ * ---------------------------------------------------------------------- */
+
+int http_server_parse(const char *data, size_t len, size_t max_body,
+                      http_handler_cb cb, void *arg)
+{
+    http_server srv;
+    struct http_conn *c;
+    int rv = 0;
+
+    memset(&srv, 0, sizeof srv); /* loop NULL: parse only, never write. */
+    srv.max_body = max_body;
+    c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return 500;
+    }
+    c->srv = &srv;
+    snprintf(c->peer, sizeof c->peer, "-");
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    if (http_buf_append(&c->in, data, len) != 0) {
+        rv = 500;
+        goto out;
+    }
+    while (c->in.len > 0) {
+        enum http__step step = connParse(c);
+        if (step == HTTP__REQUEST) {
+            struct http_request *req = c->cur;
+            c->cur = NULL;
+            req->conn = NULL;
+            req->keep_alive = http_should_keep_alive(&c->parser);
+            cb(arg, req);
+            requestFree(req);
+        } else if (step == HTTP__ERROR) {
+            rv = c->err_status;
+            break;
+        }
+    }
+out:
+    requestFree(c->cur);
+    http_buf_free(&c->in);
+    free(c);
+    return rv;
 }

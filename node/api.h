@@ -86,6 +86,7 @@ struct api_req {
     enum codec_format out_fmt;
     bool forwarded; /* Came from another node. */
     unsigned hops;  /* X-Ledger-Forwarded: how many nodes passed it on. */
+    unsigned retry_after_s; /* Retry-After of a 429/503 answer; 0: 1 s. */
     struct api_write w;
 
     /* Path and query parameters. */
@@ -186,13 +187,21 @@ void api_unwait(struct api_req *a);
  * refreshed from replication; its API address is read from the store only
  * when the leader changes. */
 const struct api_leader *api_leader(struct ledger_node *n);
+/* Room for the headers of a node-to-node call: two bearer tokens of
+ * TOKEN_SECRET_MAX bytes (the client's and the node's) and a few more. */
+#define API_PEER_HEADERS_MAX 4096
 /* ledger_repl_on_leader callback (node.c registers it): refreshes the
  * cache and re-checks every waiting request at once. */
 void api_on_leader(void *arg, const struct ledger_repl_leader *now);
 /* Headers for a node-to-node call made on behalf of `a`: marked as
- * forwarded, with its request id and the client's Authorization (else the
- * node's own token, if it has one). */
+ * forwarded, with its request id, the client's Authorization (else the
+ * node's own token, if it has one) and the node's proof (auth.h). */
 void api_peer_headers(struct api_req *a, char *buf, size_t len);
+/* "Authorization: Bearer <node credential>\r\n" plus, with peer_auth, the
+ * X-Ledger-Node-Auth line (auth.h) with it: appended at buf + *off (*off
+ * advanced); nothing without a token file. */
+void api_peer_auth_headers(struct ledger_node *n, bool authorization,
+                           bool peer_auth, char *buf, size_t len, size_t *off);
 /* A request to a peer's API over the node's client (keep-alive
  * connections); connecting takes at most the election timeout. As
  * http_client_request; `call` may be NULL. */

@@ -149,7 +149,7 @@ void api_cluster(struct api_req *a)
 {
     struct ledger_repl_status st;
     char leader[REPL_ADDR_MAX];
-    char headers[1200];
+    char headers[API_PEER_HEADERS_MAX];
     const char *local = http_request_query_param(a->http, "local");
 
     ledger_repl_status(a->n->repl, &st);

@@ -101,7 +101,7 @@ void api_cluster_history(struct api_req *a)
     struct ledger_repl_status st;
     uint64_t since = 0;
     char path[96];
-    char headers[1200];
+    char headers[API_PEER_HEADERS_MAX];
 
     if (api_query_u64(a, "since_ms", 0, INT64_MAX, &since) != 0) {
         return;

@@ -76,9 +76,9 @@ static void responseCb(void *arg, int status,
 static int pull(void *data, struct ledger_repl_pull *req)
 {
     struct ledger_node *n = data;
-    const char *token = n->cfg->token;
     struct pullCtx *c;
-    char headers[1200];
+    char headers[API_PEER_HEADERS_MAX];
+    size_t off;
     char path[128];
     uint64_t limit = req->to - req->after;
     int rv;
@@ -91,9 +91,9 @@ static int pull(void *data, struct ledger_repl_pull *req)
         return -1;
     }
     c->req = req;
-    snprintf(headers, sizeof headers, "Accept: %s\r\n%s%s%s",
-             EVENTS_PAGE_COMPACT, token ? "Authorization: Bearer " : "",
-             token ? token : "", token ? "\r\n" : "");
+    off = (size_t)snprintf(headers, sizeof headers, "Accept: %s\r\n",
+                           EVENTS_PAGE_COMPACT);
+    api_peer_auth_headers(n, true, false, headers, sizeof headers, &off);
     snprintf(path, sizeof path,
              "/v1/internal/events?from_position=%llu&limit=%llu",
              (unsigned long long)(req->after + 1), (unsigned long long)limit);

@@ -25,6 +25,8 @@
 
 #include <msgpack.h>
 
+#include "replication/mpscan.h"
+
 enum codec_format codec_format_from_header(const char *value)
 {
     const char *p = value;
@@ -109,7 +111,9 @@ static json_t *fromMsgpack(const msgpack_object *o, char *err, size_t errlen)
         v = json_real(o->via.f64);
         break;
     case MSGPACK_OBJECT_STR:
-        v = json_stringn(o->via.str.ptr, o->via.str.size);
+        /* msgpack-c gives "" a NULL pointer; jansson refuses that. */
+        v = json_stringn(o->via.str.size > 0 ? o->via.str.ptr : "",
+                         o->via.str.size);
         if (v == NULL) {
             snprintf(err, errlen, "MessagePack string is not valid UTF-8");
             return NULL;
@@ -136,6 +140,7 @@ static json_t *fromMsgpack(const msgpack_object *o, char *err, size_t errlen)
         for (i = 0; i < o->via.map.size; i++) {
             const msgpack_object_kv *kv = &o->via.map.ptr[i];
             const msgpack_object_str *k = &kv->key.via.str;
+            const char *kp;
             json_t *item;
 
             if (kv->key.type != MSGPACK_OBJECT_STR) {
@@ -143,15 +148,16 @@ static json_t *fromMsgpack(const msgpack_object *o, char *err, size_t errlen)
                 json_decref(v);
                 return NULL;
             }
-            if (memchr(k->ptr, '\0', k->size) != NULL) {
+            kp = k->size > 0 ? k->ptr : ""; /* "" may come as NULL */
+            if (memchr(kp, '\0', k->size) != NULL) {
                 snprintf(err, errlen, "MessagePack map key contains NUL");
                 json_decref(v);
                 return NULL;
             }
-            if (json_object_getn(v, k->ptr, k->size) != NULL) {
+            if (json_object_getn(v, kp, k->size) != NULL) {
                 snprintf(err, errlen,
                          "MessagePack map has duplicate key '%.*s'",
-                         (int)(k->size > 64 ? 64 : k->size), k->ptr);
+                         (int)(k->size > 64 ? 64 : k->size), kp);
                 json_decref(v);
                 return NULL;
             }
@@ -161,7 +167,7 @@ static json_t *fromMsgpack(const msgpack_object *o, char *err, size_t errlen)
                 return NULL;
             }
             /* Validates UTF-8; steals item even on failure. */
-            if (json_object_setn_new(v, k->ptr, k->size, item) != 0) {
+            if (json_object_setn_new(v, kp, k->size, item) != 0) {
                 snprintf(err, errlen, "MessagePack map key is not valid UTF-8");
                 json_decref(v);
                 return NULL;
@@ -196,11 +202,17 @@ static json_t *decodeMsgpack(const char *body, size_t len, char *err,
     msgpack_unpack_return ret;
     size_t off = 0;
     json_t *v = NULL;
+    char why[160];
 
     if (len == 0) {
         snprintf(err, errlen, "malformed MessagePack: empty body");
         return NULL;
     }
+    if (mpscan_object(body, len, &off, why, sizeof why) != 0) {
+        snprintf(err, errlen, "malformed MessagePack: %s", why);
+        return NULL;
+    }
+    off = 0;
     msgpack_unpacked_init(&result);
     ret = msgpack_unpack_next(&result, body, len, &off);
     switch (ret) {

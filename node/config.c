@@ -5,6 +5,7 @@
  * started until the whole command line is valid.
  */
 #include "config.h"
+#include "tokens.h"
 
 #include "http/tls.h"
 
@@ -47,8 +48,14 @@ static const char USAGE[] =
     "  --join H:P           join an existing cluster through a member's API\n"
     "  --heartbeat-ms MS    leader heartbeat interval (default 100)\n"
     "  --election-ms MS     election timeout (default 1000)\n"
-    "  --token-file FILE    require 'Authorization: Bearer TOKEN' (token in "
-    "FILE)\n"
+    "  --token-file FILE    require 'Authorization: Bearer TOKEN': one token "
+    "per line,\n"
+    "                       NAME read|write|admin|node TOKEN [rate=N] "
+    "[burst=M]\n"
+    "                       (# comments; a lone bare token is admin); "
+    "SIGHUP reloads\n"
+    "                       it, keeping the old one if the new one does not "
+    "parse\n"
     "  --log-format F       text (default) or json\n"
     "  --log-level L        debug, info (default), warn or error\n"
     "  --max-body BYTES     largest request body (default 1048576)\n"
@@ -345,29 +352,18 @@ static int checkExposure(const struct ledger_config *cfg, char *err, size_t n)
 
 static int readToken(struct ledger_config *cfg, char *err, size_t n)
 {
-    FILE *f = fopen(cfg->token_file, "r");
-    char buf[1024];
-    size_t len;
+    char why[480];
 
-    if (f == NULL) {
-        snprintf(err, n, "--token-file %s: %s", cfg->token_file,
-                 strerror(errno));
+    if (token_set_load(cfg->token_file, &cfg->tokens, why, sizeof why) != 0) {
+        snprintf(err, n, "--token-file %s", why);
         return -1;
     }
-    len = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[len] = '\0';
-    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
-                       buf[len - 1] == ' ' || buf[len - 1] == '\t')) {
-        buf[--len] = '\0';
-    }
-    if (len == 0 || strpbrk(buf, "\r\n") != NULL) {
-        snprintf(err, n, "--token-file %s must hold one non-empty line",
-                 cfg->token_file);
+    cfg->token = strdup(cfg->tokens->node->secret);
+    if (cfg->token == NULL) {
+        snprintf(err, n, "out of memory");
         return -1;
     }
-    cfg->token = strdup(buf);
-    return cfg->token != NULL ? 0 : -1;
+    return 0;
 }
 
 int ledger_config_parse(int argc, char **argv, struct ledger_config *cfg,
@@ -654,4 +650,6 @@ void ledger_config_free(struct ledger_config *cfg)
 {
     free(cfg->token);
     cfg->token = NULL;
+    token_set_free(cfg->tokens);
+    cfg->tokens = NULL;
 }

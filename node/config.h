@@ -10,6 +10,8 @@
 
 #define CONFIG_MAX_MEMBERS 64
 
+struct token_set;
+
 struct ledger_config {
     uint64_t id;
     const char *data_dir;
@@ -22,7 +24,10 @@ struct ledger_config {
     unsigned heartbeat_ms;
     unsigned election_ms;
     const char *token_file;
-    char *token; /* Read from token_file (malloc'ed), NULL without. */
+    struct token_set *tokens; /* Parsed token_file (node/tokens.h); NULL
+                                 without. Replaced on SIGHUP (auth.c). */
+    char *token; /* The token this node presents to its peers: a copy of
+                    tokens->node->secret (malloc'ed), NULL without. */
     /* TLS (docs/security.md): all three files or none. */
     const char *tls_cert;
     const char *tls_key;

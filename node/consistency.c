@@ -109,7 +109,7 @@ static void askAgain(struct api_req *a)
 static void askLeader(struct api_req *a)
 {
     const struct api_leader *l = api_leader(a->n);
-    char headers[1200];
+    char headers[API_PEER_HEADERS_MAX];
     unsigned bound = 2 * a->n->cfg->election_ms;
     struct http_call_spec spec;
     int rv;

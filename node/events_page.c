@@ -4,13 +4,18 @@
  * be exactly 32 bytes (or 64 hex digits), the compact page must end on an
  * event boundary; the store then checks that each event extends the chain
  * (replication/catchup.c), so a decoded page is only ever "well-formed",
- * never "true".
+ * never "true". Before msgpack-c unpacks an event, mpscan_object() bounds
+ * what it allocates (a header may claim 2^32 elements); stream, type and
+ * id must not hold a NUL (their C strings would say less than the bytes).
+ * msgpack-c gives an empty string a NULL pointer: copies check the length.
  */
 #include "events_page.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "replication/mpscan.h"
 
 /* ---- Encode ----------------------------------------------------------- */
 
@@ -82,6 +87,14 @@ static bool isUint(const msgpack_object *o)
     return o->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
 }
 
+/* A string that is the same as a C string (no NUL inside). */
+static bool isText(const msgpack_object *o)
+{
+    return o->type == MSGPACK_OBJECT_STR &&
+           (o->via.str.size == 0 ||
+            memchr(o->via.str.ptr, '\0', o->via.str.size) == NULL);
+}
+
 /* Check one compact event; *need grows by the arena bytes it takes. */
 static int checkPacked(const msgpack_object *o, size_t *need)
 {
@@ -90,9 +103,8 @@ static int checkPacked(const msgpack_object *o, size_t *need)
         return -1;
     }
     f = o->via.array.ptr;
-    if (!isUint(&f[0]) || f[1].type != MSGPACK_OBJECT_STR || !isUint(&f[2]) ||
-        f[3].type != MSGPACK_OBJECT_STR ||
-        (f[4].type != MSGPACK_OBJECT_STR && f[4].type != MSGPACK_OBJECT_NIL) ||
+    if (!isUint(&f[0]) || !isText(&f[1]) || !isUint(&f[2]) || !isText(&f[3]) ||
+        (!isText(&f[4]) && f[4].type != MSGPACK_OBJECT_NIL) ||
         (!isUint(&f[5]) && f[5].type != MSGPACK_OBJECT_NEGATIVE_INTEGER) ||
         f[6].type != MSGPACK_OBJECT_STR || f[7].type != MSGPACK_OBJECT_BIN ||
         f[7].via.bin.size != LEDGER_HASH_LEN ||
@@ -108,7 +120,9 @@ static int checkPacked(const msgpack_object *o, size_t *need)
 static char *copyStr(char **p, const char *s, size_t len)
 {
     char *out = *p;
-    memcpy(out, s, len);
+    if (len > 0) {
+        memcpy(out, s, len); /* s is NULL for "" */
+    }
     out[len] = '\0';
     *p += len + 1;
     return out;
@@ -124,12 +138,22 @@ static int decodePacked(const char *body, size_t len, struct events_page *out,
     size_t n = 0;
     size_t need = 0;
     size_t i = 0;
+    size_t used;
+    char why[160];
     char *p;
-    int rc;
+    int rc = 0;
 
     msgpack_unpacked_init(&u);
-    while ((rc = msgpack_unpack_next(&u, body, len, &off)) ==
-           MSGPACK_UNPACK_SUCCESS) {
+    while (off < len) {
+        if (mpscan_object(body + off, len - off, &used, why, sizeof why) != 0) {
+            snprintf(err, errlen, "malformed event %zu in the page: %s", n,
+                     why);
+            goto err_after_init;
+        }
+        rc = msgpack_unpack_next(&u, body, len, &off);
+        if (rc != MSGPACK_UNPACK_SUCCESS) {
+            break;
+        }
         if (checkPacked(&u.data, &need) != 0) {
             snprintf(err, errlen, "malformed event %zu in the page", n);
             goto err_after_init;
@@ -161,7 +185,7 @@ static int decodePacked(const char *body, size_t len, struct events_page *out,
                      ? copyStr(&p, f[4].via.str.ptr, f[4].via.str.size)
                      : NULL;
         ev->ts_ms = isUint(&f[5]) ? (int64_t)f[5].via.u64 : f[5].via.i64;
-        ev->data = f[6].via.str.ptr; /* into body */
+        ev->data = f[6].via.str.size > 0 ? f[6].via.str.ptr : ""; /* body */
         ev->data_len = f[6].via.str.size;
         memcpy(ev->prev_hash, f[7].via.bin.ptr, LEDGER_HASH_LEN);
         memcpy(ev->hash, f[8].via.bin.ptr, LEDGER_HASH_LEN);

@@ -198,7 +198,7 @@ static void tickCb(uv_timer_t *timer)
     struct ledger_repl_status st;
     struct ledger_repl_member_info m[MEMBERS_POLL_MAX];
     uint64_t now = uv_now(n->loop);
-    char headers[1024];
+    char headers[API_PEER_HEADERS_MAX];
     size_t count;
     size_t i;
 

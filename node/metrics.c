@@ -8,6 +8,7 @@
 
 #define METRICS__MAX_SERIES 256
 #define METRICS__MAX_REASONS 16
+#define METRICS__MAX_TOKEN_SERIES 512 /* token x reason series. */
 
 static const double BUCKETS[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05,
                                  0.1,    0.25,  0.5,   1,     2.5,  5,     10};
@@ -33,6 +34,13 @@ static struct {
     const char *reason;
     uint64_t count;
 } rejected[METRICS__MAX_REASONS];
+/* Per token NAME and reason; past the table, counted as token "other". */
+static struct {
+    char token[65];
+    const char *reason;
+    uint64_t count;
+} tokenRejected[METRICS__MAX_TOKEN_SERIES];
+static size_t nTokenRejected;
 
 /* A literal for the method: series keep pointers, and the request's own
  * strings die with it. */
@@ -153,6 +161,31 @@ void metrics_rejected(const char *reason)
     }
 }
 
+void metrics_token_rejected(const char *name, const char *reason)
+{
+    size_t i;
+
+    for (;;) {
+        for (i = 0; i < nTokenRejected; i++) {
+            if (tokenRejected[i].reason == reason &&
+                strcmp(tokenRejected[i].token, name) == 0) {
+                tokenRejected[i].count++;
+                return;
+            }
+        }
+        if (nTokenRejected < METRICS__MAX_TOKEN_SERIES - 2 ||
+            strcmp(name, "other") == 0) {
+            break;
+        }
+        name = "other"; /* Table full: lump the rest together. */
+    }
+    snprintf(tokenRejected[nTokenRejected].token,
+             sizeof tokenRejected[nTokenRejected].token, "%s", name);
+    tokenRejected[nTokenRejected].reason = reason;
+    tokenRejected[nTokenRejected].count = 1;
+    nTokenRejected++;
+}
+
 struct buf {
     char *p;
     size_t len;
@@ -249,6 +282,17 @@ char *metrics_render(const struct ledger_repl_status *st, uint64_t position,
     for (i = 0; i < METRICS__MAX_REASONS && rejected[i].reason; i++) {
         bputf(&b, "ledger_rejected_total{reason=\"%s\"} %llu\n",
               rejected[i].reason, (unsigned long long)rejected[i].count);
+    }
+    bputf(&b, "# HELP ledger_requests_rejected_total Requests refused for "
+              "their token, by token name and reason (forbidden: role too "
+              "low; rate_limited: over its rate).\n# TYPE "
+              "ledger_requests_rejected_total counter\n");
+    for (i = 0; i < nTokenRejected; i++) {
+        bputf(&b,
+              "ledger_requests_rejected_total{token=\"%s\",reason=\"%s\"} "
+              "%llu\n",
+              tokenRejected[i].token, tokenRejected[i].reason,
+              (unsigned long long)tokenRejected[i].count);
     }
     bputf(&b,
           "# HELP ledger_raft_term Current Raft term.\n# TYPE "

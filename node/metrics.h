@@ -16,8 +16,12 @@ void metrics_forwarded(void);
 /* A forwarded request abandoned: reason "timeout" or "leader_change". */
 void metrics_forward_lost(const char *reason);
 void metrics_rejected(const char *reason); /* literal */
-void metrics_loop_stall(uint64_t ms);      /* node/loopwatch.c */
-void metrics_peer_rejected(void);          /* node/raft_tls.c */
+/* A request refused for its token (auth.c): `name` is the token's NAME
+ * (copied; never its secret), `reason` a literal ("forbidden",
+ * "rate_limited"). */
+void metrics_token_rejected(const char *name, const char *reason);
+void metrics_loop_stall(uint64_t ms); /* node/loopwatch.c */
+void metrics_peer_rejected(void); /* node/raft_tls.c */
 
 /* Appends answered 201 and the events they appended (history.c). */
 uint64_t metrics_appends_total(void);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "auth.h"
 #include "backup.h"
 #include "catchup.h"
 #include "http/client.h"
@@ -175,8 +176,8 @@ static void onHangup(uv_signal_t *s, int signum)
         return;
     }
     ledger_log(LOG_INFO, NULL, "SIGHUP: reloading");
-    /* --token-file: its reload goes here (authz, auth.c). */
     node_tls_reload(n); /* --tls-* certificates (node_tls.c) */
+    auth_reload(n);     /* --token-file (auth.c) */
 }
 
 /* Leader: hand over first (bounded), then drain and close. */
@@ -256,7 +257,7 @@ static void joinTimerCb(uv_timer_t *t)
 {
     struct ledger_node *n = t->data;
     char body[512];
-    char headers[1100];
+    char headers[API_PEER_HEADERS_MAX];
     char path[96];
     int rv;
 
@@ -546,6 +547,7 @@ int node_run(struct ledger_config *cfg)
         }
     }
 
+    auth_start(&n);
     ledger_log(LOG_INFO, NULL, "ledgerd %s node %llu: raft %s, api %s, data %s",
                LEDGER_VERSION, (unsigned long long)cfg->id, cfg->raft_addr,
                cfg->api_addr, cfg->data_dir);

@@ -10,10 +10,12 @@
  *   only when the leader changes (or while it is still unknown), not per
  *   request.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "api.h"
+#include "auth.h"
 #include "log.h"
 
 const struct api_leader *api_leader(struct ledger_node *n)
@@ -33,6 +35,39 @@ const struct api_leader *api_leader(struct ledger_node *n)
     c->term = l.term;
     c->here = l.here;
     return c;
+}
+
+static void put(char *buf, size_t len, size_t *off, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void put(char *buf, size_t len, size_t *off, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (*off >= len) {
+        return;
+    }
+    va_start(ap, fmt);
+    n = vsnprintf(buf + *off, len - *off, fmt, ap);
+    va_end(ap);
+    *off += n > 0 ? (size_t)n : 0;
+}
+
+void api_peer_auth_headers(struct ledger_node *n, bool authorization,
+                           bool peer_auth, char *buf, size_t len, size_t *off)
+{
+    const char *token = n->cfg->token;
+
+    if (token == NULL) {
+        return;
+    }
+    if (authorization) {
+        put(buf, len, off, "Authorization: Bearer %s\r\n", token);
+    }
+    if (peer_auth) {
+        put(buf, len, off, "%s: Bearer %s\r\n", AUTH_PEER_HEADER, token);
+    }
 }
 
 /* Replication saw the leader or the term change: take its view (with the
@@ -56,11 +91,15 @@ void api_on_leader(void *arg, const struct ledger_repl_leader *now)
 void api_peer_headers(struct api_req *a, char *buf, size_t len)
 {
     const char *auth = http_request_header(a->http, "Authorization");
-    const char *token = a->n->cfg->token;
-    snprintf(buf, len, "X-Ledger-Forwarded: 1\r\nX-Request-Id: %s\r\n%s%s%s%s",
-             a->rid, auth || token ? "Authorization: " : "",
-             auth ? auth : (token ? "Bearer " : ""),
-             auth ? "" : (token ? token : ""), auth || token ? "\r\n" : "");
+    size_t off = 0;
+
+    buf[0] = '\0';
+    put(buf, len, &off, "X-Ledger-Forwarded: 1\r\nX-Request-Id: %s\r\n",
+        a->rid);
+    if (auth != NULL) {
+        put(buf, len, &off, "Authorization: %s\r\n", auth);
+    }
+    api_peer_auth_headers(a->n, auth == NULL, true, buf, len, &off);
 }
 
 int api_peer_call(struct ledger_node *n, const struct http_call_spec *spec,

@@ -3,8 +3,10 @@
  * request context. Errors come from one table (errors.h).
  *
  * Invariants:
- * - Every 429 and 503 carries "Retry-After: 1" (also 409
- *   change_in_progress: the change ends soon).
+ * - Every 429 and 503 carries "Retry-After" (also 409
+ *   change_in_progress: the change ends soon): 1 second, or
+ *   api_req.retry_after_s when set (a rate-limited token: the seconds
+ *   until its bucket holds a request again).
  * - A request that may already have been applied (api_write.maybe_applied)
  *   never answers a 503 or 429 that says "nothing happened": it answers
  *   outcome_unknown instead, whatever stopped the retry.
@@ -106,6 +108,7 @@ static void replyErrorV(struct api_req *a, enum api_error e, json_t *extra,
                         const char *fmt, va_list ap)
 {
     char msg[512];
+    char retry[40] = "";
     json_t *err;
     size_t off = 0;
     int status = api_error_status(e);
@@ -125,11 +128,12 @@ static void replyErrorV(struct api_req *a, enum api_error e, json_t *extra,
         json_object_update(err, extra);
         json_decref(extra);
     }
-    api_reply_json(
-        a, status, json_pack("{s:o}", "error", err),
-        (status == 503 || status == 429 || e == API_E_CHANGE_IN_PROGRESS)
-            ? "Retry-After: 1\r\n"
-            : NULL);
+    if (status == 503 || status == 429 || e == API_E_CHANGE_IN_PROGRESS) {
+        snprintf(retry, sizeof retry, "Retry-After: %u\r\n",
+                 a->retry_after_s > 0 ? a->retry_after_s : 1);
+    }
+    api_reply_json(a, status, json_pack("{s:o}", "error", err),
+                   retry[0] != '\0' ? retry : NULL);
 }
 
 void api_reply_error(struct api_req *a, enum api_error e, const char *fmt, ...)

@@ -5,7 +5,8 @@
  *   1. the path matches no route: 404 (401 first under /v1/ when the
  *      token is wrong, so an unauthenticated caller learns nothing);
  *      it matches with another method: 405 with Allow;
- *   2. the token does not allow the route's access level: 401 / 403;
+ *   2. the token is unknown (401), its role is below the route's access
+ *      level (403), or its rate limit is used up (429; auth.h);
  *   3. the node is shutting down and the route is not handed over: 503;
  *   4. a path parameter is not valid: 400;
  *   5. the handler runs: here, or through write.c for ROUTE_LEADER.
@@ -260,15 +261,25 @@ static struct api_req *newRequest(struct ledger_node *n, http_request *req)
 
 static bool authorize(struct api_req *a, enum route_access need)
 {
-    switch (
-        auth_check(a->n, http_request_header(a->http, "Authorization"), need)) {
+    struct auth_who who;
+
+    switch (auth_check(a->n, http_request_header(a->http, "Authorization"),
+                       http_request_header(a->http, AUTH_PEER_HEADER), need,
+                       &who)) {
     case AUTH_OK:
         return true;
     case AUTH_FORBIDDEN:
         api_reply_error(a, API_E_FORBIDDEN,
-                        "this token may not %s %s: it needs the %s role",
-                        a->method, http_request_path(a->http),
-                        route_access_name(need));
+                        "token '%s' (role %s) may not %s %s: it needs the "
+                        "%s role",
+                        who.name, token_role_name(who.role), a->method,
+                        http_request_path(a->http), route_access_name(need));
+        return false;
+    case AUTH_RATE_LIMITED:
+        a->retry_after_s = who.retry_after_s;
+        api_reply_error(a, API_E_RATE_LIMITED,
+                        "token '%s' is over its rate limit: retry in %u s",
+                        who.name, who.retry_after_s);
         return false;
     default:
         a->route = "auth";

@@ -224,7 +224,7 @@ static void forwardLost(struct api_req *a)
 static void forwardTo(struct api_req *a, const struct api_leader *l)
 {
     char path[2048];
-    char headers[2048];
+    char headers[API_PEER_HEADERS_MAX];
     const char *q = http_request_query(a->http);
     size_t hl = 0;
     size_t blen = 0;
@@ -245,6 +245,9 @@ static void forwardTo(struct api_req *a, const struct api_leader *l)
                                    "%s: %s\r\n", pass[i], h);
         }
     }
+    /* The client's role travels in its Authorization; our proof says the
+     * client was charged here (auth.h). */
+    api_peer_auth_headers(a->n, false, true, headers, sizeof headers, &hl);
     memset(&spec, 0, sizeof spec);
     spec.addr = l->api;
     spec.method = a->method;

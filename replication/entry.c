@@ -5,6 +5,7 @@
  * NUL-terminated, into the decoder's msgpack zone, which is freed in one go.
  */
 #include "replication/entry.h"
+#include "replication/mpscan.h"
 
 #include <msgpack.h>
 #include <raft.h>
@@ -228,11 +229,19 @@ static int decStr(struct dec *d, const msgpack_object *o, const char **out,
     if (o->type != MSGPACK_OBJECT_STR) {
         return decFail(d, what);
     }
+    /* Kept as a C string (no length): a NUL inside would cut it short and
+     * make it another name than the one encoded (found by tests/fuzz). */
+    if (len == NULL && o->via.str.size > 0 &&
+        memchr(o->via.str.ptr, '\0', o->via.str.size) != NULL) {
+        return decFail(d, what);
+    }
     s = msgpack_zone_malloc(d->zone, o->via.str.size + 1);
     if (s == NULL) {
         return decFail(d, "out of memory");
     }
-    memcpy(s, o->via.str.ptr, o->via.str.size);
+    if (o->via.str.size > 0) { /* ptr may be NULL for "" */
+        memcpy(s, o->via.str.ptr, o->via.str.size);
+    }
     s[o->via.str.size] = '\0';
     *out = s;
     if (len != NULL) {
@@ -247,6 +256,9 @@ static int decOptStr(struct dec *d, const msgpack_object *o, const char **out,
     if (o->type == MSGPACK_OBJECT_NIL) {
         *out = NULL;
         return 0;
+    }
+    if (o->type == MSGPACK_OBJECT_STR && o->via.str.size == 0) {
+        return decFail(d, what); /* The encoder writes nil for "". */
     }
     return decStr(d, o, out, NULL, what);
 }
@@ -363,8 +375,10 @@ static int decOp(struct dec *d, const msgpack_object *o, struct op *op)
         }
         return 0;
     case OP_INIT:
-        if (o->via.array.size != 3 ||
-            decStr(d, &f[1], &op->cluster_id, NULL, "cluster_id") != 0 ||
+        if (o->via.array.size != 3) {
+            return decFail(d, "init arity"); /* found by tests/fuzz */
+        }
+        if (decStr(d, &f[1], &op->cluster_id, NULL, "cluster_id") != 0 ||
             decArray(d, &f[2], 0, "members") == NULL) {
             return -1;
         }
@@ -411,6 +425,7 @@ int entry_decode(const void *buf, size_t len, int64_t *ts_ms, struct op **ops,
     size_t off = 0;
     uint32_t i;
     int rv;
+    char why[160];
 
     *out = NULL;
     dec = malloc(sizeof *dec);
@@ -428,6 +443,12 @@ int entry_decode(const void *buf, size_t len, int64_t *ts_ms, struct op **ops,
     d.err = err;
     d.errlen = errlen;
 
+    /* Bound what msgpack-c allocates before it does (mpscan.h). */
+    if (mpscan_object(buf, len, &off, why, sizeof why) != 0) {
+        decFail(&d, why);
+        goto err_after_zone;
+    }
+    off = 0;
     rv = msgpack_unpack(buf, len, &off, dec->zone, &root);
     if (rv == MSGPACK_UNPACK_EXTRA_BYTES && len - off < 8) {
         /* Padding to a multiple of 8 (see entry_build): zeros only. */

@@ -1,14 +1,17 @@
 /* A snapshot's state, as snapshot.c encodes it (the layout is at the top
  * of snapshot.c): decoded, and installed into the store.
  *
- * repl__snap_decode checks every field's type and size (the buffer comes
- * from the leader: never trusted); the decoded fields point into the
- * unpacked object, which must outlive them. repl__snap_install checks the
- * store's head hash at the snapshot's position (which ties events pulled
- * from a peer to the state the majority agreed on) and replaces cluster
- * id, restored_from, members and checkpoints inside the caller's store
- * transaction; the caller commits with the snapshot's index. Used by
- * restore (snapshot.c) and by the catch-up (catchup.c). Calls nothing
+ * repl__snap_decode checks every field's type and size, members' and
+ * checkpoints' included (the buffer comes from the leader: never trusted;
+ * tests/fuzz/fuzz_snapshot drives it); names and addresses may not hold a
+ * NUL (their C strings would say less than the bytes); msgpack-c gives an
+ * empty string a NULL pointer, so copies check the length. The decoded
+ * fields point into the unpacked object, which must outlive them.
+ * repl__snap_install checks the store's head hash at the snapshot's position
+ * (which ties events pulled from a peer to the state the majority agreed on)
+ * and replaces cluster id, restored_from, members and checkpoints inside the
+ * caller's store transaction; the caller commits with the snapshot's index.
+ * Used by restore (snapshot.c) and by the catch-up (catchup.c). Calls nothing
  * else in replication/ but the log.
  */
 #include <msgpack.h>
@@ -16,6 +19,39 @@
 #include <string.h>
 
 #include "repl_int.h"
+
+/* A string that is the same as a C string (no NUL inside). */
+static bool isText(const msgpack_object *o)
+{
+    return o->type == MSGPACK_OBJECT_STR &&
+           (o->via.str.size == 0 ||
+            memchr(o->via.str.ptr, '\0', o->via.str.size) == NULL);
+}
+
+/* Copy a checked string (isText, size < cap) into buf. */
+static void copyText(char *buf, const msgpack_object *o)
+{
+    if (o->via.str.size > 0) {
+        memcpy(buf, o->via.str.ptr, o->via.str.size);
+    }
+    buf[o->via.str.size] = '\0';
+}
+
+/* [id, raft_addr, api_addr] */
+static bool isMember(const msgpack_object *m)
+{
+    return m->type == MSGPACK_OBJECT_ARRAY && m->via.array.size == 3 &&
+           m->via.array.ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+           isText(&m->via.array.ptr[1]) && isText(&m->via.array.ptr[2]);
+}
+
+/* [stream, name, value]; the value is kept with its length. */
+static bool isCheckpoint(const msgpack_object *c)
+{
+    return c->type == MSGPACK_OBJECT_ARRAY && c->via.array.size == 3 &&
+           isText(&c->via.array.ptr[0]) && isText(&c->via.array.ptr[1]) &&
+           c->via.array.ptr[2].type == MSGPACK_OBJECT_STR;
+}
 
 int repl__snap_decode(const void *obj, struct repl__snap *s)
 {
@@ -29,20 +65,17 @@ int repl__snap_decode(const void *obj, struct repl__snap *s)
     memset(s, 0, sizeof *s);
     s->has_restored_from = o->via.array.size == 8;
     if (s->has_restored_from) {
-        if (f[7].type != MSGPACK_OBJECT_STR ||
-            f[7].via.str.size >= sizeof s->restored_from) {
+        if (!isText(&f[7]) || f[7].via.str.size >= sizeof s->restored_from) {
             return -1;
         }
-        memcpy(s->restored_from, f[7].via.str.ptr, f[7].via.str.size);
-        s->restored_from[f[7].via.str.size] = '\0';
+        copyText(s->restored_from, &f[7]);
     }
     if (f[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
         f[0].via.u64 != REPL__SNAPSHOT_FORMAT ||
         f[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
         f[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
         f[3].type != MSGPACK_OBJECT_BIN ||
-        f[3].via.bin.size != LEDGER_HASH_LEN ||
-        f[4].type != MSGPACK_OBJECT_STR ||
+        f[3].via.bin.size != LEDGER_HASH_LEN || !isText(&f[4]) ||
         f[4].via.str.size >= sizeof s->cluster_id ||
         f[5].type != MSGPACK_OBJECT_ARRAY ||
         f[6].type != MSGPACK_OBJECT_ARRAY) {
@@ -51,8 +84,17 @@ int repl__snap_decode(const void *obj, struct repl__snap *s)
     s->index = f[1].via.u64;
     s->position = f[2].via.u64;
     memcpy(s->head_hash, f[3].via.bin.ptr, LEDGER_HASH_LEN);
-    memcpy(s->cluster_id, f[4].via.str.ptr, f[4].via.str.size);
-    s->cluster_id[f[4].via.str.size] = '\0';
+    copyText(s->cluster_id, &f[4]);
+    for (uint32_t i = 0; i < f[5].via.array.size; i++) {
+        if (!isMember(&f[5].via.array.ptr[i])) {
+            return -1;
+        }
+    }
+    for (uint32_t i = 0; i < f[6].via.array.size; i++) {
+        if (!isCheckpoint(&f[6].via.array.ptr[i])) {
+            return -1;
+        }
+    }
     s->members = f[5].via.array.ptr;
     s->n_members = f[5].via.array.size;
     s->checkpoints = f[6].via.array.ptr;
@@ -69,8 +111,7 @@ static char *objStr(const msgpack_object *o, size_t *len)
     }
     s = malloc(o->via.str.size + 1);
     if (s != NULL) {
-        memcpy(s, o->via.str.ptr, o->via.str.size);
-        s[o->via.str.size] = '\0';
+        copyText(s, o);
         if (len != NULL) {
             *len = o->via.str.size;
         }

@@ -49,6 +49,7 @@
 #include <string.h>
 
 #include "repl_int.h"
+#include "replication/mpscan.h"
 
 struct packCtx {
     msgpack_packer *pk;
@@ -214,6 +215,7 @@ int repl__restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     msgpack_unpacked *up;
     struct repl__snap s;
     size_t off = 0;
+    char why[160];
     int rv = RAFT_CORRUPT;
 
     up = malloc(sizeof *up);
@@ -221,7 +223,9 @@ int repl__restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         return RAFT_NOMEM;
     }
     msgpack_unpacked_init(up);
-    if (msgpack_unpack_next(up, buf->base, buf->len, &off) !=
+    /* Bound what msgpack-c allocates before it does (mpscan.h). */
+    if (mpscan_object(buf->base, buf->len, &off, why, sizeof why) != 0 ||
+        (off = 0, msgpack_unpack_next(up, buf->base, buf->len, &off)) !=
             MSGPACK_UNPACK_SUCCESS ||
         repl__snap_decode(&up->data, &s) != 0) {
         repl__log(r, LEDGER_REPL_ERROR, "restore: malformed snapshot");

@@ -25,7 +25,10 @@
 
 struct verifyState {
     uint64_t head; /* Last position seen by pass 1. */
-    uint64_t bad;  /* Smallest bad position so far, 0: none. */
+    bool found;    /* Something is bad. */
+    uint64_t bad;  /* Smallest bad position so far (when found); 0 is a
+                      position too: an event stored at position 0 must not
+                      read as "nothing found" (tests/fuzz/fuzz_backup). */
     char reason[sizeof((struct ledger_verify_result *)0)->reason];
 };
 
@@ -36,9 +39,10 @@ static void markBad(struct verifyState *v, uint64_t position, const char *fmt,
                     ...)
 {
     va_list ap;
-    if (v->bad != 0 && v->bad <= position) {
+    if (v->found && v->bad <= position) {
         return;
     }
+    v->found = true;
     v->bad = position;
     va_start(ap, fmt);
     vsnprintf(v->reason, sizeof v->reason, fmt, ap);
@@ -275,9 +279,9 @@ int ledger_store_verify(ledger_store *s, struct ledger_verify_result *out)
     if (rv != LEDGER_STORE_OK) {
         goto out_end_read;
     }
-    out->ok = v.bad == 0;
-    out->first_bad_position = v.bad;
-    out->applied_position = v.bad == 0 ? v.head : v.bad - 1;
+    out->ok = !v.found;
+    out->first_bad_position = v.found && v.bad == 0 ? 1 : v.bad;
+    out->applied_position = !v.found ? v.head : v.bad > 0 ? v.bad - 1 : 0;
     memcpy(out->reason, v.reason, sizeof out->reason);
     if (out->applied_position > 0) {
         rv = ledger_store_hash_at(s, out->applied_position, out->hash);

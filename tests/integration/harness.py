@@ -270,6 +270,8 @@ class Cluster:
     extra_args: more ledgerd flags for every node (e.g. snapshot settings).
     token: when set, a token file is written and passed as --token-file, and
     http() sends the bearer token unless told otherwise (auth=False).
+    token_file_text: the token file's text (docs/security.md format) instead
+    of the bare token; `token` is then the one http() sends.
     tls: when true, `ledgerctl tls cert` makes a CA and a certificate for
     every node (and a client certificate) in DIR/tls; nodes run with
     --tls-cert/--tls-key/--tls-ca and http() speaks HTTPS (self.tls_ctx,
@@ -283,11 +285,13 @@ class Cluster:
     """
 
     def __init__(self, n=3, extra_args=(), token=None, name="ledger",
-                 heartbeat_ms=100, election_ms=1000, net=None, tls=False):
+                 heartbeat_ms=100, election_ms=1000, net=None, tls=False,
+                 token_file_text=None):
         self.net = net
         self.n = n
         self.extra_args = list(extra_args)
         self.token = token
+        self.token_file_text = token_file_text
         self.name = name
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
@@ -334,7 +338,9 @@ class Cluster:
         if self.token is not None:
             self.token_file = os.path.join(self.dir, "token")
             with open(self.token_file, "w") as f:
-                f.write(self.token + "\n")
+                f.write(self.token_file_text if self.token_file_text
+                        is not None else self.token + "\n")
+            os.chmod(self.token_file, 0o600)
         if self.tls:
             self.tls_dir = os.path.join(self.dir, "tls")
             for nid in self.nodes:
@@ -787,13 +793,14 @@ class ClusterTestCase(HarnessTestCase):
     NODES = 3
     EXTRA_ARGS = ()
     TOKEN = None
+    TOKEN_FILE = None  # text of the token file (else the bare TOKEN)
     clusters = []
 
     @classmethod
     def setUpClass(cls):
         cls._any_failed = False
         cls.c = Cluster(cls.NODES, extra_args=cls.EXTRA_ARGS, token=cls.TOKEN,
-                        name=cls.__name__)
+                        name=cls.__name__, token_file_text=cls.TOKEN_FILE)
         cls.clusters = [cls.c]
         try:
             cls.c.start()

@@ -208,6 +208,28 @@ static void test_msgpack_bytes(void **state)
     v = decodeOk(CODEC_MSGPACK, BYTES("\xcf\x7f\xff\xff\xff\xff\xff\xff\xff"));
     assert_int_equal(json_integer_value(v), INT64_MAX);
     json_decref(v);
+
+    /* Empty strings, as values and as keys (msgpack-c gives them a NULL
+     * pointer; they were refused as "not valid UTF-8": found by
+     * tests/fuzz/fuzz_append_msgpack). */
+    v = decodeOk(CODEC_MSGPACK, BYTES("\x82\xa4"
+                                      "data\xa0\xa0\x01"));
+    assert_string_equal(json_string_value(json_object_get(v, "data")), "");
+    assert_int_equal(json_integer_value(json_object_get(v, "")), 1);
+    json_decref(v);
+}
+
+/* A container claiming more elements than bytes follow is refused before
+ * anything is allocated for it (replication/mpscan.h). */
+static void test_msgpack_huge_counts(void **state)
+{
+    (void)state;
+    ASSERT_DECODE_ERR(CODEC_MSGPACK, BYTES("\xdf\xff\xff\xff\xff"),
+                      "truncated");
+    ASSERT_DECODE_ERR(CODEC_MSGPACK, BYTES("\x91\xdd\x7f\xff\xff\xff\x01"),
+                      "truncated");
+    ASSERT_DECODE_ERR(CODEC_MSGPACK, BYTES("\xc6\xff\xff\xff\xff"),
+                      "truncated");
 }
 
 /* Types with no JSON equivalent and malformed input are refused with a
@@ -255,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_msgpack_roundtrip),
         cmocka_unit_test(test_msgpack_bytes),
         cmocka_unit_test(test_msgpack_errors),
+        cmocka_unit_test(test_msgpack_huge_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

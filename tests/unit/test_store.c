@@ -1272,6 +1272,15 @@ static void test_verify_deleted_row(void **state)
                     "missing");
 }
 
+/* An event moved to position 0 (its seq now precedes the one before it in
+ * position): the finding at position 0 must not read as "none" (it did:
+ * verify said ok; found by tests/fuzz/fuzz_backup). */
+static void test_verify_position_zero(void **state)
+{
+    tamperAndVerify(*state, "UPDATE events SET position = 0 WHERE position = 2",
+                    1, "precedes");
+}
+
 static void test_verify_malformed_hash(void **state)
 {
     tamperAndVerify(*state,
@@ -1679,6 +1688,7 @@ int main(void)
         T(test_verify_tampered_prev_hash),
         T(test_verify_tampered_type_and_ts),
         T(test_verify_deleted_row),
+        T(test_verify_position_zero),
         T(test_verify_malformed_hash),
         T(test_verify_stream_head),
         T(test_verify_missing_stream_head),

@@ -125,4 +125,14 @@ void http_response_finish(http_request *req);
 /* Standard reason phrase for a status code ("Not Found"). */
 const char *http_status_text(int status);
 
+/* Testing seam (tests/fuzz/fuzz_http.c): parse `len` bytes as the input of
+ * one connection, with the server's own parser code, without a loop or a
+ * socket. `cb` gets each complete request as a handler would, may call
+ * the accessors above, and must not answer it (it is freed when cb
+ * returns). Returns 0 once every byte is consumed (the last request may
+ * be incomplete), or the status the server would answer before closing
+ * the connection (400, 413, 431; 500 when out of memory). */
+int http_server_parse(const char *data, size_t len, size_t max_body,
+                      http_handler_cb cb, void *arg);
+
 #endif /* LEDGER_HTTP_SERVER_H */
