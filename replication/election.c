@@ -180,8 +180,9 @@ static void traceVote(ledger_repl *r, const struct raft_message *m,
     }
 }
 
-/* Follower: forget a leader silent for a full election timeout (rule 1). */
-static void forgetSilentLeader(ledger_repl *r, uint64_t now)
+/* Follower: forget a leader silent for a full election timeout (rule 1);
+ * with `stand`, also apply rule 6. */
+static void forgetSilentLeader(ledger_repl *r, uint64_t now, bool stand)
 {
     raft_id leader = 0;
     const char *addr = NULL;
@@ -202,7 +203,28 @@ static void forgetSilentLeader(ledger_repl *r, uint64_t now)
                   (unsigned long long)leader,
                   (unsigned long long)(now - start));
         peek_forget_leader(r->raft);
+        if (stand && r->refused_at != 0 &&
+            now - r->refused_at < r->cfg.election_ms &&
+            r->refused_term == peek_term(r->raft) + 1) {
+            /* Rule 6: a peer lost the leader before us and we refused it;
+             * it waits for a new timeout. Stand now. */
+            repl__log(r, LEDGER_REPL_INFO,
+                      "%llu asked for a pre-vote %llu ms ago, refused for "
+                      "the leader we remembered: standing now",
+                      (unsigned long long)r->refused_id,
+                      (unsigned long long)(now - r->refused_at));
+            r->refused_at = 0;
+            peek_expire_election_timer(r->raft);
+        }
     }
+}
+
+static bool rememberLeader(struct raft *raft)
+{
+    raft_id leader = 0;
+    const char *addr = NULL;
+    raft_leader(raft, &leader, &addr);
+    return leader != 0;
 }
 
 /* Is the requester's log behind ours (electionVote refuses it)? */
@@ -257,15 +279,28 @@ bool repl__election_filter(ledger_repl *r, const struct raft_message *m)
     }
     if (m->type == RAFT_IO_REQUEST_VOTE) {
         /* The stickiness rule (1) at the moment it matters, not up to a
-         * layer tick later. */
-        forgetSilentLeader(r, now);
+         * layer tick later. Not rule 6: we grant this request if its log
+         * is as recent as ours (it wins), else rule 5 makes us stand. */
+        forgetSilentLeader(r, now, false);
     }
     if (m->type == RAFT_IO_REQUEST_VOTE && m->request_vote.pre_vote &&
-        peek_in_pre_vote(raft) && m->request_vote.term <= peek_term(raft) + 1 &&
+        raft_state(raft) == RAFT_FOLLOWER &&
+        !grantsPreVote(r, &m->request_vote) &&
+        m->request_vote.term == peek_term(raft) + 1 &&
+        !logBehind(r, &m->request_vote)) {
+        /* Refused only for the leader we remember (rule 6). */
+        r->refused_at = now;
+        r->refused_term = m->request_vote.term;
+        r->refused_id = m->server_id;
+    }
+    if (m->type == RAFT_IO_REQUEST_VOTE && m->request_vote.pre_vote &&
+        (peek_in_pre_vote(raft) ||
+         (raft_state(raft) == RAFT_FOLLOWER && !rememberLeader(raft))) &&
+        m->request_vote.term <= peek_term(raft) + 1 &&
         logBehind(r, &m->request_vote)) {
         /* Rule 5: raft refuses it (its log is behind ours), but a voter
          * asking for pre-votes remembers no leader: it would grant ours
-         * now. Stand again at once instead of at our next timeout. */
+         * now. Stand (again) at once instead of at our next timeout. */
         repl__log(r, LEDGER_REPL_INFO,
                   "pre-vote request from %llu, whose log is behind ours: "
                   "asking for pre-votes again now",
@@ -365,6 +400,6 @@ bool repl__election_tick(ledger_repl *r)
         r->stepped_down = true;
         return true;
     }
-    forgetSilentLeader(r, now);
+    forgetSilentLeader(r, now, true);
     return false;
 }

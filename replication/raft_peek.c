@@ -147,17 +147,23 @@ void peek_forget_leader(struct raft *r)
     }
 }
 
-/* r->election_timer_start (write), candidate only: moved back by the
- * candidate's randomized_election_timeout, so that the timer has expired
- * now; io.c runs raft's tick at the expiry (within REPL__IO_TICK_MS) and
- * tickCandidate calls electionStart: a pre-candidate starts a new pre-vote
- * round (the same future term, requests sent again, a new draw). election.c
- * does this when a round can be won at once (rule 5). */
+/* r->election_timer_start (write), follower or candidate: moved back by
+ * the node's randomized_election_timeout (follower_state's or
+ * candidate_state's), so that the timer has expired now; io.c runs raft's
+ * tick at the expiry (within REPL__IO_TICK_MS): tickFollower converts a
+ * voter to candidate (a pre-vote round), tickCandidate calls
+ * electionStart (a pre-candidate starts a new pre-vote round: the same
+ * future term, requests sent again, a new draw). election.c does this when
+ * a round can be won at once (rules 5 and 6). */
 void peek_expire_election_timer(struct raft *r)
 {
-    if (r->state == RAFT_CANDIDATE) {
+    raft_time now = r->io->time(r->io);
+    if (r->state == RAFT_FOLLOWER) {
         r->election_timer_start =
-            r->io->time(r->io) - r->candidate_state.randomized_election_timeout;
+            now - r->follower_state.randomized_election_timeout;
+    } else if (r->state == RAFT_CANDIDATE) {
+        r->election_timer_start =
+            now - r->candidate_state.randomized_election_timeout;
     }
 }
 

@@ -177,11 +177,14 @@ struct ledger_repl {
     void *leader_arg;
     struct ledger_repl_leader reported; /* Last value given to leader_cb. */
     bool reported_once;
-    bool stepped_down;   /* election.c forced a step-down this tick. */
-    uint64_t tie_term;   /* election.c: the last pre-vote request from a */
-    uint64_t tie_at;     /* lower id with a log as recent: its term, */
-    uint64_t tie_id;     /* when, who; */
-    uint64_t tie_logged; /* and the round whose yield was logged. */
+    bool stepped_down;     /* election.c forced a step-down this tick. */
+    uint64_t tie_term;     /* election.c: the last pre-vote request from a */
+    uint64_t tie_at;       /* lower id with a log as recent: its term, */
+    uint64_t tie_id;       /* when, who; */
+    uint64_t tie_logged;   /* and the round whose yield was logged. */
+    uint64_t refused_at;   /* election.c rule 6: when we last refused an */
+    uint64_t refused_term; /* up-to-date pre-vote for remembering a */
+    uint64_t refused_id;   /* leader: when, its term, who. */
 
     /* Lag bookkeeping (leader). */
     struct repl__contact contact[REPL__MAX_MEMBERS];
