@@ -1,6 +1,6 @@
 /* Election timing, both sides: a follower forgets a silent leader, draws
  * narrower timeouts, simultaneous candidates settle in one round (a
- * tie-break by id, a prompt second pre-vote round), and a leader that
+ * tie-break by id, prompt pre-vote rounds after a refusal), and a leader that
  * lost its majority steps down within one election timeout.
  *
  * 1. Stickiness (thesis section 4.2.3), follower side.
@@ -93,20 +93,34 @@
  * at 2.6 s). So the tie is recorded only when raft will grant the
  * request (no leader remembered, not leading, term and log as recent).
  *
- * 5. A pre-candidate that refuses for the log stands again at once.
+ * 5. A node without a leader that refuses for the log stands at once.
  * The other half of the same skew: H, which heard the leader last, may
  * still lack the last entry L got (its copy was on the way when the
  * leader froze). L stands first and H refuses (it remembers the leader);
  * H stands next and L refuses (H's log is behind). raft 0.15 then waits
  * for L's next timeout, another T..1.5T. But a voter that asks for
  * pre-votes remembers no leader, so it would grant L's now: a
- * pre-candidate that receives a pre-vote request for at most its own
- * future term from a log behind its own starts a new pre-vote round at
- * once (its election timer is made to expire, raft_peek.c; io.c runs
- * raft's tick at the expiry, within 10 ms). It still refuses the request
- * (raft does). Each such request restarts at most one round, and the
- * round is raft's own (the same future term, a new draw), so nothing
- * loops and no term moves without a pre-vote majority.
+ * pre-candidate, or a follower that remembers no leader, that receives a
+ * pre-vote request for at most its own future term from a log behind its
+ * own stands (again) at once: its election timer is made to expire
+ * (raft_peek.c) and io.c runs raft's tick at the expiry, within 10 ms. It
+ * still refuses the request (raft does). Each such request starts at
+ * most one round, and the round is raft's own (a pre-vote for the next
+ * term, a new draw), so nothing loops and no term moves without a
+ * pre-vote majority.
+ *
+ * 6. A follower that refused a peer for its leader stands when it
+ * forgets that leader. When L stood first and H refused it only because
+ * H still remembered the leader (L's log as recent, L's term next), L
+ * waits a new timeout and H would stand at its own draw, up to 1.5T
+ * after its last contact. So H notes the refusal, and when the silence
+ * rule (1) makes it forget the leader at its tick, within T of that
+ * refusal, it stands at once (the same timer expiry as in rule 5): L, a
+ * pre-candidate, grants it (or, its log ahead, stands again by rule 5).
+ * Not when the forgetting happens as a request arrives: that request is
+ * granted (its sender wins) or rule 5 applies. Only a node that lost the
+ * leader for T itself stands early, and only after a peer lost it too;
+ * pre-vote still keeps it harmless if the others hear a leader.
  *
  * Invariants:
  * - Safety is unaffected: vote granting still checks term and log

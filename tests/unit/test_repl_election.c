@@ -317,6 +317,46 @@ static void test_refused_prevote_is_no_tie(void **state)
                  (unsigned long long)(fx_now(&f->fx) - frozen));
 }
 
+/* Heartbeat skew again, and H drew a long timeout: L stands first, H
+ * refuses it (it still remembers the leader). Without rule 6 the next
+ * round came at H's own draw (1.5T after its last contact) or L's next
+ * timeout (about 2T after the freeze); H stands instead as soon as it
+ * forgets the leader (T after its last contact, plus a tick), and L, a
+ * pre-candidate, grants it. */
+static void test_refusing_follower_stands_when_it_forgets(void **state)
+{
+    struct fixture *f = *state;
+    /* Mapped draws: node 1 T + 10, node 2 T + 5, node 3 T + 495. */
+    struct fx_options o = {.n = 3, .draws = {T + 20, T + 10, 2 * T - 10}};
+    unsigned lh[2];
+    unsigned l;
+    unsigned n;
+    uint64_t term;
+    uint64_t frozen;
+
+    fx_start_cluster(&f->fx, __func__, &o);
+    l = fx_leader(&f->fx);
+    FX_CHECK_EQ(&f->fx, l, 0);
+    lh[0] = 1; /* L: id 2, draw T + 5 */
+    lh[1] = 2; /* H: id 3, draw T + 495 */
+    fx_step_for(&f->fx, 3 * HB);
+    term = fx_status(&f->fx, l).term;
+    fx_cut(&f->fx, l, lh[0]);
+    FX_CHECK(&f->fx, fx_step_until(&f->fx, heardLater, lh, 2 * HB));
+    fx_freeze(&f->fx, l);
+    fx_heal(&f->fx, l, lh[0]);
+    frozen = fx_now(&f->fx);
+    n = fx_wait_leader(&f->fx, 10 * T);
+    FX_CHECK_EQ(&f->fx, n, lh[1]);
+    FX_CHECK_EQ(&f->fx, fx_status(&f->fx, n).term, term + 1);
+    /* H heard the leader at most 15 ms before the freeze; it forgets it
+     * T later, at its next layer tick; a pre-vote and a vote take four
+     * deliveries of 15 ms. */
+    FX_CHECK_MSG(&f->fx, fx_now(&f->fx) - frozen <= T + TICK + 4 * 15 + 20,
+                 "leader %u after %llu ms", n + 1,
+                 (unsigned long long)(fx_now(&f->fx) - frozen));
+}
+
 /* Log skew against heartbeat skew, as on a loaded machine: the frozen
  * leader's last entry reached L but not H (H missed it and was about to
  * be sent it again), while H heard the leader later than L (a heartbeat
@@ -741,6 +781,8 @@ int main(void)
             test_identical_timers_elect_in_one_round, setUp, tearDown),
         cmocka_unit_test_setup_teardown(test_refused_prevote_is_no_tie, setUp,
                                         tearDown),
+        cmocka_unit_test_setup_teardown(
+            test_refusing_follower_stands_when_it_forgets, setUp, tearDown),
         cmocka_unit_test_setup_teardown(
             test_prevote_refused_for_log_restarts_round, setUp, tearDown),
         cmocka_unit_test_setup_teardown(
