@@ -101,12 +101,13 @@
  * for L's next timeout, another T..1.5T. But a voter that asks for
  * pre-votes remembers no leader, so it would grant L's now: a
  * pre-candidate, or a follower that remembers no leader, that receives a
- * pre-vote request for at most its own future term from a log behind its
- * own stands (again) at once: its election timer is made to expire
- * (raft_peek.c) and io.c runs raft's tick at the expiry, within 10 ms. It
- * still refuses the request (raft does). Each such request starts at
- * most one round, and the round is raft's own (a pre-vote for the next
- * term, a new draw), so nothing loops and no term moves without a
+ * pre-vote request for its own next term from a log behind its own
+ * stands (again) at once (a request for an older term is stale: an old
+ * leader resumed after a SIGSTOP reads such requests from its socket): its
+ * election timer is made to expire (raft_peek.c) and io.c runs raft's tick at
+ * the expiry, within 10 ms. It still refuses the request (raft does). Each such
+ * request starts at most one round, and the round is raft's own (a pre-vote for
+ * the next term, a new draw), so nothing loops and no term moves without a
  * pre-vote majority.
  *
  * 6. A follower that refused a peer for its leader stands when it
@@ -310,7 +311,7 @@ bool repl__election_filter(ledger_repl *r, const struct raft_message *m)
     if (m->type == RAFT_IO_REQUEST_VOTE && m->request_vote.pre_vote &&
         (peek_in_pre_vote(raft) ||
          (raft_state(raft) == RAFT_FOLLOWER && !rememberLeader(raft))) &&
-        m->request_vote.term <= peek_term(raft) + 1 &&
+        m->request_vote.term == peek_term(raft) + 1 &&
         logBehind(r, &m->request_vote)) {
         /* Rule 5: raft refuses it (its log is behind ours), but a voter
          * asking for pre-votes remembers no leader: it would grant ours
