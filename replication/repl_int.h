@@ -100,6 +100,8 @@ struct repl__io_hooks {
 };
 
 /* The raft_io decorator (io.c). `base` is what raft uses: first member. */
+struct repl__vote_send;
+
 struct repl__io {
     struct raft_io base;
     const struct repl__io_hooks *hooks;
@@ -118,7 +120,8 @@ struct repl__io {
     raft_io_snapshot_put_cb put_cb;
     bool put_parked;
     int put_status;
-    struct repl__io *next_live; /* Decorators with an install in flight. */
+    struct repl__io *next_live;    /* Decorators with an install in flight. */
+    struct repl__vote_send *retry; /* Vote messages to send again (io.c). */
 };
 
 struct ledger_repl {
