@@ -1,9 +1,9 @@
 /* Raft's I/O as the replication layer sees it: a decorator over the
  * caller's raft_io (raft_uv in ledgerd, raft_fixture's in the tests).
  *
- * Every method is forwarded unchanged, except three, which give the layer
+ * Every method is forwarded unchanged, except four, which give the layer
  * its clock, its tick and its view of the network without reading raft's
- * internals or owning a timer:
+ * internals or owning a timer, and keep vote messages from being lost:
  *
  * - start: raft asks for a tick every heartbeat; the inner io is asked for
  *   one every REPL__IO_TICK_MS (10 ms, or less when tick_ms or the
@@ -21,6 +21,18 @@
  *   their draws. raft's heartbeat cadence is kept: its tick is due
  *   `heartbeat` ms after the previous due time (or after now, when a stall
  *   made it late), as a repeating uv timer would fire.
+ * - send: a vote message (RequestVote or its result, pre-vote or not) is
+ *   copied, and sent once more at the next tick when the inner io fails
+ *   it. raft_uv's connection to a peer is written to only, never read, so
+ *   a follower learns that the peer restarted since it last wrote to it
+ *   only when a write fails; raft_uv then reconnects but drops that
+ *   message, and raft 0.15 never sends a vote message again within a
+ *   round: after a kill -9 and restart of one node, the next election
+ *   lost its first round that way (gray: a SIGSTOP round right after a
+ *   kill round, new leader at 2.7-2.8 s). The first write into such a
+ *   connection may even "succeed" (the peer's kernel answers it with a
+ *   reset); only the next one fails, and that one is sent again. Other
+ *   messages are left to raft (AppendEntries are resent by the leader).
  * - recv: before raft sees a message, an AppendEntries result in the
  *   current term records the time the sender was last heard (lag.c,
  *   election.c), and election.c may hold back a pre-vote answer (its
