@@ -4,6 +4,8 @@ SHELL := /bin/bash
 #   make cluster   install what is missing, build, start a 3-node cluster
 #   make test      install what is missing, build (plain and ASan+UBSan),
 #                  run every test on the sanitizer build
+#   make install   build, then install under PREFIX (default /usr/local),
+#                  staged under DESTDIR if given (docs/operations.md)
 #   make chaos     chaos run on the plain build (docs/chaos.md); override
 #                  with CHAOS_ARGS="--nodes 3 --duration 60 --seed 7"
 #   make fuzz      every libFuzzer target of tests/fuzz for FUZZ_S seconds
@@ -20,9 +22,11 @@ FUZZ_JOBS  ?= 1
 FUZZ_TARGETS ?=
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DIR        ?= ./ledger-data
+PREFIX     ?= /usr/local
+DESTDIR    ?=
 
 .PHONY: all deps build build-asan build-fuzz cluster cluster-down test chaos unit format clean bench \
-        failover test-streams fuzz
+        failover test-streams fuzz install
 
 all: build
 
@@ -37,6 +41,12 @@ build-asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DLEDGER_SANITIZE=ON \
 	  -DLEDGER_FUZZ_BUILD=$(abspath $(FUZZ_BUILD)) >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+# Binaries, ledgerd(8), ledgerctl(1), ledgerd@.service, sysusers.d entry,
+# bash completion and an example config, under $(DESTDIR)$(PREFIX).
+install: build
+	@DESTDIR="$(if $(DESTDIR),$(abspath $(DESTDIR)))" \
+	  cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 # libFuzzer targets (tests/fuzz): clang, ASan + UBSan, its own build dir.
 build-fuzz: deps

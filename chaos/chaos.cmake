@@ -23,3 +23,18 @@ add_test(NAME chaos.short
          WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
 set_tests_properties(chaos.short PROPERTIES TIMEOUT 600
   ENVIRONMENT "LEDGERD=$<TARGET_FILE:ledgerd>;LEDGERCTL=$<TARGET_FILE:ledgerctl>;ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+
+# - chaos.roles: automatic roles (--roles: voters 3, standbys 1, dead
+#   after 5 s), 5 nodes, 40 s of the faults that take members away (kill,
+#   pause, partition, membership; chaos.short has the others), about 60 s
+#   on the sanitizer build: the targets are set before the faults and must
+#   be met again after healing; the checker's rules are those of every run.
+add_test(NAME chaos.roles
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/chaos/run
+                 --nodes 5 --duration 40 --seed 20261267
+                 --faults kill,pause,partition,membership
+                 --roles 3,1,5 --gap-warn-only
+                 --report ${CMAKE_BINARY_DIR}/chaos-report-roles
+         WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
+set_tests_properties(chaos.roles PROPERTIES TIMEOUT 600
+  ENVIRONMENT "LEDGERD=$<TARGET_FILE:ledgerd>;LEDGERCTL=$<TARGET_FILE:ledgerctl>;ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")

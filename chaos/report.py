@@ -148,9 +148,14 @@ def write(report_dir, runner, verdict, passed, schedule, faults_enabled):
     L.append(f"- seed {a.seed}, {a.nodes} nodes, {a.duration:.0f} s, mode "
              f"{runner.mode}, {a.clients} clients, ledgerd `{a.ledgerd}`")
     L.append(f"- faults enabled: {', '.join(faults_enabled)}")
+    roles = getattr(a, "roles", None)
+    if roles:
+        L.append(f"- roles mode: automatic roles, voters {roles[0]}, "
+                 f"standbys {roles[1]}, dead after {roles[2]} s")
     L.append(f"- replay: `chaos/run --nodes {a.nodes} --duration "
              f"{a.duration:g} --faults {','.join(faults_enabled)} --seed "
-             f"{a.seed}`")
+             f"{a.seed}" + (f" --roles {','.join(map(str, roles))}"
+                            if roles else "") + "`")
     L.append("")
     L.append("## Verdict")
     L.append("")

@@ -137,6 +137,13 @@ class Runner:
 
     def healthy(self, ids=None):
         ids = ids or [i for i, n in self.c.nodes.items() if n.alive()]
+        if self.a.roles:
+            # A spare gets no Raft traffic, so its /health says 503 (no
+            # contact with the leader): only voters and standbys count.
+            m = self.c.members()
+            if m is None:
+                return False
+            ids = [i for i in ids if m.get(i, {}).get("role") != "spare"]
         for i in ids:
             h = self.c.health(i, timeout=2)
             if not h or h[0] != 200:
@@ -276,6 +283,20 @@ class Runner:
                 note("leadership did not move; skipped")
                 return
         others = [c.addr(i) for i in c.nodes if i != nid]
+        if self.a.roles and ev["variant"] == "standby":
+            # Roles mode: manual role changes are refused (409
+            # automatic_roles); move the targets instead, and back.
+            v, s, d = self.a.roles
+            up = v + 2 if v + 2 <= len(c.nodes) else max(1, v - 2)
+            rc, out = c.ctl("roles", "--voters", str(up), "--standbys", "0",
+                            timeout=60)
+            note(f"roles --voters {up} --standbys 0: exit {rc} {out[-120:]}")
+            self.sleep(ev["duration"] / 2)
+            rc, out = c.ctl("roles", "--voters", str(v), "--standbys",
+                            str(s), timeout=60)
+            note(f"roles --voters {v} --standbys {s}: exit {rc} "
+                 f"{out[-120:]}")
+            return
         if ev["variant"] == "standby":
             rc, out = c.ctl("member", "role", str(nid), "standby",
                             endpoints=others, timeout=150)
@@ -301,7 +322,13 @@ class Runner:
         with self.plock:
             c.start(nid)
         note(f"restarted node {nid} with --join {c.nodes[nid].join}")
-        ok = self.wait(lambda: (self.c.health(nid) or (0,))[0] == 200, 120)
+        if self.a.roles:
+            # It enters as a spare (not healthy: spares get no log) and is
+            # promoted only while the cluster is below its targets.
+            ok = self.wait(lambda: nid in (c.members() or {}), 120)
+        else:
+            ok = self.wait(lambda: (self.c.health(nid) or (0,))[0] == 200,
+                           120)
         m = c.members() or {}
         role = m.get(nid, {}).get("role")
         note(f"node {nid} {'joined' if ok else 'did not join in time'}"
@@ -352,6 +379,23 @@ class Runner:
                          f"full (see {c.nodes[nid].log_path})")
         c.free_disk(nid)
         note("filler removed")
+        if self.a.roles and (c.members() or {}).get(nid, {}).get(
+                "role") == "spare":
+            # A spare gets no log and does not follow the leader: nothing
+            # to catch up, and its /health stays 503. Its store must still
+            # verify.
+            st = None
+            try:
+                _, _, st = cl.http(c.addr(nid), "GET", "/v1/verify",
+                                   timeout=60)
+            except OSError:
+                pass
+            note(f"node {nid} is a spare: no catch-up expected; verify "
+                 f"{'ok' if isinstance(st, dict) and st.get('ok') else st}")
+            if not (isinstance(st, dict) and st.get("ok")):
+                self.finding(f"disk-full: spare {nid} does not verify after "
+                             f"the space returned: {st}")
+            return
         ok = self.wait(lambda: (c.health(nid, timeout=5, caught_up=True)
                                 or (0,))[0] == 200, 60)
         if not ok and c.nodes[nid].alive():
@@ -396,6 +440,49 @@ class Runner:
                     c.start(nid)
 
     # ---- final ---------------------------------------------------------
+
+    def set_roles(self):
+        """Roles mode: set the targets before the faults start and wait
+        until the leader has met them."""
+        v, s, d = self.a.roles
+        rc, out = self.c.ctl("roles", "--voters", str(v), "--standbys",
+                             str(s), "--dead-after-s", str(d), timeout=60)
+        log(f"roles: ledgerctl roles --voters {v} --standbys {s} "
+            f"--dead-after-s {d}: exit {rc}: {out[-200:]}")
+        if rc != 0:
+            raise RuntimeError(f"cannot set roles targets: {out[-200:]}")
+        if not self.wait(lambda: self.roles_met(v, s), 90):
+            self.finding(f"automatic roles did not reach voters {v}, "
+                         f"standbys {s} before the faults: "
+                         f"{self.role_counts()}")
+
+    def role_counts(self):
+        m = self.c.members() or {}
+        out = {"voter": 0, "standby": 0, "spare": 0}
+        for info in m.values():
+            out[info.get("role")] = out.get(info.get("role"), 0) + 1
+        return out
+
+    def roles_met(self, v, s):
+        m = self.c.members() or {}
+        return (len(m) == len(self.c.nodes) and
+                self.role_counts() == {"voter": v, "standby": s,
+                                       "spare": len(self.c.nodes) - v - s})
+
+    def roles_final(self):
+        """Roles mode, after healing: with every node back, the leader must
+        reach the targets again by itself (dead_after_s plus 10 s of health
+        per change, a few changes). Then back to manual roles, so that the
+        usual final checks (every node a voter, agreement) run as in every
+        run."""
+        v, s, d = self.a.roles
+        if self.wait(lambda: self.roles_met(v, s), 120 + 3 * d):
+            log(f"roles: targets met after healing: {self.role_counts()}")
+        else:
+            self.finding(f"automatic roles did not reach voters {v}, "
+                         f"standbys {s} after healing: {self.role_counts()}")
+        rc, out = self.c.ctl("roles", "--voters", "0", timeout=60)
+        log(f"roles: back to manual: exit {rc}: {out[-200:]}")
 
     def ensure_members(self):
         """After healing: every node a voter member again."""
@@ -543,6 +630,8 @@ class Runner:
             if not self.wait(lambda: self.healthy() and self.leader(), 60):
                 raise RuntimeError("the cluster did not elect a leader")
             log(f"cluster up, leader {self.leader()}")
+            if a.roles:
+                self.set_roles()
             self.t0 = time.monotonic()
             self.hist.t0 = self.t0
             mon = threading.Thread(target=self.monitor, daemon=True)
@@ -573,6 +662,8 @@ class Runner:
             self.hist.close()
             self.stop.set()
             mon.join(10)
+            if a.roles:
+                self.roles_final()
             if not self.ensure_members():
                 self.finding("not every node is a voter after healing: "
                              f"{self.c.members()}")
@@ -683,6 +774,13 @@ def parse(argv):
                    help="size of each node's tmpfs data dir (disk-full)")
     p.add_argument("--ledgerd", default=cl.binary("LEDGERD", "ledgerd"))
     p.add_argument("--ledgerctl", default=cl.binary("LEDGERCTL", "ledgerctl"))
+    p.add_argument("--roles", nargs="?", const="3,1,6", default=None,
+                   metavar="V,S,D",
+                   help="roles mode: automatic roles with targets voters V, "
+                   "standbys S, dead after D s (default 3,1,6) set before "
+                   "the faults; the membership fault moves the targets "
+                   "instead of roles; after healing the targets must be "
+                   "met again")
     p.add_argument("--check-only", metavar="REPORT_DIR",
                    help="re-run the checker on a report's history.jsonl and "
                    "final.json")
@@ -697,6 +795,15 @@ def parse(argv):
                     f"from {','.join(ALL_FAULTS)}")
     if a.duration < 20:
         p.error("--duration must be at least 20 seconds")
+    if a.roles is not None:
+        try:
+            v, s, d = (int(x) for x in a.roles.split(","))
+        except ValueError:
+            p.error(f"--roles '{a.roles}' is not V,S,D (three integers)")
+        if v < 1 or v % 2 == 0 or v + s > a.nodes or not 5 <= d <= 86400:
+            p.error(f"--roles {a.roles}: voters odd, voters + standbys at "
+                    f"most --nodes ({a.nodes}), dead-after 5..86400 s")
+        a.roles = (v, s, d)
     if a.seed is None:
         a.seed = random.SystemRandom().randint(1, 10**6)
     if a.report is None:

@@ -278,6 +278,25 @@ class ScheduleTest(unittest.TestCase):
         for e in a:
             self.assertLess(e["at"], 300)
 
+    def test_roles_flag(self):
+        """--roles: V,S,D checked (odd voters, V + S within --nodes,
+        dead-after 5..86400); alone it means 3,1,6."""
+        import contextlib
+        import io
+        import runner
+        a = runner.parse(["--roles", "--check-only", "x"])
+        self.assertEqual(a.roles, (3, 1, 6))
+        a = runner.parse(["--roles", "3,0,10", "--nodes", "3",
+                          "--check-only", "x"])
+        self.assertEqual(a.roles, (3, 0, 10))
+        self.assertIsNone(runner.parse(["--check-only", "x"]).roles)
+        for bad in ("2,1,6", "3,3,6", "3,1,4", "x", "3,1"):
+            with self.subTest(bad=bad), \
+                    contextlib.redirect_stderr(io.StringIO()), \
+                    self.assertRaises(SystemExit) as cm:
+                runner.parse(["--roles", bad, "--check-only", "x"])
+            self.assertEqual(cm.exception.code, 2)
+
     def test_short_run_covers_every_fault(self):
         import runner
         faults = runner.ALL_FAULTS

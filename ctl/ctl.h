@@ -131,6 +131,7 @@ int ctlCmdMemberRemove(struct ctl *ctl, int argc, char **argv);
 int ctlCmdMemberRole(struct ctl *ctl, int argc, char **argv);
 int ctlCmdLeaderTransfer(struct ctl *ctl, int argc, char **argv);
 int ctlCmdLag(struct ctl *ctl, int argc, char **argv);
+int ctlCmdRoles(struct ctl *ctl, int argc, char **argv);
 int ctlCmdAppend(struct ctl *ctl, int argc, char **argv);
 int ctlCmdRead(struct ctl *ctl, int argc, char **argv);
 int ctlCmdStreams(struct ctl *ctl, int argc, char **argv);

@@ -26,6 +26,7 @@ static const struct command commands[] = {
     {"member", "role", ctlCmdMemberRole},
     {"leader", "transfer", ctlCmdLeaderTransfer},
     {"lag", NULL, ctlCmdLag},
+    {"roles", NULL, ctlCmdRoles},
     {"append", NULL, ctlCmdAppend},
     {"read", NULL, ctlCmdRead},
     {"streams", NULL, ctlCmdStreams},

@@ -15,10 +15,12 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "auth.h"
 #include "events_page.h"
 #include "restart.h"
 #include "http/client.h"
 #include "members_poll.h"
+#include "roles.h"
 #include "metrics.h"
 
 #define CLUSTER_FORWARD_TIMEOUT_MS 3000
@@ -79,6 +81,8 @@ static json_t *memberJson(const struct member_view *v, int64_t now_ms)
     json_object_set_new(o, "version",
                         v->version[0] != '\0' ? json_string(v->version)
                                               : json_null());
+    json_object_set_new(
+        o, "zone", m->zone[0] != '\0' ? json_string(m->zone) : json_null());
     return o;
 }
 
@@ -277,6 +281,18 @@ void api_metrics(struct api_req *a)
         if (all != NULL) {
             memcpy(all + len, more, mlen);
             len += mlen;
+            all[len] = '\0';
+            text = all;
+        }
+        free(more);
+    }
+    if (text != NULL) {
+        size_t rlen = 0;
+        char *more = roles_metrics_render(a->n, &rlen);
+        char *all = more != NULL ? realloc(text, len + rlen + 1) : NULL;
+        if (all != NULL) {
+            memcpy(all + len, more, rlen);
+            len += rlen;
             all[len] = '\0';
             text = all;
         }
@@ -504,6 +520,25 @@ void api_internal_status(struct api_req *a)
     json_t *o;
 
     ledger_repl_status(a->n->repl, &st);
+    {
+        /* The leader's poll names it: remembered for a spare (peer.c).
+         * Only from a node: a spare forwards writes, with the client's
+         * token, to the address it names. */
+        const char *h = http_request_header(a->http, "X-Ledger-Leader");
+        unsigned long long id, term;
+        char addr[REPL_ADDR_MAX];
+        if (h != NULL &&
+            auth_is_node(a->n,
+                         http_request_header(a->http, AUTH_PEER_HEADER)) &&
+            sscanf(h, "%llu %llu %127s", &id, &term, addr) == 3 && id != 0 &&
+            id != a->n->cfg->id) {
+            a->n->leader_hint.id = id;
+            a->n->leader_hint.term = term;
+            a->n->leader_hint.at = uv_now(a->n->loop);
+            snprintf(a->n->leader_hint.api, sizeof a->n->leader_hint.api, "%s",
+                     addr);
+        }
+    }
     if (ledger_store_get_state(a->n->store, &ss) != 0) {
         api_reply_store_error(a);
         return;

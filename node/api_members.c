@@ -24,6 +24,7 @@
 #include "api.h"
 #include "config.h"
 #include "log.h"
+#include "roles.h"
 
 static int parseRole(const char *s)
 {
@@ -301,6 +302,18 @@ void api_member_add(struct api_req *a)
     snprintf(c->m.raft_addr, sizeof c->m.raft_addr, "%s", ra);
     snprintf(c->m.api_addr, sizeof c->m.api_addr, "%s", aa);
     c->role = role != NULL ? parseRole(role) : REPL_ROLE_VOTER;
+    {
+        struct roles_targets t;
+        if (roles_targets(a->n, &t) == 0 && t.voters > 0 &&
+            c->role != REPL_ROLE_SPARE) {
+            /* Automatic roles: the policy promotes it (roles.h). */
+            ledger_log(LOG_INFO, a->rid,
+                       "membership: automatic roles: %llu enters as a "
+                       "spare, not as %s",
+                       (unsigned long long)a->id, role ? role : "voter");
+            c->role = REPL_ROLE_SPARE;
+        }
+    }
     c->timeout_ms = timeout_ms;
     om.id = c->m.id;
     om.raft_addr = c->m.raft_addr;
@@ -405,6 +418,17 @@ void api_member_role(struct api_req *a)
     if (ledger_repl_member_role(a->n->repl, a->id) == role) {
         replyMember(a, 200, "already so"); /* nothing to do */
         return;
+    }
+    {
+        struct roles_targets t;
+        if (roles_targets(a->n, &t) == 0 && t.voters > 0) {
+            api_reply_error(a, API_E_AUTOMATIC_ROLES,
+                            "roles are automatic (voters %u, standbys %u): "
+                            "set voters 0 first for manual role changes "
+                            "(ledgerctl roles --voters 0)",
+                            t.voters, t.standbys);
+            return;
+        }
     }
     if (role != REPL_ROLE_VOTER && leavingVoters(a)) {
         return;

@@ -96,6 +96,17 @@ enum auth_result auth_check(struct ledger_node *n, const char *authorization,
     return AUTH_OK;
 }
 
+bool auth_is_node(struct ledger_node *n, const char *peer_auth)
+{
+    const struct token *t;
+
+    if (n->cfg->tokens == NULL) {
+        return true;
+    }
+    t = lookup(n, peer_auth);
+    return t != NULL && t->peer_cred;
+}
+
 /* Group or other may read the file: anyone on the machine may hold every
  * role. Said at start and on each reload; not refused (a deployment may
  * rely on a group). */

@@ -53,6 +53,12 @@ enum auth_result auth_check(struct ledger_node *n, const char *authorization,
                             const char *peer_auth, enum route_access need,
                             struct auth_who *who);
 
+/* True when `peer_auth` (an X-Ledger-Node-Auth value) names a node
+ * credential of this node's token file, or when there is no token file
+ * (every request is anyone's then). What a peer says about the cluster
+ * (the leader a spare should forward to) is taken only from a node. */
+bool auth_is_node(struct ledger_node *n, const char *peer_auth);
+
 /* At start: log what was loaded, and warn when the token file can be read
  * by other users (its mode has group or other bits). */
 void auth_start(struct ledger_node *n);

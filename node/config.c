@@ -7,6 +7,7 @@
 #include "config.h"
 #include "tokens.h"
 
+#include <ctype.h>
 #include "http/tls.h"
 
 #include <errno.h>
@@ -16,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "config_file.h"
 
 static const char USAGE[] =
     "usage: ledgerd --id N --data-dir DIR --raft-addr HOST:PORT "
@@ -29,6 +32,7 @@ static const char USAGE[] =
     "[--snapshot-trailing N]\n"
     "               [--max-queue N] [--max-queue-bytes BYTES] [--restore "
     "FILE]\n"
+    "               [--zone ZONE] [--config FILE]\n"
     "               [--tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
     "               [--tls-client-auth none|optional|require] [--insecure]\n"
     "       ledgerd --verify-backup FILE [--sha256 HEX | --chain-only]\n"
@@ -63,6 +67,15 @@ static const char USAGE[] =
     "  --snapshot-trailing N   entries kept after a snapshot (default 2048)\n"
     "  --max-queue N        write queue bound in requests (default 10000)\n"
     "  --max-queue-bytes B  write queue bound in bytes (default 67108864)\n"
+    "  --zone ZONE          this node's failure zone (rack, room, site): "
+    "shown in\n"
+    "                       /v1/cluster; automatic roles spread voters over "
+    "zones\n"
+    "  --config FILE        read flags from FILE, one 'name = value' a line "
+    "(names\n"
+    "                       as above without the dashes, # comments); flags "
+    "given\n"
+    "                       on the command line win\n"
     "  --tls-cert FILE      this node's certificate (PEM; CN ledger-node-ID, "
     "SAN IPs of\n"
     "                       its raft and API hosts): mutual TLS on the raft "
@@ -109,6 +122,8 @@ enum {
     OPT_SNAP_TRAILING,
     OPT_MAX_QUEUE,
     OPT_MAX_QUEUE_BYTES,
+    OPT_ZONE,
+    OPT_CONFIG,
     OPT_TLS_CERT,
     OPT_TLS_KEY,
     OPT_TLS_CA,
@@ -139,6 +154,8 @@ static const struct option OPTIONS[] = {
     {"snapshot-trailing", required_argument, NULL, OPT_SNAP_TRAILING},
     {"max-queue", required_argument, NULL, OPT_MAX_QUEUE},
     {"max-queue-bytes", required_argument, NULL, OPT_MAX_QUEUE_BYTES},
+    {"zone", required_argument, NULL, OPT_ZONE},
+    {"config", required_argument, NULL, OPT_CONFIG},
     {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"tls-ca", required_argument, NULL, OPT_TLS_CA},
@@ -366,8 +383,10 @@ static int readToken(struct ledger_config *cfg, char *err, size_t n)
     return 0;
 }
 
-int ledger_config_parse(int argc, char **argv, struct ledger_config *cfg,
-                        char *err, size_t errlen)
+/* *at: index in argv of the option being parsed when an error is returned,
+ * -1 once past the options (config_file.c names its file and line). */
+static int parseArgs(int argc, char **argv, struct ledger_config *cfg,
+                     char *err, size_t errlen, int *at)
 {
     struct stat st;
     uint64_t v;
@@ -386,7 +405,8 @@ int ledger_config_parse(int argc, char **argv, struct ledger_config *cfg,
 
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, ":", OPTIONS, NULL)) != -1) {
+    while ((*at = optind, c = getopt_long(argc, argv, ":", OPTIONS, NULL)) !=
+           -1) {
         const char *a = optarg;
         switch (c) {
         case OPT_HELP:
@@ -488,6 +508,21 @@ int ledger_config_parse(int argc, char **argv, struct ledger_config *cfg,
                 cfg->max_queue_ops = (size_t)v;
             }
             break;
+        case OPT_ZONE:
+            if (!ledger_zone_valid(a)) {
+                snprintf(err, errlen,
+                         "--zone '%.80s' is not a zone name: 1-%d characters "
+                         "from A-Z a-z 0-9 . _ -",
+                         a, REPL_ZONE_MAX - 1);
+                return CONFIG_USAGE;
+            }
+            cfg->zone = a;
+            break;
+        case OPT_CONFIG:
+            /* config_argv_build took --config FILE out of argv: this is an
+             * abbreviation of it. */
+            snprintf(err, errlen, "write --config in full");
+            return CONFIG_USAGE;
         case OPT_TLS_CERT:
             cfg->tls_cert = a;
             break;
@@ -536,6 +571,7 @@ int ledger_config_parse(int argc, char **argv, struct ledger_config *cfg,
             return CONFIG_USAGE;
         }
     }
+    *at = -1;
     if (optind < argc) {
         snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
         return CONFIG_USAGE;
@@ -646,8 +682,103 @@ int ledger_config_parse(int argc, char **argv, struct ledger_config *cfg,
     return CONFIG_OK;
 }
 
+/* Prefix err with the config file's FILE:LINE when the error is about a
+ * flag the file gave: the option being parsed (at), else the flag the
+ * message starts with. */
+static void locateError(const struct config_argv *args, int at, char *err,
+                        size_t errlen)
+{
+    char where[512];
+    char name[64];
+    char *msg;
+    size_t i = 0;
+
+    if (args->path == NULL) {
+        return;
+    }
+    if (at < 0 && strncmp(err, "missing --", 10) == 0) {
+        size_t len = strlen(err);
+        snprintf(err + len, errlen - len,
+                 " (give it on the command line or in %s)", args->path);
+        return;
+    }
+    if (at < 0 && strncmp(err, "--", 2) == 0) {
+        while (i + 1 < sizeof name &&
+               (islower((unsigned char)err[2 + i]) ||
+                isdigit((unsigned char)err[2 + i]) || err[2 + i] == '-')) {
+            name[i] = err[2 + i];
+            i++;
+        }
+        name[i] = '\0';
+        at = config_argv_find(args, name);
+    }
+    if (config_argv_where(args, at, where, sizeof where)[0] == '\0') {
+        return;
+    }
+    msg = strdup(err);
+    if (msg != NULL) {
+        snprintf(err, errlen, "%s%s", where, msg);
+        free(msg);
+    }
+}
+
+int ledger_config_parse(int argc, char **argv, struct ledger_config *cfg,
+                        char *err, size_t errlen)
+{
+    /* One-shot modes make no sense in a node's file (a restart would
+     * repeat them): the command line only. */
+    static const char *const refused[] = {
+        "config",        "help",   "version",    "restore",
+        "verify-backup", "sha256", "chain-only", NULL};
+    struct config_argv *args = calloc(1, sizeof *args);
+    int at = -1;
+    int rv;
+
+    memset(cfg, 0, sizeof *cfg);
+    if (args == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return CONFIG_FAIL;
+    }
+    if (config_argv_build(argc, argv, OPTIONS, refused, args, err, errlen) !=
+        0) {
+        free(args);
+        return CONFIG_USAGE;
+    }
+    rv = parseArgs(args->argc, args->argv, cfg, err, errlen, &at);
+    if (rv == CONFIG_USAGE) {
+        locateError(args, at, err, errlen);
+    }
+    if (rv != CONFIG_OK) {
+        ledger_config_free(cfg);
+        config_argv_free(args);
+        free(args);
+        return rv;
+    }
+    /* The flags point into args' strings: keep them with cfg. */
+    cfg->args = args;
+    cfg->config_file = args->path;
+    return CONFIG_OK;
+}
+
+bool ledger_zone_valid(const char *z)
+{
+    size_t i;
+    for (i = 0; z[i] != '\0'; i++) {
+        if (!isalnum((unsigned char)z[i]) && z[i] != '.' && z[i] != '_' &&
+            z[i] != '-') {
+            return false;
+        }
+    }
+    return i > 0 && i < REPL_ZONE_MAX;
+}
+
 void ledger_config_free(struct ledger_config *cfg)
 {
+    if (cfg->args != NULL) {
+        config_argv_free(cfg->args);
+        free(cfg->args);
+        cfg->args = NULL;
+    }
     free(cfg->token);
     cfg->token = NULL;
     token_set_free(cfg->tokens);

@@ -3,6 +3,7 @@
 #ifndef LEDGER_CONFIG_H
 #define LEDGER_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -10,6 +11,7 @@
 
 #define CONFIG_MAX_MEMBERS 64
 
+struct config_argv;
 struct token_set;
 
 struct ledger_config {
@@ -42,6 +44,10 @@ struct ledger_config {
     unsigned snapshot_trailing;
     size_t max_queue_ops;
     size_t max_queue_bytes;
+    const char *zone;          /* --zone, or NULL: no zone label. */
+    const char *config_file;   /* --config FILE, or NULL. */
+    struct config_argv *args;  /* argv with the file's flags (owned): the
+                                  string flags above point into it. */
     const char *restore;       /* --restore FILE: seed the empty data dir
                                   from a backup, then start (node/restore.c). */
     const char *verify_backup; /* --verify-backup FILE: check a backup
@@ -59,12 +65,16 @@ struct ledger_config {
 
 enum { CONFIG_OK = 0, CONFIG_EXIT = 1, CONFIG_USAGE = 2, CONFIG_FAIL = 3 };
 
-/* Parse argv. CONFIG_OK: run. CONFIG_EXIT: --help/--version printed, exit 0.
- * CONFIG_USAGE: bad usage, err holds a one-line reason (exit 2).
+/* Parse argv, with the flags of --config FILE (config_file.h) before the
+ * command line's. CONFIG_OK: run. CONFIG_EXIT: --help/--version printed, exit
+ * 0. CONFIG_USAGE: bad usage, err holds a one-line reason (exit 2).
  * CONFIG_FAIL: e.g. unreadable token file (exit 1). */
 int ledger_config_parse(int argc, char **argv, struct ledger_config *cfg,
                         char *err, size_t errlen);
 void ledger_config_free(struct ledger_config *cfg);
+
+/* A zone label: 1..REPL_ZONE_MAX-1 characters of [A-Za-z0-9._-]. */
+bool ledger_zone_valid(const char *zone);
 
 /* Parse "HOST:PORT" (IPv4 dotted or "localhost"); 0 or -1. */
 int ledger_parse_addr(const char *s, char *host, size_t hostlen, int *port);

@@ -114,7 +114,7 @@ static void askLeader(struct api_req *a)
     struct http_call_spec spec;
     int rv;
 
-    if (++a->w.tries > STRONG_MAX_ASKS || l->id == 0) {
+    if (++a->w.tries > STRONG_MAX_ASKS || l->id == 0 || l->hinted) {
         failStrong(a);
         return;
     }

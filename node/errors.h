@@ -39,6 +39,9 @@
     X(CANCELLED, 409, "cancelled")                                             \
     X(NOT_A_VOTER, 409, "not_a_voter")                                         \
     X(BAD_ROLE, 409, "bad_role")                                               \
+    X(BAD_ROLES, 400, "bad_roles")                                             \
+    X(ROLES_UNMET, 409, "roles_unmet")                                         \
+    X(AUTOMATIC_ROLES, 409, "automatic_roles")                                 \
     X(NO_OTHER_VOTER, 409, "transfer_failed")                                  \
     X(QUEUE_FULL, 429, "queue_full")                                           \
     X(RATE_LIMITED, 429, "rate_limited")                                       \

@@ -199,6 +199,7 @@ static void tickCb(uv_timer_t *timer)
     struct ledger_repl_member_info m[MEMBERS_POLL_MAX];
     uint64_t now = uv_now(n->loop);
     char headers[API_PEER_HEADERS_MAX];
+    size_t off;
     size_t count;
     size_t i;
 
@@ -210,9 +211,13 @@ static void tickCb(uv_timer_t *timer)
     if (!p->leading) {
         startLeading(p, now);
     }
-    snprintf(headers, sizeof headers, "X-Ledger-Forwarded: 1\r\n%s%s%s",
-             n->cfg->token ? "Authorization: Bearer " : "",
-             n->cfg->token ? n->cfg->token : "", n->cfg->token ? "\r\n" : "");
+    /* X-Ledger-Leader: spares learn who leads from this poll (peer.c). */
+    off = (size_t)snprintf(
+        headers, sizeof headers,
+        "X-Ledger-Forwarded: 1\r\nX-Ledger-Leader: %llu %llu %s\r\n",
+        (unsigned long long)n->cfg->id, (unsigned long long)st.term,
+        n->cfg->api_addr);
+    api_peer_auth_headers(n, true, true, headers, sizeof headers, &off);
     for (i = 0; i < MEMBERS_POLL_MAX; i++) {
         p->t[i].present = false;
     }

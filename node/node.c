@@ -33,6 +33,8 @@
 #include "node_tls.h"
 #include "raft_tls.h"
 #include "restart.h"
+#include "roles.h"
+#include "zone.h"
 #include "restore.h"
 
 #define LOCK_WAIT_MS 2000 /* For a dying predecessor's data-dir lock. */
@@ -100,6 +102,10 @@ static void drainAndClose(struct ledger_node *n)
     n->loopwatch = NULL;
     restart_watch_close(n->restart);
     n->restart = NULL;
+    zone_close(n->zone);
+    n->zone = NULL;
+    roles_close(n->roles);
+    n->roles = NULL;
     api_sweep(n, true); /* answer every waiting reader now */
     http_server_close(n->http, httpClosed, n);
 }
@@ -218,6 +224,16 @@ static void joinCb(void *arg, int status,
          * the voter role, which answers 200 at once if we have it. */
         n->join_promote = true;
         uv_timer_start(&n->join_timer, joinTimerCb, 0, 0);
+        return;
+    }
+    if (status == 0 && resp->status == 409 && resp->body_len > 0 &&
+        strstr(resp->body, "automatic_roles") != NULL) {
+        /* A member already, and the leader manages roles: it promotes us
+         * while the cluster is below its targets. */
+        n->joining = false;
+        ledger_log(LOG_INFO, NULL,
+                   "joined the cluster through %s (automatic roles)",
+                   n->cfg->join);
         return;
     }
     if (status == 0 && resp->status == 404 && n->join_promote) {
@@ -517,6 +533,8 @@ int node_run(struct ledger_config *cfg)
     n.sweep.data = &n;
     uv_timer_start(&n.sweep, sweepCb, API_SWEEP_MS, API_SWEEP_MS);
     n.applied_poll = members_poll_start(&n);
+    n.zone = zone_start(&n);
+    n.roles = roles_start(&n);
     n.history = history_start(&n);
     n.loopwatch = loopwatch_start(&loop, cfg->election_ms / 2);
     n.restart =
@@ -548,9 +566,12 @@ int node_run(struct ledger_config *cfg)
     }
 
     auth_start(&n);
-    ledger_log(LOG_INFO, NULL, "ledgerd %s node %llu: raft %s, api %s, data %s",
+    ledger_log(LOG_INFO, NULL,
+               "ledgerd %s node %llu: raft %s, api %s, data %s%s%s%s%s",
                LEDGER_VERSION, (unsigned long long)cfg->id, cfg->raft_addr,
-               cfg->api_addr, cfg->data_dir);
+               cfg->api_addr, cfg->data_dir, cfg->zone ? ", zone " : "",
+               cfg->zone ? cfg->zone : "", cfg->config_file ? ", config " : "",
+               cfg->config_file ? cfg->config_file : "");
     if (n.tls != NULL) {
         char what[256];
         http_tls_describe(n.tls, what, sizeof what);

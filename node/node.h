@@ -25,6 +25,10 @@ struct api_leader {
     uint64_t id; /* 0: none known. */
     uint64_t term;
     bool here;               /* This node leads and takes writes now. */
+    bool hinted;             /* Known from the leader's status poll only
+                                (Raft knows none: a spare; peer.c): good
+                                to forward writes to, not for strong
+                                reads, which this node could not apply. */
     char api[REPL_ADDR_MAX]; /* Its API address; empty while unknown. */
 };
 
@@ -52,9 +56,17 @@ struct ledger_node {
     struct history *history;       /* Leader: per-second samples. */
     struct loopwatch *loopwatch;   /* Logs and counts event-loop stalls. */
     struct restart_watch *restart; /* Restarts after a storage error. */
+    struct zone_announcer *zone;   /* Replicates our --zone (zone.h). */
+    struct roles_manager *roles;   /* Automatic roles (roles.h). */
     http_client *peers;            /* Calls to peers' APIs (peer.c); closed
                                       once Raft has closed. */
     struct api_leader leader;      /* Cache of api_leader(). */
+    struct {                       /* The leader as its status poll last */
+        uint64_t id;               /* named itself (X-Ledger-Leader): a */
+        uint64_t term;             /* spare gets no Raft messages, so this */
+        uint64_t at;               /* is how it knows whom to forward to. */
+        char api[REPL_ADDR_MAX];   /* at: uv_now ms; 0: never. */
+    } leader_hint;
     uint64_t next_rid;
     bool shutting_down;
     int exit_code;

@@ -9,6 +9,10 @@
  * - The leader's API address is kept in n->leader and read from the store
  *   only when the leader changes (or while it is still unknown), not per
  *   request.
+ * - A spare gets no Raft messages, so Raft does not tell it who leads: it
+ *   takes the leader its status poll named (X-Ledger-Leader: id, term and
+ *   API address, at most PEER__HINT_MS old), so writes sent to a spare
+ *   (even a new one, whose store knows no member yet) are forwarded too.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,13 +22,37 @@
 #include "auth.h"
 #include "log.h"
 
+#define PEER__HINT_MS 2000 /* A poll every 500 ms: four missed. */
+
+/* The leader the status poll named, if fresh. Used only while Raft
+ * knows no leader: on a spare (which may not even know it is one: the
+ * leader stops sending at once, so the entry that made it a spare never
+ * reaches it), always. */
+static bool spareHint(struct ledger_node *n, struct ledger_repl_leader *l)
+{
+    if (n->leader_hint.at == 0 ||
+        uv_now(n->loop) - n->leader_hint.at > PEER__HINT_MS) {
+        return false;
+    }
+    l->id = n->leader_hint.id;
+    l->term = n->leader_hint.term;
+    l->here = false;
+    return true;
+}
+
 const struct api_leader *api_leader(struct ledger_node *n)
 {
     struct ledger_repl_leader l;
     struct api_leader *c = &n->leader;
+    bool hinted = false;
 
     ledger_repl_leader(n->repl, &l);
-    if (l.id != c->id || (l.id != 0 && c->api[0] == '\0')) {
+    if (l.id == 0) {
+        hinted = spareHint(n, &l);
+    }
+    if (hinted) {
+        snprintf(c->api, sizeof c->api, "%s", n->leader_hint.api);
+    } else if (l.id != c->id || c->hinted || (l.id != 0 && c->api[0] == '\0')) {
         c->api[0] = '\0';
         if (l.id != 0 &&
             !ledger_repl_leader_api(n->repl, c->api, sizeof c->api)) {
@@ -34,6 +62,7 @@ const struct api_leader *api_leader(struct ledger_node *n)
     c->id = l.id;
     c->term = l.term;
     c->here = l.here;
+    c->hinted = hinted;
     return c;
 }
 
@@ -85,6 +114,7 @@ void api_on_leader(void *arg, const struct ledger_repl_leader *now)
     c->id = now->id;
     c->term = now->term;
     c->here = now->here;
+    c->hinted = false; /* Raft's view; api_leader() hints again if none. */
     api_sweep(n, false);
 }
 

@@ -19,6 +19,8 @@
 
 #include "auth.h"
 #include "log.h"
+#include "roles.h"
+#include "zone.h"
 
 #define ROUTES__MAX_SEGS 8 /* Deepest path a route has, plus one. */
 
@@ -50,6 +52,11 @@ static const struct api_route routes[] = {
      ACCESS_ADMIN, ROUTE_LEADER | ROUTE_LONG | ROUTE_MOVES_LEADER, NULL},
     {"POST", "/v1/cluster/members/{id}/role", "member_role", api_member_role,
      ACCESS_ADMIN, ROUTE_LEADER | ROUTE_LONG | ROUTE_MOVES_LEADER, NULL},
+    {"GET", "/v1/cluster/roles", "roles", api_roles_get, ACCESS_READ, 0, NULL},
+    {"PUT", "/v1/cluster/roles", "roles", api_roles_put, ACCESS_ADMIN,
+     ROUTE_LEADER | ROUTE_SAFE, NULL},
+    {"PUT", "/v1/cluster/members/{id}/zone", "member_zone", api_member_zone,
+     ACCESS_ADMIN, ROUTE_LEADER | ROUTE_SAFE, NULL},
     {"POST", "/v1/cluster/leader", "leader", api_leader_transfer, ACCESS_ADMIN,
      ROUTE_LEADER | ROUTE_MOVES_LEADER, NULL},
     {"GET", "/v1/verify", "verify", api_verify, ACCESS_READ, 0, NULL},

@@ -57,6 +57,12 @@ static int applyOp(ledger_repl *r, const struct op *op, int64_t ts,
     case OP_MEMBER_DEL:
         rv = ledger_store_delete_member(s, op->member_id);
         break;
+    case OP_MEMBER_ZONE:
+        rv = ledger_store_set_member_zone(s, op->member_id, op->zone);
+        break;
+    case OP_ROLES:
+        rv = ledger_store_set_roles(s, &op->roles);
+        break;
     default:
         rv = LEDGER_STORE_EINVAL;
         break;

@@ -184,7 +184,7 @@ static void choosePeers(struct repl__catchup *cu)
         for (i = 0; i < cu->snap.n_members; i++) {
             const msgpack_object *m = &members[i];
             const msgpack_object *f;
-            if (m->type != MSGPACK_OBJECT_ARRAY || m->via.array.size != 3) {
+            if (m->type != MSGPACK_OBJECT_ARRAY || m->via.array.size < 3) {
                 continue;
             }
             f = m->via.array.ptr;

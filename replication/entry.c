@@ -156,6 +156,35 @@ int op_encode_member_del(uint64_t id, struct op_buf *out)
     return opFinish(&sb, rv, out);
 }
 
+int op_encode_member_zone(uint64_t id, const char *zone, struct op_buf *out)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    int rv;
+
+    opStart(&sb, &pk);
+    rv = msgpack_pack_array(&pk, 3);
+    rv |= msgpack_pack_uint8(&pk, OP_MEMBER_ZONE);
+    rv |= msgpack_pack_uint64(&pk, id);
+    rv |= packCStr(&pk, zone);
+    return opFinish(&sb, rv, out);
+}
+
+int op_encode_roles(const struct ledger_roles *r, struct op_buf *out)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    int rv;
+
+    opStart(&sb, &pk);
+    rv = msgpack_pack_array(&pk, 4);
+    rv |= msgpack_pack_uint8(&pk, OP_ROLES);
+    rv |= msgpack_pack_uint32(&pk, r->voters);
+    rv |= msgpack_pack_uint32(&pk, r->standbys);
+    rv |= msgpack_pack_uint32(&pk, r->dead_after_s);
+    return opFinish(&sb, rv, out);
+}
+
 void op_buf_free(struct op_buf *b)
 {
     free(b->data);
@@ -410,6 +439,33 @@ static int decOp(struct dec *d, const msgpack_object *o, struct op *op)
         return 0;
     case OP_MEMBER_DEL:
         return decUint(d, &f[1], &op->member_id, "member id");
+    case OP_MEMBER_ZONE:
+        if (o->via.array.size != 3) {
+            return decFail(d, "member_zone arity");
+        }
+        if (decUint(d, &f[1], &op->member_id, "member id") != 0 ||
+            decStr(d, &f[2], &op->zone, NULL, "zone") != 0) {
+            return -1;
+        }
+        return 0;
+    case OP_ROLES: {
+        uint64_t v[3];
+        if (o->via.array.size != 4) {
+            return decFail(d, "roles arity");
+        }
+        for (i = 0; i < 3; i++) {
+            if (decUint(d, &f[1 + i], &v[i], "roles target") != 0) {
+                return -1;
+            }
+            if (v[i] > UINT32_MAX) {
+                return decFail(d, "roles target out of range");
+            }
+        }
+        op->roles.voters = (unsigned)v[0];
+        op->roles.standbys = (unsigned)v[1];
+        op->roles.dead_after_s = (unsigned)v[2];
+        return 0;
+    }
     default:
         return decFail(d, "unknown op type");
     }

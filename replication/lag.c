@@ -127,6 +127,7 @@ size_t ledger_repl_members(ledger_repl *r, struct ledger_repl_member_info *out,
         }
         m->role = s->role;
         m->last_contact_ms = -1;
+        ledger_store_member_zone(r->store, s->id, m->zone, sizeof m->zone);
         if (s->id == r->cfg.id) {
             m->state =
                 leader ? "leader"

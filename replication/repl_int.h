@@ -331,8 +331,9 @@ struct repl__snap {
     uint32_t n_members;
     const void *checkpoints;
     uint32_t n_checkpoints;
-    bool has_restored_from; /* A restored cluster's (8th element)... */
-    char restored_from[64]; /* ...backup cluster id. */
+    bool has_restored_from;    /* A restored cluster's (8th element)... */
+    char restored_from[64];    /* ...backup cluster id. */
+    struct ledger_roles roles; /* Roles targets (9th); all 0 when none. */
 };
 int repl__catchup_begin(ledger_repl *r, struct raft_buffer *buf,
                         const struct repl__snap *s, void *unpacked);

@@ -11,7 +11,10 @@
  * (which ties events pulled from a peer to the state the majority agreed on)
  * and replaces cluster id, restored_from, members and checkpoints inside the
  * caller's store transaction; the caller commits with the snapshot's index.
- * Used by restore (snapshot.c) and by the catch-up (catchup.c). Calls nothing
+ * Members may carry a 4th element (the zone) and the tail a 9th (the
+ * automatic-roles targets, after a restored_from that is "" when none):
+ * both are installed too (targets all 0, zones "" when absent). Used by
+ * restore (snapshot.c) and by the catch-up (catchup.c). Calls nothing
  * else in replication/ but the log.
  */
 #include <msgpack.h>
@@ -37,12 +40,34 @@ static void copyText(char *buf, const msgpack_object *o)
     buf[o->via.str.size] = '\0';
 }
 
-/* [id, raft_addr, api_addr] */
+/* [id, raft_addr, api_addr (, zone)] */
 static bool isMember(const msgpack_object *m)
 {
-    return m->type == MSGPACK_OBJECT_ARRAY && m->via.array.size == 3 &&
+    return m->type == MSGPACK_OBJECT_ARRAY &&
+           (m->via.array.size == 3 ||
+            (m->via.array.size == 4 && isText(&m->via.array.ptr[3]) &&
+             m->via.array.ptr[3].via.str.size < LEDGER_ZONE_MAX)) &&
            m->via.array.ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
            isText(&m->via.array.ptr[1]) && isText(&m->via.array.ptr[2]);
+}
+
+/* [voters, standbys, dead_after_s] */
+static int decodeRoles(const msgpack_object *o, struct ledger_roles *out)
+{
+    const msgpack_object *g = o->via.array.ptr;
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 3) {
+        return -1;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (g[i].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+            g[i].via.u64 > UINT32_MAX) {
+            return -1;
+        }
+    }
+    out->voters = (unsigned)g[0].via.u64;
+    out->standbys = (unsigned)g[1].via.u64;
+    out->dead_after_s = (unsigned)g[2].via.u64;
+    return 0;
 }
 
 /* [stream, name, value]; the value is kept with its length. */
@@ -57,18 +82,22 @@ int repl__snap_decode(const void *obj, struct repl__snap *s)
 {
     const msgpack_object *o = obj;
     const msgpack_object *f;
-    if (o->type != MSGPACK_OBJECT_ARRAY ||
-        (o->via.array.size != 7 && o->via.array.size != 8)) {
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 7 ||
+        o->via.array.size > 9) {
         return -1;
     }
     f = o->via.array.ptr;
     memset(s, 0, sizeof *s);
-    s->has_restored_from = o->via.array.size == 8;
-    if (s->has_restored_from) {
+    if (o->via.array.size >= 8) {
         if (!isText(&f[7]) || f[7].via.str.size >= sizeof s->restored_from) {
             return -1;
         }
+        /* "" (packed only before the roles) means none. */
+        s->has_restored_from = f[7].via.str.size > 0;
         copyText(s->restored_from, &f[7]);
+    }
+    if (o->via.array.size == 9 && decodeRoles(&f[8], &s->roles) != 0) {
+        return -1;
     }
     if (f[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
         f[0].via.u64 != REPL__SNAPSHOT_FORMAT ||
@@ -147,12 +176,18 @@ int repl__snap_install(ledger_repl *r, const struct repl__snap *s)
     if (s->has_restored_from) {
         rv |= ledger_store_set_restored_from(r->store, s->restored_from);
     }
+    if (rv == 0) {
+        rv = ledger_store_set_roles(r->store, &s->roles);
+    }
     for (i = 0; i < s->n_members && rv == 0; i++) {
         const msgpack_object *m = &members[i];
         char *ra, *aa;
-        if (m->type != MSGPACK_OBJECT_ARRAY || m->via.array.size != 3 ||
-            m->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        char zone[LEDGER_ZONE_MAX] = "";
+        if (!isMember(m)) {
             return -1;
+        }
+        if (m->via.array.size == 4) {
+            copyText(zone, &m->via.array.ptr[3]);
         }
         ra = objStr(&m->via.array.ptr[1], NULL);
         aa = objStr(&m->via.array.ptr[2], NULL);
@@ -160,6 +195,10 @@ int repl__snap_install(ledger_repl *r, const struct repl__snap *s)
                  ? -1
                  : ledger_store_put_member(r->store,
                                            m->via.array.ptr[0].via.u64, ra, aa);
+        if (rv == 0) {
+            rv = ledger_store_set_member_zone(
+                r->store, m->via.array.ptr[0].via.u64, zone);
+        }
         free(ra);
         free(aa);
     }

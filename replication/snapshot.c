@@ -4,13 +4,19 @@
  * events. It describes the state after applying entries 1..index:
  *
  *   snapshot = [ format:1, index:uint, position:uint, head_hash:bin(32),
- *                cluster_id:str, members:[[id, raft_addr, api_addr]...],
+ *                cluster_id:str, members:[[id, raft_addr, api_addr
+ *                (, zone:str)]...],
  *                checkpoints:[[stream, name, value]...]
- *                (, restored_from:str) ]
+ *                (, restored_from:str
+ *                (, roles:[voters, standbys, dead_after_s])) ]
  *
- * restored_from (the cluster id of the backup a restored cluster started
- * from, store.h) is the 8th element, present only on restored clusters, so
- * a node that predates it still reads every other cluster's snapshots.
+ * The optional tail, so that a node that predates an element still reads
+ * the snapshots of every cluster that does not use it:
+ * - restored_from (the cluster id of the backup a restored cluster started
+ *   from, store.h): the 8th element, on restored clusters, or "" (none)
+ *   when the 9th is there;
+ * - the automatic-roles targets: the 9th element, only when they are set.
+ * A member's zone is packed only when it has one.
  *
  * Its size is O(members + checkpoints), independent of the number of events.
  *
@@ -52,6 +58,7 @@
 #include "replication/mpscan.h"
 
 struct packCtx {
+    ledger_store *store;
     msgpack_packer *pk;
     int rv;
     size_t n;
@@ -73,10 +80,15 @@ static int countMember(void *arg, uint64_t id, const char *ra, const char *aa)
 static int packMember(void *arg, uint64_t id, const char *ra, const char *aa)
 {
     struct packCtx *c = arg;
-    c->rv |= msgpack_pack_array(c->pk, 3);
+    char zone[LEDGER_ZONE_MAX];
+    c->rv |= ledger_store_member_zone(c->store, id, zone, sizeof zone);
+    c->rv |= msgpack_pack_array(c->pk, zone[0] != '\0' ? 4 : 3);
     c->rv |= msgpack_pack_uint64(c->pk, id);
     c->rv |= packStr(c->pk, ra, strlen(ra));
     c->rv |= packStr(c->pk, aa, strlen(aa));
+    if (zone[0] != '\0') {
+        c->rv |= packStr(c->pk, zone, strlen(zone));
+    }
     return 0;
 }
 
@@ -106,7 +118,9 @@ int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     struct ledger_store_state st;
     msgpack_sbuffer sb;
     msgpack_packer pk;
-    struct packCtx c = {&pk, 0, 0};
+    struct packCtx c = {r->store, &pk, 0, 0};
+    struct ledger_roles roles;
+    bool has_roles;
     struct raft_buffer *out;
     uint64_t index = raft_last_applied(r->raft);
     int rv;
@@ -133,7 +147,17 @@ int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     repl__bound_snapshotted(r);
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    rv = msgpack_pack_array(&pk, st.restored_from[0] != '\0' ? 8 : 7);
+    if (ledger_store_get_roles(r->store, &roles) != 0) {
+        repl__log(r, LEDGER_REPL_ERROR, "snapshot: %s",
+                  ledger_store_errmsg(r->store));
+        msgpack_sbuffer_destroy(&sb);
+        return RAFT_IOERR;
+    }
+    has_roles =
+        roles.voters != 0 || roles.standbys != 0 || roles.dead_after_s != 0;
+    rv = msgpack_pack_array(&pk, has_roles                     ? 9
+                                 : st.restored_from[0] != '\0' ? 8
+                                                               : 7);
     rv |= msgpack_pack_uint8(&pk, REPL__SNAPSHOT_FORMAT);
     rv |= msgpack_pack_uint64(&pk, index);
     rv |= msgpack_pack_uint64(&pk, st.position);
@@ -149,8 +173,14 @@ int repl__snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     rv |= ledger_store_list_checkpoints(r->store, countCheckpoint, &c);
     rv |= msgpack_pack_array(&pk, c.n);
     rv |= ledger_store_list_checkpoints(r->store, packCheckpoint, &c);
-    if (st.restored_from[0] != '\0') {
+    if (st.restored_from[0] != '\0' || has_roles) {
         rv |= packStr(&pk, st.restored_from, strlen(st.restored_from));
+    }
+    if (has_roles) {
+        rv |= msgpack_pack_array(&pk, 3);
+        rv |= msgpack_pack_uint32(&pk, roles.voters);
+        rv |= msgpack_pack_uint32(&pk, roles.standbys);
+        rv |= msgpack_pack_uint32(&pk, roles.dead_after_s);
     }
     rv |= c.rv;
     if (rv != 0) {

@@ -5,11 +5,13 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config libraft-dev libuv1-dev libsqlite3-dev
       libmsgpack-dev libhttp-parser-dev libjansson-dev libssl-dev
       libcurl4-openssl-dev libcmocka-dev python3 python3-msgpack sqlite3 curl
-      iproute2 nftables python3-matplotlib openssl clang libclang-rt-dev)
+      iproute2 nftables python3-matplotlib openssl man-db groff-base clang
+      libclang-rt-dev)
 # Installed without their recommends: the console test's headless browser
-# (chromium; fonts-dejavu-core for its screenshots) and promtool (package
-# prometheus; its recommends would bring the node exporter service).
-LEAN=(chromium fonts-dejavu-core prometheus)
+# (chromium; fonts-dejavu-core for its screenshots), promtool (package
+# prometheus; its recommends would bring the node exporter service) and
+# systemd-analyze for the install test (package systemd).
+LEAN=(chromium fonts-dejavu-core prometheus systemd)
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
 }

@@ -42,6 +42,8 @@ enum {
     STMT_MEMBER_PUT,
     STMT_MEMBER_DELETE,
     STMT_MEMBER_LIST,
+    STMT_MEMBER_ZONE_SET,
+    STMT_MEMBER_ZONE_GET,
     STMT_VERIFY_CHAIN,
     STMT_VERIFY_SEQS,
     STMT__N /* Number of cached statements. */

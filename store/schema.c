@@ -52,8 +52,14 @@ static const char migration1[] =
     "INSERT OR IGNORE INTO meta (key, value) VALUES"
     "  ('cluster_id', ''), ('applied_index', 0);";
 
+/* Version 2: a failure-zone label per member (ledgerd --zone), '' for
+ * none. Every member of a version 1 store gets ''. */
+static const char migration2[] =
+    "ALTER TABLE members ADD COLUMN zone TEXT NOT NULL DEFAULT '';";
+
 static const char *const migrations[] = {
     migration1,
+    migration2,
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] ==

@@ -85,11 +85,15 @@ static const char *const stmt_sql[STMT__N] = {
                     " WHERE stream = ? AND name = ?",
     [STMT_CP_LIST] = "SELECT stream, name, value FROM checkpoints"
                      " ORDER BY stream, name",
-    [STMT_MEMBER_PUT] = "INSERT OR REPLACE INTO members"
-                        " (id, raft_addr, api_addr) VALUES (?, ?, ?)",
+    [STMT_MEMBER_PUT] = "INSERT INTO members (id, raft_addr, api_addr)"
+                        " VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE"
+                        " SET raft_addr = excluded.raft_addr,"
+                        " api_addr = excluded.api_addr",
     [STMT_MEMBER_DELETE] = "DELETE FROM members WHERE id = ?",
     [STMT_MEMBER_LIST] = "SELECT id, raft_addr, api_addr FROM members"
                          " ORDER BY id",
+    [STMT_MEMBER_ZONE_SET] = "UPDATE members SET zone = ? WHERE id = ?",
+    [STMT_MEMBER_ZONE_GET] = "SELECT zone FROM members WHERE id = ?",
     [STMT_VERIFY_CHAIN] = "SELECT " STORE__EVENT_COLUMNS " FROM events"
                           " ORDER BY position",
     [STMT_VERIFY_SEQS] = "SELECT stream, seq, position, hash FROM events"
@@ -960,6 +964,64 @@ int ledger_store_put_member(ledger_store *s, uint64_t id, const char *raft_addr,
     }
     sqlite3_reset(stmt);
     sqlite3_clear_bindings(stmt);
+    return rv;
+}
+
+int ledger_store_set_member_zone(ledger_store *s, uint64_t id, const char *zone)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rv = storeRequireTx(s, "set member zone");
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    if (id == 0 || id > INT64_MAX || zone == NULL ||
+        strlen(zone) >= LEDGER_ZONE_MAX) {
+        return storeErrf(s, LEDGER_STORE_EINVAL,
+                         "set member zone: id must be positive and the zone "
+                         "at most %d bytes",
+                         LEDGER_ZONE_MAX - 1);
+    }
+    rv = storeStmt(s, STMT_MEMBER_ZONE_SET, &stmt);
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    sqlite3_bind_text(stmt, 1, zone, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)id);
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+        rv = storeSqlErr(s, "set member zone");
+    } else if (sqlite3_changes(s->db) == 0) {
+        rv = storeErrf(s, LEDGER_STORE_ENOTFOUND,
+                       "set member zone: no member %llu",
+                       (unsigned long long)id);
+    }
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return rv;
+}
+
+int ledger_store_member_zone(ledger_store *s, uint64_t id, char *buf,
+                             size_t len)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rv = storeStmt(s, STMT_MEMBER_ZONE_GET, &stmt);
+    int rc;
+    if (len > 0) {
+        buf[0] = '\0';
+    }
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)(id > INT64_MAX ? 0 : id));
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        const char *z = (const char *)sqlite3_column_text(stmt, 0);
+        snprintf(buf, len, "%s", z != NULL ? z : "");
+    } else if (rc == SQLITE_DONE) {
+        rv = LEDGER_STORE_ENOTFOUND; /* Not an error: no message. */
+    } else {
+        rv = storeSqlErr(s, "member zone");
+    }
+    sqlite3_reset(stmt);
     return rv;
 }
 

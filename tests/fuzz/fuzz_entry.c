@@ -32,6 +32,10 @@ static int encodeOp(const struct op *o, struct op_buf *out)
         return op_encode_member_put(&o->members[0], out);
     case OP_MEMBER_DEL:
         return op_encode_member_del(o->member_id, out);
+    case OP_MEMBER_ZONE:
+        return op_encode_member_zone(o->member_id, o->zone, out);
+    case OP_ROLES:
+        return op_encode_roles(&o->roles, out);
     }
     CHECK(!"decoded an unknown op type");
     return -1;
@@ -71,6 +75,14 @@ static void checkSameOp(const struct op *a, const struct op *b)
         return;
     case OP_MEMBER_DEL:
         CHECK(a->member_id == b->member_id);
+        return;
+    case OP_MEMBER_ZONE:
+        CHECK(a->member_id == b->member_id && sameStr(a->zone, b->zone));
+        return;
+    case OP_ROLES:
+        CHECK(a->roles.voters == b->roles.voters &&
+              a->roles.standbys == b->roles.standbys &&
+              a->roles.dead_after_s == b->roles.dead_after_s);
         return;
     }
 }

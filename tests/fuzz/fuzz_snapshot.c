@@ -29,6 +29,12 @@ static bool isStr(const msgpack_object *o)
     return o->type == MSGPACK_OBJECT_STR;
 }
 
+static bool hasRoles(const struct repl__snap *s)
+{
+    return s->roles.voters != 0 || s->roles.standbys != 0 ||
+           s->roles.dead_after_s != 0;
+}
+
 /* Pack what was decoded, as snapshot.c packs a snapshot. */
 static void repack(const struct repl__snap *s, msgpack_sbuffer *sb)
 {
@@ -37,7 +43,7 @@ static void repack(const struct repl__snap *s, msgpack_sbuffer *sb)
     const msgpack_object *c = s->checkpoints;
 
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, s->has_restored_from ? 8 : 7);
+    msgpack_pack_array(&pk, hasRoles(s) ? 9 : s->has_restored_from ? 8 : 7);
     msgpack_pack_uint64(&pk, REPL__SNAPSHOT_FORMAT);
     msgpack_pack_uint64(&pk, s->index);
     msgpack_pack_uint64(&pk, s->position);
@@ -52,8 +58,14 @@ static void repack(const struct repl__snap *s, msgpack_sbuffer *sb)
     for (uint32_t i = 0; i < s->n_checkpoints; i++) {
         msgpack_pack_object(&pk, c[i]);
     }
-    if (s->has_restored_from) {
+    if (s->has_restored_from || hasRoles(s)) {
         packStr(&pk, s->restored_from);
+    }
+    if (hasRoles(s)) {
+        msgpack_pack_array(&pk, 3);
+        msgpack_pack_uint32(&pk, s->roles.voters);
+        msgpack_pack_uint32(&pk, s->roles.standbys);
+        msgpack_pack_uint32(&pk, s->roles.dead_after_s);
     }
 }
 
@@ -92,12 +104,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(strcmp(s.cluster_id, s2.cluster_id) == 0);
     CHECK(s.has_restored_from == s2.has_restored_from &&
           strcmp(s.restored_from, s2.restored_from) == 0);
+    CHECK(memcmp(&s.roles, &s2.roles, sizeof s.roles) == 0);
     CHECK(s.n_members == s2.n_members && s.n_checkpoints == s2.n_checkpoints);
     for (uint32_t i = 0; i < s.n_members; i++) {
         const msgpack_object *m = &((const msgpack_object *)s.members)[i];
-        CHECK(m->type == MSGPACK_OBJECT_ARRAY && m->via.array.size == 3);
+        CHECK(m->type == MSGPACK_OBJECT_ARRAY &&
+              (m->via.array.size == 3 || m->via.array.size == 4));
         CHECK(m->via.array.ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
               isStr(&m->via.array.ptr[1]) && isStr(&m->via.array.ptr[2]));
+        CHECK(m->via.array.size == 3 ||
+              (isStr(&m->via.array.ptr[3]) &&
+               m->via.array.ptr[3].via.str.size < LEDGER_ZONE_MAX));
     }
     for (uint32_t i = 0; i < s.n_checkpoints; i++) {
         const msgpack_object *c = &((const msgpack_object *)s.checkpoints)[i];

@@ -117,6 +117,9 @@ def entry():
                             [2, "127.0.0.1:7002", "127.0.0.1:8002"]]],
         [4, 9, "127.0.0.1:7009", "127.0.0.1:8009"],
         [5, 9],
+        [6, 9, "rack-a"],
+        [6, 9, ""],
+        [7, 3, 1, 30],
     ]
     out = [pad(msgpack.packb([1, 1764700000000, ops]))]
     out += [pad(msgpack.packb([1, -1, [op]])) for op in ops]
@@ -149,10 +152,15 @@ def snapshot():
             [[1, "127.0.0.1:7001", "127.0.0.1:8001"],
              [2, "127.0.0.1:7002", "127.0.0.1:8002"]],
             [["orders", "billing", '{"seq":4}']]]
+    # Zones (a member's 4th element) and roles targets (the 9th, after a
+    # restored_from that is "" for none).
+    zoned = base[:5] + [[[1, "127.0.0.1:7001", "127.0.0.1:8001", "rack-a"],
+                         [2, "127.0.0.1:7002", "127.0.0.1:8002"]], base[6]]
     return [msgpack.packb(base, use_bin_type=True),
             msgpack.packb(base + ["abcd"], use_bin_type=True),
             msgpack.packb([1, 0, 0, b"\0" * 32, "", [], []],
-                          use_bin_type=True)]
+                          use_bin_type=True),
+            msgpack.packb(zoned + ["", [3, 1, 30]], use_bin_type=True)]
 
 
 if __name__ == "__main__":

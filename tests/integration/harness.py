@@ -301,6 +301,8 @@ class Cluster:
         self.nodes = {}
         self.failed = False
         self.exit_codes = {}
+        # More flags for one node: {nid: [...]}, read at every (re)start.
+        self.node_args = {}
 
     # ---- lifecycle ------------------------------------------------------
 
@@ -398,7 +400,7 @@ class Cluster:
             cmd += ["--tls-cert", cert, "--tls-key", key, "--tls-ca", ca]
         elif self.net is not None:
             cmd += ["--insecure"]
-        cmd += self.extra_args
+        cmd += self.extra_args + list(self.node_args.get(nid, ()))
         return self.net.wrap(nid, cmd) if self.net is not None else cmd
 
     def start_node(self, nid, bootstrap=True):

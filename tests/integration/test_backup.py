@@ -29,6 +29,10 @@ import threading
 from harness import (Cluster, ClusterTestCase, LEDGERCTL, file_sha256,
                      free_port_range, ledgerctl, unique, wait_until)
 
+# LEDGER_SCHEMA_VERSION (store/include/store/store.h): the store schema this
+# build writes.
+SCHEMA = 2
+
 TOKEN = "backup-test-token"
 
 
@@ -184,7 +188,7 @@ class BackupTest(ClusterTestCase):
         self.assertEqual(head, out["hash"])
         self.assertGreater(raft_index, 0)
         self.assertGreater(raft_term, 0)
-        self.assertEqual(schema, 1)
+        self.assertEqual(schema, SCHEMA)
         self.assertRegex(created, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
         self.assertGreaterEqual(pos, before_pos)
         self.assertEqual([p for p, _ in rows], list(range(1, pos + 1)))
@@ -271,13 +275,15 @@ class BackupTest(ClusterTestCase):
 
         newer = self.copy_base("newer.db")
         db = sqlite3.connect(newer)
-        db.execute("UPDATE meta SET value = 2 WHERE key = 'schema_version'")
-        db.execute("UPDATE backup_meta SET schema_version = 2")
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                   (SCHEMA + 1,))
+        db.execute("UPDATE backup_meta SET schema_version = ?",
+                   (SCHEMA + 1,))
         db.commit()
         db.close()
         rewrite_sha(newer)
         line = one_line(self, self.ctl("backup", "verify", newer), 1)
-        self.assertIn("schema version 2", line)
+        self.assertIn(f"schema version {SCHEMA + 1}", line)
         self.assertIn("newer ledgerd", line)
 
         p = self.ctl("backup", "verify", self.base)
@@ -382,15 +388,17 @@ class BackupTest(ClusterTestCase):
 
         newer = self.copy_base("newer2.db")
         db = sqlite3.connect(newer)
-        db.execute("UPDATE meta SET value = 2 WHERE key = 'schema_version'")
-        db.execute("UPDATE backup_meta SET schema_version = 2")
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                   (SCHEMA + 1,))
+        db.execute("UPDATE backup_meta SET schema_version = ?",
+                   (SCHEMA + 1,))
         db.commit()
         db.close()
         rewrite_sha(newer)
         target = os.path.join(self.tmp, "never")
         line = one_line(self, self.ctl("restore", newer, "--dir", target,
                                        *common), 1)
-        self.assertIn("schema version 2", line)
+        self.assertIn(f"schema version {SCHEMA + 1}", line)
         self.assertFalse(os.path.exists(target))
 
         cut = self.copy_base("cut2.db")

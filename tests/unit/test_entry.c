@@ -101,7 +101,8 @@ static void test_members(void **state)
 {
     struct op_member m[2] = {{1, "127.0.0.1:7001", "127.0.0.1:8001"},
                              {2, "127.0.0.1:7002", "127.0.0.1:8002"}};
-    struct op_buf ops[3];
+    struct op_buf ops[6];
+    struct ledger_roles roles = {3, 1, 30};
     entry_decoder *d = NULL;
     struct op *out;
     size_t n_out;
@@ -114,10 +115,22 @@ static void test_members(void **state)
     assert_int_equal(op_encode_init("cid", m, 2, &ops[0]), 0);
     assert_int_equal(op_encode_member_put(&m[1], &ops[1]), 0);
     assert_int_equal(op_encode_member_del(2, &ops[2]), 0);
-    buf = build(ops, 3, &len);
+    assert_int_equal(op_encode_member_zone(1, "rack-a", &ops[3]), 0);
+    assert_int_equal(op_encode_member_zone(3, "", &ops[4]), 0);
+    assert_int_equal(op_encode_roles(&roles, &ops[5]), 0);
+    buf = build(ops, 6, &len);
     assert_int_equal(
         entry_decode(buf, len, &ts, &out, &n_out, &d, err, sizeof err), 0);
-    assert_int_equal(n_out, 3);
+    assert_int_equal(n_out, 6);
+    assert_int_equal(out[5].type, OP_ROLES);
+    assert_int_equal(out[5].roles.voters, 3);
+    assert_int_equal(out[5].roles.standbys, 1);
+    assert_int_equal(out[5].roles.dead_after_s, 30);
+    assert_int_equal(out[3].type, OP_MEMBER_ZONE);
+    assert_int_equal(out[3].member_id, 1);
+    assert_string_equal(out[3].zone, "rack-a");
+    assert_int_equal(out[4].member_id, 3);
+    assert_string_equal(out[4].zone, "");
     assert_string_equal(out[0].cluster_id, "cid");
     assert_int_equal(out[0].n_members, 2);
     assert_string_equal(out[0].members[1].api_addr, "127.0.0.1:8002");
@@ -127,7 +140,7 @@ static void test_members(void **state)
     assert_int_equal(out[2].member_id, 2);
     entry_decoder_free(d);
     raft_free(buf);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 6; i++) {
         op_buf_free(&ops[i]);
     }
 }

@@ -179,7 +179,9 @@ static void test_snap_empty_strings(void **state)
     packSnap(&sb, "", 0, "", 0, "127.0.0.1:7001", 14);
     assert_int_equal(decodeSnap(&sb, &s), 0);
     assert_string_equal(s.cluster_id, "");
-    assert_true(s.has_restored_from);
+    /* "" is "none" (what a 9-element snapshot with roles targets and no
+     * restored_from carries; snapshot.c). */
+    assert_false(s.has_restored_from);
     assert_string_equal(s.restored_from, "");
     assert_int_equal(s.index, 10);
     assert_int_equal(s.position, 4);
@@ -218,6 +220,82 @@ static void test_snap_nul_refused(void **state)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* A snapshot with a zone on its member (4th element) and, after a
+ * restored_from "", the roles targets (9th); zone: zlen bytes; roles: the
+ * 9th element's 3 numbers, n_roles of them. */
+static void packZoned(msgpack_sbuffer *sb, const char *zone, size_t zlen,
+                      const uint64_t *roles, size_t n_roles)
+{
+    msgpack_packer pk;
+    uint8_t h[LEDGER_HASH_LEN];
+
+    memset(h, 3, sizeof h);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 9);
+    msgpack_pack_uint64(&pk, REPL__SNAPSHOT_FORMAT);
+    msgpack_pack_uint64(&pk, 10);
+    msgpack_pack_uint64(&pk, 4);
+    msgpack_pack_bin(&pk, LEDGER_HASH_LEN);
+    msgpack_pack_bin_body(&pk, h, LEDGER_HASH_LEN);
+    msgpack_pack_str(&pk, 1);
+    msgpack_pack_str_body(&pk, "c", 1);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint64(&pk, 1);
+    msgpack_pack_str(&pk, 14);
+    msgpack_pack_str_body(&pk, "127.0.0.1:7001", 14);
+    msgpack_pack_str(&pk, 14);
+    msgpack_pack_str_body(&pk, "127.0.0.1:8001", 14);
+    msgpack_pack_str(&pk, zlen);
+    msgpack_pack_str_body(&pk, zone, zlen);
+    msgpack_pack_array(&pk, 0);
+    msgpack_pack_str(&pk, 0);
+    msgpack_pack_str_body(&pk, "", 0);
+    msgpack_pack_array(&pk, n_roles);
+    for (size_t i = 0; i < n_roles; i++) {
+        msgpack_pack_uint64(&pk, roles[i]);
+    }
+}
+
+static void test_snap_zone_and_roles(void **state)
+{
+    static const uint64_t ok[3] = {3, 1, 30};
+    static const uint64_t huge[3] = {3, 1, 1ull << 40};
+    char long_zone[LEDGER_ZONE_MAX];
+    struct repl__snap s;
+    msgpack_sbuffer sb;
+
+    (void)state;
+    msgpack_sbuffer_init(&sb);
+    packZoned(&sb, "rack-a", 6, ok, 3);
+    assert_int_equal(decodeSnap(&sb, &s), 0);
+    assert_false(s.has_restored_from);
+    assert_int_equal(s.roles.voters, 3);
+    assert_int_equal(s.roles.standbys, 1);
+    assert_int_equal(s.roles.dead_after_s, 30);
+    assert_int_equal(s.n_members, 1);
+    msgpack_sbuffer_destroy(&sb);
+    /* Refused: a NUL in the zone, a zone too long, 2 targets, a target
+     * over 32 bits. */
+    msgpack_sbuffer_init(&sb);
+    packZoned(&sb, "a\0b", 3, ok, 3);
+    assert_int_equal(decodeSnap(&sb, &s), -1);
+    msgpack_sbuffer_destroy(&sb);
+    memset(long_zone, 'z', sizeof long_zone);
+    msgpack_sbuffer_init(&sb);
+    packZoned(&sb, long_zone, sizeof long_zone, ok, 3);
+    assert_int_equal(decodeSnap(&sb, &s), -1);
+    msgpack_sbuffer_destroy(&sb);
+    msgpack_sbuffer_init(&sb);
+    packZoned(&sb, "rack-a", 6, ok, 2);
+    assert_int_equal(decodeSnap(&sb, &s), -1);
+    msgpack_sbuffer_destroy(&sb);
+    msgpack_sbuffer_init(&sb);
+    packZoned(&sb, "rack-a", 6, huge, 3);
+    assert_int_equal(decodeSnap(&sb, &s), -1);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -227,6 +305,7 @@ int main(void)
         cmocka_unit_test(test_page_truncated_refused),
         cmocka_unit_test(test_snap_empty_strings),
         cmocka_unit_test(test_snap_nul_refused),
+        cmocka_unit_test(test_snap_zone_and_roles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -799,6 +799,123 @@ static void test_members(void **state)
     assert_string_equal(l.text, "1:h:9001@h:9101;3:h:7003@h:8003;");
 }
 
+static sqlite3_int64 rawInt(const char *path, const char *sql);
+
+/* Zone labels: set, kept when the addresses change, cleared, refused for
+ * a non-member or an over-long label; durable. */
+static void test_member_zones(void **state)
+{
+    struct fixture *f = *state;
+    char z[LEDGER_ZONE_MAX];
+    char big[LEDGER_ZONE_MAX + 1];
+
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    ASSERT_OK(ledger_store_begin(f->s));
+    ASSERT_OK(ledger_store_put_member(f->s, 1, "h:7001", "h:8001"));
+    ASSERT_OK(ledger_store_put_member(f->s, 2, "h:7002", "h:8002"));
+    ASSERT_OK(ledger_store_set_member_zone(f->s, 1, "rack-a"));
+    ASSERT_OK(ledger_store_set_member_zone(f->s, 2, "rack-b"));
+    ASSERT_OK(ledger_store_set_member_zone(f->s, 2, ""));
+    /* New addresses keep the label. */
+    ASSERT_OK(ledger_store_put_member(f->s, 1, "h:9001", "h:9101"));
+    assert_int_equal(ledger_store_set_member_zone(f->s, 7, "rack-a"),
+                     LEDGER_STORE_ENOTFOUND);
+    assert_int_equal(ledger_store_set_member_zone(f->s, 1, big),
+                     LEDGER_STORE_EINVAL);
+    ASSERT_OK(ledger_store_commit(f->s, 1));
+    reopen(f);
+    ASSERT_OK(ledger_store_member_zone(f->s, 1, z, sizeof z));
+    assert_string_equal(z, "rack-a");
+    ASSERT_OK(ledger_store_member_zone(f->s, 2, z, sizeof z));
+    assert_string_equal(z, "");
+    assert_int_equal(ledger_store_member_zone(f->s, 7, z, sizeof z),
+                     LEDGER_STORE_ENOTFOUND);
+    assert_string_equal(z, "");
+    /* Outside a transaction: refused. */
+    assert_int_equal(ledger_store_set_member_zone(f->s, 1, "x"),
+                     LEDGER_STORE_EINVAL);
+}
+
+/* Roles targets: all 0 until set, set inside a transaction only,
+ * durable, and a malformed row is reported as corruption. */
+static void test_roles_targets(void **state)
+{
+    struct fixture *f = *state;
+    struct ledger_roles r = {9, 9, 9};
+    struct ledger_roles want = {3, 1, 30};
+
+    ASSERT_OK(ledger_store_get_roles(f->s, &r));
+    assert_int_equal(r.voters + r.standbys + r.dead_after_s, 0);
+    assert_int_equal(ledger_store_set_roles(f->s, &want), LEDGER_STORE_EINVAL);
+    ASSERT_OK(ledger_store_begin(f->s));
+    ASSERT_OK(ledger_store_set_roles(f->s, &want));
+    ASSERT_OK(ledger_store_commit(f->s, 1));
+    reopen(f);
+    ASSERT_OK(ledger_store_get_roles(f->s, &r));
+    assert_memory_equal(&r, &want, sizeof r);
+    ledger_store_close(f->s);
+    f->s = NULL;
+    rawExec(f->path, "UPDATE meta SET value = 'x' WHERE key = 'roles'");
+    reopen(f);
+    assert_int_equal(ledger_store_get_roles(f->s, &r), LEDGER_STORE_ECORRUPT);
+}
+
+/* A store of schema version 1 (before zones) is upgraded in place: its
+ * events, members and meta survive, every member gets the zone "". */
+static void test_migrate_v1(void **state)
+{
+    struct fixture *f = *state;
+    struct ledger_store_state st;
+    struct memberList l = {0};
+    char path[300];
+    char err[256];
+    char z[LEDGER_ZONE_MAX];
+    ledger_store *s = NULL;
+
+    snprintf(path, sizeof path, "%s/v1.db", f->dir);
+    /* The version 1 schema, as released, with one member. */
+    rawExec(path, "CREATE TABLE meta (key TEXT PRIMARY KEY, value);"
+                  "CREATE TABLE events (position INTEGER PRIMARY KEY,"
+                  "  stream TEXT NOT NULL, seq INTEGER NOT NULL,"
+                  "  type TEXT NOT NULL, data TEXT NOT NULL, id TEXT,"
+                  "  ts INTEGER NOT NULL, prev_hash BLOB NOT NULL,"
+                  "  hash BLOB NOT NULL, UNIQUE (stream, seq));"
+                  "CREATE UNIQUE INDEX events_stream_id ON events (stream, id)"
+                  "  WHERE id IS NOT NULL;"
+                  "CREATE TABLE streams (name TEXT PRIMARY KEY,"
+                  "  last_seq INTEGER NOT NULL, head_hash BLOB NOT NULL);"
+                  "CREATE TABLE checkpoints (stream TEXT NOT NULL,"
+                  "  name TEXT NOT NULL, value TEXT NOT NULL,"
+                  "  PRIMARY KEY (stream, name));"
+                  "CREATE TABLE members (id INTEGER PRIMARY KEY,"
+                  "  raft_addr TEXT NOT NULL, api_addr TEXT NOT NULL);"
+                  "INSERT INTO members VALUES (4, 'h:7004', 'h:8004');"
+                  "INSERT INTO meta VALUES ('cluster_id', 'c1'),"
+                  "  ('applied_index', 17), ('schema_version', 1);");
+    ASSERT_OK(ledger_store_open(path, &s, err, sizeof err));
+    ASSERT_OK(ledger_store_get_state(s, &st));
+    assert_int_equal(st.schema_version, LEDGER_SCHEMA_VERSION);
+    assert_int_equal(st.applied_index, 17);
+    assert_string_equal(st.cluster_id, "c1");
+    ASSERT_OK(ledger_store_list_members(s, memberCb, &l));
+    assert_string_equal(l.text, "4:h:7004@h:8004;");
+    ASSERT_OK(ledger_store_member_zone(s, 4, z, sizeof z));
+    assert_string_equal(z, "");
+    ASSERT_OK(ledger_store_begin(s));
+    ASSERT_OK(ledger_store_set_member_zone(s, 4, "dc2"));
+    ASSERT_OK(ledger_store_commit(s, 18));
+    ledger_store_close(s);
+    assert_int_equal(rawInt(path, "SELECT value FROM meta"
+                                  " WHERE key = 'schema_version'"),
+                     LEDGER_SCHEMA_VERSION);
+    /* Opening it again runs nothing twice. */
+    ASSERT_OK(ledger_store_open(path, &s, err, sizeof err));
+    ASSERT_OK(ledger_store_member_zone(s, 4, z, sizeof z));
+    assert_string_equal(z, "dc2");
+    ledger_store_close(s);
+}
+
 /* ---- Reads -------------------------------------------------------------- */
 
 static void test_read_stream_paging(void **state)
@@ -1112,16 +1229,19 @@ static void test_newer_schema_refused(void **state)
     appendOne(f, "s", NULL, "{}", 1);
     ledger_store_close(f->s);
     f->s = NULL;
-    rawExec(f->path, "UPDATE meta SET value = 2 WHERE key = 'schema_version'");
+    snprintf(expect, sizeof expect,
+             "UPDATE meta SET value = %d WHERE key = 'schema_version'",
+             LEDGER_SCHEMA_VERSION + 1);
+    rawExec(f->path, expect);
     snapFile(f->path, &before);
 
     assert_int_equal(ledger_store_open(f->path, &s, err, sizeof err),
                      LEDGER_STORE_ESCHEMA);
     assert_null(s);
     snprintf(expect, sizeof expect,
-             "store %s has schema version 2, this ledgerd supports up to 1: "
+             "store %s has schema version %d, this ledgerd supports up to %d: "
              "upgrade ledgerd",
-             f->path);
+             f->path, LEDGER_SCHEMA_VERSION + 1, LEDGER_SCHEMA_VERSION);
     assert_string_equal(err, expect);
 
     snapFile(f->path, &after);
@@ -1148,7 +1268,11 @@ static void test_newer_schema_journal_untouched(void **state)
     assert_int_equal(ledger_store_open(path, &s, err, sizeof err),
                      LEDGER_STORE_ESCHEMA);
     assert_non_null(strstr(err, "schema version 9"));
-    assert_non_null(strstr(err, "up to 1"));
+    {
+        char upto[32];
+        snprintf(upto, sizeof upto, "up to %d", LEDGER_SCHEMA_VERSION);
+        assert_non_null(strstr(err, upto));
+    }
     snapFile(path, &after);
     assertSameFile(&before, &after);
     free(before.bytes);
@@ -1675,6 +1799,9 @@ int main(void)
         T(test_state_corrupt_meta),
         T(test_checkpoints),
         T(test_members),
+        T(test_member_zones),
+        T(test_roles_targets),
+        T(test_migrate_v1),
         T(test_read_stream_paging),
         T(test_read_positions_paging),
         T(test_list_streams_and_heads),

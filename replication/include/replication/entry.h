@@ -11,6 +11,8 @@
  *         | [ 3, cluster_id:str, members:[[id, raft_addr, api_addr]...] ] INIT
  *         | [ 4, id:uint, raft_addr:str, api_addr:str ]             MEMBER_PUT
  *         | [ 5, id:uint ]                                          MEMBER_DEL
+ *         | [ 6, id:uint, zone:str ]                                MEMBER_ZONE
+ *         | [ 7, voters:uint, standbys:uint, dead_after_s:uint ]    ROLES
  *
  * `data` and checkpoint `value` are compact JSON text. ts_ms is the leader's
  * wall clock when it formed the entry: it is part of the replicated data,
@@ -36,6 +38,8 @@ enum {
     OP_INIT = 3,
     OP_MEMBER_PUT = 4,
     OP_MEMBER_DEL = 5,
+    OP_MEMBER_ZONE = 6, /* Since store schema 2: a member's zone label. */
+    OP_ROLES = 7,       /* Automatic-roles targets (meta 'roles'). */
 };
 
 /* An encoded op: malloc'ed bytes. */
@@ -61,6 +65,8 @@ int op_encode_init(const char *cluster_id, const struct op_member *members,
                    size_t n, struct op_buf *out);
 int op_encode_member_put(const struct op_member *m, struct op_buf *out);
 int op_encode_member_del(uint64_t id, struct op_buf *out);
+int op_encode_member_zone(uint64_t id, const char *zone, struct op_buf *out);
+int op_encode_roles(const struct ledger_roles *r, struct op_buf *out);
 void op_buf_free(struct op_buf *b);
 
 /* Build one entry from n encoded ops. The returned buffer is allocated with
@@ -82,7 +88,9 @@ struct op {
     const char *cluster_id;    /* INIT */
     struct op_member *members; /* INIT, MEMBER_PUT (1 member) */
     size_t n_members;
-    uint64_t member_id; /* MEMBER_DEL */
+    uint64_t member_id;        /* MEMBER_DEL, MEMBER_ZONE */
+    const char *zone;          /* MEMBER_ZONE ("" clears the label) */
+    struct ledger_roles roles; /* ROLES */
 };
 
 typedef struct entry_decoder entry_decoder;

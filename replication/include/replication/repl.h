@@ -34,6 +34,7 @@
 #define REPL_MAX_BATCH_BYTES (4u << 20) /* Bytes per entry, about. */
 #define REPL_MAX_INFLIGHT 4             /* Entries appended, not applied. */
 #define REPL_ADDR_MAX 128               /* Max "host:port" length + 1. */
+#define REPL_ZONE_MAX LEDGER_ZONE_MAX   /* Max zone label length + 1. */
 /* Content type of the compact internal events page (GET
  * /v1/internal/events with this Accept): MessagePack arrays back to back,
  * [position, stream, seq, type, id|nil, ts, data_text, prev_hash(bin 32),
@@ -267,7 +268,9 @@ struct ledger_repl_member_info {
     uint64_t applied_index;
     uint64_t lag_entries;
     uint64_t lag_ms;
-    int64_t last_contact_ms; /* -1: unknown */
+    int64_t last_contact_ms;  /* -1: unknown */
+    char zone[REPL_ZONE_MAX]; /* Its --zone label as replicated (store
+                                 members table); "" for none. */
 };
 /* Fill up to max entries; returns the number of members. */
 size_t ledger_repl_members(ledger_repl *r, struct ledger_repl_member_info *out,

@@ -37,7 +37,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LEDGER_SCHEMA_VERSION 1 /* Schema this build writes. */
+#define LEDGER_SCHEMA_VERSION 2 /* Schema this build writes. */
+#define LEDGER_ZONE_MAX 64      /* Longest zone label + 1. */
 #define LEDGER_HASH_LEN 32      /* SHA-256 digest size. */
 #define LEDGER_HASH_HEX_LEN 64  /* Lowercase hex, without NUL. */
 #define LEDGER_STREAM_MAX 255   /* Max stream name length in bytes. */
@@ -217,6 +218,7 @@ int ledger_store_put_checkpoint(ledger_store *s, const char *stream,
 /* Set cluster_id in meta if it is still empty (first one wins). */
 int ledger_store_init_cluster(ledger_store *s, const char *cluster_id);
 
+/* Insert a member, or replace its addresses (its zone stays). */
 /* Record the cluster id of the backup this store's state descends from
  * (meta 'restored_from'; "" clears it). Written by a snapshot install on a
  * member of a restored cluster (replication/snapshot.c); ledger_backup_seed
@@ -226,6 +228,10 @@ int ledger_store_set_restored_from(ledger_store *s, const char *cluster_id);
 /* Insert or replace a member's addresses. */
 int ledger_store_put_member(ledger_store *s, uint64_t id, const char *raft_addr,
                             const char *api_addr);
+/* Set member `id`'s zone label ("" for none; at most LEDGER_ZONE_MAX - 1
+ * bytes). LEDGER_STORE_ENOTFOUND when there is no such member. */
+int ledger_store_set_member_zone(ledger_store *s, uint64_t id,
+                                 const char *zone);
 int ledger_store_delete_member(ledger_store *s, uint64_t id);
 
 /* Insert an event copied from a peer (snapshot catch-up). Its position must
@@ -280,6 +286,20 @@ int ledger_store_list_checkpoints(ledger_store *s, ledger_checkpoint_cb cb,
 typedef int (*ledger_member_cb)(void *arg, uint64_t id, const char *raft_addr,
                                 const char *api_addr);
 int ledger_store_list_members(ledger_store *s, ledger_member_cb cb, void *arg);
+/* Zone label of member `id` into buf ("" when it has none). Returns
+ * LEDGER_STORE_ENOTFOUND (buf "") when there is no such member. */
+int ledger_store_member_zone(ledger_store *s, uint64_t id, char *buf,
+                             size_t len);
+
+/* Automatic-roles targets (store/roles.c), replicated: voters 0 means
+ * manual roles. All 0 until set. */
+struct ledger_roles {
+    unsigned voters;
+    unsigned standbys;
+    unsigned dead_after_s;
+};
+int ledger_store_set_roles(ledger_store *s, const struct ledger_roles *r);
+int ledger_store_get_roles(ledger_store *s, struct ledger_roles *r);
 
 /* Hash of the event at `position` (LEDGER_STORE_ENOTFOUND if absent). */
 int ledger_store_hash_at(ledger_store *s, uint64_t position,
