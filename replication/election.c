@@ -1,6 +1,7 @@
 /* Election timing, both sides: a follower forgets a silent leader, draws
- * narrower timeouts, and a leader that lost its majority steps down within
- * one election timeout.
+ * narrower timeouts, simultaneous candidates settle in one round (a
+ * tie-break by id, prompt pre-vote rounds after a refusal), and a leader that
+ * lost its majority steps down within one election timeout.
  *
  * 1. Stickiness (thesis section 4.2.3), follower side.
  * The thesis: a server that receives a RequestVote "within the minimum
@@ -16,7 +17,9 @@
  * heard from its leader for a full (minimum) election timeout forgets the
  * leader's id (raft_peek.c), so it grants a pre-vote and a vote to the
  * first candidate. It does not start an election itself; its own timer
- * still does that.
+ * still does that. The same check runs when a vote or pre-vote request
+ * arrives, before raft sees it, so a request that comes a few ms after
+ * the T is not refused for want of a layer tick (up to T/20 later).
  *
  * 2. Range. raft 0.15 draws each follower's and candidate's timeout once
  * per term (not per heartbeat) from [T, 2T). With two survivors the new
@@ -80,10 +83,50 @@
  * its pre-vote and stand in the same term as well (measured on the
  * fixture: most of the split votes left after the tick change). The
  * late-comer gets our RequestVote instead and follows.
+ * Only a pre-vote request this node grants is a tie. On a loaded machine
+ * the frozen leader's last heartbeat reaches the survivors tens of ms
+ * apart; the one that heard it first (L) may stand while the other (H)
+ * still remembers the leader, and H refuses. If H then stands within the
+ * window and had counted L's refused request as a tie, it yielded to a
+ * node that could not win with H's refusal, and both waited a whole new
+ * timeout: a new leader about 2T after the freeze (gray's SIGSTOP rounds
+ * at 2.6 s). So the tie is recorded only when raft will grant the
+ * request (no leader remembered, not leading, term and log as recent).
+ *
+ * 5. A node without a leader that refuses for the log stands at once.
+ * The other half of the same skew: H, which heard the leader last, may
+ * still lack the last entry L got (its copy was on the way when the
+ * leader froze). L stands first and H refuses (it remembers the leader);
+ * H stands next and L refuses (H's log is behind). raft 0.15 then waits
+ * for L's next timeout, another T..1.5T. But a voter that asks for
+ * pre-votes remembers no leader, so it would grant L's now: a
+ * pre-candidate, or a follower that remembers no leader, that receives a
+ * pre-vote request for its own next term from a log behind its own
+ * stands (again) at once (a request for an older term is stale: an old
+ * leader resumed after a SIGSTOP reads such requests from its socket): its
+ * election timer is made to expire (raft_peek.c) and io.c runs raft's tick at
+ * the expiry, within 10 ms. It still refuses the request (raft does). Each such
+ * request starts at most one round, and the round is raft's own (a pre-vote for
+ * the next term, a new draw), so nothing loops and no term moves without a
+ * pre-vote majority.
+ *
+ * 6. A follower that refused a peer for its leader stands when it
+ * forgets that leader. When L stood first and H refused it only because
+ * H still remembered the leader (L's log as recent, L's term next), L
+ * waits a new timeout and H would stand at its own draw, up to 1.5T
+ * after its last contact. So H notes the refusal, and when the silence
+ * rule (1) makes it forget the leader at its tick, within T of that
+ * refusal, it stands at once (the same timer expiry as in rule 5): L, a
+ * pre-candidate, grants it (or, its log ahead, stands again by rule 5).
+ * Not when the forgetting happens as a request arrives: that request is
+ * granted (its sender wins) or rule 5 applies. Only a node that lost the
+ * leader for T itself stands early, and only after a peer lost it too;
+ * pre-vote still keeps it harmless if the others hear a leader.
  *
  * Invariants:
  * - Safety is unaffected: vote granting still checks term and log
- *   up-to-dateness; stickiness and step-down are liveness rules only.
+ *   up-to-dateness; stickiness, tie-break, restart and step-down are
+ *   liveness rules only.
  * - A leader that hears from a majority at least once per T ms never
  *   steps down by this rule: heartbeats go out every heartbeat_ms < T and
  *   every one is answered.
@@ -95,6 +138,141 @@
  * a tie (ms). */
 #define REPL__TIE_WINDOW(r) ((uint64_t)(r)->cfg.election_ms / 10)
 
+static const char *stateName(int state)
+{
+    switch (state) {
+    case RAFT_FOLLOWER:
+        return "follower";
+    case RAFT_CANDIDATE:
+        return "candidate";
+    case RAFT_LEADER:
+        return "leader";
+    default:
+        return "unavailable";
+    }
+}
+
+/* Debug: every vote message as this node sees it, with what raft will
+ * weigh (our state, the leader we remember and for how long it has been
+ * silent, our log), so that an election's rounds can be read from the
+ * logs of a real cluster. */
+static void traceVote(ledger_repl *r, const struct raft_message *m,
+                      uint64_t now)
+{
+    struct raft *raft = r->raft;
+    raft_id leader = 0;
+    const char *addr = NULL;
+    uint64_t start = peek_election_timer_start(raft);
+
+    if (r->log == NULL) {
+        return;
+    }
+    raft_leader(raft, &leader, &addr);
+    if (m->type == RAFT_IO_REQUEST_VOTE) {
+        const struct raft_request_vote *v = &m->request_vote;
+        repl__log(
+            r, LEDGER_REPL_DEBUG,
+            "%s request from %llu for term %llu (log %llu/%llu); "
+            "here: %s%s term %llu, leader %llu silent %lld ms, "
+            "log %llu/%llu",
+            v->pre_vote ? "pre-vote" : "vote", (unsigned long long)m->server_id,
+            (unsigned long long)v->term, (unsigned long long)v->last_log_index,
+            (unsigned long long)v->last_log_term, stateName(raft_state(raft)),
+            peek_in_pre_vote(raft) ? " (pre-vote)" : "",
+            (unsigned long long)peek_term(raft), (unsigned long long)leader,
+            (long long)(now - start), (unsigned long long)raft_last_index(raft),
+            (unsigned long long)peek_last_log_term(raft));
+    } else {
+        const struct raft_request_vote_result *v = &m->request_vote_result;
+        repl__log(r, LEDGER_REPL_DEBUG,
+                  "%s answer from %llu: %s (term %llu); here: %s%s term %llu",
+                  v->pre_vote == raft_tribool_true ? "pre-vote" : "vote",
+                  (unsigned long long)m->server_id,
+                  v->vote_granted ? "granted" : "refused",
+                  (unsigned long long)v->term, stateName(raft_state(raft)),
+                  peek_in_pre_vote(raft) ? " (pre-vote)" : "",
+                  (unsigned long long)peek_term(raft));
+    }
+}
+
+/* Follower: forget a leader silent for a full election timeout (rule 1);
+ * with `stand`, also apply rule 6. */
+static void forgetSilentLeader(ledger_repl *r, uint64_t now, bool stand)
+{
+    raft_id leader = 0;
+    const char *addr = NULL;
+    uint64_t start;
+
+    if (raft_state(r->raft) != RAFT_FOLLOWER) {
+        return;
+    }
+    raft_leader(r->raft, &leader, &addr);
+    if (leader == 0) {
+        return;
+    }
+    start = peek_election_timer_start(r->raft);
+    if (now >= start && now - start >= r->cfg.election_ms) {
+        repl__log(r, LEDGER_REPL_INFO,
+                  "no word from leader %llu for %llu ms: ready to vote "
+                  "for a new one",
+                  (unsigned long long)leader,
+                  (unsigned long long)(now - start));
+        peek_forget_leader(r->raft);
+        if (stand && r->refused_at != 0 &&
+            now - r->refused_at < r->cfg.election_ms &&
+            r->refused_term == peek_term(r->raft) + 1) {
+            /* Rule 6: a peer lost the leader before us and we refused it;
+             * it waits for a new timeout. Stand now. */
+            repl__log(r, LEDGER_REPL_INFO,
+                      "%llu asked for a pre-vote %llu ms ago, refused for "
+                      "the leader we remembered: standing now",
+                      (unsigned long long)r->refused_id,
+                      (unsigned long long)(now - r->refused_at));
+            r->refused_at = 0;
+            peek_expire_election_timer(r->raft);
+        }
+    }
+}
+
+static bool rememberLeader(struct raft *raft)
+{
+    raft_id leader = 0;
+    const char *addr = NULL;
+    raft_leader(raft, &leader, &addr);
+    return leader != 0;
+}
+
+/* Is the requester's log behind ours (electionVote refuses it)? */
+static bool logBehind(ledger_repl *r, const struct raft_request_vote *v)
+{
+    uint64_t last_term = peek_last_log_term(r->raft);
+    return v->last_log_term < last_term ||
+           (v->last_log_term == last_term &&
+            v->last_log_index < raft_last_index(r->raft));
+}
+
+/* Will raft 0.15 grant this pre-vote (recv_request_vote.c,
+ * electionVote)? Not while we lead or follow a leader we remember, not
+ * for a term below ours, not from a log behind ours. */
+static bool grantsPreVote(ledger_repl *r, const struct raft_request_vote *v)
+{
+    struct raft *raft = r->raft;
+    raft_id leader = 0;
+    const char *addr = NULL;
+
+    if (raft_state(raft) == RAFT_LEADER) {
+        return false;
+    }
+    raft_leader(raft, &leader, &addr);
+    if (raft_state(raft) == RAFT_FOLLOWER && leader != 0) {
+        return false;
+    }
+    if (v->term < peek_term(raft)) {
+        return false;
+    }
+    return !logBehind(r, v);
+}
+
 bool repl__election_filter(ledger_repl *r, const struct raft_message *m)
 {
     struct raft *raft = r->raft;
@@ -105,6 +283,7 @@ bool repl__election_filter(ledger_repl *r, const struct raft_message *m)
         m->type != RAFT_IO_REQUEST_VOTE_RESULT) {
         return false;
     }
+    traceVote(r, m, now);
     if (raft_state(raft) == RAFT_CANDIDATE && !peek_in_pre_vote(raft) &&
         m->type == RAFT_IO_REQUEST_VOTE && m->request_vote.pre_vote &&
         m->request_vote.term <= peek_term(raft)) {
@@ -113,12 +292,43 @@ bool repl__election_filter(ledger_repl *r, const struct raft_message *m)
          * Unanswered, the other waits for our RequestVote. */
         return true;
     }
+    if (m->type == RAFT_IO_REQUEST_VOTE) {
+        /* The stickiness rule (1) at the moment it matters, not up to a
+         * layer tick later. Not rule 6: we grant this request if its log
+         * is as recent as ours (it wins), else rule 5 makes us stand. */
+        forgetSilentLeader(r, now, false);
+    }
     if (m->type == RAFT_IO_REQUEST_VOTE && m->request_vote.pre_vote &&
-        m->server_id < r->cfg.id &&
-        (m->request_vote.last_log_term > peek_last_log_term(raft) ||
-         (m->request_vote.last_log_term == peek_last_log_term(raft) &&
-          m->request_vote.last_log_index >= raft_last_index(raft)))) {
-        /* A lower id would take this term: remember when (raft answers). */
+        raft_state(raft) == RAFT_FOLLOWER &&
+        !grantsPreVote(r, &m->request_vote) &&
+        m->request_vote.term == peek_term(raft) + 1 &&
+        !logBehind(r, &m->request_vote)) {
+        /* Refused only for the leader we remember (rule 6). */
+        r->refused_at = now;
+        r->refused_term = m->request_vote.term;
+        r->refused_id = m->server_id;
+    }
+    if (m->type == RAFT_IO_REQUEST_VOTE && m->request_vote.pre_vote &&
+        (peek_in_pre_vote(raft) ||
+         (raft_state(raft) == RAFT_FOLLOWER && !rememberLeader(raft))) &&
+        m->request_vote.term == peek_term(raft) + 1 &&
+        logBehind(r, &m->request_vote)) {
+        /* Rule 5: raft refuses it (its log is behind ours), but a voter
+         * asking for pre-votes remembers no leader: it would grant ours
+         * now. Stand (again) at once instead of at our next timeout. */
+        repl__log(r, LEDGER_REPL_INFO,
+                  "pre-vote request from %llu, whose log is behind ours: "
+                  "asking for pre-votes again now",
+                  (unsigned long long)m->server_id);
+        peek_expire_election_timer(raft);
+        return false;
+    }
+    if (m->type == RAFT_IO_REQUEST_VOTE && m->request_vote.pre_vote &&
+        m->server_id < r->cfg.id && grantsPreVote(r, &m->request_vote)) {
+        /* A lower id would take this term, with our pre-vote: remember
+         * when (raft answers). A pre-vote raft refuses is no tie: that
+         * node cannot win with it, and yielding to it would cost both of
+         * us a whole timeout. */
         r->tie_term = m->request_vote.term;
         r->tie_at = now;
         r->tie_id = m->server_id;
@@ -192,9 +402,6 @@ static bool contactQuorum(ledger_repl *r, uint64_t now)
 bool repl__election_tick(ledger_repl *r)
 {
     uint64_t now = repl__now(r);
-    raft_id leader = 0;
-    const char *addr = NULL;
-    uint64_t start;
 
     if (raft_state(r->raft) == RAFT_LEADER) {
         if (contactQuorum(r, now)) {
@@ -208,21 +415,6 @@ bool repl__election_tick(ledger_repl *r)
         r->stepped_down = true;
         return true;
     }
-    if (raft_state(r->raft) != RAFT_FOLLOWER) {
-        return false;
-    }
-    raft_leader(r->raft, &leader, &addr);
-    if (leader == 0) {
-        return false;
-    }
-    start = peek_election_timer_start(r->raft);
-    if (now >= start && now - start >= r->cfg.election_ms) {
-        repl__log(r, LEDGER_REPL_INFO,
-                  "no word from leader %llu for %llu ms: ready to vote "
-                  "for a new one",
-                  (unsigned long long)leader,
-                  (unsigned long long)(now - start));
-        peek_forget_leader(r->raft);
-    }
+    forgetSilentLeader(r, now, true);
     return false;
 }

@@ -1,9 +1,9 @@
 /* Raft's I/O as the replication layer sees it: a decorator over the
  * caller's raft_io (raft_uv in ledgerd, raft_fixture's in the tests).
  *
- * Every method is forwarded unchanged, except three, which give the layer
+ * Every method is forwarded unchanged, except four, which give the layer
  * its clock, its tick and its view of the network without reading raft's
- * internals or owning a timer:
+ * internals or owning a timer, and keep vote messages from being lost:
  *
  * - start: raft asks for a tick every heartbeat; the inner io is asked for
  *   one every REPL__IO_TICK_MS (10 ms, or less when tick_ms or the
@@ -21,6 +21,18 @@
  *   their draws. raft's heartbeat cadence is kept: its tick is due
  *   `heartbeat` ms after the previous due time (or after now, when a stall
  *   made it late), as a repeating uv timer would fire.
+ * - send: a vote message (RequestVote or its result, pre-vote or not) is
+ *   copied, and sent once more at the next tick when the inner io fails
+ *   it. raft_uv's connection to a peer is written to only, never read, so
+ *   a follower learns that the peer restarted since it last wrote to it
+ *   only when a write fails; raft_uv then reconnects but drops that
+ *   message, and raft 0.15 never sends a vote message again within a
+ *   round: after a kill -9 and restart of one node, the next election
+ *   lost its first round that way (gray: a SIGSTOP round right after a
+ *   kill round, new leader at 2.7-2.8 s). The first write into such a
+ *   connection may even "succeed" (the peer's kernel answers it with a
+ *   reset); only the next one fails, and that one is sent again. Other
+ *   messages are left to raft (AppendEntries are resent by the leader).
  * - recv: before raft sees a message, an AppendEntries result in the
  *   current term records the time the sender was last heard (lag.c,
  *   election.c), and election.c may hold back a pre-vote answer (its
@@ -58,9 +70,13 @@
  *   so async_work is never called; it is forwarded with a NULL check.
  */
 #include <assert.h>
+#include <stdlib.h>
 
 #include "raft_peek.h"
 #include "repl_int.h"
+
+static void sendRetries(struct repl__io *x);
+static void cancelRetries(struct repl__io *x);
 
 static struct repl__io *outerOf(struct raft_io *inner)
 {
@@ -106,6 +122,7 @@ static void ioClose(struct raft_io *io, raft_io_close_cb cb)
 {
     struct repl__io *x = (struct repl__io *)io;
     x->close_cb = cb;
+    cancelRetries(x);
     repl__io_release_put(x); /* raft is unavailable now: it discards it */
     x->inner->close(x->inner, innerClosed);
 }
@@ -133,6 +150,9 @@ static void tickCb(struct raft_io *inner)
 
     if (x == NULL) {
         return; /* After close (env_uv.c): no layer any more. */
+    }
+    if (x->retry != NULL) {
+        sendRetries(x);
     }
     now = inner->time(inner);
     layer = now >= x->next_layer_tick;
@@ -231,11 +251,104 @@ static int ioSetVote(struct raft_io *io, raft_id id)
     return rv;
 }
 
+/* A vote message (RequestVote or its result, pre-vote or not) on its way:
+ * a copy, so that it can be sent once more when the first send fails. */
+struct repl__vote_send {
+    struct raft_io_send req; /* Ours, to the inner io. */
+    struct raft_io_send *outer;
+    raft_io_send_cb cb;
+    struct raft_io *inner;
+    struct raft_message m;
+    char address[REPL_ADDR_MAX];
+    bool retried;
+    struct repl__vote_send *next; /* In x->retry. */
+};
+
+static void voteDone(struct repl__vote_send *v, int status)
+{
+    struct raft_io_send *outer = v->outer;
+    raft_io_send_cb cb = v->cb;
+    free(v);
+    if (cb != NULL) {
+        cb(outer, status);
+    }
+}
+
+static void voteSent(struct raft_io_send *req, int status)
+{
+    struct repl__vote_send *v = req->data;
+    struct repl__io *x = outerOf(v->inner);
+
+    if (status != 0 && status != RAFT_CANCELED && !v->retried && x != NULL &&
+        x->close_cb == NULL) {
+        /* raft_uv failed it on a broken connection (a peer restarted since
+         * we last wrote to it) and is reconnecting: send it again at the
+         * next tick rather than lose a round of the election. */
+        repl__log(x->r, LEDGER_REPL_DEBUG,
+                  "vote message to %llu failed (%d): sending it again",
+                  (unsigned long long)v->m.server_id, status);
+        v->retried = true;
+        v->next = x->retry;
+        x->retry = v;
+        return;
+    }
+    voteDone(v, status);
+}
+
+/* At a tick: the vote messages whose first send failed. */
+static void sendRetries(struct repl__io *x)
+{
+    struct repl__vote_send *v = x->retry;
+    x->retry = NULL;
+    while (v != NULL) {
+        struct repl__vote_send *next = v->next;
+        int rv = x->inner->send(x->inner, &v->req, &v->m, voteSent);
+        if (rv != 0) {
+            voteDone(v, rv);
+        }
+        v = next;
+    }
+}
+
+/* Closing: raft's callbacks for the messages not sent again. */
+static void cancelRetries(struct repl__io *x)
+{
+    struct repl__vote_send *v = x->retry;
+    x->retry = NULL;
+    while (v != NULL) {
+        struct repl__vote_send *next = v->next;
+        voteDone(v, RAFT_CANCELED);
+        v = next;
+    }
+}
+
 static int ioSend(struct raft_io *io, struct raft_io_send *req,
                   const struct raft_message *m, raft_io_send_cb cb)
 {
-    int rv = innerOf(io)->send(innerOf(io), req, m, cb);
+    struct repl__vote_send *v;
+    int rv;
+
+    if ((m->type != RAFT_IO_REQUEST_VOTE &&
+         m->type != RAFT_IO_REQUEST_VOTE_RESULT) ||
+        m->server_address == NULL ||
+        strlen(m->server_address) >= REPL_ADDR_MAX ||
+        (v = calloc(1, sizeof *v)) == NULL) {
+        rv = innerOf(io)->send(innerOf(io), req, m, cb);
+        keepErrmsg(io, rv);
+        return rv;
+    }
+    v->outer = req;
+    v->cb = cb;
+    v->inner = innerOf(io);
+    v->m = *m;
+    strcpy(v->address, m->server_address);
+    v->m.server_address = v->address;
+    v->req.data = v;
+    rv = v->inner->send(v->inner, &v->req, &v->m, voteSent);
     keepErrmsg(io, rv);
+    if (rv != 0) {
+        free(v);
+    }
     return rv;
 }
 

@@ -147,6 +147,26 @@ void peek_forget_leader(struct raft *r)
     }
 }
 
+/* r->election_timer_start (write), follower or candidate: moved back by
+ * the node's randomized_election_timeout (follower_state's or
+ * candidate_state's), so that the timer has expired now; io.c runs raft's
+ * tick at the expiry (within REPL__IO_TICK_MS): tickFollower converts a
+ * voter to candidate (a pre-vote round), tickCandidate calls
+ * electionStart (a pre-candidate starts a new pre-vote round: the same
+ * future term, requests sent again, a new draw). election.c does this when
+ * a round can be won at once (rules 5 and 6). */
+void peek_expire_election_timer(struct raft *r)
+{
+    raft_time now = r->io->time(r->io);
+    if (r->state == RAFT_FOLLOWER) {
+        r->election_timer_start =
+            now - r->follower_state.randomized_election_timeout;
+    } else if (r->state == RAFT_CANDIDATE) {
+        r->election_timer_start =
+            now - r->candidate_state.randomized_election_timeout;
+    }
+}
+
 /* r->election_timer_start and r->leader_state.progress[i].recent_recv
  * (write): tickLeader steps down when `now - election_timer_start >=
  * election_timeout` and checkContactQuorum finds recent_recv set on fewer

@@ -58,6 +58,9 @@ bool peek_progress(const struct raft *r, unsigned i, struct peek_progress *out);
 /* Follower: forget the current leader's id (election.c): it then grants
  * pre-votes and votes as if it had never heard from one. */
 void peek_forget_leader(struct raft *r);
+/* Follower or candidate: make its election timer expire now (it stands,
+ * or stands again, at the next tick). */
+void peek_expire_election_timer(struct raft *r);
 
 /* Leader: make raft's next tick find the contact quorum lost, so that it
  * steps down through its own path (tickLeader -> convertToFollower, which

@@ -100,6 +100,8 @@ struct repl__io_hooks {
 };
 
 /* The raft_io decorator (io.c). `base` is what raft uses: first member. */
+struct repl__vote_send;
+
 struct repl__io {
     struct raft_io base;
     const struct repl__io_hooks *hooks;
@@ -118,7 +120,8 @@ struct repl__io {
     raft_io_snapshot_put_cb put_cb;
     bool put_parked;
     int put_status;
-    struct repl__io *next_live; /* Decorators with an install in flight. */
+    struct repl__io *next_live;    /* Decorators with an install in flight. */
+    struct repl__vote_send *retry; /* Vote messages to send again (io.c). */
 };
 
 struct ledger_repl {
@@ -177,11 +180,14 @@ struct ledger_repl {
     void *leader_arg;
     struct ledger_repl_leader reported; /* Last value given to leader_cb. */
     bool reported_once;
-    bool stepped_down;   /* election.c forced a step-down this tick. */
-    uint64_t tie_term;   /* election.c: the last pre-vote request from a */
-    uint64_t tie_at;     /* lower id with a log as recent: its term, */
-    uint64_t tie_id;     /* when, who; */
-    uint64_t tie_logged; /* and the round whose yield was logged. */
+    bool stepped_down;     /* election.c forced a step-down this tick. */
+    uint64_t tie_term;     /* election.c: the last pre-vote request from a */
+    uint64_t tie_at;       /* lower id with a log as recent: its term, */
+    uint64_t tie_id;       /* when, who; */
+    uint64_t tie_logged;   /* and the round whose yield was logged. */
+    uint64_t refused_at;   /* election.c rule 6: when we last refused an */
+    uint64_t refused_term; /* up-to-date pre-vote for remembering a */
+    uint64_t refused_id;   /* leader: when, its term, who. */
 
     /* Lag bookkeeping (leader). */
     struct repl__contact contact[REPL__MAX_MEMBERS];
