@@ -21,8 +21,11 @@ add_test(NAME chaos.short
                  --gap-warn-only
                  --report ${CMAKE_BINARY_DIR}/chaos-report
          WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
+if(TARGET lossyfs)
+  set(CHAOS_LOSSYFS "LOSSYFS=$<TARGET_FILE:lossyfs>;")
+endif()
 set_tests_properties(chaos.short PROPERTIES TIMEOUT 600
-  ENVIRONMENT "LEDGERD=$<TARGET_FILE:ledgerd>;LEDGERCTL=$<TARGET_FILE:ledgerctl>;ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+  ENVIRONMENT "${CHAOS_LOSSYFS}LEDGERD=$<TARGET_FILE:ledgerd>;LEDGERCTL=$<TARGET_FILE:ledgerctl>;ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
 
 # - chaos.roles: automatic roles (--roles: voters 3, standbys 1, dead
 #   after 5 s), 5 nodes, 40 s of the faults that take members away (kill,
@@ -37,4 +40,4 @@ add_test(NAME chaos.roles
                  --report ${CMAKE_BINARY_DIR}/chaos-report-roles
          WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
 set_tests_properties(chaos.roles PROPERTIES TIMEOUT 600
-  ENVIRONMENT "LEDGERD=$<TARGET_FILE:ledgerd>;LEDGERCTL=$<TARGET_FILE:ledgerctl>;ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+  ENVIRONMENT "${CHAOS_LOSSYFS}LEDGERD=$<TARGET_FILE:ledgerd>;LEDGERCTL=$<TARGET_FILE:ledgerctl>;ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")

@@ -338,12 +338,15 @@ class Node:
 
 class Cluster:
     def __init__(self, n, run_dir, net, ledgerd, ledgerctl, tmpfs_mb=0,
-                 heartbeat_ms=100, election_ms=1000):
+                 heartbeat_ms=100, election_ms=1000, lossy=None,
+                 extra_args=()):
         self.dir = run_dir
         self.net = net
         self.ledgerd = ledgerd
         self.ledgerctl_bin = ledgerctl
         self.tmpfs_mb = tmpfs_mb
+        self.lossy = lossy  # disk.Lossy: data dirs on lossyfs
+        self.extra_args = list(extra_args)
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
         self.nodes = {i: Node(self, i) for i in range(1, n + 1)}
@@ -354,11 +357,15 @@ class Cluster:
     def setup(self):
         self.net.setup(list(self.nodes))
         for n in self.nodes.values():
-            os.makedirs(n.data_dir, exist_ok=True)
+            # With lossyfs the node's files live in its backing dir.
+            files = self.lossy.backing(n) if self.lossy else n.data_dir
+            os.makedirs(files, exist_ok=True)
             if self.tmpfs_mb:
                 sh("mount", "-t", "tmpfs", "-o", f"size={self.tmpfs_mb}m",
-                   "tmpfs", n.data_dir)
-                n.mounted = True
+                   "tmpfs", files)
+                n.mounted = files
+            if self.lossy:
+                self.lossy.mount(n)
         self.setup_security()
 
     def setup_security(self):
@@ -404,7 +411,7 @@ class Cluster:
         cmd += ["--tls-cert", os.path.join(self.tls_dir, f"node{nid}.pem"),
                 "--tls-key", os.path.join(self.tls_dir, f"node{nid}.key"),
                 "--tls-ca", ca, "--token-file", token_file]
-        return self.net.wrap(nid, cmd)
+        return self.net.wrap(nid, cmd + self.extra_args)
 
     def start(self, nid, wait=True):
         n = self.nodes[nid]
@@ -504,9 +511,11 @@ class Cluster:
                 self.stop(nid, timeout=20)
             except Exception as e:  # noqa: BLE001 - cleanup goes on
                 log(f"stopping node {nid}: {e}")
+        if self.lossy:
+            self.lossy.teardown(self.nodes.values())
         for n in self.nodes.values():
             if n.mounted:
-                sh("umount", "-l", n.data_dir, check=False)
+                sh("umount", "-l", n.mounted, check=False)
                 n.mounted = False
         self.net.teardown()
 

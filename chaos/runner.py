@@ -14,13 +14,14 @@ import time
 
 import checker
 import cluster as cl
+import disk
 import gaps
 import report
 import workload as wl
 from cluster import log
 
 ALL_FAULTS = ["kill", "pause", "partition", "membership", "transfer",
-              "restart-all", "disk-full"]
+              "restart-all", "disk-full", "corrupt", "lose-unsynced"]
 ROOT_FAULTS = {"partition", "disk-full"}  # need namespaces / mounts
 
 
@@ -69,6 +70,15 @@ def make_schedule(seed, n, duration, faults, short=False):
                 ev["variant"] = rng.choice(["kill", "term"])
             elif f == "disk-full":
                 ev["variant"] = rng.choice(["leader", "follower"])
+            elif f == "corrupt":
+                k = rng.randint(1, (n - 1) // 2)
+                ev["nodes"] = sorted(rng.sample(range(1, n + 1), k))
+                ev["what"] = rng.choice(disk.CORRUPT_WHAT)
+                ev["stop"] = rng.choice(["kill", "term"])
+                ev["seed"] = rng.randrange(1 << 31)
+            elif f == "lose-unsynced":
+                ev["node"] = target
+                ev["variant"] = rng.choice(["one", "one", "all"])
             out.append(ev)
             t += d + round(rng.uniform(*gap), 1)
         if t > end:
@@ -78,7 +88,7 @@ def make_schedule(seed, n, duration, faults, short=False):
 def describe(ev):
     parts = [f"t={ev['at']:6.1f}s", f"{ev['fault']:<11}",
              f"{ev['duration']:4.1f}s"]
-    for k in ("variant", "node", "minority"):
+    for k in ("variant", "node", "minority", "nodes", "what", "stop"):
         if k in ev:
             parts.append(f"{k}={ev[k]}")
     return "  ".join(parts)
@@ -239,6 +249,10 @@ class Runner:
                 self.sleep(max(0.0, ev["duration"] - 2.0))
             elif f == "disk-full":
                 self.disk_full(ev, note)
+            elif f == "corrupt":
+                disk.corrupt(self, ev, note)
+            elif f == "lose-unsynced":
+                disk.lose_unsynced(self, ev, note)
         finally:
             rec["end"] = self.now()
             log(f"fault {f} done: {'; '.join(rec['notes'])}")
@@ -516,6 +530,12 @@ class Runner:
         c = self.c
 
         def agree():
+            # A node that found its store corrupt (here, by this verify)
+            # rebuilds it and answers 503 store_corrupt meanwhile.
+            for nid in c.nodes:
+                h = c.health(nid, timeout=5)
+                if not h or h[0] != 200:
+                    return None
             vs = []
             for nid in c.nodes:
                 _, _, b = cl.http(c.addr(nid), "GET", "/v1/verify",
@@ -532,8 +552,10 @@ class Runner:
         for nid in c.nodes:
             addr = c.addr(nid)
             _, _, ver = cl.http(addr, "GET", "/v1/verify", timeout=120)
-            _, _, lst = cl.http(addr, "GET", "/v1/streams?consistency=any",
-                                timeout=60)
+            st, _, lst = cl.http(addr, "GET", "/v1/streams?consistency=any",
+                                 timeout=60)
+            if st != 200:
+                raise RuntimeError(f"list streams on node {nid}: {st} {lst}")
             streams = {}
             for s in lst.get("streams", []):
                 name = s["stream"]
@@ -591,6 +613,11 @@ class Runner:
             log("not root (or nft missing): nodes run on 127.0.0.1 without "
                 "network namespaces; faults needing root left out: "
                 f"{', '.join(dropped) or 'none'}")
+        if "lose-unsynced" in faults and not (
+                root and os.access(disk.lossyfs_binary(), os.X_OK)):
+            faults.remove("lose-unsynced")
+            log("lose-unsynced left out: it needs root and "
+                f"{disk.lossyfs_binary()} (make build)")
         net = cl.NetNS() if root else cl.Loopback()
         self.mode = net.mode
         run_dir = tempfile.mkdtemp(prefix=f"ledger-chaos-{os.getpid()}-")
@@ -599,7 +626,14 @@ class Runner:
         sanitized = cl.is_sanitized(a.ledgerd)
         self.c = cl.Cluster(a.nodes, run_dir, net, a.ledgerd, a.ledgerctl,
                             tmpfs_mb=(a.tmpfs_mb if root and "disk-full"
-                                      in faults else 0))
+                                      in faults else 0),
+                            lossy=(disk.Lossy(disk.lossyfs_binary(), run_dir)
+                                   if "lose-unsynced" in faults else None),
+                            # corrupt: damage older than the events a
+                            # start checks is found by the background check
+                            extra_args=(["--verify-interval-s",
+                                         str(disk.VERIFY_INTERVAL_S)]
+                                        if "corrupt" in faults else []))
         self.c.slow = 3.0 if sanitized else 1.0
         schedule = make_schedule(a.seed, a.nodes, a.duration, faults,
                                  short=a.duration <= 180)
@@ -673,10 +707,20 @@ class Runner:
                         120):
                     self.finding(f"node {nid} did not catch up after "
                                  "healing")
-            if not self.converge():
-                self.finding("nodes did not converge on one position and "
-                             "hash within the deadline")
-            final = self.collect()
+            final = None
+            for attempt in range(3):
+                if not self.converge():
+                    self.finding("nodes did not converge on one position and "
+                                 "hash within the deadline")
+                    break
+                try:
+                    final = self.collect()
+                    break
+                except RuntimeError as e:
+                    # A node began a repair meanwhile: converge again.
+                    log(f"collect: {e}; converging again")
+            if final is None:
+                final = self.collect()
             with open(os.path.join(a.report, "final.json"), "w") as f:
                 json.dump(final, f, separators=(",", ":"))
             history = checker.load_history(os.path.join(a.report,
@@ -706,7 +750,8 @@ class Runner:
                     self.finding(f"node {n.id}: sanitizer report: {r}")
             logs = os.path.join(a.report, "logs")
             os.makedirs(logs, exist_ok=True)
-            for p in glob.glob(os.path.join(run_dir, "node*.log")):
+            for p in glob.glob(os.path.join(run_dir, "node*.log")) + \
+                    glob.glob(os.path.join(run_dir, "lossyfs*.log")):
                 shutil.copy(p, logs)
             shutil.rmtree(run_dir, ignore_errors=True)
         if not self.hist.f.closed:

@@ -137,6 +137,7 @@ int ctlCmdRead(struct ctl *ctl, int argc, char **argv);
 int ctlCmdStreams(struct ctl *ctl, int argc, char **argv);
 int ctlCmdVerify(struct ctl *ctl, int argc, char **argv);
 int ctlCmdBench(struct ctl *ctl, int argc, char **argv);
+int ctlCmdRecover(struct ctl *ctl, int argc, char **argv);
 int ctlCmdTlsCert(struct ctl *ctl, int argc, char **argv);
 
 /* Check the TLS flags (--tls-cert and --tls-key go together); 0 or

@@ -32,6 +32,7 @@ static const struct command commands[] = {
     {"streams", NULL, ctlCmdStreams},
     {"verify", NULL, ctlCmdVerify},
     {"bench", NULL, ctlCmdBench},
+    {"recover", NULL, ctlCmdRecover},
     {"tls", "cert", ctlCmdTlsCert},
 };
 

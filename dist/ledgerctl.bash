@@ -8,7 +8,7 @@ _ledgerctl_commands=(
     "cluster up" "cluster down" "status" "member list" "member add"
     "member remove" "member role" "leader transfer" "lag" "roles" "backup"
     "backup verify" "restore" "export" "import" "append" "read" "streams"
-    "tls cert" "verify" "bench"
+    "tls cert" "verify" "bench" "recover" "recover inspect"
 )
 _ledgerctl_global_flags="--endpoints --token-file --json --timeout-ms --tls-ca
     --tls-cert --tls-key --help --version"
@@ -19,7 +19,7 @@ _ledgerctl_value_flags=" --endpoints --token-file --timeout-ms --tls-ca
     --max-entries --max-ms --type --id --expect --from --limit --consistency
     --clients --size --batch --duration --streams --stream --events --target
     --voters --standbys --dead-after-s --endpoint --stream --from-position
-    --after "
+    --after --members "
 
 _ledgerctl_cmd_flags()
 {
@@ -34,6 +34,7 @@ _ledgerctl_cmd_flags()
     "backup") echo "--endpoint" ;;
     "restore") echo "--dir --nodes --raft-port --api-port --wait-s" ;;
     "export") echo "--stream --from-position --limit" ;;
+    "recover") echo "--members --force" ;;
     "streams") echo "--after --limit --consistency" ;;
     "append") echo "--type --id --expect" ;;
     "read") echo "--from --limit --follow --consistency" ;;
@@ -154,6 +155,14 @@ _ledgerctl()
     "append")
         if [ "$npos" -eq 1 ]; then
             COMPREPLY=($(compgen -W "-" -- "$cur"))
+        fi
+        ;;
+    "recover inspect")
+        COMPREPLY=($(compgen -d -- "$cur")) # every surviving data dir
+        ;;
+    "recover")
+        if [ "$npos" -eq 0 ]; then
+            COMPREPLY=($(compgen -d -- "$cur"))
         fi
         ;;
     "backup" | "backup verify" | "restore" | "import")

@@ -17,6 +17,7 @@
 #include "api.h"
 #include "auth.h"
 #include "events_page.h"
+#include "repair.h"
 #include "restart.h"
 #include "http/client.h"
 #include "members_poll.h"
@@ -224,6 +225,14 @@ void api_health(struct api_req *a)
         healthUnavailable(a, restart_watch_reason(a->n->restart));
         return;
     }
+    if (repair_blocked(a->n) != NULL) {
+        /* The store is corrupt, or rebuilt and not yet caught up: reason
+         * store_corrupt (CONTRACT.md), and what is going on. */
+        json_t *o = healthBody(a, "unavailable", "store_corrupt");
+        json_object_set_new(o, "detail", json_string(repair_blocked(a->n)));
+        api_reply_json(a, 503, o, "Retry-After: 1\r\n");
+        return;
+    }
     if (a->n->joining) {
         healthUnavailable(a, "joining the cluster (waiting to be added and "
                              "caught up)");
@@ -298,6 +307,14 @@ void api_metrics(struct api_req *a)
         }
         free(more);
     }
+    if (text != NULL) {
+        size_t more = repair_metrics(a->n, &text, len);
+        if (more == 0) {
+            free(text);
+            text = NULL;
+        }
+        len = more;
+    }
     if (text == NULL) {
         api_reply_error(a, API_E_INTERNAL, "out of memory");
         return;
@@ -319,6 +336,7 @@ struct verifyWork {
     char path[4200];
     struct ledger_verify_result v;
     int rv;
+    bool corrupt; /* quick_check or the chain failed */
     char err[256];
 };
 
@@ -331,9 +349,20 @@ static void verifyRun(uv_work_t *w)
     if (vw->rv != 0) {
         return;
     }
+    /* The full check: SQLite's quick_check, then the whole chain. */
+    if (ledger_store_quick_check(r) != 0) {
+        vw->corrupt = ledger_store_corrupt_seen(r);
+        snprintf(vw->err, sizeof vw->err, "%s", ledger_store_errmsg(r));
+    }
     vw->rv = ledger_store_verify(r, &vw->v);
     if (vw->rv != 0) {
+        vw->corrupt = vw->corrupt || ledger_store_corrupt_seen(r);
         snprintf(vw->err, sizeof vw->err, "%s", ledger_store_errmsg(r));
+    } else if (vw->corrupt) {
+        vw->v.ok = false;
+        snprintf(vw->v.reason, sizeof vw->v.reason, "%s", vw->err);
+    } else if (!vw->v.ok) {
+        vw->corrupt = true;
     }
     ledger_store_close(r);
 }
@@ -345,6 +374,10 @@ static void verifyDone(uv_work_t *w, int status)
     struct ledger_verify_result *v = &vw->v;
     json_t *o;
 
+    if (status == 0 && vw->corrupt) {
+        /* Rebuild it (repair.c); this answer still says what was found. */
+        repair_verify_failed(a->n, vw->rv != 0 ? vw->err : v->reason);
+    }
     if (status != 0 || vw->rv != 0) {
         api_reply_error(a, API_E_STORE_ERROR, "verify: %s",
                         status != 0 ? uv_strerror(status) : vw->err);
@@ -448,6 +481,11 @@ void api_internal_events(struct api_req *a)
 
     if (api_query_u64(a, "from_position", 1, UINT64_MAX, &from) != 0 ||
         api_query_u64(a, "limit", 1000, MAX_INTERNAL_LIMIT, &limit) != 0) {
+        return;
+    }
+    if (repair_blocked(a->n) != NULL) {
+        /* A peer catching up asks another member. */
+        api_reply_error(a, API_E_STORE_CORRUPT, "%s", repair_blocked(a->n));
         return;
     }
     if (accept != NULL && strstr(accept, EVENTS_PAGE_COMPACT) != NULL) {

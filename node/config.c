@@ -32,10 +32,14 @@ static const char USAGE[] =
     "[--snapshot-trailing N]\n"
     "               [--max-queue N] [--max-queue-bytes BYTES] [--restore "
     "FILE]\n"
+    "               [--verify-interval-s 3600]\n"
     "               [--zone ZONE] [--config FILE]\n"
     "               [--tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
     "               [--tls-client-auth none|optional|require] [--insecure]\n"
     "       ledgerd --verify-backup FILE [--sha256 HEX | --chain-only]\n"
+    "       ledgerd recover inspect DIR...\n"
+    "       ledgerd recover DIR --members \"ID=RAFT@API,...\" [--force]\n"
+    "               offline commands, also run as 'ledgerctl recover ...'\n"
     "\n"
     "One node of a ledger cluster: a replicated, tamper-evident event log.\n"
     "  --id N               node id, a positive integer unique in the "
@@ -67,6 +71,11 @@ static const char USAGE[] =
     "  --snapshot-trailing N   entries kept after a snapshot (default 2048)\n"
     "  --max-queue N        write queue bound in requests (default 10000)\n"
     "  --max-queue-bytes B  write queue bound in bytes (default 67108864)\n"
+    "  --verify-interval-s S  check the store in the background every S "
+    "seconds\n"
+    "                       (SQLite quick_check and the whole hash chain; "
+    "0: off;\n"
+    "                       default 3600); a corrupt store is rebuilt\n"
     "  --zone ZONE          this node's failure zone (rack, room, site): "
     "shown in\n"
     "                       /v1/cluster; automatic roles spread voters over "
@@ -122,6 +131,7 @@ enum {
     OPT_SNAP_TRAILING,
     OPT_MAX_QUEUE,
     OPT_MAX_QUEUE_BYTES,
+    OPT_VERIFY_INTERVAL,
     OPT_ZONE,
     OPT_CONFIG,
     OPT_TLS_CERT,
@@ -154,6 +164,7 @@ static const struct option OPTIONS[] = {
     {"snapshot-trailing", required_argument, NULL, OPT_SNAP_TRAILING},
     {"max-queue", required_argument, NULL, OPT_MAX_QUEUE},
     {"max-queue-bytes", required_argument, NULL, OPT_MAX_QUEUE_BYTES},
+    {"verify-interval-s", required_argument, NULL, OPT_VERIFY_INTERVAL},
     {"zone", required_argument, NULL, OPT_ZONE},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
@@ -254,80 +265,95 @@ static int checkAddr(const char *flag, const char *v, char *err, size_t n)
 }
 
 /* "1=HOST:RPORT@HOST:APORT,2=..." */
-static int parseBootstrap(struct ledger_config *cfg, char *err, size_t n)
+int ledger_parse_members(const char *flag, const char *list,
+                         struct ledger_repl_member *out, size_t max,
+                         size_t *count, char *err, size_t n)
 {
-    char *copy = strdup(cfg->bootstrap_str);
+    char *copy = strdup(list);
     char *save = NULL;
     char *item;
+    char what[64];
     int rv = -1;
 
     if (copy == NULL) {
         snprintf(err, n, "out of memory");
         return -1;
     }
-    cfg->n_bootstrap = 0;
+    *count = 0;
     for (item = strtok_r(copy, ",", &save); item != NULL;
          item = strtok_r(NULL, ",", &save)) {
         struct ledger_repl_member *m;
         char *eq = strchr(item, '=');
         char *at = eq ? strchr(eq, '@') : NULL;
         size_t i;
-        if (cfg->n_bootstrap == CONFIG_MAX_MEMBERS) {
-            snprintf(err, n, "--bootstrap lists more than %d members",
-                     CONFIG_MAX_MEMBERS);
+        if (*count == max) {
+            snprintf(err, n, "%s lists more than %zu members", flag, max);
             goto out;
         }
         if (eq == NULL || at == NULL) {
             snprintf(err, n,
-                     "--bootstrap item '%s' is not id=RAFT_HOST:PORT@API_HOST:"
-                     "PORT",
-                     item);
+                     "%s item '%s' is not id=RAFT_HOST:PORT@API_HOST:PORT",
+                     flag, item);
             goto out;
         }
         *eq = '\0';
         *at = '\0';
-        m = &cfg->bootstrap[cfg->n_bootstrap];
+        m = &out[*count];
+        memset(m, 0, sizeof *m);
         if (parseU64(item, 1, UINT64_MAX, &m->id) != 0) {
-            snprintf(err, n, "--bootstrap id '%s' is not a positive integer",
+            snprintf(err, n, "%s id '%s' is not a positive integer", flag,
                      item);
             goto out;
         }
-        if (checkAddr("--bootstrap raft address", eq + 1, err, n) != 0 ||
-            checkAddr("--bootstrap api address", at + 1, err, n) != 0) {
+        snprintf(what, sizeof what, "%s raft address", flag);
+        if (checkAddr(what, eq + 1, err, n) != 0) {
+            goto out;
+        }
+        snprintf(what, sizeof what, "%s api address", flag);
+        if (checkAddr(what, at + 1, err, n) != 0) {
             goto out;
         }
         if (strlen(eq + 1) >= REPL_ADDR_MAX ||
             strlen(at + 1) >= REPL_ADDR_MAX) {
-            snprintf(err, n, "--bootstrap address too long");
+            snprintf(err, n, "%s address too long", flag);
             goto out;
         }
-        for (i = 0; i < cfg->n_bootstrap; i++) {
-            if (cfg->bootstrap[i].id == m->id) {
-                snprintf(err, n, "--bootstrap lists id %llu twice",
+        for (i = 0; i < *count; i++) {
+            if (out[i].id == m->id) {
+                snprintf(err, n, "%s lists id %llu twice", flag,
                          (unsigned long long)m->id);
                 goto out;
             }
         }
         normAddr(eq + 1, m->raft_addr, sizeof m->raft_addr);
         normAddr(at + 1, m->api_addr, sizeof m->api_addr);
-        cfg->n_bootstrap++;
+        (*count)++;
     }
-    if (cfg->n_bootstrap == 0) {
-        snprintf(err, n, "--bootstrap is empty");
+    if (*count == 0) {
+        snprintf(err, n, "%s is empty", flag);
         goto out;
     }
-    for (size_t i = 0; i < cfg->n_bootstrap; i++) {
-        if (cfg->bootstrap[i].id == cfg->id) {
-            rv = 0;
-        }
-    }
-    if (rv != 0) {
-        snprintf(err, n, "--bootstrap does not list this node's --id %llu",
-                 (unsigned long long)cfg->id);
-    }
+    rv = 0;
 out:
     free(copy);
     return rv;
+}
+
+static int parseBootstrap(struct ledger_config *cfg, char *err, size_t n)
+{
+    if (ledger_parse_members("--bootstrap", cfg->bootstrap_str, cfg->bootstrap,
+                             CONFIG_MAX_MEMBERS, &cfg->n_bootstrap, err,
+                             n) != 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->n_bootstrap; i++) {
+        if (cfg->bootstrap[i].id == cfg->id) {
+            return 0;
+        }
+    }
+    snprintf(err, n, "--bootstrap does not list this node's --id %llu",
+             (unsigned long long)cfg->id);
+    return -1;
 }
 
 /* 127.0.0.0/8. */
@@ -402,6 +428,7 @@ static int parseArgs(int argc, char **argv, struct ledger_config *cfg,
     cfg->snapshot_trailing = 2048;
     cfg->max_queue_ops = 10000;
     cfg->max_queue_bytes = 64u << 20;
+    cfg->verify_interval_s = 3600;
 
     opterr = 0;
     optind = 1;
@@ -488,6 +515,16 @@ static int parseArgs(int argc, char **argv, struct ledger_config *cfg,
             }
             *(c == OPT_MAX_BODY ? &cfg->max_body : &cfg->max_queue_bytes) =
                 (size_t)v;
+            break;
+        case OPT_VERIFY_INTERVAL:
+            if (parseU64(a, 0, 10u * 365 * 86400, &v) != 0) {
+                snprintf(err, errlen,
+                         "--verify-interval-s '%s' is not a number of "
+                         "seconds (0: off)",
+                         a);
+                return CONFIG_USAGE;
+            }
+            cfg->verify_interval_s = (unsigned)v;
             break;
         case OPT_SNAP_THRESHOLD:
         case OPT_SNAP_TRAILING:

@@ -44,6 +44,7 @@ struct ledger_config {
     unsigned snapshot_trailing;
     size_t max_queue_ops;
     size_t max_queue_bytes;
+    unsigned verify_interval_s; /* Background store check; 0: off. */
     const char *zone;          /* --zone, or NULL: no zone label. */
     const char *config_file;   /* --config FILE, or NULL. */
     struct config_argv *args;  /* argv with the file's flags (owned): the
@@ -73,6 +74,12 @@ int ledger_config_parse(int argc, char **argv, struct ledger_config *cfg,
                         char *err, size_t errlen);
 void ledger_config_free(struct ledger_config *cfg);
 
+/* Parse a member list "ID=RAFT_HOST:PORT@API_HOST:PORT,..." (the form of
+ * --bootstrap; `flag` names it in messages): ids positive and distinct,
+ * addresses normalised. 0, or -1 with a one-line reason in err. */
+int ledger_parse_members(const char *flag, const char *list,
+                         struct ledger_repl_member *out, size_t max,
+                         size_t *count, char *err, size_t errlen);
 /* A zone label: 1..REPL_ZONE_MAX-1 characters of [A-Za-z0-9._-]. */
 bool ledger_zone_valid(const char *zone);
 

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "repair.h"
 #include "log.h"
 
 #define STRONG_WAIT_MS 5000 /* A strong read's whole wait. */
@@ -204,6 +205,12 @@ void api_read(struct api_req *a, api_step_fn fn)
     } else {
         api_reply_error(a, API_E_BAD_QUERY,
                         "consistency='%s' must be strong, leader or any", c);
+        return;
+    }
+    if (repair_blocked(a->n) != NULL) {
+        /* Corrupt, or rebuilt and not yet caught up (repair.h). */
+        api_reply_error(a, API_E_STORE_CORRUPT, "%s: use another node",
+                        repair_blocked(a->n));
         return;
     }
     if (ledger_repl_failed(a->n->repl) != NULL) {

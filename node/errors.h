@@ -56,6 +56,7 @@
     X(OUTCOME_UNKNOWN, 503, "outcome_unknown")                                 \
     X(UNAVAILABLE, 503, "unavailable")                                         \
     X(STORAGE_ERROR, 503, "storage_error")                                     \
+    X(STORE_CORRUPT, 503, "store_corrupt")                                     \
     X(SHUTTING_DOWN, 503, "shutting_down")                                     \
     X(OUT_OF_MEMORY, 503, "out_of_memory")                                     \
     X(CATCH_UP_FAILED, 503, "catch_up_failed")                                 \

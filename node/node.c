@@ -24,6 +24,7 @@
 #include "auth.h"
 #include "backup.h"
 #include "catchup.h"
+#include "datadir.h"
 #include "http/client.h"
 #include "log.h"
 #include "node.h"
@@ -32,6 +33,7 @@
 #include "members_poll.h"
 #include "node_tls.h"
 #include "raft_tls.h"
+#include "repair.h"
 #include "restart.h"
 #include "roles.h"
 #include "zone.h"
@@ -102,6 +104,7 @@ static void drainAndClose(struct ledger_node *n)
     n->loopwatch = NULL;
     restart_watch_close(n->restart);
     n->restart = NULL;
+    repair_close(n);
     zone_close(n->zone);
     n->zone = NULL;
     roles_close(n->roles);
@@ -247,22 +250,23 @@ static void joinCb(void *arg, int status,
         ledger_log(LOG_ERROR, NULL,
                    "join through %s: id %llu belongs to another member: "
                    "restart with another --id (retrying in 5 s)",
-                   n->cfg->join, (unsigned long long)n->cfg->id);
+                   n->join_addr, (unsigned long long)n->cfg->id);
         uv_timer_start(&n->join_timer, joinTimerCb, 5000, 0);
         return;
     }
     if (status == 0 && (resp->status == 201 || resp->status == 200)) {
         n->joining = false;
         ledger_log(LOG_INFO, NULL, "joined the cluster through %s",
-                   n->cfg->join);
+                   n->join_addr);
+        repair_rejoined(n);
         return;
     }
     if (status != 0) {
         ledger_log(LOG_WARN, NULL, "join through %s: %s; retrying",
-                   n->cfg->join, uv_strerror(status));
+                   n->join_addr, uv_strerror(status));
     } else {
         ledger_log(LOG_WARN, NULL, "join through %s: HTTP %d %.*s; retrying",
-                   n->cfg->join, resp->status, (int)resp->body_len, resp->body);
+                   n->join_addr, resp->status, (int)resp->body_len, resp->body);
     }
     if (!n->shutting_down) {
         uv_timer_start(&n->join_timer, joinTimerCb, 1000, 0);
@@ -296,13 +300,21 @@ static void joinTimerCb(uv_timer_t *t)
     } else {
         snprintf(path, sizeof path, "/v1/cluster/members");
     }
-    rv = api_peer_request(n, n->cfg->join, "POST", path, headers, body,
+    rv = api_peer_request(n, n->join_addr, "POST", path, headers, body,
                           strlen(body), JOIN_TIMEOUT_MS, joinCb, n);
     if (rv != 0) {
         ledger_log(LOG_WARN, NULL, "join through %s: %s; retrying",
-                   n->cfg->join, uv_strerror(rv));
+                   n->join_addr, uv_strerror(rv));
         uv_timer_start(&n->join_timer, joinTimerCb, 1000, 0);
     }
+}
+
+void node_join(struct ledger_node *n, const char *via, bool member)
+{
+    n->join_addr = via;
+    n->joining = true;
+    n->join_promote = member;
+    uv_timer_start(&n->join_timer, joinTimerCb, 0, 0);
 }
 
 static void sweepCb(uv_timer_t *t)
@@ -317,46 +329,6 @@ static int makeDir(const char *path, char *err, size_t errlen)
         return -1;
     }
     return 0;
-}
-
-/* Hold an exclusive lock on DIR/LOCK for the life of the process, so two
- * ledgerd processes can never share a data directory (Raft's segments and
- * the store would be corrupted). The lock dies with the process, even on
- * kill -9. Returns the fd or -1 with err filled. */
-static int lockDataDir(const char *dir, char *err, size_t errlen)
-{
-    char path[4096];
-    char pid[32];
-    int fd;
-
-    snprintf(path, sizeof path, "%s/LOCK", dir);
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        snprintf(err, errlen, "open %.300s: %s", path, strerror(errno));
-        return -1;
-    }
-    /* A predecessor killed a moment ago may still be exiting: give it up
-     * to LOCK_WAIT_MS to release the lock. */
-    for (int i = 0; i < LOCK_WAIT_MS / 50 && flock(fd, LOCK_EX | LOCK_NB) != 0;
-         i++) {
-        struct timespec ts = {0, 50 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
-        pid[n > 0 ? n : 0] = '\0';
-        snprintf(err, errlen,
-                 "data dir %.300s is in use by another ledgerd (pid %s): stop "
-                 "it first",
-                 dir, n > 0 ? pid : "unknown");
-        close(fd);
-        return -1;
-    }
-    snprintf(pid, sizeof pid, "%ld", (long)getpid());
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, strlen(pid), 0) < 0) {
-        /* The pid is informational only. */
-    }
-    return fd;
 }
 
 /* Fail early, and clearly, if nothing can listen on `addr`: raft_start
@@ -396,6 +368,31 @@ static int checkListenable(const char *flag, const char *addr, char *err,
     return rv;
 }
 
+/* The dir's Raft log and vote belong to one node id (DIR/node-id, written
+ * at the first start): refuse another --id. */
+static int checkNodeId(const struct ledger_config *cfg, char *err,
+                       size_t errlen)
+{
+    uint64_t id = 0;
+    int rv = datadir_node_id(cfg->data_dir, &id, err, errlen);
+    if (rv < 0) {
+        return -1;
+    }
+    if (rv == 0) {
+        return datadir_set_node_id(cfg->data_dir, cfg->id, err, errlen);
+    }
+    if (id != cfg->id) {
+        snprintf(err, errlen,
+                 "data dir %.300s belongs to node %llu, not --id %llu: start "
+                 "it as node %llu, or give node %llu a new empty dir",
+                 cfg->data_dir, (unsigned long long)id,
+                 (unsigned long long)cfg->id, (unsigned long long)id,
+                 (unsigned long long)cfg->id);
+        return -1;
+    }
+    return 0;
+}
+
 /* The store failed and the data dir has room again (restart.h). */
 static void restartInPlace(void *arg)
 {
@@ -406,6 +403,7 @@ static void restartInPlace(void *arg)
  * handles) the normal way; node_run returns 1. */
 static void abortStart(struct ledger_node *n)
 {
+    repair_close(n);
     n->exit_code = 1;
     n->shutting_down = true;
     uv_timer_init(n->loop, &n->sweep);
@@ -433,9 +431,17 @@ int node_run(struct ledger_config *cfg)
     n.loop = &loop;
     signal(SIGPIPE, SIG_IGN); /* raft writes to dead peers' sockets */
 
-    lock_fd = lockDataDir(cfg->data_dir, err, sizeof err);
+    /* Two ledgerd processes must never share a data dir (Raft's segments
+     * and the store would be corrupted); a predecessor killed a moment ago
+     * may still be exiting. */
+    lock_fd = datadir_lock(cfg->data_dir, LOCK_WAIT_MS, true, err, sizeof err);
     if (lock_fd < 0) {
         fprintf(stderr, "ledgerd: %s\n", err);
+        return 1;
+    }
+    if (checkNodeId(cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "ledgerd: %s\n", err);
+        close(lock_fd);
         return 1;
     }
 
@@ -459,9 +465,21 @@ int node_run(struct ledger_config *cfg)
         return 1;
     }
     snprintf(path, sizeof path, "%s/ledger.db", cfg->data_dir);
-    if (ledger_store_open(path, &n.store, err, sizeof err) != 0) {
+    rv = ledger_store_open(path, &n.store, err, sizeof err);
+    if (rv == LEDGER_STORE_ECORRUPT) {
+        /* SQLite cannot even read it: move it aside and rebuild. */
+        char why[512];
+        snprintf(why, sizeof why, "%s", err);
+        ledger_log(LOG_ERROR, NULL, "store is corrupt: %s: moving it aside",
+                   why);
+        if (repair_quarantine_store(cfg->data_dir, why, err, sizeof err) == 0) {
+            rv = ledger_store_open(path, &n.store, err, sizeof err);
+        }
+    }
+    if (rv != 0) {
         fprintf(stderr, "ledgerd: %s\n", err);
         http_tls_free(n.tls);
+        close(lock_fd);
         return 1;
     }
     snprintf(path, sizeof path, "%s/raft", cfg->data_dir);
@@ -471,38 +489,13 @@ int node_run(struct ledger_config *cfg)
         return 1;
     }
     uv_loop_init(&loop);
-
-    memset(&rc, 0, sizeof rc);
-    rc.id = cfg->id;
-    rc.raft_dir = path;
-    rc.raft_addr = cfg->raft_addr;
-    rc.api_addr = cfg->api_addr;
-    rc.bootstrap = cfg->n_bootstrap > 0 ? cfg->bootstrap : NULL;
-    rc.n_bootstrap = cfg->n_bootstrap;
-    rc.heartbeat_ms = cfg->heartbeat_ms;
-    rc.election_ms = cfg->election_ms;
-    rc.snapshot_threshold = cfg->snapshot_threshold;
-    rc.snapshot_trailing = cfg->snapshot_trailing;
-    rc.max_queue_ops = cfg->max_queue_ops;
-    rc.max_queue_bytes = cfg->max_queue_bytes;
-    node_catchup_source(&n, &rc.catchup); /* pulls as the node: https */
-    if (n.tls != NULL) {
-        if (raft_tls_create(&loop, n.tls, &n.raft_tls) != 0) {
-            fprintf(stderr, "ledgerd: raft TLS transport: out of memory\n");
-            ledger_store_close(n.store);
-            return 1;
-        }
-        rc.transport = raft_tls_transport(n.raft_tls);
-    }
-    rv = ledger_repl_start(&loop, n.store, &rc, replLog, NULL, &n.repl, err,
-                           sizeof err);
-    if (rv != 0) {
+    /* The store and the Raft log are checked before Raft replays one into
+     * the other; what is corrupt is moved aside (repair.h). */
+    n.exit_code = 1; /* until the start is done */
+    if (repair_at_start(&n, err, sizeof err) != 0) {
         fprintf(stderr, "ledgerd: %s\n", err);
-        ledger_store_close(n.store);
-        return 1;
+        goto out_early;
     }
-    ledger_repl_on_applied(n.repl, api_on_applied, &n);
-    ledger_repl_on_leader(n.repl, api_on_leader, &n);
     memset(&peer_opts, 0, sizeof peer_opts);
     if (n.tls != NULL) {
         /* Every node-to-node call is https and verifies the peer. */
@@ -514,9 +507,53 @@ int node_run(struct ledger_config *cfg)
     rv = http_client_create(&loop, &peer_opts, &n.peers);
     if (rv != 0) {
         fprintf(stderr, "ledgerd: http client: %s\n", uv_strerror(rv));
-        abortStart(&n);
-        goto run;
+        goto out_early;
     }
+    if (repair_raft_rebuild(&n)) {
+        rv = repair_leave_voters(&n, err, sizeof err);
+        if (rv != 0) {
+            if (rv < 0) {
+                fprintf(stderr, "ledgerd: %s\n", err);
+            }
+            n.exit_code = rv < 0 ? 1 : 0;
+            goto out_early;
+        }
+    }
+
+    memset(&rc, 0, sizeof rc);
+    rc.id = cfg->id;
+    rc.raft_dir = path;
+    rc.raft_addr = cfg->raft_addr;
+    rc.api_addr = cfg->api_addr;
+    /* A node rebuilding its Raft log must not bootstrap a configuration
+     * of its own: it learns the cluster's from the leader. */
+    rc.bootstrap = cfg->n_bootstrap > 0 && !repair_raft_rebuild(&n)
+                       ? cfg->bootstrap
+                       : NULL;
+    rc.n_bootstrap = rc.bootstrap != NULL ? cfg->n_bootstrap : 0;
+    rc.heartbeat_ms = cfg->heartbeat_ms;
+    rc.election_ms = cfg->election_ms;
+    rc.snapshot_threshold = cfg->snapshot_threshold;
+    rc.snapshot_trailing = cfg->snapshot_trailing;
+    rc.max_queue_ops = cfg->max_queue_ops;
+    rc.max_queue_bytes = cfg->max_queue_bytes;
+    node_catchup_source(&n, &rc.catchup); /* pulls as the node: https */
+    if (n.tls != NULL) {
+        if (raft_tls_create(&loop, n.tls, &n.raft_tls) != 0) {
+            fprintf(stderr, "ledgerd: raft TLS transport: out of memory\n");
+            goto out_early;
+        }
+        rc.transport = raft_tls_transport(n.raft_tls);
+    }
+    rv = ledger_repl_start(&loop, n.store, &rc, replLog, NULL, &n.repl, err,
+                           sizeof err);
+    if (rv != 0) {
+        fprintf(stderr, "ledgerd: %s\n", err);
+        goto out_early;
+    }
+    n.exit_code = 0;
+    ledger_repl_on_applied(n.repl, api_on_applied, &n);
+    ledger_repl_on_leader(n.repl, api_on_leader, &n);
 
     rv = http_server_start(&loop, cfg->api_addr, cfg->max_body, api_handle, &n,
                            &n.http, err, sizeof err);
@@ -552,7 +589,9 @@ int node_run(struct ledger_config *cfg)
     uv_signal_start(&n.sighup, onHangup, SIGHUP);
     uv_timer_init(&loop, &n.join_timer);
     n.join_timer.data = &n;
-    if (cfg->join != NULL) {
+    n.join_addr = cfg->join;
+    repair_start(&n);
+    if (cfg->join != NULL && !repair_raft_rebuild(&n)) {
         struct ledger_store_state st;
         if (ledger_store_get_state(n.store, &st) == 0 &&
             st.cluster_id[0] != '\0') {
@@ -601,5 +640,21 @@ run:
     http_tls_free(n.tls);
     close(lock_fd);
     ledger_log(LOG_INFO, NULL, "stopped");
+    return n.exit_code;
+
+out_early:
+    /* Nothing but the loop, the store and maybe the peers' client, whose
+     * calls (the rebuild's, repair.c) end before the repair state goes. */
+    if (n.peers != NULL) {
+        http_client_close(n.peers, NULL, NULL);
+        n.peers = NULL;
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    repair_close(&n);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    ledger_store_close(n.store);
+    http_tls_free(n.tls);
+    close(lock_fd);
     return n.exit_code;
 }

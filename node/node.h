@@ -50,6 +50,9 @@ struct ledger_node {
     uv_timer_t join_timer;     /* --join: retries the add request. */
     bool joining;              /* --join: not yet a member. */
     bool join_promote;         /* --join: member already; ask for voter. */
+    const char *join_addr;     /* Whom the join flow asks (--join, or a
+                                  peer after a rebuild: repair.c). */
+    struct repair *repair;     /* Corrupt store or log (repair.h). */
     struct api_req *waiters;   /* Requests waiting on the applied index. */
     struct members_poll
         *applied_poll; /* Leader: polls members' status (members_poll.h). */
@@ -78,6 +81,12 @@ int node_run(struct ledger_config *cfg);
 
 /* Shut down cleanly (as on SIGTERM) and make node_run return exit_code. */
 void node_stop(struct ledger_node *n, int exit_code);
+
+/* Ask the cluster through the member API at `via` (borrowed: it must
+ * outlive the join) to make this node a voter: added first unless
+ * `member` (it is one already, as a standby or spare). /health answers
+ * 503 until it is done (node.c, the --join flow). */
+void node_join(struct ledger_node *n, const char *via, bool member);
 
 /* routes.c, wait.c */
 void api_handle(void *arg, http_request *req);

@@ -255,6 +255,10 @@ static int envUvCreate(uv_loop_t *loop, const char *raft_dir,
         free(e);
         return LEDGER_REPL_EUNKNOWN;
     }
+    /* A segment that fails its checksum stops the start instead of being
+     * renamed away with the entries after it: node/repair.c checks the log
+     * before a start (replication/disk.c) and rebuilds a damaged one. */
+    raft_uv_set_auto_recovery(&e->io, false);
     uv_idle_init(loop, &e->idle);
     e->idle.data = e;
     uv_check_init(loop, &e->check);

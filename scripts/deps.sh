@@ -6,7 +6,7 @@ PKGS=(build-essential cmake pkg-config libraft-dev libuv1-dev libsqlite3-dev
       libmsgpack-dev libhttp-parser-dev libjansson-dev libssl-dev
       libcurl4-openssl-dev libcmocka-dev python3 python3-msgpack sqlite3 curl
       iproute2 nftables python3-matplotlib openssl man-db groff-base clang
-      libclang-rt-dev)
+      libclang-rt-dev libfuse3-dev fuse3 libiberty-dev)
 # Installed without their recommends: the console test's headless browser
 # (chromium; fonts-dejavu-core for its screenshots), promtool (package
 # prometheus; its recommends would bring the node exporter service) and

@@ -81,6 +81,7 @@ struct ledger_store {
                             manual checkpoints (checkpoint.c). */
     struct storeHead heads[STORE__HEADS]; /* Empty outside a write tx. */
     unsigned n_heads;
+    bool corrupt_seen; /* SQLite said CORRUPT or NOTADB (check.c). */
     char errmsg[STORE__ERRMSG_SIZE];
 };
 

@@ -122,6 +122,7 @@ int storeSqlErr(ledger_store *s, const char *what)
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB:
         rv = LEDGER_STORE_ECORRUPT;
+        s->corrupt_seen = true;
         break;
     default:
         rv = LEDGER_STORE_EIO;
@@ -801,6 +802,67 @@ int ledger_store_set_restored_from(ledger_store *s, const char *cluster_id)
     }
     sqlite3_reset(stmt);
     sqlite3_clear_bindings(stmt);
+    return rv;
+}
+
+/* ---- Free-text meta keys ----------------------------------------------- */
+
+/* Keys the store itself maintains: never written through put_meta. */
+static bool metaKeyReserved(const char *key)
+{
+    return strcmp(key, "schema_version") == 0 ||
+           strcmp(key, "applied_index") == 0 ||
+           strcmp(key, "cluster_id") == 0 || strcmp(key, "restored_from") == 0;
+}
+
+int ledger_store_put_meta(ledger_store *s, const char *key, const char *value)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rv = storeRequireTx(s, "put meta");
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    if (key == NULL || key[0] == '\0' || strlen(key) > 64 ||
+        metaKeyReserved(key) || value == NULL) {
+        return storeErrf(s, LEDGER_STORE_EINVAL,
+                         "put meta: key must be 1..64 bytes and not one the "
+                         "store maintains");
+    }
+    rv = storeStmt(s, STMT_META_SET, &stmt);
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, value, -1, SQLITE_STATIC);
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+        rv = storeSqlErr(s, "put meta");
+    }
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return rv;
+}
+
+int ledger_store_get_meta(ledger_store *s, const char *key, char **value)
+{
+    sqlite3_stmt *stmt = NULL;
+    bool opened;
+    int rv;
+
+    *value = NULL;
+    rv = storeReadBegin(s, &opened);
+    if (rv != LEDGER_STORE_OK) {
+        return rv;
+    }
+    rv = metaLookup(s, key, &stmt);
+    if (rv == LEDGER_STORE_OK) {
+        const unsigned char *t = sqlite3_column_text(stmt, 0);
+        *value = strdup(t != NULL ? (const char *)t : "");
+        if (*value == NULL) {
+            rv = storeErrf(s, LEDGER_STORE_ENOMEM, "get meta: out of memory");
+        }
+    }
+    metaLookupEnd(stmt);
+    storeReadEnd(s, opened);
     return rv;
 }
 

@@ -799,6 +799,34 @@ static void test_members(void **state)
     assert_string_equal(l.text, "1:h:9001@h:9101;3:h:7003@h:8003;");
 }
 
+/* Free-text meta keys: written in a transaction, kept across a reopen,
+ * absent ones ENOTFOUND; the keys the store maintains are refused. */
+static void test_meta_text(void **state)
+{
+    struct fixture *f = *state;
+    struct ledger_store_state st;
+    char *v = NULL;
+
+    assert_int_equal(ledger_store_get_meta(f->s, "recovered", &v),
+                     LEDGER_STORE_ENOTFOUND);
+    assert_null(v);
+    assert_int_equal(ledger_store_put_meta(f->s, "recovered", "x"),
+                     LEDGER_STORE_EINVAL); /* no transaction */
+    ASSERT_OK(ledger_store_begin(f->s));
+    ASSERT_OK(ledger_store_put_meta(f->s, "recovered", "{\"index\":6}"));
+    assert_int_equal(ledger_store_put_meta(f->s, "applied_index", "9"),
+                     LEDGER_STORE_EINVAL);
+    assert_int_equal(ledger_store_put_meta(f->s, "cluster_id", "c"),
+                     LEDGER_STORE_EINVAL);
+    ASSERT_OK(ledger_store_commit(f->s, 5));
+    reopen(f);
+    ASSERT_OK(ledger_store_get_meta(f->s, "recovered", &v));
+    assert_string_equal(v, "{\"index\":6}");
+    free(v);
+    ASSERT_OK(ledger_store_get_state(f->s, &st));
+    assert_int_equal(st.applied_index, 5);
+}
+
 static sqlite3_int64 rawInt(const char *path, const char *sql);
 
 /* Zone labels: set, kept when the addresses change, cleared, refused for
@@ -1362,6 +1390,76 @@ static void tamperAndVerify(struct fixture *f, const char *sql, uint64_t bad,
     }
 }
 
+/* The start check: quick_check passes on a sound store; the chain of the
+ * last events finds a tampered event inside its window and not one before
+ * it; SQLite's corrupt reports are remembered. */
+static void test_check_tail_and_quick_check(void **state)
+{
+    struct fixture *f = *state;
+    struct ledger_verify_result v;
+
+    fiveEvents(f);
+    ASSERT_OK(ledger_store_quick_check(f->s));
+    ASSERT_OK(ledger_store_check_tail(f->s, 3, &v));
+    assert_true(v.ok);
+    assert_int_equal(v.applied_position, 5);
+    assert_false(ledger_store_corrupt_seen(f->s));
+    ledger_store_close(f->s);
+    f->s = NULL;
+    rawExec(f->path, "UPDATE events SET data = '{\"x\":40}' WHERE "
+                     "position = 4");
+    reopen(f);
+    ASSERT_OK(ledger_store_quick_check(f->s)); /* the file is sound */
+    ASSERT_OK(ledger_store_check_tail(f->s, 3, &v));
+    assert_false(v.ok);
+    assert_int_equal(v.first_bad_position, 4);
+    assert_true(ledger_store_corrupt_seen(f->s));
+    ledger_store_close(f->s);
+    f->s = NULL;
+    rawExec(f->path, "UPDATE events SET data = '{\"x\":4}' WHERE "
+                     "position = 4; UPDATE events SET data = '{\"x\":10}' "
+                     "WHERE position = 1");
+    reopen(f);
+    ASSERT_OK(ledger_store_check_tail(f->s, 3, &v)); /* 1 is outside */
+    assert_true(v.ok);
+    ASSERT_OK(ledger_store_check_tail(f->s, 5, &v));
+    assert_false(v.ok);
+    assert_int_equal(v.first_bad_position, 1);
+}
+
+/* The last page of the file overwritten with garbage: SQLite finds it at
+ * open (a page it reads there) or quick_check does. */
+static void test_quick_check_finds_a_bad_page(void **state)
+{
+    struct fixture *f = *state;
+    char err[256];
+    FILE *fp;
+    char junk[4096];
+    long size;
+    int rv;
+
+    fiveEvents(f);
+    ledger_store_close(f->s);
+    f->s = NULL;
+    memset(junk, 0x5a, sizeof junk);
+    fp = fopen(f->path, "r+b");
+    assert_non_null(fp);
+    fseek(fp, 0, SEEK_END);
+    size = ftell(fp);
+    assert_true(size >= 3 * 4096);
+    fseek(fp, size - 4096, SEEK_SET);
+    assert_int_equal(fwrite(junk, 1, sizeof junk, fp), sizeof junk);
+    fclose(fp);
+    rv = ledger_store_open(f->path, &f->s, err, sizeof err);
+    if (rv == LEDGER_STORE_OK) {
+        assert_int_equal(ledger_store_quick_check(f->s), LEDGER_STORE_ECORRUPT);
+        assert_true(ledger_store_corrupt_seen(f->s));
+        assert_non_null(strstr(ledger_store_errmsg(f->s), "quick_check"));
+    } else {
+        assert_int_equal(rv, LEDGER_STORE_ECORRUPT);
+    }
+}
+
 static void test_verify_tampered_data(void **state)
 {
     tamperAndVerify(*state,
@@ -1799,6 +1897,9 @@ int main(void)
         T(test_state_corrupt_meta),
         T(test_checkpoints),
         T(test_members),
+        T(test_meta_text),
+        T(test_check_tail_and_quick_check),
+        T(test_quick_check_finds_a_bad_page),
         T(test_member_zones),
         T(test_roles_targets),
         T(test_migrate_v1),

@@ -234,6 +234,14 @@ int ledger_store_set_member_zone(ledger_store *s, uint64_t id,
                                  const char *zone);
 int ledger_store_delete_member(ledger_store *s, uint64_t id);
 
+/* Free-text meta keys (not replicated: this node's own notes, e.g.
+ * "recovered" written by `ledgerd recover`). put needs an open write
+ * transaction and refuses the keys the store maintains (schema_version,
+ * applied_index, cluster_id). get returns a malloc'ed copy in *value
+ * (caller frees), or LEDGER_STORE_ENOTFOUND with *value NULL. */
+int ledger_store_put_meta(ledger_store *s, const char *key, const char *value);
+int ledger_store_get_meta(ledger_store *s, const char *key, char **value);
+
 /* Insert an event copied from a peer (snapshot catch-up). Its position must
  * be head+1, its prev_hash the current head hash, its seq the stream's
  * last_seq+1, and its hash must recompute; else LEDGER_STORE_ECHAIN and
@@ -316,5 +324,25 @@ struct ledger_verify_result {
     char reason[160];              /* Why the first bad one is bad. */
 };
 int ledger_store_verify(ledger_store *s, struct ledger_verify_result *out);
+
+/* ---- Health checks (check.c) ------------------------------------------ */
+
+/* SQLite's quick_check of the whole file (every page, B-tree structure,
+ * record formats; no index contents): LEDGER_STORE_OK, or
+ * LEDGER_STORE_ECORRUPT with the first problem in the message. Reads the
+ * whole file (about 4 ms per MB in the page cache). */
+int ledger_store_quick_check(ledger_store *s);
+
+/* The hash chain of the last `n` events: positions without gaps up to the
+ * head, each prev_hash the hash before it, each hash recomputed from its
+ * row, and the head's stream row holding it. Fills out as
+ * ledger_store_verify does (ok false with first_bad_position and reason). */
+int ledger_store_check_tail(ledger_store *s, uint64_t n,
+                            struct ledger_verify_result *out);
+
+/* True once SQLite reported this handle's file corrupt (SQLITE_CORRUPT or
+ * SQLITE_NOTADB) on any call: what failed was not the disk's room or the
+ * caller, but the file. */
+bool ledger_store_corrupt_seen(const ledger_store *s);
 
 #endif /* LEDGER_STORE_H */
