@@ -85,12 +85,36 @@ void repl__contact_heard(ledger_repl *r, uint64_t id, uint64_t now)
     }
 }
 
+/* Drop the records of ids no longer in the configuration: a member that
+ * was removed and joins again starts without its old contact and applied
+ * figures, and churn through new ids never runs out of slots. */
+static void forgetRemoved(ledger_repl *r, const struct raft_configuration *c)
+{
+    size_t i;
+    unsigned j;
+    for (i = 0; i < REPL__MAX_MEMBERS; i++) {
+        bool member = false;
+        if (r->contact[i].id == 0) {
+            continue;
+        }
+        for (j = 0; j < c->n && !member; j++) {
+            member = c->servers[j].id == r->contact[i].id;
+        }
+        if (!member) {
+            memset(&r->contact[i], 0, sizeof r->contact[i]);
+        }
+    }
+}
+
 void repl__lag_tick(ledger_repl *r)
 {
     const struct raft_configuration *c = peek_configuration(r->raft);
     struct peek_progress p;
     unsigned i;
 
+    if (c->n > 0) {
+        forgetRemoved(r, c);
+    }
     if (raft_state(r->raft) != RAFT_LEADER) {
         return;
     }

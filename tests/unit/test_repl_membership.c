@@ -268,6 +268,55 @@ static void test_remove_follower(void **state)
     FX_CHECK_EQ(&f->fx, fx_append_sync(&f->fx, l, "s", 1, "after", &op), 0);
 }
 
+/* Members come and go under new ids (automatic roles, replaced machines):
+ * the leader forgets the figures of removed ids, so after more removals
+ * than it has slots, a new member still gets its last contact, and a
+ * removed id that joins again starts without its old figures. */
+static void test_removed_members_forgotten(void **state)
+{
+    struct fixture *f = *state;
+    unsigned l = start(f, __func__, 1);
+    struct ledger_repl_member gone;
+    struct ledger_repl_member m = member(&f->fx, 3);
+    struct fx_change c = {0};
+    struct ledger_repl_member_info mi;
+    unsigned i;
+
+    for (i = 0; i < 70; i++) {
+        memset(&gone, 0, sizeof gone);
+        gone.id = 100 + i;
+        snprintf(gone.raft_addr, sizeof gone.raft_addr, "gone-%u:1", i);
+        snprintf(gone.api_addr, sizeof gone.api_addr, "gone-%u:2", i);
+        memset(&c, 0, sizeof c);
+        FX_CHECK_EQ(&f->fx,
+                    ledger_repl_add(repl(&f->fx, l), &gone, REPL_ROLE_SPARE, 0,
+                                    fx_change_cb, &c),
+                    0);
+        waitChange(&f->fx, &c, 5000);
+        FX_CHECK_EQ(&f->fx, c.status, 0);
+        fx_step_for(&f->fx, 2 * HB); /* The lag tick sees it. */
+        memset(&c, 0, sizeof c);
+        FX_CHECK_EQ(
+            &f->fx,
+            ledger_repl_remove(repl(&f->fx, l), gone.id, fx_change_cb, &c), 0);
+        waitChange(&f->fx, &c, 5000);
+        FX_CHECK_EQ(&f->fx, c.status, 0);
+        fx_step_for(&f->fx, 2 * HB);
+    }
+    memset(&c, 0, sizeof c);
+    FX_CHECK_EQ(&f->fx,
+                ledger_repl_add(repl(&f->fx, l), &m, REPL_ROLE_VOTER, 0,
+                                fx_change_cb, &c),
+                0);
+    waitChange(&f->fx, &c, 10000);
+    FX_CHECK_EQ(&f->fx, c.status, 0);
+    fx_step_for(&f->fx, T);
+    mi = info(&f->fx, l, 4);
+    FX_CHECK_MSG(
+        &f->fx, mi.last_contact_ms >= 0 && mi.last_contact_ms <= (int64_t)T,
+        "member 4's last contact %lld ms", (long long)mi.last_contact_ms);
+}
+
 /* The leader removes itself: the change completes, another node leads the
  * two that are left, and the old leader reports it is no longer leader. */
 static void test_remove_the_leader(void **state)
@@ -649,6 +698,8 @@ int main(void)
             test_lag_and_last_contact_of_cut_follower, setUp, tearDown),
         cmocka_unit_test_setup_teardown(test_reported_applied_index_freshness,
                                         setUp, tearDown),
+        cmocka_unit_test_setup_teardown(test_removed_members_forgotten, setUp,
+                                        tearDown),
         cmocka_unit_test_setup_teardown(test_follower_view_and_contact, setUp,
                                         tearDown),
     };
