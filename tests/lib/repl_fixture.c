@@ -539,6 +539,22 @@ void fx_close(struct fx *f)
 
 /* ---- Driving ----------------------------------------------------------- */
 
+int fx_test_setup(void **state)
+{
+    struct fx_test *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    *state = t;
+    return 0;
+}
+
+int fx_test_teardown(void **state)
+{
+    struct fx_test *t = *state;
+    fx_close(&t->fx);
+    free(t);
+    return 0;
+}
+
 uint64_t fx_now(struct fx *f)
 {
     return raft_fixture_time(&f->rf);

@@ -152,6 +152,14 @@ void fx_start_cluster(struct fx *f, const char *test,
 /* Add a fresh node (a new fixture server), not started. Its index. */
 unsigned fx_grow(struct fx *f);
 void fx_close(struct fx *f);
+/* The state of a cmocka test on the fixture: fx_test_setup allocates it
+ * zeroed (the test starts its cluster), fx_test_teardown closes whatever
+ * cluster the test started and frees it. */
+struct fx_test {
+    struct fx fx;
+};
+int fx_test_setup(void **state);
+int fx_test_teardown(void **state);
 
 /* ---- Driving ----------------------------------------------------------- */
 

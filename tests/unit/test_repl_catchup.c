@@ -19,27 +19,7 @@
 #define HB 100u
 #define EVENTS_PER_ENTRY 20u
 
-struct fixture {
-    struct fx fx;
-};
-
-static int setUp(void **state)
-{
-    struct fixture *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    *state = f;
-    return 0;
-}
-
-static int tearDown(void **state)
-{
-    struct fixture *f = *state;
-    fx_close(&f->fx);
-    free(f);
-    return 0;
-}
-
-static unsigned start(struct fixture *f, const char *name, unsigned n)
+static unsigned start(struct fx_test *f, const char *name, unsigned n)
 {
     struct fx_options o = {
         .n = n, .snapshot_threshold = 8, .snapshot_trailing = 4};
@@ -100,7 +80,7 @@ static void fallBehind(struct fx *x, unsigned k, unsigned entries)
  * head hash and applied index. */
 static void test_lagging_follower_restores_and_pulls(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 3);
     unsigned k = (l + 1) % 3;
 
@@ -118,7 +98,7 @@ static void test_lagging_follower_restores_and_pulls(void **state)
  * applied, and the store never shows an applied index it lacks. */
 static void test_entries_wait_for_the_pull(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 3);
     unsigned k = (l + 1) % 3;
     unsigned o = (l + 2) % 3;
@@ -147,7 +127,7 @@ static void test_entries_wait_for_the_pull(void **state)
 /* The leader cannot serve the pull: the next member does. */
 static void test_pull_moves_to_next_member(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 3);
     unsigned k = (l + 1) % 3;
     unsigned o = (l + 2) % 3;
@@ -165,7 +145,7 @@ static void test_pull_moves_to_next_member(void **state)
  * nothing of the bad page is kept. */
 static void test_tampered_page_is_refused(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 3);
     unsigned k = (l + 1) % 3;
 
@@ -184,7 +164,7 @@ static void test_tampered_page_is_refused(void **state)
  * and tries again; once a member serves, the follower catches up. */
 static void test_pull_retries_after_every_member_failed(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 3);
     unsigned k = (l + 1) % 3;
     unsigned o = (l + 2) % 3;
@@ -208,7 +188,7 @@ static void test_pull_retries_after_every_member_failed(void **state)
  * applied exactly once. */
 static void test_newer_snapshot_retargets_the_pull(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 3);
     unsigned k = (l + 1) % 3;
     unsigned o = (l + 2) % 3;
@@ -236,7 +216,7 @@ static void test_newer_snapshot_retargets_the_pull(void **state)
  * and hands leadership to a voter that has the state. */
 static void test_catching_up_leader_hands_over(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     /* Node 1 leads first; node 2 stands next (smaller draw than node 3). */
     struct fx_options o3 = {.n = 3,
                             .snapshot_threshold = 8,
@@ -275,7 +255,7 @@ static void test_catching_up_leader_hands_over(void **state)
  * once a member answers. */
 static void test_long_outage_keeps_raft_healthy(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 3);
     unsigned k = (l + 1) % 3;
     unsigned o = (l + 2) % 3;
@@ -307,7 +287,7 @@ static bool snapshotArrived(struct fx *x, void *arg)
  * and the catch-up runs. */
 static void test_snapshot_written_while_candidate(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 3);
     unsigned k = (l + 1) % 3;
 
@@ -333,23 +313,25 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
-            test_lagging_follower_restores_and_pulls, setUp, tearDown),
-        cmocka_unit_test_setup_teardown(test_entries_wait_for_the_pull, setUp,
-                                        tearDown),
-        cmocka_unit_test_setup_teardown(test_pull_moves_to_next_member, setUp,
-                                        tearDown),
-        cmocka_unit_test_setup_teardown(test_tampered_page_is_refused, setUp,
-                                        tearDown),
+            test_lagging_follower_restores_and_pulls, fx_test_setup,
+            fx_test_teardown),
+        cmocka_unit_test_setup_teardown(test_entries_wait_for_the_pull,
+                                        fx_test_setup, fx_test_teardown),
+        cmocka_unit_test_setup_teardown(test_pull_moves_to_next_member,
+                                        fx_test_setup, fx_test_teardown),
+        cmocka_unit_test_setup_teardown(test_tampered_page_is_refused,
+                                        fx_test_setup, fx_test_teardown),
         cmocka_unit_test_setup_teardown(
-            test_pull_retries_after_every_member_failed, setUp, tearDown),
+            test_pull_retries_after_every_member_failed, fx_test_setup,
+            fx_test_teardown),
         cmocka_unit_test_setup_teardown(test_newer_snapshot_retargets_the_pull,
-                                        setUp, tearDown),
+                                        fx_test_setup, fx_test_teardown),
         cmocka_unit_test_setup_teardown(test_catching_up_leader_hands_over,
-                                        setUp, tearDown),
+                                        fx_test_setup, fx_test_teardown),
         cmocka_unit_test_setup_teardown(test_long_outage_keeps_raft_healthy,
-                                        setUp, tearDown),
+                                        fx_test_setup, fx_test_teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_written_while_candidate,
-                                        setUp, tearDown),
+                                        fx_test_setup, fx_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,27 +19,7 @@
 #define TICK 50u /* The layer's tick at T. */
 #define HB 100u  /* Heartbeat. */
 
-struct fixture {
-    struct fx fx;
-};
-
-static int setUp(void **state)
-{
-    struct fixture *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    *state = f;
-    return 0;
-}
-
-static int tearDown(void **state)
-{
-    struct fixture *f = *state;
-    fx_close(&f->fx);
-    free(f);
-    return 0;
-}
-
-static void start3(struct fixture *f, const char *name)
+static void start3(struct fx_test *f, const char *name)
 {
     struct fx_options o = {.n = 3};
     fx_start_cluster(&f->fx, name, &o);
@@ -62,7 +42,7 @@ static bool stateIsNot(struct fx *x, void *arg)
  * the same cluster id. */
 static void test_bootstrap_elects_one_leader(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     struct ledger_repl_status s0, s1, s2;
     unsigned leaders = 0;
     unsigned i;
@@ -85,7 +65,7 @@ static void test_bootstrap_elects_one_leader(void **state)
  * healed does not depose the leader or raise the term. */
 static void test_prevote_keeps_partitioned_follower_harmless(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l;
     unsigned k;
     uint64_t term;
@@ -109,7 +89,7 @@ static void test_prevote_keeps_partitioned_follower_harmless(void **state)
  * leader callback. */
 static void test_follower_forgets_silent_leader_after_T(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l;
     unsigned k;
     uint64_t frozen;
@@ -140,7 +120,7 @@ static void test_follower_forgets_silent_leader_after_T(void **state)
 /* A follower that keeps hearing heartbeats never forgets its leader. */
 static void test_follower_keeps_leader_while_heartbeats_flow(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l;
     unsigned k;
 
@@ -159,7 +139,7 @@ static void test_follower_keeps_leader_while_heartbeats_flow(void **state)
  * stands for election 1.5T - 1 after its last contact, not 2T - 1. */
 static void test_election_timeout_drawn_in_T_to_1_5T(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     struct fx_options o = {.n = 3};
     struct ledger_repl_status st;
     unsigned l, a, b;
@@ -218,7 +198,7 @@ static bool someCandidate(struct fx *x, void *arg)
  * equal draws collide more often than on real machines). */
 static void test_new_leader_after_leader_freezes(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l;
     unsigned n;
     uint64_t frozen;
@@ -245,7 +225,7 @@ static void test_new_leader_after_leader_freezes(void **state)
  * splits the vote every round and never elects. */
 static void test_identical_timers_elect_in_one_round(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     struct fx_options o = {.n = 3, .draw = T + 300};
     unsigned l;
     unsigned n;
@@ -285,7 +265,7 @@ static bool heardLater(struct fx *x, void *arg)
  * rounds at 2.6 s). */
 static void test_refused_prevote_is_no_tie(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     /* Mapped draws: node 1 T + 10, node 2 T + 5, node 3 T; all three
      * stand within 10 ms at start, and the tie-break elects node 1. */
     struct fx_options o = {.n = 3, .draws = {T + 20, T + 10, T}};
@@ -325,7 +305,7 @@ static void test_refused_prevote_is_no_tie(void **state)
  * pre-candidate, grants it. */
 static void test_refusing_follower_stands_when_it_forgets(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     /* Mapped draws: node 1 T + 10, node 2 T + 5, node 3 T + 495. */
     struct fx_options o = {.n = 3, .draws = {T + 20, T + 10, 2 * T - 10}};
     unsigned lh[2];
@@ -372,7 +352,7 @@ static bool isCandidate(struct fx *x, void *arg)
  * waits for H's timer (1.5T). */
 static void test_failed_vote_message_is_sent_again(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     /* Mapped draws: node 1 T + 10, node 2 T + 5, node 3 T + 495. */
     struct fx_options o = {.n = 3, .draws = {T + 20, T + 10, 2 * T - 10}};
     unsigned lo = 1; /* L: id 2, draw T + 5 */
@@ -415,7 +395,7 @@ static void test_failed_vote_message_is_sent_again(void **state)
  * L now, so L stands again at once and wins. */
 static void test_prevote_refused_for_log_restarts_round(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     struct fx_options o = {.n = 3, .draws = {T + 20, T + 10, T}};
     struct fx_op op;
     unsigned lh[2];
@@ -467,7 +447,7 @@ static bool followsNew(struct fx *x, void *arg)
 #define SKEW_ROUNDS 60
 static void test_frozen_leader_with_skew_elects_in_one_round(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     uint64_t worst = 0;
     unsigned slow = 0;
     unsigned k;
@@ -528,7 +508,7 @@ static void test_frozen_leader_with_skew_elects_in_one_round(void **state)
  * counts no leader change. */
 static void test_forget_and_hear_again_is_not_a_change(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     struct fx_options o = {.n = 3, .election_ms = T};
     unsigned l;
     unsigned k;
@@ -557,7 +537,7 @@ static void test_forget_and_hear_again_is_not_a_change(void **state)
  * term and API address, and is_self only on the leader. */
 static void test_leader_callback_reports_leader(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l;
     unsigned i;
 
@@ -583,7 +563,7 @@ static void test_leader_callback_reports_leader(void **state)
  * contact with a majority. */
 static void test_isolated_leader_steps_down_within_T(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l;
     uint64_t cut;
 
@@ -605,7 +585,7 @@ static void test_isolated_leader_steps_down_within_T(void **state)
  * the cut) and the leader still steps down within T plus a tick. */
 static void test_step_down_beats_rafts_fixed_window(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l;
     uint64_t cut;
     unsigned k;
@@ -626,7 +606,7 @@ static void test_step_down_beats_rafts_fixed_window(void **state)
  * steps down within T plus a tick; the others then elect a new leader. */
 static void test_one_way_leader_cannot_receive(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l;
     unsigned n;
     uint64_t cut;
@@ -647,7 +627,7 @@ static void test_one_way_leader_cannot_receive(void **state)
  * leader, and the old one steps down within T plus a tick. */
 static void test_one_way_leader_cannot_send(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l;
     unsigned n;
     uint64_t cut;
@@ -668,7 +648,7 @@ static void test_one_way_leader_cannot_send(void **state)
  * steps down, not at a client's timeout. */
 static void test_cut_off_leader_fails_pending_appends(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     struct fx_op ops[5];
     unsigned l;
     uint64_t down;
@@ -696,7 +676,7 @@ static void test_cut_off_leader_fails_pending_appends(void **state)
  * down; a new barrier there is refused. */
 static void test_cut_off_leader_fails_pending_barriers(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     struct fx_barrier b, b2;
     unsigned l;
 
@@ -716,7 +696,7 @@ static void test_cut_off_leader_fails_pending_barriers(void **state)
  * committing. */
 static void test_leader_with_majority_stays(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     struct fx_options o = {.n = 5};
     struct fx_op op;
     unsigned l;
@@ -734,7 +714,7 @@ static void test_leader_with_majority_stays(void **state)
  * tick. */
 static void test_leader_losing_majority_of_five_steps_down(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     struct fx_options o = {.n = 5};
     unsigned l;
     uint64_t cut;
@@ -754,7 +734,7 @@ static void test_leader_losing_majority_of_five_steps_down(void **state)
  * within every election timeout and keeps leading; writes commit. */
 static void test_message_loss_does_not_depose(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     struct fx_op op;
     unsigned l;
     uint64_t term;
@@ -774,7 +754,7 @@ static void test_message_loss_does_not_depose(void **state)
  * hash of every store are identical across two runs. */
 static void test_same_seed_same_run(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     uint8_t head[2][3][LEDGER_HASH_LEN];
     uint64_t at[2];
     unsigned leader[2];
@@ -812,54 +792,67 @@ static void test_same_seed_same_run(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_bootstrap_elects_one_leader, setUp,
-                                        tearDown),
+        cmocka_unit_test_setup_teardown(test_bootstrap_elects_one_leader,
+                                        fx_test_setup, fx_test_teardown),
         cmocka_unit_test_setup_teardown(
-            test_prevote_keeps_partitioned_follower_harmless, setUp, tearDown),
+            test_prevote_keeps_partitioned_follower_harmless, fx_test_setup,
+            fx_test_teardown),
         cmocka_unit_test_setup_teardown(
-            test_follower_forgets_silent_leader_after_T, setUp, tearDown),
+            test_follower_forgets_silent_leader_after_T, fx_test_setup,
+            fx_test_teardown),
         cmocka_unit_test_setup_teardown(
-            test_follower_keeps_leader_while_heartbeats_flow, setUp, tearDown),
+            test_follower_keeps_leader_while_heartbeats_flow, fx_test_setup,
+            fx_test_teardown),
         cmocka_unit_test_setup_teardown(
-            test_election_timeout_drawn_in_T_to_1_5T, setUp, tearDown),
+            test_election_timeout_drawn_in_T_to_1_5T, fx_test_setup,
+            fx_test_teardown),
         cmocka_unit_test_setup_teardown(test_new_leader_after_leader_freezes,
-                                        setUp, tearDown),
+                                        fx_test_setup, fx_test_teardown),
         cmocka_unit_test_setup_teardown(
-            test_identical_timers_elect_in_one_round, setUp, tearDown),
-        cmocka_unit_test_setup_teardown(test_refused_prevote_is_no_tie, setUp,
-                                        tearDown),
+            test_identical_timers_elect_in_one_round, fx_test_setup,
+            fx_test_teardown),
+        cmocka_unit_test_setup_teardown(test_refused_prevote_is_no_tie,
+                                        fx_test_setup, fx_test_teardown),
         cmocka_unit_test_setup_teardown(
-            test_refusing_follower_stands_when_it_forgets, setUp, tearDown),
+            test_refusing_follower_stands_when_it_forgets, fx_test_setup,
+            fx_test_teardown),
         cmocka_unit_test_setup_teardown(test_failed_vote_message_is_sent_again,
-                                        setUp, tearDown),
+                                        fx_test_setup, fx_test_teardown),
         cmocka_unit_test_setup_teardown(
-            test_prevote_refused_for_log_restarts_round, setUp, tearDown),
+            test_prevote_refused_for_log_restarts_round, fx_test_setup,
+            fx_test_teardown),
         cmocka_unit_test_setup_teardown(
-            test_frozen_leader_with_skew_elects_in_one_round, setUp, tearDown),
+            test_frozen_leader_with_skew_elects_in_one_round, fx_test_setup,
+            fx_test_teardown),
         cmocka_unit_test_setup_teardown(
-            test_forget_and_hear_again_is_not_a_change, setUp, tearDown),
+            test_forget_and_hear_again_is_not_a_change, fx_test_setup,
+            fx_test_teardown),
         cmocka_unit_test_setup_teardown(test_leader_callback_reports_leader,
-                                        setUp, tearDown),
+                                        fx_test_setup, fx_test_teardown),
         cmocka_unit_test_setup_teardown(
-            test_isolated_leader_steps_down_within_T, setUp, tearDown),
+            test_isolated_leader_steps_down_within_T, fx_test_setup,
+            fx_test_teardown),
         cmocka_unit_test_setup_teardown(test_step_down_beats_rafts_fixed_window,
-                                        setUp, tearDown),
+                                        fx_test_setup, fx_test_teardown),
         cmocka_unit_test_setup_teardown(test_one_way_leader_cannot_receive,
-                                        setUp, tearDown),
-        cmocka_unit_test_setup_teardown(test_one_way_leader_cannot_send, setUp,
-                                        tearDown),
+                                        fx_test_setup, fx_test_teardown),
+        cmocka_unit_test_setup_teardown(test_one_way_leader_cannot_send,
+                                        fx_test_setup, fx_test_teardown),
         cmocka_unit_test_setup_teardown(
-            test_cut_off_leader_fails_pending_appends, setUp, tearDown),
+            test_cut_off_leader_fails_pending_appends, fx_test_setup,
+            fx_test_teardown),
         cmocka_unit_test_setup_teardown(
-            test_cut_off_leader_fails_pending_barriers, setUp, tearDown),
-        cmocka_unit_test_setup_teardown(test_leader_with_majority_stays, setUp,
-                                        tearDown),
+            test_cut_off_leader_fails_pending_barriers, fx_test_setup,
+            fx_test_teardown),
+        cmocka_unit_test_setup_teardown(test_leader_with_majority_stays,
+                                        fx_test_setup, fx_test_teardown),
         cmocka_unit_test_setup_teardown(
-            test_leader_losing_majority_of_five_steps_down, setUp, tearDown),
+            test_leader_losing_majority_of_five_steps_down, fx_test_setup,
+            fx_test_teardown),
         cmocka_unit_test_setup_teardown(test_message_loss_does_not_depose,
-                                        setUp, tearDown),
-        cmocka_unit_test_setup_teardown(test_same_seed_same_run, setUp,
-                                        tearDown),
+                                        fx_test_setup, fx_test_teardown),
+        cmocka_unit_test_setup_teardown(test_same_seed_same_run, fx_test_setup,
+                                        fx_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,27 +18,7 @@
 #define T 1000u
 #define HB 100u
 
-struct fixture {
-    struct fx fx;
-};
-
-static int setUp(void **state)
-{
-    struct fixture *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    *state = f;
-    return 0;
-}
-
-static int tearDown(void **state)
-{
-    struct fixture *f = *state;
-    fx_close(&f->fx);
-    free(f);
-    return 0;
-}
-
-static unsigned start(struct fixture *f, const char *name, unsigned n)
+static unsigned start(struct fx_test *f, const char *name, unsigned n)
 {
     struct fx_options o = {
         .n = n, .snapshot_threshold = 32, .snapshot_trailing = 8};
@@ -105,7 +85,7 @@ static unsigned countEventsWithId(struct fx *x, unsigned i, const char *id)
  * on there; the failed node reports store_failed and "unavailable". */
 static void test_leader_store_failure_hands_over(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 3);
     struct fx_op op;
     struct fx_op next;
@@ -136,7 +116,7 @@ static void test_leader_store_failure_hands_over(void **state)
  * once: ENOTLEADER (go elsewhere) and EAPPLY. */
 static void test_failed_store_refuses_writes_and_barriers(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 3);
     struct fx_op op;
     struct fx_barrier b;
@@ -154,7 +134,7 @@ static void test_failed_store_refuses_writes_and_barriers(void **state)
  * leading and the cluster keeps committing with the third node. */
 static void test_follower_store_failure(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 3);
     unsigned k = (l + 1) % 3;
     struct fx_op op;
@@ -174,7 +154,7 @@ static void test_follower_store_failure(void **state)
  * majority elects and writes; healed, all five hold the same chain. */
 static void test_minority_partition_then_heal(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 5);
     unsigned buddy = (l + 1) % 5;
     struct fx_op lost;
@@ -218,7 +198,7 @@ static void test_minority_partition_then_heal(void **state)
  * chains agree. */
 static void test_loss_and_jitter_every_ack_everywhere(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     struct fx_op ops[30];
     char ids[30][16];
     unsigned acked = 0;
@@ -270,7 +250,7 @@ static void test_loss_and_jitter_every_ack_everywhere(void **state)
  * committed or not, the events are stored exactly once. */
 static void test_unknown_outcome_retry_is_exactly_once(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 3);
     struct fx_op first;
     struct fx_op retry;
@@ -311,7 +291,7 @@ static void test_unknown_outcome_retry_is_exactly_once(void **state)
  * the new leader with the same chain. */
 static void test_frozen_leader_thaws_as_follower(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 3);
     struct fx_op pending;
     struct fx_op ok;
@@ -336,19 +316,22 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_leader_store_failure_hands_over,
-                                        setUp, tearDown),
+                                        fx_test_setup, fx_test_teardown),
         cmocka_unit_test_setup_teardown(
-            test_failed_store_refuses_writes_and_barriers, setUp, tearDown),
-        cmocka_unit_test_setup_teardown(test_follower_store_failure, setUp,
-                                        tearDown),
+            test_failed_store_refuses_writes_and_barriers, fx_test_setup,
+            fx_test_teardown),
+        cmocka_unit_test_setup_teardown(test_follower_store_failure,
+                                        fx_test_setup, fx_test_teardown),
         cmocka_unit_test_setup_teardown(test_minority_partition_then_heal,
-                                        setUp, tearDown),
+                                        fx_test_setup, fx_test_teardown),
         cmocka_unit_test_setup_teardown(
-            test_loss_and_jitter_every_ack_everywhere, setUp, tearDown),
+            test_loss_and_jitter_every_ack_everywhere, fx_test_setup,
+            fx_test_teardown),
         cmocka_unit_test_setup_teardown(
-            test_unknown_outcome_retry_is_exactly_once, setUp, tearDown),
+            test_unknown_outcome_retry_is_exactly_once, fx_test_setup,
+            fx_test_teardown),
         cmocka_unit_test_setup_teardown(test_frozen_leader_thaws_as_follower,
-                                        setUp, tearDown),
+                                        fx_test_setup, fx_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,28 +18,8 @@
 #define HB 100u
 #define TICK 50u
 
-struct fixture {
-    struct fx fx;
-};
-
-static int setUp(void **state)
-{
-    struct fixture *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    *state = f;
-    return 0;
-}
-
-static int tearDown(void **state)
-{
-    struct fixture *f = *state;
-    fx_close(&f->fx);
-    free(f);
-    return 0;
-}
-
 /* A 3-voter cluster plus `extra` started, unbootstrapped nodes. */
-static unsigned start(struct fixture *f, const char *name, unsigned extra)
+static unsigned start(struct fx_test *f, const char *name, unsigned extra)
 {
     struct fx_options o = {.n = 3 + extra, .voters = 3};
     fx_start_cluster(&f->fx, name, &o);
@@ -90,7 +70,7 @@ static void waitChange(struct fx *x, struct fx_change *c, unsigned ms)
  * entries. */
 static void test_add_as_spare(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 1);
     struct ledger_repl_member m = member(&f->fx, 3);
     struct fx_change c = {0};
@@ -115,7 +95,7 @@ static void test_add_as_spare(void **state)
  * becomes a voter; the message says how long the catch-up took. */
 static void test_add_as_voter_promotes_when_caught_up(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 1);
     struct ledger_repl_member m = member(&f->fx, 3);
     struct fx_change c = {0};
@@ -146,7 +126,7 @@ static void test_add_as_voter_promotes_when_caught_up(void **state)
  * stays a standby. */
 static void test_promotion_deadline_never_answered(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 1);
     struct ledger_repl_member m = member(&f->fx, 3);
     struct fx_change c = {0};
@@ -170,7 +150,7 @@ static void test_promotion_deadline_never_answered(void **state)
  * the deadline with "entries behind" in the message. */
 static void test_promotion_deadline_still_behind(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 1);
     struct ledger_repl_member m = member(&f->fx, 3);
     struct fx_change c = {0};
@@ -222,7 +202,7 @@ static void test_promotion_deadline_still_behind(void **state)
  * follows. */
 static void test_demotion(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 0);
     unsigned k = (l + 1) % 3;
     struct fx_change c = {0};
@@ -251,7 +231,7 @@ static void test_demotion(void **state)
  * writes commit with the two left. */
 static void test_remove_follower(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 0);
     unsigned k = (l + 1) % 3;
     struct fx_change c = {0};
@@ -274,7 +254,7 @@ static void test_remove_follower(void **state)
  * removed id that joins again starts without its old figures. */
 static void test_removed_members_forgotten(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 1);
     struct ledger_repl_member gone;
     struct ledger_repl_member m = member(&f->fx, 3);
@@ -321,7 +301,7 @@ static void test_removed_members_forgotten(void **state)
  * two that are left, and the old leader reports it is no longer leader. */
 static void test_remove_the_leader(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 0);
     struct fx_change c = {0};
     struct fx_op op;
@@ -345,7 +325,7 @@ static void test_remove_the_leader(void **state)
  * (RAFT_NOTLEADER). None calls back. */
 static void test_refusals(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 1);
     unsigned k = (l + 1) % 3;
     struct ledger_repl_member m4 = member(&f->fx, 3);
@@ -388,7 +368,7 @@ static void test_refusals(void **state)
  * RAFT_LEADERSHIPLOST; the member stays a standby. */
 static void test_leadership_lost_during_promotion(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 1);
     struct ledger_repl_member m = member(&f->fx, 3);
     struct fx_change c = {0};
@@ -414,7 +394,7 @@ static void test_leadership_lost_during_promotion(void **state)
  * (RAFT_CANCELED) and the removal goes through. */
 static void test_remove_cancels_promotion(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 1);
     struct ledger_repl_member m = member(&f->fx, 3);
     struct fx_change c = {0};
@@ -462,7 +442,7 @@ static bool xferDone(struct fx *f, void *arg)
  * the new leader, who takes writes. */
 static void test_transfer_to_best_voter(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 0);
     unsigned behind = (l + 1) % 3;
     unsigned best = (l + 2) % 3;
@@ -487,7 +467,7 @@ static void test_transfer_to_best_voter(void **state)
  * ENOTLEADER, then the target leads. */
 static void test_transfer_quiesces(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 0);
     unsigned to = (l + 2) % 3;
     struct xferResult x = {false, 0, 0, &f->fx};
@@ -519,7 +499,7 @@ static void test_transfer_quiesces(void **state)
  * still leading. */
 static void test_transfer_refusals_and_timeout(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 0);
     unsigned to = (l + 1) % 3;
     struct xferResult x = {false, 0, 0, &f->fx};
@@ -544,7 +524,7 @@ static void test_transfer_refusals_and_timeout(void **state)
  * pending entries: a transfer started from their callbacks crashed). */
 static void test_transfer_quiescing_when_leader_steps_down(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 0);
     unsigned to = (l + 1) % 3;
     struct xferResult x = {false, 0, 0, &f->fx};
@@ -576,7 +556,7 @@ static void test_transfer_quiescing_when_leader_steps_down(void **state)
  * last contact from its last answer; past T it shows as unreachable. */
 static void test_lag_and_last_contact_of_cut_follower(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 0);
     unsigned k = (l + 1) % 3;
     struct ledger_repl_member_info m;
@@ -627,7 +607,7 @@ static void test_lag_and_last_contact_of_cut_follower(void **state)
  * REPL_APPLIED_FRESH_MS the leader's estimate min(match, commit) again. */
 static void test_reported_applied_index_freshness(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 0);
     unsigned k = (l + 1) % 3;
     struct ledger_repl_member_info m;
@@ -647,7 +627,7 @@ static void test_reported_applied_index_freshness(void **state)
  * contact. */
 static void test_follower_view_and_contact(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     unsigned l = start(f, __func__, 0);
     unsigned k = (l + 1) % 3;
     struct ledger_repl_status st;
@@ -670,38 +650,45 @@ static void test_follower_view_and_contact(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_add_as_spare, setUp, tearDown),
+        cmocka_unit_test_setup_teardown(test_add_as_spare, fx_test_setup,
+                                        fx_test_teardown),
         cmocka_unit_test_setup_teardown(
-            test_add_as_voter_promotes_when_caught_up, setUp, tearDown),
+            test_add_as_voter_promotes_when_caught_up, fx_test_setup,
+            fx_test_teardown),
         cmocka_unit_test_setup_teardown(test_promotion_deadline_never_answered,
-                                        setUp, tearDown),
+                                        fx_test_setup, fx_test_teardown),
         cmocka_unit_test_setup_teardown(test_promotion_deadline_still_behind,
-                                        setUp, tearDown),
-        cmocka_unit_test_setup_teardown(test_demotion, setUp, tearDown),
-        cmocka_unit_test_setup_teardown(test_remove_follower, setUp, tearDown),
-        cmocka_unit_test_setup_teardown(test_remove_the_leader, setUp,
-                                        tearDown),
-        cmocka_unit_test_setup_teardown(test_refusals, setUp, tearDown),
+                                        fx_test_setup, fx_test_teardown),
+        cmocka_unit_test_setup_teardown(test_demotion, fx_test_setup,
+                                        fx_test_teardown),
+        cmocka_unit_test_setup_teardown(test_remove_follower, fx_test_setup,
+                                        fx_test_teardown),
+        cmocka_unit_test_setup_teardown(test_remove_the_leader, fx_test_setup,
+                                        fx_test_teardown),
+        cmocka_unit_test_setup_teardown(test_refusals, fx_test_setup,
+                                        fx_test_teardown),
         cmocka_unit_test_setup_teardown(test_leadership_lost_during_promotion,
-                                        setUp, tearDown),
-        cmocka_unit_test_setup_teardown(test_remove_cancels_promotion, setUp,
-                                        tearDown),
-        cmocka_unit_test_setup_teardown(test_transfer_to_best_voter, setUp,
-                                        tearDown),
-        cmocka_unit_test_setup_teardown(test_transfer_quiesces, setUp,
-                                        tearDown),
+                                        fx_test_setup, fx_test_teardown),
+        cmocka_unit_test_setup_teardown(test_remove_cancels_promotion,
+                                        fx_test_setup, fx_test_teardown),
+        cmocka_unit_test_setup_teardown(test_transfer_to_best_voter,
+                                        fx_test_setup, fx_test_teardown),
+        cmocka_unit_test_setup_teardown(test_transfer_quiesces, fx_test_setup,
+                                        fx_test_teardown),
         cmocka_unit_test_setup_teardown(test_transfer_refusals_and_timeout,
-                                        setUp, tearDown),
+                                        fx_test_setup, fx_test_teardown),
         cmocka_unit_test_setup_teardown(
-            test_transfer_quiescing_when_leader_steps_down, setUp, tearDown),
+            test_transfer_quiescing_when_leader_steps_down, fx_test_setup,
+            fx_test_teardown),
         cmocka_unit_test_setup_teardown(
-            test_lag_and_last_contact_of_cut_follower, setUp, tearDown),
+            test_lag_and_last_contact_of_cut_follower, fx_test_setup,
+            fx_test_teardown),
         cmocka_unit_test_setup_teardown(test_reported_applied_index_freshness,
-                                        setUp, tearDown),
-        cmocka_unit_test_setup_teardown(test_removed_members_forgotten, setUp,
-                                        tearDown),
-        cmocka_unit_test_setup_teardown(test_follower_view_and_contact, setUp,
-                                        tearDown),
+                                        fx_test_setup, fx_test_teardown),
+        cmocka_unit_test_setup_teardown(test_removed_members_forgotten,
+                                        fx_test_setup, fx_test_teardown),
+        cmocka_unit_test_setup_teardown(test_follower_view_and_contact,
+                                        fx_test_setup, fx_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,26 +22,6 @@
 #define T 1000u
 #define TICK_MS 1000u /* ROLES_TICK_MS */
 
-struct fixture {
-    struct fx fx;
-};
-
-static int setUp(void **state)
-{
-    struct fixture *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    *state = f;
-    return 0;
-}
-
-static int tearDown(void **state)
-{
-    struct fixture *f = *state;
-    fx_close(&f->fx);
-    free(f);
-    return 0;
-}
-
 static ledger_repl *repl(struct fx *x, unsigned i)
 {
     return x->nodes[i].repl;
@@ -277,7 +257,7 @@ static bool votersHaveTargets(struct fx *x, void *unused)
  * standby. Thawed, the parked voter stays a spare: nothing flaps. */
 static void test_dead_voter_replaced(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     struct fx *x = &f->fx;
     struct fx_options o = {.n = 5, .voters = 3};
     static const char *zones[5] = {"a", "b", "c", "a", "d"};
@@ -352,7 +332,7 @@ static void test_dead_voter_replaced(void **state)
  * zone labels from the snapshot (its 9th element and the members' 4th). */
 static void test_snapshot_carries_targets_and_zones(void **state)
 {
-    struct fixture *f = *state;
+    struct fx_test *f = *state;
     struct fx *x = &f->fx;
     struct fx_options o = {
         .n = 4, .voters = 3, .snapshot_threshold = 16, .snapshot_trailing = 4};
@@ -403,10 +383,10 @@ static void test_snapshot_carries_targets_and_zones(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_dead_voter_replaced, setUp,
-                                        tearDown),
+        cmocka_unit_test_setup_teardown(test_dead_voter_replaced, fx_test_setup,
+                                        fx_test_teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_carries_targets_and_zones,
-                                        setUp, tearDown),
+                                        fx_test_setup, fx_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
