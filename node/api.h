@@ -135,6 +135,9 @@ http_request *api_reply_stream(struct api_req *a, int status, const char *ctype,
                                int *rv);
 void api_reply_json(struct api_req *a, int status, json_t *body,
                     const char *extra_headers);
+/* "2026-11-25T23:23:54.754Z" for a unix time in ms, as a JSON string:
+ * the form of every time in an answer's body. */
+json_t *api_json_time(int64_t unix_ms);
 void api_reply_error(struct api_req *a, enum api_error e, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The same, with extra fields inside "error" (takes the reference). */

@@ -42,20 +42,6 @@ static json_t *intOrNull(bool known, int64_t v)
     return known ? json_integer((json_int_t)v) : json_null();
 }
 
-/* "2026-11-25T23:23:54.754Z" for a unix time in ms. */
-static json_t *isoTime(int64_t unix_ms)
-{
-    char buf[40];
-    time_t secs = (time_t)(unix_ms / 1000);
-    struct tm tm;
-    size_t n;
-
-    gmtime_r(&secs, &tm);
-    n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, sizeof buf - n, ".%03dZ", (int)(unix_ms % 1000));
-    return json_string(buf);
-}
-
 static json_t *memberJson(const struct member_view *v, int64_t now_ms)
 {
     const struct ledger_repl_member_info *m = &v->r;
@@ -73,7 +59,7 @@ static json_t *memberJson(const struct member_view *v, int64_t now_ms)
     json_object_set_new(o, "stable_ms",
                         intOrNull(v->stable_ms >= 0, v->stable_ms));
     json_object_set_new(o, "stable_since",
-                        v->stable_ms >= 0 ? isoTime(now_ms - v->stable_ms)
+                        v->stable_ms >= 0 ? api_json_time(now_ms - v->stable_ms)
                                           : json_null());
     json_object_set_new(o, "disk_free_bytes",
                         intOrNull(v->disk_free >= 0, v->disk_free));

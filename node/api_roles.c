@@ -25,19 +25,6 @@ static json_t *targetsJson(const struct roles_targets *t)
                      (json_int_t)t->dead_after_s, "automatic", t->voters > 0);
 }
 
-static json_t *isoTime(uint64_t unix_ms)
-{
-    char buf[40];
-    time_t secs = (time_t)(unix_ms / 1000);
-    struct tm tm;
-    size_t n;
-
-    gmtime_r(&secs, &tm);
-    n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, sizeof buf - n, ".%03dZ", (int)(unix_ms % 1000));
-    return json_string(buf);
-}
-
 static void rolesNow(struct api_req *a)
 {
     struct roles_targets t;
@@ -59,7 +46,7 @@ static void rolesNow(struct api_req *a)
                 (json_int_t)rec.c.id, "from", ledger_repl_role_name(rec.c.from),
                 "to", ledger_repl_role_name(rec.c.to), "reason",
                 roles_reason_name(rec.c.reason), "why", rec.c.why, "started",
-                isoTime(rec.started_ms), "status",
+                api_json_time((int64_t)rec.started_ms), "status",
                 rec.running  ? "running"
                 : rec.failed ? "failed"
                              : "done",

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api.h"
 #include "log.h"
@@ -174,6 +175,19 @@ void api_method_not_allowed(struct api_req *a, const char *allow)
 }
 
 /* ---- Input helpers ---------------------------------------------------- */
+
+json_t *api_json_time(int64_t unix_ms)
+{
+    char buf[40];
+    time_t secs = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    size_t n;
+
+    gmtime_r(&secs, &tm);
+    n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, sizeof buf - n, ".%03dZ", (int)(unix_ms % 1000));
+    return json_string(buf);
+}
 
 json_t *api_body(struct api_req *a)
 {
