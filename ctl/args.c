@@ -273,6 +273,24 @@ int ctlParseU64(const char *what, const char *s, unsigned long long min,
     return 0;
 }
 
+int ctlFlagUnsigned(const struct ctl_flag *flags, const char *name,
+                    unsigned long long min, unsigned long long max,
+                    unsigned *out)
+{
+    const char *v = ctlFlag(flags, name);
+    unsigned long long x;
+    char what[64];
+    if (v == NULL) {
+        return 0;
+    }
+    snprintf(what, sizeof what, "--%s", name);
+    if (ctlParseU64(what, v, min, max, &x) != 0) {
+        return CTL_EXIT_USAGE;
+    }
+    *out = (unsigned)x;
+    return 0;
+}
+
 int ctlCheckTls(const struct ctl *ctl)
 {
     if ((ctl->tls_cert == NULL) != (ctl->tls_key == NULL)) {

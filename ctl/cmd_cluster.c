@@ -295,19 +295,8 @@ static int flagUnsigned(const struct ctl_flag *flags, const char *name,
                         unsigned long long min, unsigned long long max,
                         unsigned *out, int *given)
 {
-    const char *v = ctlFlag(flags, name);
-    unsigned long long x;
-    char what[64];
-    *given = v != NULL;
-    if (v == NULL) {
-        return 0;
-    }
-    snprintf(what, sizeof what, "--%s", name);
-    if (ctlParseU64(what, v, min, max, &x) != 0) {
-        return CTL_EXIT_USAGE;
-    }
-    *out = (unsigned)x;
-    return 0;
+    *given = ctlFlag(flags, name) != NULL;
+    return ctlFlagUnsigned(flags, name, min, max, out);
 }
 
 /* --tls: DIR/tls/ (CA, node and client certificates) and DIR/token,

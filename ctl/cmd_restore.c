@@ -276,23 +276,6 @@ static int waitVoters(struct restore *r, unsigned want, json_t **out, char *why,
 /* ---- The command -----------------------------------------------------------
  */
 
-static int flagU(const struct ctl_flag *flags, const char *name,
-                 unsigned long long min, unsigned long long max, unsigned *out)
-{
-    const char *v = ctlFlag(flags, name);
-    unsigned long long x;
-    char what[64];
-    if (v == NULL) {
-        return 0;
-    }
-    snprintf(what, sizeof what, "--%s", name);
-    if (ctlParseU64(what, v, min, max, &x) != 0) {
-        return CTL_EXIT_USAGE;
-    }
-    *out = (unsigned)x;
-    return 0;
-}
-
 int ctlCmdRestore(struct ctl *ctl, int argc, char **argv)
 {
     struct ctl_flag flags[] = {{"dir", 1, NULL},       {"nodes", 1, NULL},
@@ -327,10 +310,10 @@ int ctlCmdRestore(struct ctl *ctl, int argc, char **argv)
     if (r.dir == NULL || r.dir[0] == '\0' || strlen(r.dir) > PATH_MAX - 64) {
         return ctlUsage("restore needs --dir DIR, a new or empty directory");
     }
-    if (flagU(flags, "nodes", 1, RESTORE__MAX_NODES, &r.nodes) != 0 ||
-        flagU(flags, "raft-port", 1, 65535, &r.raft_port) != 0 ||
-        flagU(flags, "api-port", 1, 65535, &r.api_port) != 0 ||
-        flagU(flags, "wait-s", 1, 86400, &r.wait_s) != 0) {
+    if (ctlFlagUnsigned(flags, "nodes", 1, RESTORE__MAX_NODES, &r.nodes) != 0 ||
+        ctlFlagUnsigned(flags, "raft-port", 1, 65535, &r.raft_port) != 0 ||
+        ctlFlagUnsigned(flags, "api-port", 1, 65535, &r.api_port) != 0 ||
+        ctlFlagUnsigned(flags, "wait-s", 1, 86400, &r.wait_s) != 0) {
         return CTL_EXIT_USAGE;
     }
     if (r.raft_port + r.nodes - 1 > 65535 || r.api_port + r.nodes - 1 > 65535) {

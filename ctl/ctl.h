@@ -60,6 +60,11 @@ const char *ctlFlag(const struct ctl_flag *flags, const char *name);
  * naming `what` and returns CTL_EXIT_USAGE. */
 int ctlParseU64(const char *what, const char *s, unsigned long long min,
                 unsigned long long max, unsigned long long *out);
+/* The flag --NAME, if given, parsed into *out (ctlParseU64's checks and
+ * message); *out is left alone when it is absent. 0 or CTL_EXIT_USAGE. */
+int ctlFlagUnsigned(const struct ctl_flag *flags, const char *name,
+                    unsigned long long min, unsigned long long max,
+                    unsigned *out);
 
 /* The token in `path`, malloc'ed; NULL if the file cannot be read. A file
  * of ledgerd's format (NAME ROLE TOKEN [...] lines, docs/security.md)
