@@ -44,7 +44,10 @@ static void tickCb(uv_timer_t *t)
         w->was_available = true;
         return;
     }
-    if (!w->was_available) {
+    /* A failed store is behind Raft only after the node ran, even when it
+     * failed before the first check saw it available (within a second of
+     * start, as on a disk already full). */
+    if (!w->was_available && !st.store_failed) {
         return;
     }
     if (!w->stopped) {

@@ -14,7 +14,9 @@
  *
  * Invariants: the node closes the watch when it shuts down for another
  * reason; at most one restart is requested per process; a start that has
- * not yet reached a Raft state other than unavailable is left alone. */
+ * not yet reached a Raft state other than unavailable is left alone,
+ * unless its store failed (it applied entries, so it ran: a failure within
+ * the first check interval must not leave it stopped for good). */
 #ifndef LEDGER_RESTART_H
 #define LEDGER_RESTART_H
 
